@@ -1,0 +1,1 @@
+"""The loyalty-programme WeChat official-account service."""

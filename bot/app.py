@@ -1,0 +1,31 @@
+"""The app factory: ``create_app(config)`` wires every resource and route."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot import health, wiring
+from bot.config import Config
+from bot.metrics import Metrics
+from bot.request_log import request_log_middleware
+
+
+async def _wechat_get(request: web.Request) -> web.Response:
+    return await request.app[wiring.WEBHOOK].verify(request)
+
+
+async def _wechat_post(request: web.Request) -> web.Response:
+    return await request.app[wiring.WEBHOOK].receive(request)
+
+
+def create_app(config: Config) -> web.Application:
+    """The web application for ``config``; resources open on startup and close on cleanup."""
+    metrics = Metrics()
+    app = web.Application(middlewares=[request_log_middleware(metrics)])
+    app[wiring.CONFIG] = config
+    app[wiring.METRICS] = metrics
+    app.cleanup_ctx.extend([wiring.database, wiring.redis, wiring.wechat, wiring.webhook])
+    app.add_routes(
+        [web.get("/wechat", _wechat_get), web.post("/wechat", _wechat_post), *health.routes]
+    )
+    return app

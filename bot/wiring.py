@@ -1,0 +1,98 @@
+"""The app's resources: typed keys, and the cleanup contexts that open and close them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Config
+from bot.database import create_engine, create_sessionmaker
+from bot.inbound_gate import InboundGate
+from bot.interactions import InteractionFlusher
+from bot.metrics import Metrics
+from bot.redis_server import open_redis
+from bot.tasks import BackgroundTasks
+from bot.webhook import Webhook
+from bot.wechat_api import WeChatClient
+from handlers import build_router
+from handlers.dispatcher import Dispatcher
+from handlers.inbound import Services
+from handlers.intents import IntentMatcher
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+REDIS = web.AppKey("redis", Redis)
+WECHAT = web.AppKey("wechat", WeChatClient)
+TASKS = web.AppKey("tasks", BackgroundTasks)
+WEBHOOK = web.AppKey("webhook", Webhook)
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    """The SQL engine and session factory."""
+    engine = create_engine(app[CONFIG].database.url)
+    app[ENGINE] = engine
+    app[SESSIONS] = create_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def redis(app: web.Application) -> AsyncIterator[None]:
+    """Redis: the configured server, or the embedded one."""
+    config = app[CONFIG].redis
+    async with open_redis(config.url, config.embedded_path) as client:
+        app[REDIS] = client
+        yield
+
+
+async def wechat(app: web.Application) -> AsyncIterator[None]:
+    """The outbound WeChat API client and its HTTP connection pool."""
+    config = app[CONFIG].wechat
+    async with aiohttp.ClientSession() as http:
+        app[WECHAT] = WeChatClient(
+            http=http,
+            redis=app[REDIS],
+            appid=config.appid,
+            secret=config.secret.get_secret_value(),
+            base_url=config.api_base_url,
+            token_endpoint=config.token_endpoint,
+            timeout=config.api_timeout_seconds,
+            max_attempts=config.api_max_attempts,
+            backoff=config.api_backoff_seconds,
+            metrics=app[METRICS],
+        )
+        yield
+
+
+async def webhook(app: web.Application) -> AsyncIterator[None]:
+    """The webhook, its dispatcher and the background work it starts."""
+    config = app[CONFIG]
+    router = build_router()
+    matcher = IntentMatcher(config.chat.keywords, config.chat.menu_keys)
+    services = Services(intents=matcher, capabilities=tuple(dict.fromkeys(router.intents())))
+    dispatcher = Dispatcher(router, services, app[SESSIONS])
+    tasks = BackgroundTasks()
+    app[TASKS] = tasks
+    app[WEBHOOK] = Webhook(
+        config.wechat,
+        InboundGate(app[REDIS], config.wechat.dedupe_ttl_seconds),
+        dispatcher,
+        app[WECHAT],
+        app[METRICS],
+        tasks,
+    )
+    flusher = InteractionFlusher(app[REDIS], app[SESSIONS])
+    flushing = asyncio.create_task(flusher.run(), name="interaction-flush")
+    yield
+    await tasks.close()
+    flushing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flushing
+    await flusher.flush()

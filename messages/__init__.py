@@ -1,0 +1,1 @@
+"""What the bot says: reply values, the Chinese copy, and outbound message payloads."""

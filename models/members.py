@@ -1,0 +1,109 @@
+"""Members: followers of the official account, and what the webhook records about them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Boolean, String, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(sqlite.INTEGER(), "sqlite"), primary_key=True
+    )
+    openid: Mapped[str] = mapped_column(String(64), unique=True)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_interaction_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _insert_for(session: AsyncSession):
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def find_member(session: AsyncSession, openid: str) -> Member | None:
+    """The member with this openid, or None for a follower the programme has not seen yet."""
+    return await session.scalar(select(Member).where(Member.openid == openid))
+
+
+async def record_subscribe(session: AsyncSession, openid: str, at: datetime) -> Member:
+    """Create the member on a first follow, or reactivate one who had unsubscribed.
+
+    One upsert, so a follow racing another follow or a first message cannot create two rows.
+    """
+    insert = _insert_for(session)
+    stmt = insert(Member).values(
+        openid=openid, subscribed=True, subscribed_at=at, last_interaction_at=at, created_at=at
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Member.openid],
+        set_={"subscribed": True, "subscribed_at": at, "unsubscribed_at": None},
+    ).returning(Member.id)
+    member_id = (await session.execute(stmt)).scalar_one()
+    return await session.get_one(Member, member_id, populate_existing=True)
+
+
+async def ensure_member(session: AsyncSession, openid: str, at: datetime) -> Member:
+    """The member for a follower who writes to us; creates the row for one we missed following."""
+    member = await find_member(session, openid)
+    if member is not None:
+        return member
+    insert = _insert_for(session)
+    stmt = insert(Member).values(
+        openid=openid, subscribed=True, subscribed_at=None, last_interaction_at=at, created_at=at
+    )
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=[Member.openid]))
+    return await session.scalar(select(Member).where(Member.openid == openid))
+
+
+async def record_unsubscribe(session: AsyncSession, openid: str, at: datetime) -> bool:
+    """Mark the member unsubscribed, keeping everything else; False if we never knew them."""
+    result = await session.execute(
+        update(Member).where(Member.openid == openid).values(subscribed=False, unsubscribed_at=at)
+    )
+    return result.rowcount > 0
+
+
+async def record_interactions(session: AsyncSession, latest: Mapping[str, float]) -> int:
+    """Store each member's latest interaction time (epoch seconds) in one executemany.
+
+    Only moves times forward, so flushes from several processes can arrive in any order.
+    """
+    if not latest:
+        return 0
+    table = Member.__table__
+    # A Core executemany: the ORM's bulk-update mode would insist on primary keys.
+    stmt = (
+        update(table)
+        .where(table.c.openid == bindparam("b_openid"))
+        .where(
+            or_(
+                table.c.last_interaction_at.is_(None),
+                table.c.last_interaction_at < bindparam("b_at"),
+            )
+        )
+        .values(last_interaction_at=bindparam("b_at"))
+    )
+    rows = [
+        {"b_openid": openid, "b_at": datetime.fromtimestamp(ts, UTC)}
+        for openid, ts in latest.items()
+    ]
+    connection = await session.connection()
+    await connection.execute(stmt, rows)
+    return len(rows)
+
+
+async def count_members(session: AsyncSession) -> int:
+    """How many members the programme has (any subscription state)."""
+    return await session.scalar(select(func.count()).select_from(Member)) or 0
