@@ -8,6 +8,8 @@ from bot import health, wiring
 from bot.config import Config
 from bot.metrics import Metrics
 from bot.request_log import request_log_middleware
+from handlers import build_router
+from handlers.router import Router
 
 
 async def _wechat_get(request: web.Request) -> web.Response:
@@ -18,12 +20,16 @@ async def _wechat_post(request: web.Request) -> web.Response:
     return await request.app[wiring.WEBHOOK].receive(request)
 
 
-def create_app(config: Config) -> web.Application:
-    """The web application for ``config``; resources open on startup and close on cleanup."""
+def create_app(config: Config, router: Router | None = None) -> web.Application:
+    """The web application for ``config``; resources open on startup and close on cleanup.
+
+    ``router`` replaces the conversation router (tests compose their own capabilities).
+    """
     metrics = Metrics()
     app = web.Application(middlewares=[request_log_middleware(metrics)])
     app[wiring.CONFIG] = config
     app[wiring.METRICS] = metrics
+    app[wiring.ROUTER] = router or build_router()
     app.cleanup_ctx.extend([wiring.database, wiring.redis, wiring.wechat, wiring.webhook])
     app.add_routes(
         [web.get("/wechat", _wechat_get), web.post("/wechat", _wechat_post), *health.routes]

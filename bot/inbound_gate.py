@@ -47,11 +47,12 @@ class Admission:
     earlier: bytes = b""
 
 
-def dedupe_key(openid: str, msg_id: int, created: int, event: str | None) -> str:
-    """MsgId for messages; sender, time, event name (and MsgID, if any) for events."""
+def dedupe_key(openid: str, msg_id: int, created: int, event: str | None, key: str) -> str:
+    """MsgId for messages; for events, sender and time (WeChat's advice) plus event name, key
+    and MsgID, so two different buttons pressed in one second are two events."""
     if event is None and msg_id:
         return f"dedupe:msg:{msg_id}"
-    return f"dedupe:evt:{openid}:{created}:{event or ''}:{msg_id}"
+    return f"dedupe:evt:{openid}:{created}:{event or ''}:{key}:{msg_id}"
 
 
 class InboundGate:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -12,14 +13,17 @@ from bot.metrics import Metrics
 
 log = logging.getLogger("bot.request")
 
+# Fields a handler adds to its request's log line (message type, outcome, …).
+LOG_FIELDS = web.RequestKey("log_fields", dict[str, Any])
+
 
 def request_log_middleware(metrics: Metrics) -> web.middleware:
-    """Log method, route, status, latency and the handler's own fields (``request["log"]``)."""
+    """Log method, route, status, latency and the handler's own fields (``LOG_FIELDS``)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        request["log"] = fields = {}
+        request[LOG_FIELDS] = fields = {}
         status = 500
         try:
             response = await handler(request)

@@ -33,6 +33,7 @@ from bot.inbound_gate import (
 )
 from bot.logs import mask_openid
 from bot.metrics import Metrics
+from bot.request_log import LOG_FIELDS
 from bot.tasks import BackgroundTasks
 from bot.wechat_api import WeChatAPIError, WeChatClient
 from bot.wechat_xml import (
@@ -116,12 +117,12 @@ class Webhook:
         echostr = request.query.get("echostr")
         if echostr is None:
             return self._reject(request, Rejected(400, "echostr missing"))
-        request["log"]["outcome"] = "verified"
+        request[LOG_FIELDS]["outcome"] = "verified"
         return web.Response(text=echostr)
 
     async def receive(self, request: web.Request) -> web.Response:
         """A pushed message or event: answer well inside WeChat's 5 seconds."""
-        fields: dict[str, Any] = request["log"]
+        fields: dict[str, Any] = request[LOG_FIELDS]
         try:
             body = await self._read_body(request)
             self._check_signature(request.query)
@@ -141,7 +142,7 @@ class Webhook:
             )
             return self._answer(fields, "unknown_type", "", encrypted, nonce)
 
-        key = dedupe_key(msg.openid, parsed.msg_id, parsed.created, msg.event)
+        key = dedupe_key(msg.openid, parsed.msg_id, parsed.created, msg.event, msg.key)
         try:
             admission = await self._gate.admit(key, msg.openid, _window(msg))
         except RedisError:
@@ -249,7 +250,7 @@ class Webhook:
         return web.Response(text=xml_reply, content_type="application/xml")
 
     def _reject(self, request: web.Request, rejected: Rejected) -> web.Response:
-        request["log"]["outcome"] = f"rejected:{rejected.reason}"
+        request[LOG_FIELDS]["outcome"] = f"rejected:{rejected.reason}"
         self._metrics.webhook_messages.labels(type="", outcome="rejected").inc()
         return web.Response(status=rejected.status, text=rejected.reason)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -20,10 +21,12 @@ from bot.redis_server import open_redis
 from bot.tasks import BackgroundTasks
 from bot.webhook import Webhook
 from bot.wechat_api import WeChatClient
-from handlers import build_router
 from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
 from handlers.intents import IntentMatcher
+from handlers.router import Router
+
+log = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
@@ -33,6 +36,7 @@ REDIS = web.AppKey("redis", Redis)
 WECHAT = web.AppKey("wechat", WeChatClient)
 TASKS = web.AppKey("tasks", BackgroundTasks)
 WEBHOOK = web.AppKey("webhook", Webhook)
+ROUTER = web.AppKey("router", Router)
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -74,7 +78,7 @@ async def wechat(app: web.Application) -> AsyncIterator[None]:
 async def webhook(app: web.Application) -> AsyncIterator[None]:
     """The webhook, its dispatcher and the background work it starts."""
     config = app[CONFIG]
-    router = build_router()
+    router = app[ROUTER]
     matcher = IntentMatcher(config.chat.keywords, config.chat.menu_keys)
     services = Services(intents=matcher, capabilities=tuple(dict.fromkeys(router.intents())))
     dispatcher = Dispatcher(router, services, app[SESSIONS])
@@ -95,4 +99,8 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     flushing.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await flushing
-    await flusher.flush()
+    try:
+        await flusher.flush()
+    except Exception:
+        # Pending times stay in Redis; the next process to start flushes them.
+        log.exception("final interaction flush failed")

@@ -1,0 +1,43 @@
+# `make run` and `make test` are the two commands a newcomer needs (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: venv run test lint format bench clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m bot migrate
+	$(PY) -m bot demo --if-empty
+	@echo
+	@echo "Try the bot without WeChat: in another terminal, run"
+	@echo "    $(PY) -m bot chat --openid o_demo_member_01"
+	@echo
+	$(PY) -m bot serve
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)
+	$(PY) bench/webhook.py --mode plain --requests 20000 --concurrency 16
+	$(PY) bench/webhook.py --mode safe --requests 20000 --concurrency 16
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

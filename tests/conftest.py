@@ -1,0 +1,150 @@
+"""Fixtures: a real Redis server, both database lanes, the WeChat stand-in, the app."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from bot.app import create_app
+from bot.config import Config
+from bot.database import create_engine
+from bot.migrate import upgrade
+from handlers.router import Router
+from models import Base
+from tests.services import postgres_bin_dir, postgres_cluster, redis_server
+from tests.wechat_standin import WeChatStandIn
+
+APPID = "wx49f0ab532d5d035a"
+SECRET = "test-app-secret-value"
+TOKEN = "123456"
+AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+API_TOKEN = "test-api-token-0123456789"
+
+_lanes_ran: set[str] = set()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which database lanes ran, so a skipped lane is never mistaken for a pass."""
+    ran = ", ".join(sorted(_lanes_ran)) or "none"
+    terminalreporter.write_line(f"database lanes exercised: {ran}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+def _migrate(url: str) -> None:
+    # Alembic's env runs its own event loop; lanes are first requested from async fixtures.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade, url).result()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url() -> Iterator[str]:
+    folder = tempfile.mkdtemp(prefix="bot-sqlite-")
+    url = f"sqlite+aiosqlite:///{folder}/bot.db"
+    _migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    if postgres_bin_dir() is None:
+        if os.environ.get("BOT_TEST_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL lane required but initdb/pg_ctl are not installed")
+        pytest.skip("PostgreSQL not installed: PostgreSQL lane skipped")
+    with postgres_cluster() as url:
+        _migrate(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once per database lane, on an emptied schema."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(text(f"DELETE FROM {table.name}"))
+    await engine.dispose()
+    _lanes_ran.add(request.param)
+    return url
+
+
+@pytest.fixture
+async def standin(aiohttp_server: Callable[..., Any]) -> WeChatStandIn:
+    fake = WeChatStandIn(appid=APPID, secret=SECRET)
+    fake.server = await aiohttp_server(fake.app())  # type: ignore[attr-defined]
+    return fake
+
+
+def make_config(
+    db_url: str, redis_url: str, standin_url: str = "http://127.0.0.1:9/", **wechat: Any
+) -> Config:
+    """A test configuration; ``wechat`` overrides keys of the [wechat] table."""
+    return Config.model_validate(
+        {
+            "wechat": {
+                "appid": APPID,
+                "secret": SECRET,
+                "token": TOKEN,
+                "api_base_url": standin_url,
+                "api_backoff_seconds": 0.01,
+                **wechat,
+            },
+            "database": {"url": db_url},
+            "redis": {"url": redis_url},
+            "api": {"token": API_TOKEN},
+            "source": "tests",
+        }
+    )
+
+
+@pytest.fixture
+def app_factory(
+    aiohttp_client: Callable[..., Any],
+    db_url: str,
+    redis_url: str,
+    redis: Redis,
+    standin: WeChatStandIn,
+) -> Callable[..., Any]:
+    """Start the real app against the test Redis, the lane's database and the stand-in."""
+
+    async def start(router: Router | None = None, **wechat: Any) -> TestClient:
+        base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
+        config = make_config(db_url, redis_url, base, **wechat)
+        return await aiohttp_client(create_app(config, router=router))
+
+    return start
+
+
+@pytest.fixture
+async def client(app_factory: Callable[..., Any]) -> TestClient:
+    return await app_factory()
+
+
+def server_of(client: TestClient) -> TestServer:
+    """The test server behind a client (for its app and URL)."""
+    return client.server  # type: ignore[return-value]
+
+
+__all__ = ["AES_KEY", "API_TOKEN", "APPID", "SECRET", "TOKEN", "Path", "make_config"]

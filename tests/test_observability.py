@@ -1,0 +1,88 @@
+"""Health, metrics and the request log, as an operator sees them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bot.app import create_app
+from bot.logs import LogfmtFormatter, mask_phone_numbers
+from tests.conftest import make_config
+from tests.helpers import PLAIN, push
+from tests.services import redis_server
+
+
+async def test_healthz_ok(client: TestClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+async def test_healthz_names_redis_when_it_is_down(
+    aiohttp_client: Callable[..., Any],
+    db_url: str,
+) -> None:
+    with redis_server() as own_redis:
+        client = await aiohttp_client(create_app(make_config(db_url, own_redis)))
+        assert (await client.get("/healthz")).status == 200
+    response = await client.get("/healthz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["database"] == "ok"
+    assert body["redis"].startswith("down")
+
+
+async def test_healthz_names_unreachable_postgres(
+    aiohttp_client: Callable[..., Any],
+    redis_url: str,
+) -> None:
+    url = "postgresql+asyncpg://nobody@127.0.0.1:9/none"
+    client = await aiohttp_client(create_app(make_config(url, redis_url)))
+    response = await client.get("/healthz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["database"].startswith("down")
+    assert body["redis"] == "ok"
+
+
+async def test_metrics_count_requests_messages_and_dedupe_hits(client: TestClient) -> None:
+    xml = PLAIN.text("o_metric_0001", "帮助", msg_id=99)
+    await push(client, PLAIN, xml)
+    await push(client, PLAIN, xml)
+    text = await (await client.get("/metrics")).text()
+    assert 'bot_http_requests_total{route="/wechat",status="200"} 2.0' in text
+    assert 'bot_webhook_messages_total{outcome="replied",type="text"} 1.0' in text
+    assert 'bot_webhook_messages_total{outcome="duplicate",type="text"} 1.0' in text
+    assert "bot_webhook_dedupe_hits_total 1.0" in text
+    assert 'bot_http_request_seconds_bucket{le="0.05",route="/wechat"}' in text
+
+
+async def test_request_log_line_has_type_outcome_latency_and_no_content(
+    client: TestClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.request")
+    await push(client, PLAIN, PLAIN.text("o_logged_0001", "我的手机号13812345678，查积分"))
+    lines = [LogfmtFormatter().format(r) for r in caplog.records if r.name == "bot.request"]
+    assert len(lines) == 1
+    line = lines[0]
+    for part in ("route=/wechat", "status=200", "type=text", "outcome=replied", "ms="):
+        assert part in line
+    assert "13812345678" not in line
+    assert "查积分" not in line
+    assert "o_logged_0001" not in line
+
+
+def test_phone_numbers_are_masked_everywhere_in_a_line() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "call 13812345678 or +86 15900001111", "phone": "18600002222"}
+    )
+    line = LogfmtFormatter().format(record)
+    assert "138****5678" in line
+    assert "159****1111" in line
+    assert "186****2222" in line
+    assert mask_phone_numbers("order 202611221234567890") == "order 202611221234567890"

@@ -1,0 +1,171 @@
+"""A stand-in for WeChat's HTTP API (api.weixin.qq.com), served on 127.0.0.1 by the tests.
+
+It answers with WeChat's JSON shapes and errcodes and keeps WeChat's token rules: each /token
+fetch starts a new token and leaves the previous one valid for five more minutes; /stable_token
+returns the current token while it is valid unless ``force_refresh`` is set. Faults can be
+scripted per API path: an errcode, an HTTP status, or a delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+OVERLAP_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the next call to a path gets instead of a normal answer."""
+
+    errcode: int | None = None
+    http_status: int | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class Call:
+    path: str
+    params: dict[str, str]
+    body: dict[str, Any] | None
+
+
+@dataclass
+class WeChatStandIn:
+    """The fake WeChat: its state is inspected and steered by the tests."""
+
+    appid: str
+    secret: str
+    token_ttl: int = 7200
+    tokens: dict[str, float] = field(default_factory=dict)  # token -> expires_at
+    current: str | None = None
+    token_fetches: int = 0
+    calls: list[Call] = field(default_factory=list)
+    faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
+    unfollowed: set[str] = field(default_factory=set)
+
+    def fail_next(self, path: str, *faults: Fault) -> None:
+        """Queue faults for the next calls to ``path`` (e.g. ``/cgi-bin/message/custom/send``)."""
+        self.faults[path].extend(faults)
+
+    def expire_all_tokens(self) -> None:
+        """Every token issued so far now gets 42001."""
+        for token in self.tokens:
+            self.tokens[token] = 0.0
+
+    def invalidate_all_tokens(self) -> None:
+        """Every token issued so far now gets 40001, as when another party refreshed."""
+        self.tokens.clear()
+        self.current = None
+
+    def sent(self, path: str = "/cgi-bin/message/custom/send") -> list[dict[str, Any]]:
+        """Bodies of the successful calls to ``path``."""
+        return [c.body or {} for c in self.calls if c.path == path]
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/cgi-bin/token", self._token)
+        app.router.add_post("/cgi-bin/stable_token", self._stable_token)
+        app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
+        return app
+
+    async def _fault(self, path: str) -> web.Response | None:
+        queue = self.faults.get(path)
+        if not queue:
+            return None
+        fault = queue.popleft()
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.http_status:
+            return web.Response(status=fault.http_status, text="upstream error")
+        if fault.errcode is not None:
+            return _error(fault.errcode)
+        return None
+
+    def _issue(self, *, keep_current: bool) -> tuple[str, int]:
+        now = time.time()
+        if keep_current and self.current and self.tokens.get(self.current, 0) > now:
+            return self.current, int(self.tokens[self.current] - now)
+        if self.current in self.tokens:
+            self.tokens[self.current] = min(self.tokens[self.current], now + OVERLAP_SECONDS)
+        self.current = secrets.token_urlsafe(96)
+        self.tokens[self.current] = now + self.token_ttl
+        self.token_fetches += 1
+        return self.current, self.token_ttl
+
+    def _credentials_error(self, data: dict[str, Any]) -> web.Response | None:
+        if data.get("grant_type") != "client_credential":
+            return _error(40002, "invalid grant_type")
+        if data.get("appid") != self.appid:
+            return _error(40013, "invalid appid")
+        if data.get("secret") != self.secret:
+            return _error(40125, "invalid appsecret")
+        return None
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if fault := await self._fault("/cgi-bin/token"):
+            return fault
+        if error := self._credentials_error(dict(request.query)):
+            return error
+        token, ttl = self._issue(keep_current=False)
+        return web.json_response({"access_token": token, "expires_in": ttl})
+
+    async def _stable_token(self, request: web.Request) -> web.Response:
+        if fault := await self._fault("/cgi-bin/stable_token"):
+            return fault
+        data = await request.json()
+        if error := self._credentials_error(data):
+            return error
+        token, ttl = self._issue(keep_current=not data.get("force_refresh"))
+        return web.json_response({"access_token": token, "expires_in": ttl})
+
+    def _token_error(self, request: web.Request) -> web.Response | None:
+        token = request.query.get("access_token")
+        if not token:
+            return _error(41001, "access_token missing")
+        expires_at = self.tokens.get(token)
+        if expires_at is None:
+            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        if expires_at <= time.time():
+            return _error(42001, "access_token expired")
+        return None
+
+    async def _custom_send(self, request: web.Request) -> web.Response:
+        if error := self._token_error(request):
+            return error
+        if fault := await self._fault("/cgi-bin/message/custom/send"):
+            return fault
+        body = await request.json()
+        if not body.get("touser") or body.get("msgtype") not in (
+            "text",
+            "image",
+            "voice",
+            "video",
+            "music",
+            "news",
+            "mpnews",
+            "msgmenu",
+            "wxcard",
+            "miniprogrampage",
+        ):
+            return _error(40008, "invalid message type")
+        if body["touser"] in self.unfollowed:
+            return _error(43004, "require subscribe")
+        params = {k: v for k, v in request.query.items() if k != "access_token"}
+        self.calls.append(Call(request.path, params, body))
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+
+def _error(errcode: int, errmsg: str = "") -> web.Response:
+    messages = {
+        -1: "system error",
+        45009: "reach max api daily quota limit",
+        45011: "api minute-quota reach limit",
+    }
+    return web.json_response({"errcode": errcode, "errmsg": errmsg or messages.get(errcode, "")})
