@@ -1,8 +1,10 @@
 """The gate every inbound message passes once, in one Redis round trip.
 
 It dedupes WeChat's retries (MsgId, or FromUserName+CreateTime+Event for events), opens the
-member's customer-service window, and queues the interaction time for the database flush.
-A retry finds the first attempt's outcome: its reply, ``success``, or "still working".
+member's customer-service window, queues the interaction time for the database flush, and
+returns the member id cached from an earlier message, so a known member's message needs no SQL
+before its handler runs. A retry finds the first attempt's outcome: its reply, ``success``,
+or "still working".
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from bot.redis_pipe import LuaScript, RedisPipe
 
 PENDING = b"P"  # the first attempt is still working
 ASYNC = b"A"  # answered "success"; the reply goes out by customer-service message
@@ -19,14 +21,19 @@ REPLY = b"R"  # followed by the rendered reply XML ("" for no reply)
 
 WINDOW_KEY = "cs:window:{openid}"
 PENDING_INTERACTIONS = "interactions:pending"
+MEMBER_ID_KEY = "member:id:{openid}"
+# Ids of members who wrote recently stay cached; quiet members fall out of Redis.
+MEMBER_ID_TTL = 7 * 24 * 3600
 # A member's message opens 48 hours and 5 replies; a click, follow or scan 1 minute and 3.
 MESSAGE_WINDOW = (48 * 3600, 5)
 EVENT_WINDOW = (60, 3)
 
 _ADMIT = """
 local seen = redis.call('GET', KEYS[1])
-if seen then return seen end
+if seen then return {seen, ''} end
 redis.call('SET', KEYS[1], 'P', 'EX', ARGV[1])
+local member_id = redis.call('GET', KEYS[4])
+if member_id then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
 if ARGV[4] ~= '0' then
   local ttl = tonumber(ARGV[4])
   if ttl > redis.call('TTL', KEYS[2]) then
@@ -35,16 +42,17 @@ if ARGV[4] ~= '0' then
   end
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 end
-return false
+return {'', member_id or ''}
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """``first`` for a new message; otherwise what the earlier attempt left."""
+    """``first`` for a new message, else what the earlier attempt left; the cached member id."""
 
     first: bool
     earlier: bytes = b""
+    member_id: int | None = None
 
 
 def dedupe_key(openid: str, msg_id: int, created: int, event: str | None, key: str) -> str:
@@ -58,34 +66,48 @@ def dedupe_key(openid: str, msg_id: int, created: int, event: str | None, key: s
 class InboundGate:
     """Dedupe and interaction record, shared by every web process through Redis."""
 
-    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisPipe, ttl_seconds: int) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
-        self._admit = redis.register_script(_ADMIT)
+        self._admit = LuaScript(_ADMIT)
 
     async def admit(self, key: str, openid: str, window: tuple[int, int] | None) -> Admission:
         """Claim ``key`` for this attempt; record the interaction when ``window`` is given."""
         ttl, quota = window or (0, 0)
-        earlier = await self._admit(
-            keys=[key, WINDOW_KEY.format(openid=openid), PENDING_INTERACTIONS],
-            args=[self._ttl, int(time.time()), openid, ttl, quota],
+        earlier, member_id = await self._redis.run_script(
+            self._admit,
+            keys=[
+                key,
+                WINDOW_KEY.format(openid=openid),
+                PENDING_INTERACTIONS,
+                MEMBER_ID_KEY.format(openid=openid),
+            ],
+            args=[self._ttl, int(time.time()), openid, ttl, quota, MEMBER_ID_TTL],
         )
-        return Admission(first=earlier is None, earlier=earlier or b"")
+        return Admission(
+            first=not earlier, earlier=earlier, member_id=int(member_id) if member_id else None
+        )
+
+    async def remember_member(self, openid: str, member_id: int) -> None:
+        """Cache the member id for this openid (it never changes for a member)."""
+        await self._redis.execute(
+            "SET", MEMBER_ID_KEY.format(openid=openid), member_id, "EX", MEMBER_ID_TTL
+        )
 
     async def remember_reply(self, key: str, reply_xml: str) -> None:
         """Keep the reply so that a retry gets the same answer without running again."""
-        await self._redis.set(key, REPLY + reply_xml.encode(), ex=self._ttl)
+        await self._redis.execute("SET", key, REPLY + reply_xml.encode(), "EX", self._ttl)
 
     async def mark_async(self, key: str) -> None:
         """The webhook answered ``success``; retries should too."""
-        await self._redis.set(key, ASYNC, ex=self._ttl)
+        await self._redis.execute("SET", key, ASYNC, "EX", self._ttl)
 
     async def wait_for_outcome(self, key: str, budget: float) -> bytes:
         """Poll until the first attempt finishes or ``budget`` runs out (then PENDING)."""
         deadline = time.monotonic() + budget
         while time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-            value = await self._redis.get(key)
+            value = await self._redis.execute("GET", key)
             if value != PENDING:
                 return value or ASYNC
         return PENDING

@@ -24,7 +24,7 @@ def mask_openid(openid: str) -> str:
 
 
 def _format_value(value: Any) -> str:
-    text = mask_phone_numbers(str(value))
+    text = str(value)
     if not text or _NEEDS_QUOTES.search(text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
@@ -48,7 +48,8 @@ class LogfmtFormatter(logging.Formatter):
                 parts.append(f"{key}={_format_value(value)}")
         if record.exc_info:
             parts.append(f"exc={_format_value(self.formatException(record.exc_info))}")
-        return " ".join(parts)
+        # One pass over the whole line: no field, message or traceback escapes the mask.
+        return mask_phone_numbers(" ".join(parts))
 
 
 def setup_logging(level: str = "INFO") -> None:

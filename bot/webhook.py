@@ -155,13 +155,15 @@ class Webhook:
             self._metrics.dedupe_hits.inc()
             return await self._answer_retry(fields, key, admission.earlier, encrypted, nonce)
 
+        msg.member_id = admission.member_id
         task = asyncio.create_task(self._dispatcher.dispatch(msg))
-        try:
-            reply = await asyncio.wait_for(asyncio.shield(task), self._config.reply_budget_seconds)
-        except TimeoutError:
+        done, _ = await asyncio.wait((task,), timeout=self._config.reply_budget_seconds)
+        if not done:
             await self._gate.mark_async(key)
             self._tasks.spawn(self._reply_later(task, msg), name=f"reply-later:{key}")
             return self._answer(fields, "async", "", encrypted, nonce)
+        try:
+            reply = task.result()
         except Exception:
             log.exception("handler failed", extra={"type": fields["type"]})
             reply, fields["error"] = TextReply(copy.BUSY), True

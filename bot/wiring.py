@@ -17,6 +17,7 @@ from bot.database import create_engine, create_sessionmaker
 from bot.inbound_gate import InboundGate
 from bot.interactions import InteractionFlusher
 from bot.metrics import Metrics
+from bot.redis_pipe import RedisPipe
 from bot.redis_server import open_redis
 from bot.tasks import BackgroundTasks
 from bot.webhook import Webhook
@@ -80,18 +81,17 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     router = app[ROUTER]
     matcher = IntentMatcher(config.chat.keywords, config.chat.menu_keys)
-    services = Services(intents=matcher, capabilities=tuple(dict.fromkeys(router.intents())))
-    dispatcher = Dispatcher(router, services, app[SESSIONS])
+    services = Services(
+        intents=matcher,
+        sessions=app[SESSIONS],
+        capabilities=tuple(dict.fromkeys(router.intents())),
+    )
+    pipe = RedisPipe.like(app[REDIS])
+    gate = InboundGate(pipe, config.wechat.dedupe_ttl_seconds)
+    dispatcher = Dispatcher(router, services, member_ids=gate)
     tasks = BackgroundTasks()
     app[TASKS] = tasks
-    app[WEBHOOK] = Webhook(
-        config.wechat,
-        InboundGate(app[REDIS], config.wechat.dedupe_ttl_seconds),
-        dispatcher,
-        app[WECHAT],
-        app[METRICS],
-        tasks,
-    )
+    app[WEBHOOK] = Webhook(config.wechat, gate, dispatcher, app[WECHAT], app[METRICS], tasks)
     flusher = InteractionFlusher(app[REDIS], app[SESSIONS])
     flushing = asyncio.create_task(flusher.run(), name="interaction-flush")
     yield
@@ -104,3 +104,4 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     except Exception:
         # Pending times stay in Redis; the next process to start flushes them.
         log.exception("final interaction flush failed")
+    await pipe.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typing import Protocol
 
 from handlers.inbound import Inbound, Services
 from handlers.router import Router
@@ -21,15 +21,19 @@ _NO_MEMBER_EVENTS = frozenset(
 )
 
 
-class Dispatcher:
-    """Resolves the intent, loads the member, picks the handler, commits what it did."""
+class MemberIds(Protocol):
+    """Where the openid → member id mapping is cached between messages."""
 
-    def __init__(
-        self, router: Router, services: Services, sessions: async_sessionmaker[AsyncSession]
-    ) -> None:
+    async def remember_member(self, openid: str, member_id: int) -> None: ...
+
+
+class Dispatcher:
+    """Resolves the intent, identifies the member, picks the handler, commits what it did."""
+
+    def __init__(self, router: Router, services: Services, member_ids: MemberIds) -> None:
         self.router = router
         self.services = services
-        self.sessions = sessions
+        self.member_ids = member_ids
 
     def resolve_intent(self, msg: Inbound) -> str | None:
         """What the member's words or menu key ask for, if anything we know."""
@@ -38,14 +42,25 @@ class Dispatcher:
         return self.services.intents.for_text(msg.text)
 
     async def dispatch(self, msg: Inbound) -> Reply | None:
-        """The reply to ``msg`` (None: nothing to say), after its side effects are committed."""
+        """The reply to ``msg`` (None: nothing to say), after its side effects are committed.
+
+        ``msg.member_id`` comes filled in when the member is known from an earlier message;
+        otherwise the member is looked up, or created for a follower we have not seen.
+        """
         msg.services = self.services
         msg.intent = self.resolve_intent(msg)
-        async with self.sessions() as session:
-            msg.session = session
-            if msg.kind != "event" or msg.event not in _NO_MEMBER_EVENTS:
-                msg.member = await ensure_member(session, msg.openid, msg.sent_at)
+        known = msg.member_id
+        try:
+            if known is None and (msg.kind != "event" or msg.event not in _NO_MEMBER_EVENTS):
+                msg.member = await ensure_member(msg.db, msg.openid, msg.sent_at)
+                msg.member_id = msg.member.id
             handler = self.router.resolve(msg)
             reply = await handler(msg) if handler is not None else None
-            await session.commit()
+            if msg.session is not None:
+                await msg.session.commit()
+        finally:
+            if msg.session is not None:
+                await msg.session.close()
+        if known is None and msg.member is not None:
+            await self.member_ids.remember_member(msg.openid, msg.member.id)
         return reply

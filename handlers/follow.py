@@ -18,6 +18,7 @@ async def welcome(msg: Inbound) -> TextReply:
     known = await find_member(msg.db, msg.openid)
     returning = known is not None and known.unsubscribed_at is not None
     msg.member = await record_subscribe(msg.db, msg.openid, msg.sent_at)
+    msg.member_id = msg.member.id
     greeting = copy.WELCOME_BACK if returning else copy.WELCOME
     return TextReply(f"{greeting}\n\n{help_text(msg)}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.intents import IntentMatcher
 from models.members import Member
@@ -16,6 +16,7 @@ class Services:
     """What handlers share, wired once by the app factory."""
 
     intents: IntentMatcher
+    sessions: async_sessionmaker[AsyncSession]
     capabilities: tuple[str, ...] = ()
 
 
@@ -27,6 +28,8 @@ class Inbound:
     event name for events (subscribe, subscribe_scan, unsubscribe, scan, click, view, …);
     ``text`` the message text (for voice, WeChat's recognition, if any); ``key`` the menu
     key or QR scene; ``intent`` what the member's words or menu key ask for.
+    ``member_id`` is known before the handler runs; the row itself is loaded only by handlers
+    that need it (``await msg.load_member()``), so the common path costs no SQL.
     """
 
     openid: str
@@ -38,16 +41,26 @@ class Inbound:
     media_id: str = ""
     intent: str | None = None
     state: str | None = None
+    member_id: int | None = None
     member: Member | None = None
     session: AsyncSession | None = field(default=None, repr=False)
     services: Services | None = field(default=None, repr=False)
 
     @property
     def db(self) -> AsyncSession:
-        """The unit of work this message runs in (committed after the handler returns)."""
+        """The unit of work this message runs in, opened on first use and committed by the
+        dispatcher after the handler returns; a handler that touches no table costs no SQL."""
         if self.session is None:
-            raise RuntimeError("handler ran outside the dispatcher")
+            self.session = self.svc.sessions()
         return self.session
+
+    async def load_member(self) -> Member:
+        """The member's row, loaded once per message."""
+        if self.member is None:
+            if self.member_id is None:
+                raise RuntimeError("message has no member")
+            self.member = await self.db.get_one(Member, self.member_id)
+        return self.member
 
     @property
     def svc(self) -> Services:

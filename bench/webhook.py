@@ -1,0 +1,180 @@
+"""Webhook throughput: N unique, correctly signed text messages at concurrency C.
+
+    python bench/webhook.py --mode plain --requests 20000 --concurrency 16
+    python bench/webhook.py --mode safe  --requests 20000 --concurrency 16
+    python bench/webhook.py --url http://127.0.0.1:8080/wechat --config config.toml ...
+
+Without --url it starts its own server (one process, SQLite, embedded Redis) on a free port in a
+scratch folder, with a pool of known members; each request is one member asking 积分, so the path
+includes the signature check, (in safe mode) decryption, the Redis gate, the member lookup, the
+router, the reply and (in safe mode) its encryption. Requests are built and signed before the
+clock starts and sent over raw keep-alive connections, so the load generator costs little of the
+machine's two cores. Prints requests/s, p50, p99, max and errors; exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.config import load_config  # noqa: E402
+from bot.webhook_client import WebhookClient  # noqa: E402
+
+AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(mode: str, members: int) -> tuple[subprocess.Popen[bytes], Path, str]:
+    folder = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+    port = _free_port()
+    config = folder / "config.toml"
+    config.write_text(
+        f'[wechat]\nappid = "wx49f0ab532d5d035a"\nsecret = "bench-secret"\n'
+        f'token = "benchtoken"\nencoding_aes_key = "{AES_KEY if mode == "safe" else ""}"\n'
+        f'api_base_url = "http://127.0.0.1:9"\n'
+        f'[server]\nport = {port}\n[database]\nurl = "sqlite:///{folder}/bot.db"\n'
+        f'[redis]\nurl = ""\nembedded_path = "{folder}/redis.db"\n'
+        f'[api]\ntoken = "bench-api-token-0123456789"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "BOT_CONFIG": str(config)}
+    subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "seed_members.py"), str(members)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    log = (folder / "server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        server.kill()
+        raise SystemExit(f"server did not start; see {folder / 'server.log'}")
+    return server, config, f"http://127.0.0.1:{port}/wechat"
+
+
+def _build_requests(client: WebhookClient, url: str, n: int, members: int) -> list[bytes]:
+    parts = urlsplit(url)
+    requests = []
+    for i in range(n):
+        openid = f"o_bench_{i % members:07d}"
+        signed = client.sign(client.text(openid, "积分", msg_id=secrets.randbits(62) + 1))
+        head = (
+            f"POST {parts.path}?{urlencode(signed.params)} HTTP/1.1\r\n"
+            f"Host: {parts.netloc}\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(signed.body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + signed.body)
+    return requests
+
+
+async def _run(url: str, requests: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
+    parts = urlsplit(url)
+    latencies: list[float] = []
+    errors = 0
+    position = 0
+
+    async def worker() -> None:
+        nonlocal position, errors
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        while position < len(requests):
+            request = requests[position]
+            position += 1
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"HTTP/1.1 200") or not body.startswith(b"<xml>"):
+                errors += 1
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["plain", "safe"], default="plain")
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--members", type=int, default=10000, help="size of the member pool")
+    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--url", help="an already running server's /wechat (else start one)")
+    parser.add_argument("--config", help="with --url: the config holding its token and key")
+    args = parser.parse_args()
+
+    server = None
+    if args.url:
+        config = load_config(args.config)
+        url = args.url
+    else:
+        server, config_path, url = _start_server(args.mode, args.members)
+        config = load_config(str(config_path))
+    wechat = config.wechat
+    client = WebhookClient(
+        wechat.token.get_secret_value(), wechat.appid, wechat.encoding_aes_key.get_secret_value()
+    )
+    try:
+        import uvloop
+
+        warm = _build_requests(client, url, args.warmup, args.members)
+        uvloop.run(_run(url, warm, args.concurrency))
+        requests = _build_requests(client, url, args.requests, args.members)
+        elapsed, latencies, errors = uvloop.run(_run(url, requests, args.concurrency))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(
+        f"webhook mode={args.mode} requests={len(latencies)} concurrency={args.concurrency} "
+        f"members={args.members}"
+    )
+    print(f"  throughput {len(latencies) / elapsed:,.0f} requests/s")
+    print(f"  latency    p50 {p50:.2f} ms   p99 {p99:.2f} ms   max {latencies[-1] * 1000:.2f} ms")
+    print(f"  errors     {errors}")
+
+
+if __name__ == "__main__":
+    main()
