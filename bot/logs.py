@@ -24,6 +24,8 @@ def mask_openid(openid: str) -> str:
 
 
 def _format_value(value: Any) -> str:
+    if isinstance(value, int | float):
+        return str(value)
     text = str(value)
     if not text or _NEEDS_QUOTES.search(text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
@@ -33,18 +35,31 @@ def _format_value(value: Any) -> str:
 class LogfmtFormatter(logging.Formatter):
     """``ts=… level=… logger=… msg=… key=value …`` on one line; ``extra`` fields become keys."""
 
-    _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def _timestamp(self, created: float) -> str:
+        # One strftime per second: a busy webhook logs thousands of lines in each.
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return self._stamp
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        parts = [
-            f"ts={stamp}.{int(record.msecs):03d}Z",
-            f"level={record.levelname.lower()}",
-            f"logger={record.name}",
-            f"msg={_format_value(record.getMessage())}",
-        ]
+        head = (
+            f"ts={self._timestamp(record.created)}.{int(record.msecs):03d}Z "
+            f"level={record.levelname.lower()} logger={record.name} "
+            f"msg={_format_value(record.getMessage())}"
+        )
+        parts = [head]
+        reserved = self._RESERVED
         for key, value in record.__dict__.items():
-            if key not in self._RESERVED and not key.startswith("_"):
+            if key not in reserved and key[0] != "_":
                 parts.append(f"{key}={_format_value(value)}")
         if record.exc_info:
             parts.append(f"exc={_format_value(self.formatException(record.exc_info))}")

@@ -36,8 +36,8 @@ def request_log_middleware(metrics: Metrics) -> web.middleware:
             elapsed = time.perf_counter() - started
             route = request.match_info.route.resource
             name = route.canonical if route is not None else "unmatched"
-            metrics.http_requests.labels(route=name, status=str(status)).inc()
-            metrics.http_latency.labels(route=name).observe(elapsed)
+            metrics.http_requests.labels(name, str(status)).inc()
+            metrics.http_latency.labels(name).observe(elapsed)
             log.info(
                 "request",
                 extra={

@@ -13,6 +13,7 @@ import logging
 import struct
 import time
 from typing import Any
+from xml.etree import ElementTree
 from xml.parsers.expat import ExpatError
 
 from aiohttp import web
@@ -54,6 +55,7 @@ SUCCESS = "success"
 _MESSAGE_KINDS = frozenset({"text", "image", "voice", "video", "shortvideo", "location", "link"})
 _WINDOW_EVENTS = frozenset({"click", "subscribe", "subscribe_scan", "scan"})
 _DECRYPT_ERRORS = (
+    ElementTree.ParseError,
     InvalidAppIdException,
     binascii.Error,
     ValueError,
@@ -209,8 +211,12 @@ class Webhook:
             if not msg_signature:
                 raise Rejected(403, "msg_signature missing")
             try:
+                encrypted = ElementTree.fromstring(body).findtext("Encrypt")
+                if not encrypted:
+                    raise Rejected(400, "Encrypt missing")
+                # Handing wechatpy the envelope as a dict spares it a second XML parse.
                 xml = self._crypto.decrypt_message(
-                    body, msg_signature, query["timestamp"], query["nonce"]
+                    {"Encrypt": encrypted}, msg_signature, query["timestamp"], query["nonce"]
                 )
             except InvalidSignatureException:
                 raise Rejected(403, "bad msg_signature") from None
@@ -244,7 +250,7 @@ class Webhook:
         self, fields: dict[str, Any], outcome: str, xml_reply: str, encrypted: bool, nonce: str
     ) -> web.Response:
         fields["outcome"] = outcome
-        self._metrics.webhook_messages.labels(type=fields.get("type", ""), outcome=outcome).inc()
+        self._metrics.webhook_messages.labels(fields.get("type", ""), outcome).inc()
         if not xml_reply:
             return web.Response(text=SUCCESS)
         if encrypted and self._crypto is not None:
@@ -253,7 +259,7 @@ class Webhook:
 
     def _reject(self, request: web.Request, rejected: Rejected) -> web.Response:
         request[LOG_FIELDS]["outcome"] = f"rejected:{rejected.reason}"
-        self._metrics.webhook_messages.labels(type="", outcome="rejected").inc()
+        self._metrics.webhook_messages.labels("", "rejected").inc()
         return web.Response(status=rejected.status, text=rejected.reason)
 
     async def _reply_later(self, task: asyncio.Task[Reply | None], msg: Inbound) -> None:

@@ -25,9 +25,10 @@ def redis_server_binary() -> str:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """Run a Redis server on a Unix socket; yield its URL."""
-    folder = Path(tempfile.mkdtemp(prefix="bot-redis-"))
+def redis_server(folder: Path | None = None) -> Iterator[str]:
+    """Run a Redis server on a Unix socket (in ``folder``, to restart one); yield its URL."""
+    owned = folder is None
+    folder = folder or Path(tempfile.mkdtemp(prefix="bot-redis-"))
     sock = folder / "redis.sock"
     process = subprocess.Popen(
         [
@@ -52,7 +53,8 @@ def redis_server() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def postgres_bin_dir() -> Path | None:

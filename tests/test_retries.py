@@ -107,3 +107,32 @@ async def test_retried_event_is_deduped_on_sender_and_time(
     first, second = [await push(client, PLAIN, xml) for _ in range(2)]
     assert (first.status, second.status) == (200, 200)
     assert first.body == second.body
+
+
+async def test_redis_down_answers_busy_without_side_effects_then_recovers(
+    aiohttp_client: Callable[..., Any],
+    db_url: str,
+    tmp_path: Any,
+) -> None:
+    from bot.app import create_app
+    from tests.conftest import make_config
+    from tests.helpers import member_count
+    from tests.services import redis_server
+
+    with redis_server(tmp_path) as url:
+        client = await aiohttp_client(create_app(make_config(db_url, url)))
+        ok = await push(client, PLAIN, PLAIN.text("o_redis_00001", "帮助"))
+        assert ok.reply is not None
+        assert ok.reply["Content"].startswith("您好")
+    started = time.monotonic()
+    busy = await push(client, PLAIN, PLAIN.text("o_redis_00002", "帮助"))
+    assert time.monotonic() - started < 3
+    assert busy.status == 200
+    assert busy.reply is not None
+    assert busy.reply["Content"] == copy.BUSY
+    assert await member_count(client) == 1
+    with redis_server(tmp_path):
+        back = await push(client, PLAIN, PLAIN.text("o_redis_00002", "帮助"))
+        assert back.reply is not None
+        assert back.reply["Content"].startswith("您好")
+        assert await member_count(client) == 2

@@ -113,6 +113,14 @@ async def test_undecryptable_encrypt_is_refused(
     assert await redis.dbsize() == 0
 
 
+async def test_envelope_without_encrypt_is_refused(safe_client: Any, redis: Redis) -> None:
+    request = SAFE.sign(SAFE.event("o_safe_000001", "subscribe"))
+    body = b"<xml><ToUserName>gh_0123456789ab</ToUserName></xml>"
+    response = await safe_client.post("/wechat", params=request.params, data=body)
+    assert response.status == 400
+    assert await redis.dbsize() == 0
+
+
 async def test_message_for_another_appid_is_refused(safe_client: Any, redis: Redis) -> None:
     other = type(SAFE)(TOKEN, "wx_some_other_app", AES_KEY)
     request = other.sign(other.event("o_safe_000001", "subscribe"))
