@@ -18,6 +18,9 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     from bot.logs import setup_logging
     from bot.migrate import current_revision, head_revision
 
+    if args.port is not None and not 1 <= args.port <= 65535:
+        print(f"config error: --port {args.port} is not a port number (1-65535)", file=sys.stderr)
+        return 2
     setup_logging(config.logging.level)
     if asyncio.run(current_revision(config.database.url)) != head_revision():
         print("database schema is not current: run `python -m bot migrate` first", file=sys.stderr)

