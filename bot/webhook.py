@@ -12,6 +12,7 @@ import binascii
 import logging
 import struct
 import time
+from collections.abc import Awaitable
 from typing import Any
 from xml.etree import ElementTree
 from xml.parsers.expat import ExpatError
@@ -161,8 +162,8 @@ class Webhook:
         task = asyncio.create_task(self._dispatcher.dispatch(msg))
         done, _ = await asyncio.wait((task,), timeout=self._config.reply_budget_seconds)
         if not done:
-            await self._gate.mark_async(key)
             self._tasks.spawn(self._reply_later(task, msg), name=f"reply-later:{key}")
+            await self._remember(self._gate.mark_async(key))
             return self._answer(fields, "async", "", encrypted, nonce)
         try:
             reply = task.result()
@@ -170,8 +171,16 @@ class Webhook:
             log.exception("handler failed", extra={"type": fields["type"]})
             reply, fields["error"] = TextReply(copy.BUSY), True
         xml_reply = render_reply(reply, msg.openid, parsed.account) if reply else ""
-        await self._gate.remember_reply(key, xml_reply)
+        await self._remember(self._gate.remember_reply(key, xml_reply))
         return self._answer(fields, "replied" if reply else "no_reply", xml_reply, encrypted, nonce)
+
+    async def _remember(self, write: Awaitable[None]) -> None:
+        # The work is done and its reply is ready: a failed write only means a retry of this
+        # message would get "success" instead of the reply, so answer anyway.
+        try:
+            await write
+        except RedisError:
+            log.error("could not store the outcome for retries")
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self._config.max_body_bytes

@@ -109,22 +109,18 @@ class WeChatClient:
         WeChatAPIError at once.
         """
         refreshed = False
-        attempt = 1
         while True:
             token = await self.access_token()
             try:
-                return await self._request(
+                return await self._with_retries(
                     method, path, {**(params or {}), "access_token": token}, body
                 )
             except WeChatAPIError as exc:
-                if exc.errcode in TOKEN_ERRORS and not refreshed:
-                    refreshed = True
-                    await self._refresh(stale=token)
-                    continue
-                if not exc.transient or attempt >= self._max_attempts:
+                if exc.errcode not in TOKEN_ERRORS or refreshed:
                     raise
-            await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))
-            attempt += 1
+            # Refresh once; a token that keeps failing means a configuration problem.
+            refreshed = True
+            await self._refresh(stale=token)
 
     async def send_custom_message(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Send a customer-service message (only inside the member's interaction window)."""
@@ -194,23 +190,30 @@ class WeChatClient:
             "appid": self._appid,
             "secret": self._secret,
         }
-        for attempt in range(1, self._max_attempts + 1):
+        if self._stable:
+            data = await self._with_retries(
+                "POST", "/cgi-bin/stable_token", None, {**credentials, "force_refresh": force}
+            )
+        else:
+            data = await self._with_retries("GET", "/cgi-bin/token", credentials, None)
+        return _Token(data["access_token"], time.time() + int(data["expires_in"]))
+
+    async def _with_retries(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """``_request``, retrying transient failures with exponential backoff and full jitter."""
+        for attempt in range(1, self._max_attempts):
             try:
-                if self._stable:
-                    data = await self._request(
-                        "POST",
-                        "/cgi-bin/stable_token",
-                        None,
-                        {**credentials, "force_refresh": force},
-                    )
-                else:
-                    data = await self._request("GET", "/cgi-bin/token", credentials, None)
-                return _Token(data["access_token"], time.time() + int(data["expires_in"]))
+                return await self._request(method, path, params, body)
             except WeChatAPIError as exc:
-                if not exc.transient or attempt == self._max_attempts:
+                if not exc.transient:
                     raise
             await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))
-        raise AssertionError("unreachable")
+        return await self._request(method, path, params, body)
 
     async def _request(
         self,
