@@ -23,6 +23,8 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from models.rules import ProgrammeRules
+
 ENV_PREFIX = "BOT_"
 DEFAULT_FILES = ("config.toml", "config.example.toml")
 
@@ -152,6 +154,7 @@ class Config(_Section):
     api: ApiConfig
     chat: ChatConfig = ChatConfig()
     logging: LoggingConfig = LoggingConfig()
+    programme: ProgrammeRules = ProgrammeRules()
     source: str = Field(default="", exclude=True)
 
 

@@ -1,6 +1,25 @@
 """SQLAlchemy tables and the domain operations on them. Never imports bot/ or handlers/."""
 
 from models.base import Base
+from models.binding import BindingCode
+from models.coupons import Coupon
+from models.events import MemberEvent
+from models.ledger import LedgerEntry, PointLot
 from models.members import Member
+from models.orders import Order, Refund
+from models.state import ProgrammeState
+from models.tiers import TierChange
 
-__all__ = ["Base", "Member"]
+__all__ = [
+    "Base",
+    "BindingCode",
+    "Coupon",
+    "LedgerEntry",
+    "Member",
+    "MemberEvent",
+    "Order",
+    "PointLot",
+    "ProgrammeState",
+    "Refund",
+    "TierChange",
+]

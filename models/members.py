@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, String, bindparam, func, or_, select, update
+from sqlalchemy import JSON, BigInteger, Boolean, Date, String, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -19,7 +20,20 @@ class Member(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(sqlite.INTEGER(), "sqlite"), primary_key=True
     )
-    openid: Mapped[str] = mapped_column(String(64), unique=True)
+    # A follower has an openid; a shop customer not yet bound to one has only customer_ref.
+    openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    customer_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Derived from the ledger and kept in step with it in the same transaction; the row is
+    # also the lock that serialises a member's point changes. `ledger verify` checks it.
+    points_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    tier: Mapped[str] = mapped_column(String(16), default="basic")
+    tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    segment: Mapped[str | None] = mapped_column(String(16))
+    segment_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
     subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -121,3 +121,11 @@ def test_bad_config_stops_the_service_with_one_line_and_exit_2(tmp_path: Path) -
             "(got 3 characters)"
         )
     ]
+
+
+def test_example_config_carries_every_programme_default() -> None:
+    from models.rules import ProgrammeRules
+
+    assert load_config(str(ROOT / "config.example.toml"), environ={}).programme == (
+        ProgrammeRules()
+    )

@@ -1,0 +1,45 @@
+"""Things that happened to a member that others act on later (pushes, webhooks to shops).
+
+Rows are written in the same transaction as the change they describe, so nothing is announced
+that did not happen and nothing that happened goes unannounced.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime
+
+
+class MemberEvent(Base):
+    __tablename__ = "member_events"
+    __table_args__ = (
+        Index(
+            "ix_member_events_unprocessed",
+            "id",
+            postgresql_where=text("processed_at IS NULL"),
+            sqlite_where=text("processed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(sqlite.INTEGER(), "sqlite"), primary_key=True
+    )
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+async def record_event(
+    session: AsyncSession, member_id: int, kind: str, payload: dict[str, Any], at: datetime
+) -> None:
+    """Record ``kind`` (e.g. ``tier_upgraded``) for the member, in the caller's transaction."""
+    session.add(MemberEvent(member_id=member_id, kind=kind, payload=payload, created_at=at))

@@ -1,0 +1,485 @@
+"""The points ledger: append-only entries, earned lots with expiry, FIFO consumption.
+
+Every change is a ledger entry with a reason and an idempotency key. Earning creates a lot
+that remembers what is left of it and when it expires; spending consumes the oldest lots
+first. The member's balance is kept on the member row in the same transaction, which is also
+what serialises concurrent changes to one member: the conditional
+``UPDATE … SET points_balance = points_balance - n WHERE points_balance >= n`` either takes the
+points or changes nothing, so two redemptions can never overspend. Invariant, checked by
+``verify_ledger``: balance == sum of entries == sum of what remains in the lots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    String,
+    and_,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime
+from models.members import Member
+
+KINDS = ("earn", "bonus", "redeem", "refund", "expire", "adjust")
+_ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_member_id_id", "member_id", "id"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    points: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PointLot(Base):
+    __tablename__ = "point_lots"
+    __table_args__ = (
+        Index(
+            "ix_point_lots_member_open",
+            "member_id",
+            "earned_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+        Index(
+            "ix_point_lots_expiring",
+            "expires_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    earned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expired_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InsufficientPoints(Exception):
+    """The member does not have the points; nothing was written."""
+
+    def __init__(self, balance: int, wanted: int) -> None:
+        super().__init__(f"balance {balance} is less than {wanted}")
+        self.balance = balance
+        self.wanted = wanted
+
+
+class KeyConflict(Exception):
+    """The idempotency key was used before for a different change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one ledger operation did; ``replayed`` when the key had been seen before."""
+
+    entry_id: int
+    points: int
+    balance_after: int
+    replayed: bool = False
+
+
+async def _replay(
+    session: AsyncSession, key: str, member_id: int, points: int | None, kind: str
+) -> Change | None:
+    entry = await session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+    if entry is None:
+        return None
+    if (
+        entry.member_id != member_id
+        or entry.kind != kind
+        or (points is not None and entry.points != points)
+    ):
+        raise KeyConflict(f"idempotency key {key!r} was used for a different change")
+    return Change(entry.id, entry.points, entry.balance_after, replayed=True)
+
+
+async def _move_balance(session: AsyncSession, member_id: int, delta: int) -> int | None:
+    """Add ``delta`` unless the balance would go negative; the new balance, else None."""
+    stmt = (
+        update(Member)
+        .where(Member.id == member_id, Member.points_balance + delta >= 0)
+        .values(points_balance=Member.points_balance + delta)
+        .returning(Member.points_balance)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _add_entry(
+    session: AsyncSession,
+    member_id: int,
+    kind: str,
+    points: int,
+    balance: int,
+    reason: str,
+    key: str,
+    at: datetime,
+    order_id: int | None,
+) -> LedgerEntry:
+    entry = LedgerEntry(
+        member_id=member_id,
+        kind=kind,
+        points=points,
+        balance_after=balance,
+        reason=reason[:200],
+        idempotency_key=key,
+        order_id=order_id,
+        created_at=at,
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def credit(
+    session: AsyncSession,
+    member_id: int,
+    points: int,
+    *,
+    kind: str,
+    reason: str,
+    key: str,
+    at: datetime,
+    expires_at: datetime,
+    order_id: int | None = None,
+) -> Change:
+    """Add ``points`` as a new lot expiring at ``expires_at`` (earn, bonus, positive adjust)."""
+    if points <= 0:
+        raise ValueError("credit needs a positive number of points")
+    if replay := await _replay(session, key, member_id, points, kind):
+        return replay
+    balance = await _move_balance(session, member_id, points)
+    if balance is None:
+        raise LookupError(f"member {member_id} does not exist")
+    entry = await _add_entry(session, member_id, kind, points, balance, reason, key, at, order_id)
+    session.add(
+        PointLot(
+            member_id=member_id,
+            entry_id=entry.id,
+            order_id=order_id,
+            amount=points,
+            remaining=points,
+            earned_at=at,
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+    return Change(entry.id, points, balance)
+
+
+async def _open_lots(
+    session: AsyncSession, member_id: int, first_order: int | None = None
+) -> list[PointLot]:
+    query = select(PointLot).where(PointLot.member_id == member_id, PointLot.remaining > 0)
+    ordering = [PointLot.earned_at, PointLot.id]
+    if first_order is not None:
+        # Lots from this order first (a refund takes back what the order earned).
+        ordering.insert(0, (PointLot.order_id != first_order))
+    return list((await session.scalars(query.order_by(*ordering).with_for_update())).all())
+
+
+def _consume(lots: list[PointLot], points: int) -> int:
+    """Take up to ``points`` from ``lots`` in order; return how many were taken."""
+    taken = 0
+    for lot in lots:
+        if taken == points:
+            break
+        part = min(lot.remaining, points - taken)
+        lot.remaining -= part
+        taken += part
+    return taken
+
+
+async def debit(
+    session: AsyncSession,
+    member_id: int,
+    points: int,
+    *,
+    kind: str,
+    reason: str,
+    key: str,
+    at: datetime,
+) -> Change:
+    """Take ``points`` from the oldest lots (redeem, negative adjust); InsufficientPoints if
+    the balance is short, in which case nothing is written."""
+    if points <= 0:
+        raise ValueError("debit needs a positive number of points")
+    if replay := await _replay(session, key, member_id, -points, kind):
+        return replay
+    await expire_member_lots(session, member_id, at)
+    balance = await _move_balance(session, member_id, -points)
+    if balance is None:
+        current = await session.scalar(select(Member.points_balance).where(Member.id == member_id))
+        if current is None:
+            raise LookupError(f"member {member_id} does not exist")
+        raise InsufficientPoints(current, points)
+    _consume(await _open_lots(session, member_id), points)
+    entry = await _add_entry(session, member_id, kind, -points, balance, reason, key, at, None)
+    return Change(entry.id, -points, balance)
+
+
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    """A refund's effect on points: taken back, and what could not be (already spent)."""
+
+    change: Change | None
+    unrecovered: int
+
+
+async def reverse_order_points(
+    session: AsyncSession,
+    member_id: int,
+    order_id: int,
+    points: int,
+    *,
+    reason: str,
+    key: str,
+    at: datetime,
+) -> Reversal:
+    """Take back ``points`` an order earned: from the order's own lot first, then the oldest
+    others, never below zero. What was already spent and cannot be covered by the balance is
+    reported as unrecovered (written off, not a debt)."""
+    if points <= 0:
+        return Reversal(None, 0)
+    existing = await session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+    if existing is not None:
+        return Reversal(
+            Change(existing.id, existing.points, existing.balance_after, True),
+            points + existing.points,
+        )
+    await expire_member_lots(session, member_id, at)
+    lots = await _open_lots(session, member_id, first_order=order_id)
+    taken = _consume(lots, points)
+    if taken == 0:
+        return Reversal(None, points)
+    balance = await _move_balance(session, member_id, -taken)
+    if balance is None:
+        raise RuntimeError(f"member {member_id}: balance and lots disagree")
+    entry = await _add_entry(
+        session, member_id, "refund", -taken, balance, reason, key, at, order_id
+    )
+    return Reversal(Change(entry.id, -taken, balance), points - taken)
+
+
+async def expire_member_lots(session: AsyncSession, member_id: int, now: datetime) -> int:
+    """Expire one member's due lots now (before spending, so no expired point is spent)."""
+    due = (
+        await session.scalars(
+            select(PointLot)
+            .where(
+                PointLot.member_id == member_id,
+                PointLot.remaining > 0,
+                PointLot.expires_at <= now,
+            )
+            .with_for_update()
+        )
+    ).all()
+    total = sum(lot.remaining for lot in due)
+    if not total:
+        return 0
+    for lot in due:
+        lot.expired_points, lot.remaining, lot.expired_at = lot.remaining, 0, now
+    balance = await _move_balance(session, member_id, -total)
+    if balance is None:
+        raise RuntimeError(f"member {member_id}: balance and lots disagree")
+    await _add_entry(
+        session,
+        member_id,
+        "expire",
+        -total,
+        balance,
+        "积分到期",
+        f"expire:{member_id}:{now.isoformat()}",
+        now,
+        None,
+    )
+    return total
+
+
+async def expire_due_lots(session: AsyncSession, now: datetime, batch: int = 20_000) -> int:
+    """Expire every lot due by ``now``, set-based, ``batch`` members per transaction.
+
+    Per batch: lock the members (PostgreSQL; SQLite serialises writers anyway), zero their due
+    lots, lower their balances by the sum, and write one expire entry each. The caller's
+    session is committed after each batch. Returns the points expired.
+    """
+    expired_total = 0
+    after = 0
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    while True:
+        ids = list(
+            (
+                await session.scalars(
+                    select(PointLot.member_id)
+                    .distinct()
+                    .where(
+                        PointLot.remaining > 0,
+                        PointLot.expires_at <= now,
+                        PointLot.member_id > after,
+                    )
+                    .order_by(PointLot.member_id)
+                    .limit(batch)
+                )
+            ).all()
+        )
+        if not ids:
+            return expired_total
+        low, high = ids[0], ids[-1]
+        in_batch = and_(PointLot.member_id >= low, PointLot.member_id <= high)
+        if postgres:
+            # Same lock order as a redemption (member row, then lots): no deadlock.
+            await session.execute(
+                select(Member.id).where(Member.id.in_(ids)).order_by(Member.id).with_for_update()
+            )
+        await session.execute(
+            update(PointLot)
+            .where(in_batch, PointLot.remaining > 0, PointLot.expires_at <= now)
+            .values(expired_points=PointLot.remaining, remaining=0, expired_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        totals = (
+            select(
+                PointLot.member_id.label("member_id"),
+                func.sum(PointLot.expired_points).label("total"),
+            )
+            .where(in_batch, PointLot.expired_at == now)
+            .group_by(PointLot.member_id)
+            .subquery()
+        )
+        await session.execute(
+            update(Member)
+            .where(Member.id == totals.c.member_id)
+            .values(points_balance=Member.points_balance - totals.c.total)
+            .execution_options(synchronize_session=False)
+        )
+        stamp = now.isoformat()
+        entries = select(
+            totals.c.member_id,
+            literal("expire"),
+            -totals.c.total,
+            Member.points_balance,
+            literal("积分到期"),
+            literal("expire:") + cast(totals.c.member_id, String) + literal(f":{stamp}"),
+            literal(now, UTCDateTime),
+        ).join(Member, Member.id == totals.c.member_id)
+        await session.execute(
+            LedgerEntry.__table__.insert().from_select(
+                [
+                    "member_id",
+                    "kind",
+                    "points",
+                    "balance_after",
+                    "reason",
+                    "idempotency_key",
+                    "created_at",
+                ],
+                entries,
+            )
+        )
+        expired_total += await session.scalar(select(func.coalesce(func.sum(totals.c.total), 0)))
+        await session.commit()
+        after = high
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    member_id: int
+    balance: int
+    ledger_sum: int
+    lots_remaining: int
+
+
+async def verify_ledger(session: AsyncSession) -> AsyncIterator[Mismatch]:
+    """Every member whose balance, ledger sum and lots disagree (streamed, set-based)."""
+    ledger = (
+        select(LedgerEntry.member_id, func.sum(LedgerEntry.points).label("total"))
+        .group_by(LedgerEntry.member_id)
+        .subquery()
+    )
+    lots = (
+        select(PointLot.member_id, func.sum(PointLot.remaining).label("total"))
+        .group_by(PointLot.member_id)
+        .subquery()
+    )
+    ledger_sum = func.coalesce(ledger.c.total, 0)
+    lots_sum = func.coalesce(lots.c.total, 0)
+    query = (
+        select(Member.id, Member.points_balance, ledger_sum, lots_sum)
+        .outerjoin(ledger, ledger.c.member_id == Member.id)
+        .outerjoin(lots, lots.c.member_id == Member.id)
+        .where((Member.points_balance != ledger_sum) | (Member.points_balance != lots_sum))
+        .order_by(Member.id)
+    )
+    result = await session.stream(query)
+    async for row in result:
+        yield Mismatch(*row)
+
+
+async def ledger_page(
+    session: AsyncSession, member_id: int, limit: int, before: int | None = None
+) -> list[LedgerEntry]:
+    """Up to ``limit`` entries, newest first, older than entry id ``before``."""
+    query = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+    if before is not None:
+        query = query.where(LedgerEntry.id < before)
+    return list((await session.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit))).all())
+
+
+async def expiring_soon(
+    session: AsyncSession, member_id: int, now: datetime, until: datetime
+) -> list[tuple[datetime, int]]:
+    """(expiry time, points) of the member's points expiring between now and ``until``."""
+    rows = await session.execute(
+        select(PointLot.expires_at, func.sum(PointLot.remaining))
+        .where(
+            PointLot.member_id == member_id,
+            PointLot.remaining > 0,
+            PointLot.expires_at > now,
+            PointLot.expires_at <= until,
+        )
+        .group_by(PointLot.expires_at)
+        .order_by(PointLot.expires_at)
+    )
+    return [(at, int(points)) for at, points in rows]
+
+
+def as_dict(entry: LedgerEntry) -> dict[str, Any]:
+    """An entry as the API shows it."""
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "points": entry.points,
+        "balance_after": entry.balance_after,
+        "reason": entry.reason,
+        "created_at": entry.created_at.isoformat(),
+    }

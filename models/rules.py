@@ -1,0 +1,172 @@
+"""The programme's rules, as settings (``config.example.toml`` carries every default).
+
+Defaults follow DOMAIN.md. They live here rather than in bot/config.py so the domain
+operations can take them without importing the service layer.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TierRule(_Rules):
+    """A tier: reached by purchases or spend over the trailing window (either suffices)."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
+    name: str
+    min_orders: int = Field(ge=0)
+    min_spend_fen: int | None = Field(default=None, ge=0)
+    # Also reached by being in the top N% of spenders at the last re-evaluation.
+    top_spend_percent: float | None = Field(default=None, gt=0, le=100)
+    multiplier: Decimal = Field(gt=0, le=100)
+    discount: str = "无"
+    benefits: list[str] = []
+
+
+DEFAULT_TIERS = [
+    TierRule(
+        code="basic",
+        name="普通会员",
+        min_orders=0,
+        multiplier=Decimal("1.0"),
+        benefits=["消费积分", "生日双倍积分"],
+    ),
+    TierRule(
+        code="silver",
+        name="银卡会员",
+        min_orders=4,
+        min_spend_fen=200_000,
+        multiplier=Decimal("1.2"),
+        discount="9.5折",
+        benefits=["全场9.5折", "1.2倍积分", "生日礼券"],
+    ),
+    TierRule(
+        code="gold",
+        name="金卡会员",
+        min_orders=7,
+        min_spend_fen=500_000,
+        multiplier=Decimal("1.5"),
+        discount="9折",
+        benefits=["全场9折", "1.5倍积分", "生日礼券", "新品优先购"],
+    ),
+    TierRule(
+        code="diamond",
+        name="钻石会员",
+        min_orders=11,
+        top_spend_percent=10,
+        multiplier=Decimal("2.0"),
+        discount="8.5折",
+        benefits=["全场8.5折", "2倍积分", "专属客服", "生日定制礼", "年度成长奖励"],
+    ),
+]
+
+
+class PointsRules(_Rules):
+    # "rolling": each lot lasts expiry_months; "end_of_next_year": until 31 Dec next year.
+    expiry_policy: Literal["rolling", "end_of_next_year"] = "rolling"
+    expiry_months: int = Field(default=12, ge=1, le=120)
+    birthday_multiplier: Decimal = Field(default=Decimal("2"), ge=1, le=10)
+    # A single order may not credit more than this (a guard against absurd amounts).
+    max_order_fen: int = Field(default=100_000_000, gt=0)
+    max_adjustment: int = Field(default=1_000_000, gt=0)
+
+
+class SegmentRules(_Rules):
+    """RFM thresholds (DOMAIN.md); money in fen, windows in days."""
+
+    core_recent_days: int = 30
+    core_min_orders_12m: int = 24
+    core_min_spend_fen: int = 10_000_000
+    important_recent_days: int = 60
+    important_min_orders_12m: int = 12
+    important_min_spend_fen: int = 5_000_000
+    potential_registered_days: int = 90
+    potential_min_orders: int = 2
+    potential_max_spend_fen: int = 100_000
+    at_risk_idle_days: int = 60
+    at_risk_min_orders: int = 3
+    dormant_idle_days: int = 90
+    dormant_max_orders: int = 1
+
+
+class CouponKind(_Rules):
+    """A kind of coupon: 满减 (threshold), 折扣 (percent) or 无门槛 (cash)."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: str
+    type: Literal["threshold", "percent", "cash"]
+    discount_fen: int = Field(default=0, ge=0)
+    threshold_fen: int = Field(default=0, ge=0)
+    percent_off: int = Field(default=0, ge=0, le=100)
+    valid_days: int = Field(default=30, ge=1, le=3650)
+
+
+DEFAULT_COUPONS = [
+    CouponKind(
+        code="full_300_50",
+        name="满300减50",
+        type="threshold",
+        threshold_fen=30_000,
+        discount_fen=5_000,
+        valid_days=30,
+    ),
+    CouponKind(code="cash_10", name="无门槛10元券", type="cash", discount_fen=1_000, valid_days=30),
+    CouponKind(
+        code="newcomer_20", name="新人立减20元", type="cash", discount_fen=2_000, valid_days=30
+    ),
+    CouponKind(
+        code="birthday_gift", name="生日礼券", type="cash", discount_fen=5_000, valid_days=30
+    ),
+    CouponKind(
+        code="tier_discount_95", name="会员9.5折券", type="percent", percent_off=5, valid_days=30
+    ),
+]
+
+
+class ProgrammeRules(_Rules):
+    """Everything the domain operations need to know about the programme."""
+
+    timezone: str = "Asia/Shanghai"
+    tier_window_months: int = Field(default=12, ge=1, le=36)
+    tiers: list[TierRule] = DEFAULT_TIERS
+    points: PointsRules = PointsRules()
+    segments: SegmentRules = SegmentRules()
+    coupons: list[CouponKind] = DEFAULT_COUPONS
+    binding_code_hours: int = Field(default=24, ge=1, le=24 * 30)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tiers_ascend(self) -> ProgrammeRules:
+        if not self.tiers or self.tiers[0].min_orders != 0:
+            raise ValueError("tiers: the first tier must need 0 orders (everyone's tier)")
+        orders = [tier.min_orders for tier in self.tiers]
+        if orders != sorted(orders) or len({t.code for t in self.tiers}) != len(self.tiers):
+            raise ValueError("tiers: list them lowest first, with distinct codes")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def tier(self, code: str) -> TierRule:
+        """The rule for tier ``code`` (the lowest tier for an unknown code)."""
+        return next((t for t in self.tiers if t.code == code), self.tiers[0])
+
+    def coupon_kind(self, code: str) -> CouponKind | None:
+        return next((k for k in self.coupons if k.code == code), None)
