@@ -5,11 +5,13 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String, select, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
+from models.members import Member
 
 # No 0/O, 1/I/L: the member types the code from a receipt.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -37,3 +39,127 @@ def new_code() -> str:
 
 def expiry(now: datetime, hours: int) -> datetime:
     return now + timedelta(hours=hours)
+
+
+class BindingRefused(Exception):
+    """The code cannot bind this follower: ``reason`` is invalid, expired, used or taken."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def normalize_code(text: str) -> str | None:
+    """The code in a member's message ("绑定 AB3D5FGH" or the bare code), or None."""
+    candidate = text.strip().upper().removeprefix("绑定").strip().replace(" ", "")
+    if len(candidate) != CODE_LENGTH or any(ch not in ALPHABET for ch in candidate):
+        return None
+    # A bare eight-letter word is more likely English than a code: codes always hold a digit.
+    if not any(ch.isdigit() for ch in candidate):
+        return None
+    return candidate
+
+
+def _code_with_digit() -> str:
+    while True:
+        code = new_code()
+        if any(ch.isdigit() for ch in code):
+            return code
+
+
+async def create_binding_code(
+    session: AsyncSession,
+    customer_ref: str,
+    now: datetime,
+    hours: int,
+    *,
+    name: str | None = None,
+    phone: str | None = None,
+) -> BindingCode:
+    """A one-time code for the shop's customer ``customer_ref`` (created if new)."""
+    customer = await session.scalar(select(Member).where(Member.customer_ref == customer_ref))
+    if customer is None:
+        customer = Member(
+            customer_ref=customer_ref,
+            subscribed=False,
+            created_at=now,
+            name=name,
+            phone=phone,
+            tags=[],
+        )
+        session.add(customer)
+        await session.flush()
+    else:
+        customer.name = name or customer.name
+        customer.phone = phone or customer.phone
+    binding = BindingCode(
+        code=_code_with_digit(),
+        member_id=customer.id,
+        created_at=now,
+        expires_at=expiry(now, hours),
+    )
+    session.add(binding)
+    await session.flush()
+    return binding
+
+
+_MEMBER_TABLES = (
+    "orders",
+    "ledger_entries",
+    "point_lots",
+    "coupons",
+    "tier_changes",
+    "member_events",
+    "binding_codes",
+)
+
+
+async def claim_binding_code(
+    session: AsyncSession, code: str, openid: str, now: datetime
+) -> Member:
+    """Link the follower ``openid`` to the code's customer, history and points included.
+
+    If the follower already has a member row of their own (a follower who earned points
+    before binding), its orders, ledger, lots and coupons move to the customer and the
+    balances add up; the follower's row is then removed. Raises BindingRefused.
+    """
+    binding = await session.scalar(
+        select(BindingCode).where(BindingCode.code == code).with_for_update()
+    )
+    if binding is None:
+        raise BindingRefused("invalid")
+    if binding.used_at is not None:
+        raise BindingRefused("used")
+    if binding.expires_at <= now:
+        raise BindingRefused("expired")
+    customer = await session.get_one(Member, binding.member_id, with_for_update=True)
+    if customer.openid is not None and customer.openid != openid:
+        raise BindingRefused("used")
+    follower = await session.scalar(select(Member).where(Member.openid == openid))
+    if follower is not None and follower.id != customer.id:
+        if follower.customer_ref is not None:
+            raise BindingRefused("taken")
+        await _merge_into(session, follower, customer)
+    customer.openid = openid
+    binding.used_at, binding.used_by_openid = now, openid
+    await session.flush()
+    return customer
+
+
+async def _merge_into(session: AsyncSession, follower: Member, customer: Member) -> None:
+    for table in _MEMBER_TABLES:
+        await session.execute(
+            text(f"UPDATE {table} SET member_id = :to WHERE member_id = :old"),
+            {"to": customer.id, "old": follower.id},
+        )
+    customer.points_balance += follower.points_balance
+    customer.subscribed = follower.subscribed
+    customer.subscribed_at = follower.subscribed_at or customer.subscribed_at
+    customer.unsubscribed_at = follower.unsubscribed_at
+    customer.last_interaction_at = follower.last_interaction_at
+    customer.birthday = customer.birthday or follower.birthday
+    # The follower's row goes; its openid must be free before the customer takes it.
+    follower.openid = None
+    await session.flush()
+    await session.delete(follower)
+    await session.flush()

@@ -1,0 +1,367 @@
+"""The API's endpoints. Each runs in one transaction: it all happens or nothing does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import wiring
+from bot.api import schemas as s
+from bot.api.spec import ApiSpec
+from models.base import utcnow
+from models.binding import create_binding_code
+from models.ledger import InsufficientPoints, KeyConflict, credit, debit, expiring_soon
+from models.ledger import ledger_page as read_ledger
+from models.members import Member
+from models.orders import (
+    OrderConflict,
+    OrderIn,
+    RefundTooLarge,
+    find_order,
+    lot_expiry,
+    record_order,
+    refund_order,
+)
+from models.rules import ProgrammeRules
+from models.tiers import member_stats, progress
+
+api = ApiSpec("Loyalty programme API", "1")
+Model = TypeVar("Model", bound=BaseModel)
+# Orders dated further ahead than this are refused (a shop clock that is far off).
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class ApiError(web.HTTPException):
+    """An error answered as ``{"error": {"code", "message", "field"}}``."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        self.status_code = status
+        body = s.ErrorOut(error=s.ErrorDetail(code=code, message=message, field=field))
+        super().__init__(text=body.model_dump_json(), content_type="application/json")
+
+
+async def parse_body(request: web.Request, model: type[Model]) -> Model:
+    """The request body as ``model``; 422 naming the first bad field."""
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def parse_query(request: web.Request, model: type[Model]) -> Model:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "is not a known field"
+    elif first["type"] == "missing":
+        message = "is required"
+    return ApiError(422, "invalid", message, field)
+
+
+def _rules(request: web.Request) -> ProgrammeRules:
+    return request.config_dict[wiring.CONFIG].programme
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        text=model.model_dump_json(), status=status, content_type="application/json"
+    )
+
+
+async def _member(session: AsyncSession, openid: str, *, lock: bool = False) -> Member:
+    query = select(Member).where(Member.openid == openid)
+    member = await session.scalar(query.with_for_update() if lock else query)
+    if member is None:
+        raise ApiError(404, "unknown_member", "no member with this openid", "openid")
+    return member
+
+
+async def member_view(session: AsyncSession, rules: ProgrammeRules, member: Member) -> s.MemberOut:
+    """Balance, what expires within 30 days, tier with progress, segment."""
+    now = utcnow()
+    stats = await member_stats(session, rules, member.id, now)
+    step = progress(rules, member.tier, stats)
+    soon = await expiring_soon(session, member.id, now, now + timedelta(days=30))
+    return s.MemberOut(
+        openid=member.openid,
+        customer_ref=member.customer_ref,
+        name=member.name,
+        phone=member.phone,
+        birthday=member.birthday,
+        tags=list(member.tags or []),
+        subscribed=member.subscribed,
+        balance=member.points_balance,
+        expiring_30_days=[s.ExpiringOut(points=p, expires_at=at) for at, p in soon],
+        tier=s.TierOut(
+            code=step.current.code,
+            name=step.current.name,
+            since=member.tier_since,
+            next_tier=step.next_tier.code if step.next_tier else None,
+            orders_needed=step.orders_needed,
+            spend_needed_fen=step.spend_needed_fen,
+        ),
+        segment=member.segment,
+    )
+
+
+@api.route(
+    "PUT",
+    "/members/{openid}",
+    "Create or update a member's profile",
+    body=s.MemberIn,
+    responses={200: s.MemberOut, 201: s.MemberOut},
+)
+async def put_member(request: web.Request) -> web.Response:
+    data = await parse_body(request, s.MemberIn)
+    openid = request.match_info["openid"]
+    async with request.config_dict[wiring.SESSIONS].begin() as session:
+        member = await session.scalar(select(Member).where(Member.openid == openid))
+        created = member is None
+        if member is None:
+            member = Member(openid=openid, subscribed=False, created_at=utcnow(), tags=[])
+            session.add(member)
+        for name in data.model_fields_set:
+            value = getattr(data, name)
+            setattr(member, name, [] if name == "tags" and value is None else value)
+        await session.flush()
+        view = await member_view(session, _rules(request), member)
+    return _json(view, 201 if created else 200)
+
+
+@api.route(
+    "GET",
+    "/members/{openid}",
+    "A member's balance, expiring points, tier, segment",
+    responses={200: s.MemberOut, 404: s.ErrorOut},
+)
+async def get_member(request: web.Request) -> web.Response:
+    async with request.config_dict[wiring.SESSIONS]() as session:
+        member = await _member(session, request.match_info["openid"])
+        return _json(await member_view(session, _rules(request), member))
+
+
+@api.route(
+    "GET",
+    "/members/{openid}/ledger",
+    "The member's ledger, newest first",
+    query=s.LedgerQuery,
+    responses={200: s.LedgerPageOut, 404: s.ErrorOut},
+)
+async def get_ledger(request: web.Request) -> web.Response:
+    query = parse_query(request, s.LedgerQuery)
+    async with request.config_dict[wiring.SESSIONS]() as session:
+        member = await _member(session, request.match_info["openid"])
+        before = int(query.cursor) if query.cursor else None
+        entries = await read_ledger(session, member.id, query.limit + 1, before)
+    more = len(entries) > query.limit
+    entries = entries[: query.limit]
+    return _json(
+        s.LedgerPageOut(
+            entries=[
+                s.LedgerEntryOut(
+                    id=e.id,
+                    kind=e.kind,
+                    points=e.points,
+                    balance_after=e.balance_after,
+                    reason=e.reason,
+                    created_at=e.created_at,
+                )
+                for e in entries
+            ],
+            next_cursor=str(entries[-1].id) if more else None,
+        )
+    )
+
+
+@api.route(
+    "POST",
+    "/orders",
+    "Report a paid order (idempotent on order_id)",
+    body=s.OrderIn,
+    responses={200: s.OrderOut, 201: s.OrderOut, 404: s.ErrorOut, 409: s.ErrorOut},
+)
+async def post_order(request: web.Request) -> web.Response:
+    data = await parse_body(request, s.OrderIn)
+    rules = _rules(request)
+    now = utcnow()
+    if data.paid_at > now + FUTURE_TOLERANCE:
+        raise ApiError(422, "invalid", "is in the future", "paid_at")
+    if data.amount_fen > rules.points.max_order_fen:
+        raise ApiError(422, "invalid", f"exceeds {rules.points.max_order_fen}", "amount_fen")
+    # A concurrent duplicate loses the unique-key race; the second pass replays or conflicts.
+    for attempt in range(2):
+        try:
+            async with request.config_dict[wiring.SESSIONS].begin() as session:
+                if data.openid is not None:
+                    member = await _member(session, data.openid, lock=True)
+                else:
+                    member = await session.scalar(
+                        select(Member)
+                        .where(Member.customer_ref == data.customer_ref)
+                        .with_for_update()
+                    )
+                    if member is None:
+                        raise ApiError(
+                            404,
+                            "unknown_member",
+                            "no member with this customer_ref",
+                            "customer_ref",
+                        )
+                outcome = await record_order(
+                    session,
+                    rules,
+                    member,
+                    OrderIn(
+                        shop_order_id=data.order_id,
+                        member_id=member.id,
+                        amount_fen=data.amount_fen,
+                        paid_at=data.paid_at,
+                        channel=data.channel,
+                        category=data.category,
+                    ),
+                    now,
+                )
+                upgrade = outcome.upgrade
+                body = s.OrderOut(
+                    order_id=data.order_id,
+                    points_earned=outcome.points,
+                    balance=outcome.balance,
+                    tier=outcome.tier,
+                    upgrade=s.UpgradeOut(from_tier=upgrade.from_tier, to_tier=upgrade.to_tier)
+                    if upgrade
+                    else None,
+                )
+            return _json(body, 200 if outcome.replayed else 201)
+        except OrderConflict as exc:
+            raise ApiError(409, "order_conflict", str(exc), "order_id") from None
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+@api.route(
+    "POST",
+    "/orders/{order_id}/refund",
+    "Refund all or part of an order",
+    body=s.RefundIn,
+    responses={200: s.RefundOut, 404: s.ErrorOut, 409: s.ErrorOut},
+)
+async def post_refund(request: web.Request) -> web.Response:
+    data = await parse_body(request, s.RefundIn)
+    async with request.config_dict[wiring.SESSIONS].begin() as session:
+        order = await find_order(session, request.match_info["order_id"])
+        if order is None:
+            raise ApiError(404, "unknown_order", "no order with this id", "order_id")
+        member = await session.get_one(Member, order.member_id, with_for_update=True)
+        amount = data.amount_fen or (order.amount_fen - order.refunded_fen)
+        if amount <= 0:
+            raise ApiError(
+                409, "fully_refunded", "the order is already fully refunded", "amount_fen"
+            )
+        try:
+            outcome = await refund_order(session, order, amount, data.refund_id, utcnow())
+        except RefundTooLarge as exc:
+            raise ApiError(409, "refund_too_large", str(exc), "amount_fen") from None
+        except OrderConflict as exc:
+            raise ApiError(409, "refund_conflict", str(exc), "refund_id") from None
+        await session.refresh(member, ["points_balance"])
+        return _json(
+            s.RefundOut(
+                refund_id=data.refund_id,
+                order_id=order.shop_order_id,
+                amount_fen=outcome.refund.amount_fen,
+                points_reversed=outcome.refund.points_reversed,
+                points_unrecovered=outcome.refund.points_unrecovered,
+                balance=member.points_balance,
+            )
+        )
+
+
+@api.route(
+    "POST",
+    "/members/{openid}/points",
+    "Redeem points, or adjust them by hand",
+    body=s.PointsIn,
+    responses={200: s.PointsOut, 404: s.ErrorOut, 409: s.ErrorOut},
+)
+async def post_points(request: web.Request) -> web.Response:
+    data = await parse_body(request, s.PointsIn)
+    rules = _rules(request)
+    if abs(data.points) > rules.points.max_adjustment:
+        raise ApiError(422, "invalid", f"exceeds {rules.points.max_adjustment}", "points")
+    now = utcnow()
+    key = f"api:{data.idempotency_key}"
+    try:
+        async with request.config_dict[wiring.SESSIONS].begin() as session:
+            member = await _member(session, request.match_info["openid"])
+            if data.points < 0:
+                change = await debit(
+                    session,
+                    member.id,
+                    -data.points,
+                    kind=data.kind,
+                    reason=data.reason,
+                    key=key,
+                    at=now,
+                )
+            else:
+                change = await credit(
+                    session,
+                    member.id,
+                    data.points,
+                    kind="adjust",
+                    reason=data.reason,
+                    key=key,
+                    at=now,
+                    expires_at=lot_expiry(rules, now),
+                )
+    except InsufficientPoints as exc:
+        raise ApiError(
+            409, "insufficient_points", f"balance {exc.balance} is less than {exc.wanted}", "points"
+        ) from None
+    except KeyConflict as exc:
+        raise ApiError(409, "key_conflict", str(exc), "idempotency_key") from None
+    return _json(
+        s.PointsOut(entry_id=change.entry_id, points=change.points, balance=change.balance_after)
+    )
+
+
+@api.route(
+    "POST",
+    "/members/binding-codes",
+    "A one-time code that binds a follower to a customer",
+    body=s.BindingCodeIn,
+    responses={201: s.BindingCodeOut},
+)
+async def post_binding_code(request: web.Request) -> web.Response:
+    data = await parse_body(request, s.BindingCodeIn)
+    rules = _rules(request)
+    async with request.config_dict[wiring.SESSIONS].begin() as session:
+        binding = await create_binding_code(
+            session,
+            data.customer_ref,
+            utcnow(),
+            rules.binding_code_hours,
+            name=data.name,
+            phone=data.phone,
+        )
+        out = s.BindingCodeOut(
+            code=binding.code, customer_ref=data.customer_ref, expires_at=binding.expires_at
+        )
+    return _json(out, 201)

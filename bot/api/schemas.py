@@ -1,0 +1,170 @@
+"""Request and response bodies of the JSON API (validated strictly: no extra fields, no
+strings where numbers belong)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w\-.:]+$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(_Out):
+    error: ErrorDetail
+
+
+class MemberIn(_In):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?\d{5,15}$")] | None = None
+    birthday: date | None = None
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] | None = Field(
+        default=None, max_length=50
+    )
+
+    @model_validator(mode="after")
+    def _birthday_in_the_past(self) -> MemberIn:
+        if self.birthday is not None and not date(1900, 1, 1) <= self.birthday <= date.today():
+            raise ValueError("birthday must be between 1900-01-01 and today")
+        return self
+
+
+class ExpiringOut(_Out):
+    points: int
+    expires_at: datetime
+
+
+class TierOut(_Out):
+    code: str
+    name: str
+    since: datetime | None
+    next_tier: str | None
+    orders_needed: int | None
+    spend_needed_fen: int | None
+
+
+class MemberOut(_Out):
+    openid: str | None
+    customer_ref: str | None
+    name: str | None
+    phone: str | None
+    birthday: date | None
+    tags: list[str]
+    subscribed: bool
+    balance: int
+    expiring_30_days: list[ExpiringOut]
+    tier: TierOut
+    segment: str | None
+
+
+class LedgerEntryOut(_Out):
+    id: int
+    kind: str
+    points: int
+    balance_after: int
+    reason: str
+    created_at: datetime
+
+
+class LedgerPageOut(_Out):
+    entries: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+class LedgerQuery(_In):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)  # query strings are text
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: Annotated[str, StringConstraints(pattern=r"^\d{1,18}$")] | None = None
+
+
+class OrderIn(_In):
+    order_id: Ref
+    openid: Ref | None = None
+    customer_ref: Ref | None = None
+    amount_fen: int = Field(gt=0)
+    paid_at: AwareDatetime
+    channel: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    category: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _one_member_reference(self) -> OrderIn:
+        if (self.openid is None) == (self.customer_ref is None):
+            raise ValueError("give exactly one of openid and customer_ref")
+        return self
+
+
+class UpgradeOut(_Out):
+    from_tier: str
+    to_tier: str
+
+
+class OrderOut(_Out):
+    order_id: str
+    points_earned: int
+    balance: int
+    tier: str
+    upgrade: UpgradeOut | None
+
+
+class RefundIn(_In):
+    refund_id: Ref
+    amount_fen: int | None = Field(default=None, gt=0)
+
+
+class RefundOut(_Out):
+    refund_id: str
+    order_id: str
+    amount_fen: int
+    points_reversed: int
+    points_unrecovered: int
+    balance: int
+
+
+class PointsIn(_In):
+    kind: Literal["redeem", "adjust"]
+    points: int
+    reason: Text
+    idempotency_key: Annotated[str, StringConstraints(min_length=8, max_length=100)]
+
+    @model_validator(mode="after")
+    def _sensible(self) -> PointsIn:
+        if self.points == 0:
+            raise ValueError("points must not be 0")
+        if self.kind == "redeem" and self.points > 0:
+            raise ValueError("a redemption takes points: give a negative number")
+        return self
+
+
+class PointsOut(_Out):
+    entry_id: int
+    points: int
+    balance: int
+
+
+class BindingCodeIn(_In):
+    customer_ref: Ref
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?\d{5,15}$")] | None = None
+
+
+class BindingCodeOut(_Out):
+    code: str
+    customer_ref: str
+    expires_at: datetime

@@ -1,0 +1,131 @@
+"""Routes declared once: the same definitions register the handlers, validate the requests
+and produce the OpenAPI 3 document, so the document cannot drift from what is enforced."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+
+
+class ApiSpec:
+    """A table of endpoints; ``route`` is the decorator that fills it."""
+
+    def __init__(self, title: str, version: str) -> None:
+        self.title = title
+        self.version = version
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        summary: str,
+        *,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        responses: dict[int, type[BaseModel] | None] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Declare an endpoint; ``responses`` maps status codes to their body models."""
+
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(method, path, summary, handler, body, query, responses or {})
+            )
+            return handler
+
+        return register
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.route(e.method, e.path, e.handler) for e in self.endpoints]
+
+    def openapi(self, error_model: type[BaseModel], prefix: str) -> dict[str, Any]:
+        """The OpenAPI 3.1 document for every declared endpoint."""
+        schemas: dict[str, Any] = {}
+
+        def ref(model: type[BaseModel]) -> dict[str, str]:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+            return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+        paths: dict[str, Any] = {}
+        for endpoint in self.endpoints:
+            operation: dict[str, Any] = {"summary": endpoint.summary, "security": [{"bearer": []}]}
+            parameters = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                }
+                for name in re.findall(r"{(\w+)}", endpoint.path)
+            ]
+            if endpoint.query is not None:
+                for name, prop in endpoint.query.model_json_schema()["properties"].items():
+                    required = name in endpoint.query.model_json_schema().get("required", [])
+                    parameters.append(
+                        {"name": name, "in": "query", "required": required, "schema": prop}
+                    )
+            if parameters:
+                operation["parameters"] = parameters
+            if endpoint.body is not None:
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(endpoint.body)}},
+                }
+            responses: dict[str, Any] = {}
+            for status, model in {**endpoint.responses, 401: error_model}.items():
+                response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "")}
+                if model is not None:
+                    response["content"] = {"application/json": {"schema": ref(model)}}
+                responses[str(status)] = response
+            if endpoint.body is not None or endpoint.query is not None:
+                responses.setdefault(
+                    "422",
+                    {
+                        "description": _STATUS_TEXT[422],
+                        "content": {"application/json": {"schema": ref(error_model)}},
+                    },
+                )
+            operation["responses"] = responses
+            paths.setdefault(prefix + endpoint.path, {})[endpoint.method.lower()] = operation
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": self.version},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+        }
+
+
+_STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    400: "Bad request",
+    401: "Missing or wrong token",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body too large",
+    422: "Invalid payload",
+    429: "Too many requests",
+}
