@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot import health, wiring
+from bot.api.app import PREFIX, create_api_app
 from bot.config import Config
 from bot.metrics import Metrics
 from bot.request_log import request_log_middleware
@@ -34,4 +35,5 @@ def create_app(config: Config, router: Router | None = None) -> web.Application:
     app.add_routes(
         [web.get("/wechat", _wechat_get), web.post("/wechat", _wechat_post), *health.routes]
     )
+    app.add_subapp(PREFIX, create_api_app(config.api.token.get_secret_value()))
     return app

@@ -110,7 +110,7 @@ async def test_fourth_order_upgrades_to_silver_and_multiplier_applies_after(
     status, body = await call(client, "POST", "/orders", order("U-3"))
     assert body["upgrade"] == {"from_tier": "basic", "to_tier": "silver"}
     assert body["tier"] == "silver"
-    status, body = await call(client, "POST", "/orders", order("U-4"))
+    _status, body = await call(client, "POST", "/orders", order("U-4"))
     assert body["points_earned"] == 120  # ¥100 × 1.2
 
 
