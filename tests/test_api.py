@@ -105,9 +105,9 @@ async def test_fourth_order_upgrades_to_silver_and_multiplier_applies_after(
 ) -> None:
     await follower(client, "o_api_member01")
     for n in range(3):
-        status, body = await call(client, "POST", "/orders", order(f"U-{n}"))
+        _, body = await call(client, "POST", "/orders", order(f"U-{n}"))
         assert body["upgrade"] is None
-    status, body = await call(client, "POST", "/orders", order("U-3"))
+    _, body = await call(client, "POST", "/orders", order("U-3"))
     assert body["upgrade"] == {"from_tier": "basic", "to_tier": "silver"}
     assert body["tier"] == "silver"
     _status, body = await call(client, "POST", "/orders", order("U-4"))
