@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Date, String, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, utcnow
+from models.base import Base, UTCDateTime, dialect_insert, utcnow
 
 
 class Member(Base):
@@ -41,11 +41,6 @@ class Member(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-def _insert_for(session: AsyncSession):
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 async def find_member(session: AsyncSession, openid: str) -> Member | None:
     """The member with this openid, or None for a follower the programme has not seen yet."""
     return await session.scalar(select(Member).where(Member.openid == openid))
@@ -56,7 +51,7 @@ async def record_subscribe(session: AsyncSession, openid: str, at: datetime) -> 
 
     One upsert, so a follow racing another follow or a first message cannot create two rows.
     """
-    insert = _insert_for(session)
+    insert = dialect_insert(session)
     stmt = insert(Member).values(
         openid=openid, subscribed=True, subscribed_at=at, last_interaction_at=at, created_at=at
     )
@@ -73,7 +68,7 @@ async def ensure_member(session: AsyncSession, openid: str, at: datetime) -> Mem
     member = await find_member(session, openid)
     if member is not None:
         return member
-    insert = _insert_for(session)
+    insert = dialect_insert(session)
     stmt = insert(Member).values(
         openid=openid, subscribed=True, subscribed_at=None, last_interaction_at=at, created_at=at
     )
