@@ -130,6 +130,7 @@ class ChatConfig(_Section):
         "points": ["积分"],
         "tier": ["等级", "会员"],
         "benefits": ["权益"],
+        "coupons": ["我的券", "优惠券", "券"],
         "referral": ["推荐", "邀请"],
         "human": ["人工", "客服"],
     }
@@ -137,6 +138,8 @@ class ChatConfig(_Section):
         "MENU_HELP": "help",
         "MENU_POINTS": "points",
         "MENU_TIER": "tier",
+        "MENU_BENEFITS": "benefits",
+        "MENU_COUPONS": "coupons",
         "MENU_REFERRAL": "referral",
         "MENU_HUMAN": "human",
     }

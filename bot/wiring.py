@@ -81,14 +81,17 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     router = app[ROUTER]
     matcher = IntentMatcher(config.chat.keywords, config.chat.menu_keys)
+    pipe = RedisPipe.like(app[REDIS])
+    gate = InboundGate(pipe, config.wechat.dedupe_ttl_seconds)
     services = Services(
         intents=matcher,
         sessions=app[SESSIONS],
+        rules=config.programme,
+        redis=app[REDIS],
+        member_ids=gate,
         capabilities=tuple(dict.fromkeys(router.intents())),
     )
-    pipe = RedisPipe.like(app[REDIS])
-    gate = InboundGate(pipe, config.wechat.dedupe_ttl_seconds)
-    dispatcher = Dispatcher(router, services, member_ids=gate)
+    dispatcher = Dispatcher(router, services)
     tasks = BackgroundTasks()
     app[TASKS] = tasks
     app[WEBHOOK] = Webhook(config.wechat, gate, dispatcher, app[WECHAT], app[METRICS], tasks)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from handlers import fallback, follow, help
+from handlers import binding, coupons, fallback, follow, help, points, tier
 from handlers.router import Router
 
 
 def build_router() -> Router:
     """The root router: capabilities in priority order, the fallback last."""
     root = Router("root")
-    root.include(follow.router, help.router, fallback.router)
+    root.include(
+        follow.router,
+        help.router,
+        points.router,
+        tier.router,
+        coupons.router,
+        binding.router,
+        fallback.router,
+    )
     return root

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from handlers.inbound import Inbound, Services
 from handlers.router import Router
 from messages.replies import Reply
@@ -21,19 +19,12 @@ _NO_MEMBER_EVENTS = frozenset(
 )
 
 
-class MemberIds(Protocol):
-    """Where the openid → member id mapping is cached between messages."""
-
-    async def remember_member(self, openid: str, member_id: int) -> None: ...
-
-
 class Dispatcher:
     """Resolves the intent, identifies the member, picks the handler, commits what it did."""
 
-    def __init__(self, router: Router, services: Services, member_ids: MemberIds) -> None:
+    def __init__(self, router: Router, services: Services) -> None:
         self.router = router
         self.services = services
-        self.member_ids = member_ids
 
     def resolve_intent(self, msg: Inbound) -> str | None:
         """What the member's words or menu key ask for, if anything we know."""
@@ -62,5 +53,5 @@ class Dispatcher:
             if msg.session is not None:
                 await msg.session.close()
         if known is None and msg.member is not None:
-            await self.member_ids.remember_member(msg.openid, msg.member.id)
+            await self.services.member_ids.remember_member(msg.openid, msg.member.id)
         return reply

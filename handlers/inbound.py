@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.intents import IntentMatcher
 from models.members import Member
+from models.rules import ProgrammeRules
+
+
+class MemberIds(Protocol):
+    """Where the openid → member id mapping is cached between messages."""
+
+    async def remember_member(self, openid: str, member_id: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +26,9 @@ class Services:
 
     intents: IntentMatcher
     sessions: async_sessionmaker[AsyncSession]
+    rules: ProgrammeRules
+    redis: Redis
+    member_ids: MemberIds
     capabilities: tuple[str, ...] = ()
 
 

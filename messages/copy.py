@@ -15,6 +15,7 @@ CAPABILITIES = {
     "points": "查询积分余额与即将过期的积分",
     "tier": "查看会员等级与升级进度",
     "benefits": "查看当前等级的会员权益",
+    "coupons": "查看可用的优惠券",
     "referral": "获取专属推荐链接与二维码",
     "human": "转接人工客服",
 }
@@ -36,3 +37,48 @@ def help_menu(entries: Sequence[tuple[str, str]], help_keyword: str) -> str:
     ]
     lines.append(HELP_FOOTER.format(keyword=help_keyword))
     return "\n".join(lines)
+
+
+# 积分
+POINTS_BALANCE = "您当前可用积分：{balance:,} 分"
+POINTS_EXPIRING = "⏰ 其中 {points:,} 分将于 {day:%Y年%m月%d日} 到期，请尽快使用"
+POINTS_RECENT_TITLE = "最近变动："
+POINTS_RECENT_LINE = "· {day:%m-%d} {reason} {points:+,}"
+POINTS_NONE = "您目前还没有积分。每消费1元即可获得1积分，会员等级越高积分倍数越高。"
+POINTS_HOW_TO_BIND = "已在门店消费？发送收银小票上的8位绑定码，即可同步您的积分与消费记录。"
+LEDGER_REASONS = {
+    "expire": "积分到期",
+    "refund": "退款扣回",
+    "redeem": "积分兑换",
+    "adjust": "积分调整",
+    "bonus": "奖励积分",
+}
+
+# 等级 / 权益
+TIER_CURRENT = "您当前是【{name}】（{discount}）"
+TIER_NEXT_BOTH = "再消费 {orders} 次或 ¥{yuan:,} 即可升级为{next}"
+TIER_NEXT_ORDERS = "再消费 {orders} 次即可升级为{next}"
+TIER_NEXT_TOP = "再消费 {orders} 次，或年度消费进入前{percent:g}%，即可升级为{next}"
+TIER_TOP = "您已是最高等级，感谢您一直以来的支持！"
+TIER_WINDOW = "（按近{months}个月的消费计算）"
+BENEFITS_TITLE = "【{name}】专享权益："
+BENEFITS_LINE = "· {benefit}"
+BENEFITS_NEXT = "升级为{next}可享：{benefits}"
+
+# 我的券
+COUPONS_TITLE = "您有 {count} 张可用优惠券："
+COUPONS_LINE = "· {name}（券码 {code}），有效期至 {day:%Y-%m-%d}"
+COUPONS_NONE = "您暂时没有可用的优惠券，消费和参与活动即可获得哦。"
+
+# 绑定会员
+BIND_OK = "绑定成功！您的会员信息已同步，当前积分 {balance:,} 分。"
+BIND_INVALID = "绑定码不正确，请核对收银小票上的8位绑定码后重试。"
+BIND_EXPIRED = "这个绑定码已过期，请向门店索取新的绑定码。"
+BIND_USED = "这个绑定码已被使用。如有疑问，请回复【人工】联系客服。"
+BIND_TAKEN = "您的微信已绑定其他会员账号。如需更换，请回复【人工】联系客服。"
+BIND_THROTTLED = "尝试次数过多，请 1 小时后再试。"
+
+
+def fen_to_yuan(fen: int) -> int | float:
+    """Fen as yuan for display: whole yuan without decimals."""
+    return fen // 100 if fen % 100 == 0 else fen / 100

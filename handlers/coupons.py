@@ -1,0 +1,36 @@
+"""我的券: the member's usable coupons with their expiry dates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from handlers.inbound import Inbound
+from handlers.router import Router, intent
+from messages import copy
+from messages.replies import TextReply
+from models.base import utcnow
+from models.coupons import usable_coupons
+
+router = Router("coupons")
+# WeChat shows long replies cut off; the shop app has the full list.
+MAX_LISTED = 10
+
+
+@router.on(intent("coupons"))
+async def show_coupons(msg: Inbound) -> TextReply:
+    """Answer 我的券 and the coupons menu key."""
+    member = await msg.load_member()
+    rules = msg.svc.rules
+    coupons = await usable_coupons(msg.db, member.id, utcnow())
+    if not coupons:
+        return TextReply(copy.COUPONS_NONE)
+    lines = [copy.COUPONS_TITLE.format(count=len(coupons))]
+    for coupon in coupons[:MAX_LISTED]:
+        kind = rules.coupon_kind(coupon.kind)
+        last_day = (coupon.valid_until.astimezone(rules.zone) - timedelta(seconds=1)).date()
+        lines.append(
+            copy.COUPONS_LINE.format(
+                name=kind.name if kind else coupon.kind, code=coupon.code, day=last_day
+            )
+        )
+    return TextReply("\n".join(lines))

@@ -1,0 +1,64 @@
+"""等级 / 会员 and 权益: the member's tier, exactly what reaches the next, and its benefits."""
+
+from __future__ import annotations
+
+from handlers.inbound import Inbound
+from handlers.router import Router, intent
+from messages import copy
+from messages.replies import TextReply
+from models.base import utcnow
+from models.rules import TierRule
+from models.tiers import Progress, member_stats, progress
+
+router = Router("tier")
+
+
+def next_step(step: Progress) -> str:
+    """ "再消费 2 次或 ¥800 即可升级为金卡会员", or the top-tier thanks."""
+    nxt = step.next_tier
+    if nxt is None:
+        return copy.TIER_TOP
+    if step.spend_needed_fen is not None:
+        return copy.TIER_NEXT_BOTH.format(
+            orders=step.orders_needed, yuan=copy.fen_to_yuan(step.spend_needed_fen), next=nxt.name
+        )
+    if nxt.top_spend_percent is not None:
+        return copy.TIER_NEXT_TOP.format(
+            orders=step.orders_needed, percent=nxt.top_spend_percent, next=nxt.name
+        )
+    return copy.TIER_NEXT_ORDERS.format(orders=step.orders_needed, next=nxt.name)
+
+
+def _benefits(tier: TierRule) -> list[str]:
+    lines = [copy.BENEFITS_TITLE.format(name=tier.name)]
+    lines += [copy.BENEFITS_LINE.format(benefit=b) for b in tier.benefits]
+    return lines
+
+
+@router.on(intent("tier"))
+async def show_tier(msg: Inbound) -> TextReply:
+    """Answer 等级 / 会员: tier, discount, and what takes the member to the next tier."""
+    member = await msg.load_member()
+    rules = msg.svc.rules
+    stats = await member_stats(msg.db, rules, member.id, utcnow())
+    step = progress(rules, member.tier, stats)
+    lines = [
+        copy.TIER_CURRENT.format(name=step.current.name, discount=step.current.discount),
+        next_step(step)
+        + (copy.TIER_WINDOW.format(months=rules.tier_window_months) if step.next_tier else ""),
+    ]
+    return TextReply("\n".join(lines))
+
+
+@router.on(intent("benefits"))
+async def show_benefits(msg: Inbound) -> TextReply:
+    """Answer 权益: the current tier's benefits, and what the next tier adds."""
+    member = await msg.load_member()
+    rules = msg.svc.rules
+    current = rules.tier(member.tier)
+    lines = _benefits(current)
+    index = rules.tiers.index(current)
+    if index + 1 < len(rules.tiers):
+        nxt = rules.tiers[index + 1]
+        lines.append(copy.BENEFITS_NEXT.format(next=nxt.name, benefits="、".join(nxt.benefits)))
+    return TextReply("\n".join(lines))
