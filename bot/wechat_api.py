@@ -126,6 +126,10 @@ class WeChatClient:
         """Send a customer-service message (only inside the member's interaction window)."""
         return await self.call("POST", "/cgi-bin/message/custom/send", body=payload)
 
+    async def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
+        """Replace the official account's custom menu."""
+        return await self.call("POST", "/cgi-bin/menu/create", body=menu)
+
     async def access_token(self) -> str:
         """A valid access token: this process's copy, else Redis's, else a fresh fetch."""
         token = self._token

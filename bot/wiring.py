@@ -38,6 +38,7 @@ WECHAT = web.AppKey("wechat", WeChatClient)
 TASKS = web.AppKey("tasks", BackgroundTasks)
 WEBHOOK = web.AppKey("webhook", Webhook)
 ROUTER = web.AppKey("router", Router)
+SERVICES = web.AppKey("services", Services)
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -91,6 +92,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         member_ids=gate,
         capabilities=tuple(dict.fromkeys(router.intents())),
     )
+    app[SERVICES] = services
     dispatcher = Dispatcher(router, services)
     tasks = BackgroundTasks()
     app[TASKS] = tasks

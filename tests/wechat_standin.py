@@ -73,6 +73,7 @@ class WeChatStandIn:
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
+        app.router.add_post("/cgi-bin/menu/create", self._menu_create)
         return app
 
     async def _fault(self, path: str) -> web.Response | None:
@@ -159,6 +160,23 @@ class WeChatStandIn:
             return _error(43004, "require subscribe")
         params = {k: v for k, v in request.query.items() if k != "access_token"}
         self.calls.append(Call(request.path, params, body))
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _menu_create(self, request: web.Request) -> web.Response:
+        if error := self._token_error(request):
+            return error
+        body = await request.json()
+        buttons = body.get("button")
+        # WeChat's limits: 1-3 buttons, 1-5 sub-buttons, names of at most 16 bytes (sub: 60).
+        if not buttons or len(buttons) > 3:
+            return _error(40017, "invalid button size")
+        for button in buttons:
+            subs = button.get("sub_button", [])
+            if len(subs) > 5 or len(button["name"].encode()) > 16:
+                return _error(40017, "invalid button size")
+            if not subs and button.get("type") != "click" and button.get("type") != "view":
+                return _error(40016, "invalid button type")
+        self.calls.append(Call(request.path, {}, body))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
 
