@@ -244,3 +244,55 @@ async def test_binding_code_for_a_customer(client: TestClient) -> None:
     del by_ref["openid"]
     status, body = await call(client, "POST", "/orders", by_ref)
     assert (status, body["points_earned"]) == (201, 100)
+
+
+async def test_coupon_issue_and_redeem_once(client: TestClient) -> None:
+    await follower(client, "o_api_member01")
+    issue = {
+        "openid": "o_api_member01",
+        "kind": "full_300_50",
+        "reason": "回归专属券",
+        "idempotency_key": "winback-0001",
+    }
+    status, coupon = await call(client, "POST", "/coupons", issue)
+    assert (status, coupon["status"], coupon["kind"]) == (201, "issued", "full_300_50")
+    status, again = await call(client, "POST", "/coupons", issue)
+    assert (status, again["code"]) == (200, coupon["code"])
+    redeem = {"order_id": "ORD-9", "openid": "o_api_member01"}
+    status, used = await call(client, "POST", f"/coupons/{coupon['code']}/redeem", redeem)
+    assert (status, used["status"], used["order_id"]) == (200, "redeemed", "ORD-9")
+    status, _ = await call(client, "POST", f"/coupons/{coupon['code']}/redeem", redeem)
+    assert status == 200  # the shop's retry
+    status, body = await call(
+        client, "POST", f"/coupons/{coupon['code']}/redeem", {"order_id": "ORD-10"}
+    )
+    assert (status, body["error"]["code"]) == (409, "coupon_used")
+    status, body = await call(client, "POST", "/coupons/NOSUCHCODE22/redeem", redeem)
+    assert status == 404
+    status, body = await call(
+        client, "POST", "/coupons", issue | {"kind": "no_such_kind", "idempotency_key": "x-000001"}
+    )
+    assert (status, body["error"]["field"]) == (422, "kind")
+
+
+async def test_someone_elses_coupon_is_refused(client: TestClient) -> None:
+    await follower(client, "o_api_member01")
+    await follower(client, "o_api_member02")
+    _, coupon = await call(
+        client,
+        "POST",
+        "/coupons",
+        {
+            "openid": "o_api_member01",
+            "kind": "cash_10",
+            "reason": "t",
+            "idempotency_key": "gift-00001",
+        },
+    )
+    status, body = await call(
+        client,
+        "POST",
+        f"/coupons/{coupon['code']}/redeem",
+        {"order_id": "ORD-1", "openid": "o_api_member02"},
+    )
+    assert (status, body["error"]["code"]) == (409, "coupon_not_yours")

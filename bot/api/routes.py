@@ -16,6 +16,14 @@ from bot.api import schemas as s
 from bot.api.spec import ApiSpec
 from models.base import utcnow
 from models.binding import create_binding_code
+from models.coupons import (
+    Coupon,
+    CouponConflict,
+    CouponRefused,
+    UnknownCouponKind,
+    issue_coupon,
+    redeem_coupon,
+)
 from models.ledger import InsufficientPoints, KeyConflict, credit, debit, expiring_soon
 from models.ledger import ledger_page as read_ledger
 from models.members import Member
@@ -365,3 +373,82 @@ async def post_binding_code(request: web.Request) -> web.Response:
             code=binding.code, customer_ref=data.customer_ref, expires_at=binding.expires_at
         )
     return _json(out, 201)
+
+
+def _coupon_out(coupon: Coupon) -> s.CouponOut:
+    return s.CouponOut(
+        code=coupon.code,
+        kind=coupon.kind,
+        status=coupon.status,
+        valid_from=coupon.valid_from,
+        valid_until=coupon.valid_until,
+        redeemed_at=coupon.redeemed_at,
+        order_id=coupon.shop_order_id,
+    )
+
+
+@api.route(
+    "POST",
+    "/coupons",
+    "Issue a coupon of a configured kind to a member",
+    body=s.CouponIssueIn,
+    responses={200: s.CouponOut, 201: s.CouponOut, 404: s.ErrorOut, 409: s.ErrorOut},
+)
+async def post_coupon(request: web.Request) -> web.Response:
+    data = await parse_body(request, s.CouponIssueIn)
+    try:
+        async with request.config_dict[wiring.SESSIONS].begin() as session:
+            member = await _member(session, data.openid)
+            issued = await issue_coupon(
+                session,
+                _rules(request),
+                member.id,
+                data.kind,
+                reason=data.reason,
+                key=f"api:{data.idempotency_key}",
+                now=utcnow(),
+                valid_days=data.valid_days,
+            )
+            out = _coupon_out(issued.coupon)
+    except UnknownCouponKind as exc:
+        raise ApiError(422, "invalid", str(exc), "kind") from None
+    except CouponConflict as exc:
+        raise ApiError(409, "key_conflict", str(exc), "idempotency_key") from None
+    return _json(out, 200 if issued.replayed else 201)
+
+
+@api.route(
+    "POST",
+    "/coupons/{code}/redeem",
+    "Redeem a coupon against an order (idempotent)",
+    body=s.CouponRedeemIn,
+    responses={200: s.CouponOut, 404: s.ErrorOut, 409: s.ErrorOut},
+)
+async def post_coupon_redeem(request: web.Request) -> web.Response:
+    data = await parse_body(request, s.CouponRedeemIn)
+    try:
+        async with request.config_dict[wiring.SESSIONS].begin() as session:
+            member_id = None
+            if data.openid is not None:
+                member_id = (await _member(session, data.openid)).id
+            redeemed = await redeem_coupon(
+                session,
+                request.match_info["code"],
+                member_id=member_id,
+                shop_order_id=data.order_id,
+                now=utcnow(),
+            )
+            out = _coupon_out(redeemed.coupon)
+    except CouponRefused as exc:
+        if exc.reason == "unknown":
+            raise ApiError(404, "unknown_coupon", "no coupon with this code", "code") from None
+        raise ApiError(409, f"coupon_{exc.reason}", _REFUSAL_TEXT[exc.reason], "code") from None
+    return _json(out)
+
+
+_REFUSAL_TEXT = {
+    "expired": "the coupon has expired",
+    "used": "the coupon was already used",
+    "not_yours": "the coupon belongs to another member",
+    "not_yet_valid": "the coupon is not valid yet",
+}

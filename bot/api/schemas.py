@@ -168,3 +168,26 @@ class BindingCodeOut(_Out):
     code: str
     customer_ref: str
     expires_at: datetime
+
+
+class CouponIssueIn(_In):
+    openid: Ref
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    reason: Text
+    idempotency_key: Annotated[str, StringConstraints(min_length=8, max_length=100)]
+    valid_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class CouponOut(_Out):
+    code: str
+    kind: str
+    status: str
+    valid_from: datetime
+    valid_until: datetime
+    redeemed_at: datetime | None
+    order_id: str | None
+
+
+class CouponRedeemIn(_In):
+    order_id: Ref
+    openid: Ref | None = None
