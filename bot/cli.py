@@ -1,4 +1,4 @@
-"""The command line: serve, migrate, demo, chat."""
+"""The command line: serve, migrate, demo, import, ledger, jobs, menu, chat."""
 
 from __future__ import annotations
 
@@ -6,8 +6,19 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
+
+
+def _schema_is_current(config: Config) -> bool:
+    """True when the database is migrated; otherwise says what to run."""
+    from bot.migrate import current_revision, head_revision
+
+    if asyncio.run(current_revision(config.database.url)) == head_revision():
+        return True
+    print("database schema is not current: run `python -m bot migrate` first", file=sys.stderr)
+    return False
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
@@ -16,14 +27,12 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
     from bot.app import create_app
     from bot.logs import setup_logging
-    from bot.migrate import current_revision, head_revision
 
     if args.port is not None and not 1 <= args.port <= 65535:
         print(f"config error: --port {args.port} is not a port number (1-65535)", file=sys.stderr)
         return 2
     setup_logging(config.logging.level)
-    if asyncio.run(current_revision(config.database.url)) != head_revision():
-        print("database schema is not current: run `python -m bot migrate` first", file=sys.stderr)
+    if not _schema_is_current(config):
         return 2
     host = args.host or config.server.host
     port = args.port or config.server.port
@@ -64,6 +73,137 @@ def _demo(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(config: Config, args: argparse.Namespace) -> int:
+    from bot.database import create_engine, create_sessionmaker
+    from bot.importer import ImportFileError, ImportSummary, import_members, import_orders
+
+    if not _schema_is_current(config):
+        return 2
+    source = Path(args.file)
+    report = Path(args.report) if args.report else None
+
+    async def run() -> ImportSummary:
+        engine = create_engine(config.database.url)
+        sessions = create_sessionmaker(engine)
+        # The bar is for a person watching; in a log it would only be noise.
+        progress = sys.stderr.isatty()
+        try:
+            if args.kind == "members":
+                return await import_members(sessions, source, report, progress=progress)
+            return await import_orders(
+                sessions, config.programme, source, report, progress=progress
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        summary = asyncio.run(run())
+    except ImportFileError as exc:
+        print(f"import error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 1 if summary.rejected else 0
+
+
+def _ledger_verify(config: Config, args: argparse.Namespace) -> int:
+    from bot.database import create_engine, create_sessionmaker
+    from models.ledger import verify_ledger
+
+    async def run() -> int:
+        engine = create_engine(config.database.url)
+        found = 0
+        try:
+            async with create_sessionmaker(engine)() as session:
+                async for mismatch in verify_ledger(session):
+                    found += 1
+                    if found <= args.show:
+                        print(
+                            f"member {mismatch.member_id}: balance {mismatch.balance}, "
+                            f"ledger {mismatch.ledger_sum}, lots {mismatch.lots_remaining}"
+                        )
+        finally:
+            await engine.dispose()
+        return found
+
+    found = asyncio.run(run())
+    print(
+        f"ledger verify: {found} member(s) whose balance, ledger and lots disagree"
+        if found
+        else "ledger verify: every balance matches its ledger and lots"
+    )
+    return 1 if found else 0
+
+
+def _jobs(config: Config, args: argparse.Namespace) -> int:
+    import time
+    from datetime import UTC, datetime
+
+    from bot.database import create_engine, create_sessionmaker
+    from bot.jobs import JOBS
+
+    if args.action == "list":
+        for job in JOBS.values():
+            print(f"{job.name:20} {job.description}")
+        return 0
+    job = JOBS.get(args.name or "")
+    if job is None:
+        print(f"unknown job {args.name!r}; `python -m bot jobs list` names them", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        engine = create_engine(config.database.url)
+        try:
+            return await job.run(create_sessionmaker(engine), config.programme, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    started = time.perf_counter()
+    outcome = asyncio.run(run())
+    print(f"{job.name}: {outcome} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _menu_push(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    import aiohttp
+
+    from bot.menu import build_menu
+    from bot.redis_server import open_redis
+    from bot.wechat_api import WeChatAPIError, WeChatClient
+    from handlers import build_router
+
+    menu = build_menu(config.chat.menu_keys, build_router().intents())
+    if args.dry_run:
+        print(json.dumps(menu, ensure_ascii=False, indent=2))
+        return 0
+
+    async def run() -> None:
+        wechat = config.wechat
+        async with (
+            open_redis(config.redis.url, config.redis.embedded_path) as redis,
+            aiohttp.ClientSession() as http,
+        ):
+            client = WeChatClient(
+                http=http,
+                redis=redis,
+                appid=wechat.appid,
+                secret=wechat.secret.get_secret_value(),
+                base_url=wechat.api_base_url,
+                token_endpoint=wechat.token_endpoint,
+                timeout=wechat.api_timeout_seconds,
+            )
+            await client.create_menu(menu)
+
+    try:
+        asyncio.run(run())
+    except WeChatAPIError as exc:
+        print(f"menu push failed: errcode={exc.errcode} {exc.errmsg}", file=sys.stderr)
+        return 1
+    print(f"menu pushed: {len(menu['button'])} buttons")
+    return 0
+
+
 def _chat(config: Config, args: argparse.Namespace) -> int:
     from bot.chat import chat
 
@@ -93,6 +233,19 @@ def _parser() -> argparse.ArgumentParser:
     add("migrate", _migrate, "apply database migrations")
     demo = add("demo", _demo, "load demo members")
     demo.add_argument("--if-empty", action="store_true", help="only into an empty database")
+    importer = add("import", _import, "import members or orders from a CSV file")
+    importer.add_argument("kind", choices=["members", "orders"])
+    importer.add_argument("file", help="the CSV file, with a header row")
+    importer.add_argument("--report", help="where to list rejected rows (default: FILE.report.csv)")
+    ledger = add("ledger", _ledger_verify, "check every balance against its ledger and lots")
+    ledger.add_argument("action", choices=["verify"])
+    ledger.add_argument("--show", type=int, default=20, help="mismatches to print (default 20)")
+    jobs = add("jobs", _jobs, "list the programme's jobs, or run one now")
+    jobs.add_argument("action", choices=["list", "run"])
+    jobs.add_argument("name", nargs="?", help="the job to run (see `jobs list`)")
+    menu = add("menu", _menu_push, "create the official account's custom menu through the API")
+    menu.add_argument("action", choices=["push"])
+    menu.add_argument("--dry-run", action="store_true", help="print the menu, send nothing")
     chat = add("chat", _chat, "chat with the running service as a member, in the terminal")
     chat.add_argument("--openid", help="the member to be (default: a new one)")
     chat.add_argument("--url", help="webhook URL (default: the configured server's /wechat)")

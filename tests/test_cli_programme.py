@@ -1,0 +1,88 @@
+"""The programme's commands: ledger verify, jobs list/run, menu push (dry run)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bot.database import create_engine
+from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _bot(config: Path, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _config(tmp_path: Path, db_url: str) -> Path:
+    path = tmp_path / "bot.toml"
+    path.write_text(
+        f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
+        f'[api]\ntoken = "{API_TOKEN}"\n[database]\nurl = "{db_url}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_ledger_verify_exits_non_zero_on_a_mismatch(db_url: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, db_url)
+    engine = create_engine(db_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO members (openid, subscribed, created_at, tags, points_balance, tier) "
+                "VALUES ('o_cli_1', true, CURRENT_TIMESTAMP, '[]', 0, 'basic')"
+            )
+        )
+    code, out, _ = await _bot(config, "ledger", "verify")
+    assert (code, out.strip()) == (0, "ledger verify: every balance matches its ledger and lots")
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE members SET points_balance = 5"))
+    await engine.dispose()
+    code, out, _ = await _bot(config, "ledger", "verify")
+    assert code == 1
+    assert "balance 5, ledger 0, lots 0" in out
+
+
+async def test_jobs_list_and_run(db_url: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, db_url)
+    code, out, _ = await _bot(config, "jobs", "list")
+    assert code == 0
+    assert {line.split()[0] for line in out.splitlines()} == {
+        "expire-points",
+        "expire-coupons",
+        "reevaluate-tiers",
+        "refresh-segments",
+    }
+    for job in ("expire-points", "expire-coupons", "reevaluate-tiers", "refresh-segments"):
+        code, out, err = await _bot(config, "jobs", "run", job)
+        assert code == 0, err
+        assert out.startswith(f"{job}: ")
+    code, _, err = await _bot(config, "jobs", "run", "no-such-job")
+    assert code == 2
+    assert "unknown job" in err
+
+
+async def test_menu_push_dry_run_prints_the_menu(db_url: str, tmp_path: Path) -> None:
+    code, out, _ = await _bot(_config(tmp_path, db_url), "menu", "push", "--dry-run")
+    assert code == 0
+    menu = json.loads(out)
+    assert menu["button"][0]["name"] == "会员中心"
