@@ -31,7 +31,7 @@ from bot.api.routes import FUTURE_TOLERANCE
 from models.base import utcnow
 from models.ledger import KeyConflict
 from models.members import Member
-from models.orders import OrderConflict, OrderIn, record_order
+from models.orders import OrderConflict, record_order
 from models.rules import ProgrammeRules
 
 BATCH_SIZE = 1000
@@ -476,14 +476,7 @@ class _Orders:
             if member is None:
                 outcomes.append(_Outcome(line, reason=f"unknown member: no member with {key}"))
                 continue
-            order = OrderIn(
-                shop_order_id=data.order_id,
-                member_id=member.id,
-                amount_fen=data.amount_fen,
-                paid_at=data.paid_at,
-                channel=data.channel,
-                category=data.category,
-            )
+            order = data.for_member(member.id)
             try:
                 outcome = await record_order(session, self.rules, member, order, utcnow())
             except OrderConflict as exc:

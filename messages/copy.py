@@ -83,12 +83,19 @@ def fen_to_yuan(fen: int) -> int | float:
     """Fen as yuan for display: whole yuan without decimals."""
     return fen // 100 if fen % 100 == 0 else fen / 100
 
+
 # Custom menu: top-level button titles and the capabilities under each.
 MENU_LAYOUT = (
     ("会员中心", ("points", "tier", "benefits", "coupons")),
     ("推荐有礼", ("referral",)),
     ("服务", ("help", "human")),
 )
-MENU_NAMES = {"points": "积分查询", "tier": "会员等级", "benefits": "会员权益",
-              "coupons": "我的券", "referral": "推荐有礼", "help": "使用帮助",
-              "human": "人工客服"}
+MENU_NAMES = {
+    "points": "积分查询",
+    "tier": "会员等级",
+    "benefits": "会员权益",
+    "coupons": "我的券",
+    "referral": "推荐有礼",
+    "help": "使用帮助",
+    "human": "人工客服",
+}

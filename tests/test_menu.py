@@ -12,12 +12,18 @@ from tests.wechat_standin import WeChatStandIn
 
 def test_menu_has_buttons_only_for_existing_capabilities() -> None:
     menu = build_menu(ChatConfig().menu_keys, ["help", "points", "tier"])
-    assert menu == {"button": [
-        {"name": "会员中心", "sub_button": [
-            {"type": "click", "name": "积分查询", "key": "MENU_POINTS"},
-            {"type": "click", "name": "会员等级", "key": "MENU_TIER"}]},
-        {"type": "click", "name": "使用帮助", "key": "MENU_HELP"},
-    ]}
+    assert menu == {
+        "button": [
+            {
+                "name": "会员中心",
+                "sub_button": [
+                    {"type": "click", "name": "积分查询", "key": "MENU_POINTS"},
+                    {"type": "click", "name": "会员等级", "key": "MENU_TIER"},
+                ],
+            },
+            {"type": "click", "name": "使用帮助", "key": "MENU_HELP"},
+        ]
+    }
 
 
 async def test_menu_push_reaches_wechat(client: TestClient, standin: WeChatStandIn) -> None:

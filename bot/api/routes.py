@@ -29,7 +29,6 @@ from models.ledger import ledger_page as read_ledger
 from models.members import Member
 from models.orders import (
     OrderConflict,
-    OrderIn,
     RefundTooLarge,
     find_order,
     lot_expiry,
@@ -231,18 +230,7 @@ async def post_order(request: web.Request) -> web.Response:
                             "customer_ref",
                         )
                 outcome = await record_order(
-                    session,
-                    rules,
-                    member,
-                    OrderIn(
-                        shop_order_id=data.order_id,
-                        member_id=member.id,
-                        amount_fen=data.amount_fen,
-                        paid_at=data.paid_at,
-                        channel=data.channel,
-                        category=data.category,
-                    ),
-                    now,
+                    session, rules, member, data.for_member(member.id), now
                 )
                 upgrade = outcome.upgrade
                 body = s.OrderOut(

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from models import orders
+
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w\-.:]+$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
@@ -108,6 +110,17 @@ class OrderIn(_In):
         if (self.openid is None) == (self.customer_ref is None):
             raise ValueError("give exactly one of openid and customer_ref")
         return self
+
+    def for_member(self, member_id: int) -> orders.OrderIn:
+        """The order as the domain records it, for the member it was matched to."""
+        return orders.OrderIn(
+            shop_order_id=self.order_id,
+            member_id=member_id,
+            amount_fen=self.amount_fen,
+            paid_at=self.paid_at,
+            channel=self.channel,
+            category=self.category,
+        )
 
 
 class UpgradeOut(_Out):
