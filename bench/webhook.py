@@ -101,11 +101,18 @@ def _steal_ticks() -> int:
     return int(fields[8]) if len(fields) > 8 else 0
 
 
-def _build_requests(client: WebhookClient, url: str, n: int, members: int) -> list[bytes]:
+def _build_requests(
+    client: WebhookClient,
+    url: str,
+    n: int,
+    members: int,
+    openid_format: str = "o_bench_{:07d}",
+    first_member: int = 0,
+) -> list[bytes]:
     parts = urlsplit(url)
     requests = []
     for i in range(n):
-        openid = f"o_bench_{i % members:07d}"
+        openid = openid_format.format(i % members + first_member)
         signed = client.sign(client.text(openid, "积分", msg_id=secrets.randbits(62) + 1))
         head = (
             f"POST {parts.path}?{urlencode(signed.params)} HTTP/1.1\r\n"
@@ -159,6 +166,12 @@ def main() -> None:
         help="requests before timing (default: one per member, so every member "
         "has written before; 0 measures first contacts too)",
     )
+    parser.add_argument(
+        "--openids",
+        default="o_bench_{:07d}",
+        help="format of the pool's openids (bench/ledger.py: o_bench_{:08d})",
+    )
+    parser.add_argument("--first", type=int, default=0, help="number of the pool's first member")
     parser.add_argument("--url", help="an already running server's /wechat (else start one)")
     parser.add_argument("--config", help="with --url: the config holding its token and key")
     args = parser.parse_args()
@@ -180,9 +193,15 @@ def main() -> None:
         warmup = args.members if args.warmup is None else args.warmup
         if warmup:
             uvloop.run(
-                _run(url, _build_requests(client, url, warmup, args.members), args.concurrency)
+                _run(
+                    url,
+                    _build_requests(client, url, warmup, args.members, args.openids, args.first),
+                    args.concurrency,
+                )
             )
-        requests = _build_requests(client, url, args.requests, args.members)
+        requests = _build_requests(
+            client, url, args.requests, args.members, args.openids, args.first
+        )
         before, steal_before = _server_cpu(server), _steal_ticks()
         elapsed, latencies, errors = uvloop.run(_run(url, requests, args.concurrency))
         cpu, steal = _server_cpu(server) - before, _steal_ticks() - steal_before

@@ -11,6 +11,8 @@ points or changes nothing, so two redemptions can never overspend. Invariant, ch
 
 from __future__ import annotations
 
+from array import array
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,10 +23,8 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
-    and_,
-    cast,
+    bindparam,
     func,
-    literal,
     select,
     text,
     update,
@@ -51,7 +51,7 @@ class LedgerEntry(Base):
     balance_after: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(200))
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -74,7 +74,8 @@ class PointLot(Base):
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    # A full index too: moving a member's lots (binding) must find spent ones as well.
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
@@ -329,86 +330,86 @@ async def expire_member_lots(session: AsyncSession, member_id: int, now: datetim
 async def expire_due_lots(session: AsyncSession, now: datetime, batch: int = 20_000) -> int:
     """Expire every lot due by ``now``, set-based, ``batch`` members per transaction.
 
-    Per batch: lock the members (PostgreSQL; SQLite serialises writers anyway), zero their due
-    lots, lower their balances by the sum, and write one expire entry each. The caller's
-    session is committed after each batch. Returns the points expired.
+    The due members are found once through the expiry index. Per batch: lock the members
+    (PostgreSQL; SQLite serialises writers anyway), zero their due lots in one UPDATE that
+    returns what it expired, lower the balances and write one expire entry per member (each a
+    single multi-row statement). The session is committed after each batch. Returns the points
+    expired.
     """
-    expired_total = 0
-    after = 0
-    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
-    while True:
-        ids = list(
+    due = array(
+        "q",
+        sorted(
             (
                 await session.scalars(
                     select(PointLot.member_id)
                     .distinct()
-                    .where(
-                        PointLot.remaining > 0,
-                        PointLot.expires_at <= now,
-                        PointLot.member_id > after,
-                    )
-                    .order_by(PointLot.member_id)
-                    .limit(batch)
+                    .where(PointLot.remaining > 0, PointLot.expires_at <= now)
                 )
             ).all()
-        )
-        if not ids:
-            return expired_total
-        low, high = ids[0], ids[-1]
-        in_batch = and_(PointLot.member_id >= low, PointLot.member_id <= high)
+        ),
+    )
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    expired_total = 0
+    stamp = now.isoformat()
+    for start in range(0, len(due), batch):
+        ids = due[start : start + batch].tolist()
         if postgres:
             # Same lock order as a redemption (member row, then lots): no deadlock.
             await session.execute(
                 select(Member.id).where(Member.id.in_(ids)).order_by(Member.id).with_for_update()
             )
-        await session.execute(
+        expired = await session.execute(
             update(PointLot)
-            .where(in_batch, PointLot.remaining > 0, PointLot.expires_at <= now)
+            .where(
+                PointLot.member_id.between(ids[0], ids[-1]),
+                PointLot.remaining > 0,
+                PointLot.expires_at <= now,
+            )
             .values(expired_points=PointLot.remaining, remaining=0, expired_at=now)
+            .returning(PointLot.member_id, PointLot.expired_points)
             .execution_options(synchronize_session=False)
         )
-        totals = (
-            select(
-                PointLot.member_id.label("member_id"),
-                func.sum(PointLot.expired_points).label("total"),
-            )
-            .where(in_batch, PointLot.expired_at == now)
-            .group_by(PointLot.member_id)
-            .subquery()
+        totals: Counter[int] = Counter()
+        for member_id, points in expired:
+            totals[member_id] += points
+        if not totals:
+            await session.commit()
+            continue
+        connection = await session.connection()
+        members = Member.__table__
+        await connection.execute(
+            update(members)
+            .where(members.c.id == bindparam("m"))
+            .values(points_balance=members.c.points_balance - bindparam("t")),
+            [{"m": member_id, "t": total} for member_id, total in totals.items()],
         )
-        await session.execute(
-            update(Member)
-            .where(Member.id == totals.c.member_id)
-            .values(points_balance=Member.points_balance - totals.c.total)
-            .execution_options(synchronize_session=False)
+        balances = dict(
+            (
+                await connection.execute(
+                    select(members.c.id, members.c.points_balance).where(
+                        members.c.id.in_(list(totals))
+                    )
+                )
+            ).all()
         )
-        stamp = now.isoformat()
-        entries = select(
-            totals.c.member_id,
-            literal("expire"),
-            -totals.c.total,
-            Member.points_balance,
-            literal("积分到期"),
-            literal("expire:") + cast(totals.c.member_id, String) + literal(f":{stamp}"),
-            literal(now, UTCDateTime),
-        ).join(Member, Member.id == totals.c.member_id)
-        await session.execute(
-            LedgerEntry.__table__.insert().from_select(
-                [
-                    "member_id",
-                    "kind",
-                    "points",
-                    "balance_after",
-                    "reason",
-                    "idempotency_key",
-                    "created_at",
-                ],
-                entries,
-            )
+        await connection.execute(
+            LedgerEntry.__table__.insert(),
+            [
+                {
+                    "member_id": member_id,
+                    "kind": "expire",
+                    "points": -total,
+                    "balance_after": balances[member_id],
+                    "reason": "积分到期",
+                    "idempotency_key": f"expire:{member_id}:{stamp}",
+                    "created_at": now,
+                }
+                for member_id, total in totals.items()
+            ],
         )
-        expired_total += await session.scalar(select(func.coalesce(func.sum(totals.c.total), 0)))
+        expired_total += sum(totals.values())
         await session.commit()
-        after = high
+    return expired_total
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,10 @@ _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 
 class Order(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_member_id_paid_at", "member_id", "paid_at"),)
+    # Covers the trailing-window sums (tiers, segments) without visiting the table rows.
+    __table_args__ = (
+        Index("ix_orders_member_window", "member_id", "paid_at", "amount_fen", "refunded_fen"),
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     shop_order_id: Mapped[str] = mapped_column(String(64), unique=True)

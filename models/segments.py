@@ -114,7 +114,8 @@ async def refresh_segments(
         )
         await session.execute(
             update(members)
-            .where(members.c.id == assigned.c.id)
+            # The range on the outer table too, or PostgreSQL scans every member per batch.
+            .where(members.c.id > after, members.c.id <= last, members.c.id == assigned.c.id)
             .values(segment=assigned.c.segment, segment_at=now)
         )
         written = await session.execute(
