@@ -90,6 +90,10 @@ class ServerConfig(_Section):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite+aiosqlite:///data/bot.db"
+    # PostgreSQL connections kept open per process; connections beyond the pool are opened
+    # and closed per use, which costs a backend start each time, so size it for the load.
+    pool_size: int = Field(default=32, ge=1, le=500)
+    max_overflow: int = Field(default=8, ge=0, le=500)
 
     @field_validator("url")
     @classmethod

@@ -29,6 +29,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for the configured URL; creates the SQLite file's folder if needed."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        # Pool sizes are for PostgreSQL; SQLite's pool is sized by SQLAlchemy's defaults.
+        kwargs.pop("pool_size", None)
+        kwargs.pop("max_overflow", None)
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, **kwargs)
@@ -36,7 +39,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip per checkout; a connection found dead fails its
+    # request once and the pool replaces it.
     return create_async_engine(url, **kwargs)
 
 

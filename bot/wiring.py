@@ -43,7 +43,8 @@ SERVICES = web.AppKey("services", Services)
 
 async def database(app: web.Application) -> AsyncIterator[None]:
     """The SQL engine and session factory."""
-    engine = create_engine(app[CONFIG].database.url)
+    config = app[CONFIG].database
+    engine = create_engine(config.url, pool_size=config.pool_size, max_overflow=config.max_overflow)
     app[ENGINE] = engine
     app[SESSIONS] = create_sessionmaker(engine)
     yield
@@ -87,6 +88,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     services = Services(
         intents=matcher,
         sessions=app[SESSIONS],
+        reader=app[ENGINE].execution_options(isolation_level="AUTOCOMMIT"),
         rules=config.programme,
         redis=app[REDIS],
         member_ids=gate,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handlers.intents import IntentMatcher
 from models.members import Member
@@ -26,6 +26,8 @@ class Services:
 
     intents: IntentMatcher
     sessions: async_sessionmaker[AsyncSession]
+    # Read-only answers use an autocommit connection: no BEGIN/COMMIT round trips.
+    reader: AsyncEngine
     rules: ProgrammeRules
     redis: Redis
     member_ids: MemberIds

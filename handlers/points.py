@@ -9,7 +9,7 @@ from handlers.router import Router, intent
 from messages import copy
 from messages.replies import TextReply
 from models.base import utcnow
-from models.ledger import expiring_soon, ledger_page
+from models.ledger import points_summary
 
 router = Router("points")
 EXPIRY_HORIZON = timedelta(days=30)
@@ -18,29 +18,27 @@ EXPIRY_HORIZON = timedelta(days=30)
 @router.on(intent("points"))
 async def show_points(msg: Inbound) -> TextReply:
     """Answer 积分 and the points menu key."""
-    member = await msg.load_member()
     rules = msg.svc.rules
-    recent = await ledger_page(msg.db, member.id, 3)
-    if member.points_balance == 0 and not recent:
-        hint = "" if member.customer_ref else f"\n{copy.POINTS_HOW_TO_BIND}"
-        return TextReply(copy.POINTS_NONE + hint)
     now = utcnow()
-    lines = [copy.POINTS_BALANCE.format(balance=member.points_balance)]
-    for expires_at, points in await expiring_soon(msg.db, member.id, now, now + EXPIRY_HORIZON):
+    if msg.member_id is None:
+        raise RuntimeError("points asked without a member")
+    async with msg.svc.reader.connect() as connection:
+        summary = await points_summary(connection, msg.member_id, now, now + EXPIRY_HORIZON)
+    if summary is None or (summary.balance == 0 and not summary.recent):
+        bound = summary is not None and summary.bound
+        return TextReply(copy.POINTS_NONE + ("" if bound else f"\n{copy.POINTS_HOW_TO_BIND}"))
+    lines = [copy.POINTS_BALANCE.format(balance=summary.balance)]
+    for expires_at, points in summary.expiring:
         # A lot expires at the start of a local day: the last day to use it is the one before.
         last_day = (expires_at.astimezone(rules.zone) - timedelta(seconds=1)).date()
         lines.append(copy.POINTS_EXPIRING.format(points=points, day=last_day))
-    if recent:
+    if summary.recent:
         lines.append(copy.POINTS_RECENT_TITLE)
-        for entry in recent:
-            reason = (
-                entry.reason
-                if entry.kind in ("earn", "adjust")
-                else (copy.LEDGER_REASONS.get(entry.kind, entry.reason))
-            )
+        for created_at, kind, reason, points in summary.recent:
+            shown = reason if kind in ("earn", "adjust") else copy.LEDGER_REASONS.get(kind, reason)
             lines.append(
                 copy.POINTS_RECENT_LINE.format(
-                    day=entry.created_at.astimezone(rules.zone), reason=reason, points=entry.points
+                    day=created_at.astimezone(rules.zone), reason=shown, points=points
                 )
             )
     return TextReply("\n".join(lines))

@@ -30,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
@@ -484,3 +484,53 @@ def as_dict(entry: LedgerEntry) -> dict[str, Any]:
         "reason": entry.reason,
         "created_at": entry.created_at.isoformat(),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PointsSummary:
+    """What a member sees when asking for points: balance, soon-expiring points, recent."""
+
+    balance: int
+    bound: bool
+    expiring: list[tuple[datetime, int]]
+    recent: list[tuple[datetime, str, str, int]]  # (when, kind, reason, points)
+
+
+async def points_summary(
+    connection: AsyncConnection, member_id: int, now: datetime, until: datetime, recent: int = 3
+) -> PointsSummary | None:
+    """The member's points at a glance, in three indexed Core queries (no ORM objects: this
+    answers every 积分 message)."""
+    members, entries, lots = Member.__table__, LedgerEntry.__table__, PointLot.__table__
+    row = (
+        await connection.execute(
+            select(members.c.points_balance, members.c.customer_ref).where(
+                members.c.id == member_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    soon = await connection.execute(
+        select(lots.c.expires_at, func.sum(lots.c.remaining))
+        .where(
+            lots.c.member_id == member_id,
+            lots.c.remaining > 0,
+            lots.c.expires_at > now,
+            lots.c.expires_at <= until,
+        )
+        .group_by(lots.c.expires_at)
+        .order_by(lots.c.expires_at)
+    )
+    latest = await connection.execute(
+        select(entries.c.created_at, entries.c.kind, entries.c.reason, entries.c.points)
+        .where(entries.c.member_id == member_id)
+        .order_by(entries.c.id.desc())
+        .limit(recent)
+    )
+    return PointsSummary(
+        balance=row.points_balance,
+        bound=row.customer_ref is not None,
+        expiring=[(at, int(points)) for at, points in soon],
+        recent=[tuple(r) for r in latest],  # type: ignore[misc]
+    )
