@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+
 from bot import wiring
 from bot.app import create_app
 from bot.redis_server import open_redis
@@ -21,6 +23,7 @@ async def test_chat_command_talks_through_the_webhook(
     aiohttp_server: Callable[..., Any],
     db_url: str,
     redis_url: str,
+    redis: Redis,  # emptied: the other lane's run may have used the same openid this second
     tmp_path: Path,
 ) -> None:
     server = await aiohttp_server(create_app(make_config(db_url, redis_url)))
