@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 
 from handlers.intents import IntentMatcher
 from models.members import Member
@@ -67,6 +74,17 @@ class Inbound:
         if self.session is None:
             self.session = self.svc.sessions()
         return self.session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for read-only queries: the message's own, if its unit of work has
+        one open (never a second connection per message: the pool would run dry under load),
+        else an autocommit connection without BEGIN/COMMIT round trips."""
+        if self.session is not None:
+            yield await self.session.connection()
+            return
+        async with self.svc.reader.connect() as connection:
+            yield connection
 
     async def load_member(self) -> Member:
         """The member's row, loaded once per message."""

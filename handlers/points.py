@@ -22,7 +22,7 @@ async def show_points(msg: Inbound) -> TextReply:
     now = utcnow()
     if msg.member_id is None:
         raise RuntimeError("points asked without a member")
-    async with msg.svc.reader.connect() as connection:
+    async with msg.reading() as connection:
         summary = await points_summary(connection, msg.member_id, now, now + EXPIRY_HORIZON)
     if summary is None or (summary.balance == 0 and not summary.recent):
         bound = summary is not None and summary.bound

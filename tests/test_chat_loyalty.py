@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from aiohttp.test_utils import TestClient
@@ -138,3 +139,13 @@ async def test_help_lists_what_the_bot_now_does(client: TestClient) -> None:
     for keyword in ("【积分】", "【等级】", "【权益】", "【我的券】"):
         assert keyword in reply
     assert "【推荐】" not in reply  # not built yet: not promised
+
+
+async def test_many_first_time_members_asking_at_once_are_all_answered(
+    client: TestClient,
+) -> None:
+    # Each first contact opens a unit of work; the answer must not need a second connection.
+    answers = await asyncio.gather(
+        *(push(client, PLAIN, PLAIN.text(f"o_crowd_{n:06d}", "积分")) for n in range(40))
+    )
+    assert all(a.reply and a.reply["Content"].startswith(copy.POINTS_NONE) for a in answers)
