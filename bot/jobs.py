@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models.coupons import expire_coupons
 from models.ledger import expire_due_lots
 from models.rules import ProgrammeRules
+from models.segments import refresh_segments
+from models.tier_review import reevaluate_tiers
 
 JobFunction = Callable[[async_sessionmaker[AsyncSession], ProgrammeRules, datetime], Awaitable[str]]
 
@@ -45,11 +47,8 @@ async def _expire_coupons(
 async def _reevaluate_tiers(
     sessions: async_sessionmaker[AsyncSession], rules: ProgrammeRules, now: datetime
 ) -> str:
-    from models.tier_review import reevaluate_tiers
-
     async with sessions() as session:
-        review = await reevaluate_tiers(session, rules, now)
-        await session.commit()
+        review = await reevaluate_tiers(session, rules, now)  # commits per batch
     return (
         f"{review.evaluated} members: {review.upgraded} up, {review.downgraded} down, "
         f"top-spender threshold {review.top_spend_threshold_fen} fen"
@@ -59,11 +58,8 @@ async def _reevaluate_tiers(
 async def _refresh_segments(
     sessions: async_sessionmaker[AsyncSession], rules: ProgrammeRules, now: datetime
 ) -> str:
-    from models.segments import refresh_segments
-
     async with sessions() as session:
-        counts = await refresh_segments(session, rules, now)
-        await session.commit()
+        counts = await refresh_segments(session, rules, now)  # commits per batch
     return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
 
 
