@@ -62,7 +62,9 @@ def _demo(config: Config, args: argparse.Namespace) -> int:
     async def run() -> int:
         engine = create_engine(config.database.url)
         try:
-            return await load_demo(create_sessionmaker(engine), if_empty=args.if_empty)
+            return await load_demo(
+                create_sessionmaker(engine), config.programme, if_empty=args.if_empty
+            )
         finally:
             await engine.dispose()
 
