@@ -88,8 +88,7 @@ async def test_menu_push_dry_run_prints_the_menu(db_url: str, tmp_path: Path) ->
     assert menu["button"][0]["name"] == "会员中心"
 
 
-async def test_demo_members_have_real_orders_points_and_tiers(db_url: str,
-                                                              tmp_path: Path) -> None:
+async def test_demo_members_have_real_orders_points_and_tiers(db_url: str, tmp_path: Path) -> None:
     config = _config(tmp_path, db_url)
     code, out, err = await _bot(config, "demo", "--if-empty")
     assert code == 0, err
@@ -100,9 +99,19 @@ async def test_demo_members_have_real_orders_points_and_tiers(db_url: str,
     assert code == 0
     engine = create_engine(db_url)
     async with engine.connect() as connection:
-        tiers = dict((await connection.execute(text(
-            "SELECT openid, tier FROM members WHERE openid IN "
-            "('o_demo_member_01', 'o_demo_member_02', 'o_demo_member_03')"))).all())
+        tiers = dict(
+            (
+                await connection.execute(
+                    text(
+                        "SELECT openid, tier FROM members WHERE openid IN "
+                        "('o_demo_member_01', 'o_demo_member_02', 'o_demo_member_03')"
+                    )
+                )
+            ).all()
+        )
     await engine.dispose()
-    assert tiers == {"o_demo_member_01": "diamond", "o_demo_member_02": "silver",
-                     "o_demo_member_03": "basic"}
+    assert tiers == {
+        "o_demo_member_01": "diamond",
+        "o_demo_member_02": "silver",
+        "o_demo_member_03": "basic",
+    }
