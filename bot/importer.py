@@ -27,11 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tqdm import tqdm
 
 from bot.api import schemas as s
-from bot.api.routes import FUTURE_TOLERANCE
 from models.base import utcnow
 from models.ledger import KeyConflict
 from models.members import Member
-from models.orders import OrderConflict, record_order
+from models.orders import OrderConflict, order_problem, record_order
 from models.rules import ProgrammeRules
 
 BATCH_SIZE = 1000
@@ -448,11 +447,8 @@ class _Orders:
             data = s.OrderIn.model_validate(values)
         except ValidationError as exc:
             raise _Rejected(_reason(exc)) from None
-        # The checks the API makes beyond the schema, with the same wording.
-        if data.amount_fen > self.rules.points.max_order_fen:
-            raise _Rejected(f"amount_fen: exceeds {self.rules.points.max_order_fen}")
-        if data.paid_at > utcnow() + FUTURE_TOLERANCE:
-            raise _Rejected("paid_at: is in the future")
+        if problem := order_problem(self.rules, data.amount_fen, data.paid_at, utcnow()):
+            raise _Rejected(": ".join(problem))
         return data
 
     async def apply(

@@ -108,6 +108,24 @@ class RefundOutcome:
     replayed: bool
 
 
+# Orders dated further ahead than this are refused (a shop clock that is far off).
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def order_problem(
+    rules: ProgrammeRules, amount_fen: int, paid_at: datetime, now: datetime
+) -> tuple[str, str] | None:
+    """What is wrong with an order beyond its shape, as (field, message), or None.
+
+    The API and the CSV import both ask this, so they refuse the same orders in the same words.
+    """
+    if amount_fen > rules.points.max_order_fen:
+        return "amount_fen", f"exceeds {rules.points.max_order_fen}"
+    if paid_at > now + FUTURE_TOLERANCE:
+        return "paid_at", "is in the future"
+    return None
+
+
 def points_for(rules: ProgrammeRules, member: Member, amount_fen: int, paid_at: datetime) -> int:
     """¥1 = 1 point × the member's tier multiplier, doubled (setting) in the birthday month."""
     multiplier = rules.tier(member.tier).multiplier

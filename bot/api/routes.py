@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from aiohttp import web
@@ -29,9 +29,11 @@ from models.ledger import ledger_page as read_ledger
 from models.members import Member
 from models.orders import (
     OrderConflict,
+    OrderOutcome,
     RefundTooLarge,
     find_order,
     lot_expiry,
+    order_problem,
     record_order,
     refund_order,
 )
@@ -40,8 +42,6 @@ from models.tiers import member_stats, progress
 
 api = ApiSpec("Loyalty programme API", "1")
 Model = TypeVar("Model", bound=BaseModel)
-# Orders dated further ahead than this are refused (a shop clock that is far off).
-FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 class ApiError(web.HTTPException):
@@ -206,49 +206,43 @@ async def post_order(request: web.Request) -> web.Response:
     data = await parse_body(request, s.OrderIn)
     rules = _rules(request)
     now = utcnow()
-    if data.paid_at > now + FUTURE_TOLERANCE:
-        raise ApiError(422, "invalid", "is in the future", "paid_at")
-    if data.amount_fen > rules.points.max_order_fen:
-        raise ApiError(422, "invalid", f"exceeds {rules.points.max_order_fen}", "amount_fen")
-    # A concurrent duplicate loses the unique-key race; the second pass replays or conflicts.
-    for attempt in range(2):
+    if problem := order_problem(rules, data.amount_fen, data.paid_at, now):
+        field, message = problem
+        raise ApiError(422, "invalid", message, field)
+    try:
         try:
-            async with request.config_dict[wiring.SESSIONS].begin() as session:
-                if data.openid is not None:
-                    member = await _member(session, data.openid, lock=True)
-                else:
-                    member = await session.scalar(
-                        select(Member)
-                        .where(Member.customer_ref == data.customer_ref)
-                        .with_for_update()
-                    )
-                    if member is None:
-                        raise ApiError(
-                            404,
-                            "unknown_member",
-                            "no member with this customer_ref",
-                            "customer_ref",
-                        )
-                outcome = await record_order(
-                    session, rules, member, data.for_member(member.id), now
-                )
-                upgrade = outcome.upgrade
-                body = s.OrderOut(
-                    order_id=data.order_id,
-                    points_earned=outcome.points,
-                    balance=outcome.balance,
-                    tier=outcome.tier,
-                    upgrade=s.UpgradeOut(from_tier=upgrade.from_tier, to_tier=upgrade.to_tier)
-                    if upgrade
-                    else None,
-                )
-            return _json(body, 200 if outcome.replayed else 201)
-        except OrderConflict as exc:
-            raise ApiError(409, "order_conflict", str(exc), "order_id") from None
+            outcome = await _record_order(request, data, now)
         except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+            # A concurrent duplicate lost the unique-key race: now it replays or conflicts.
+            outcome = await _record_order(request, data, now)
+    except OrderConflict as exc:
+        raise ApiError(409, "order_conflict", str(exc), "order_id") from None
+    upgrade = outcome.upgrade
+    body = s.OrderOut(
+        order_id=data.order_id,
+        points_earned=outcome.points,
+        balance=outcome.balance,
+        tier=outcome.tier,
+        upgrade=s.UpgradeOut(from_tier=upgrade.from_tier, to_tier=upgrade.to_tier)
+        if upgrade
+        else None,
+    )
+    return _json(body, 200 if outcome.replayed else 201)
+
+
+async def _record_order(request: web.Request, data: s.OrderIn, now: datetime) -> OrderOutcome:
+    async with request.config_dict[wiring.SESSIONS].begin() as session:
+        if data.openid is not None:
+            member = await _member(session, data.openid, lock=True)
+        else:
+            member = await session.scalar(
+                select(Member).where(Member.customer_ref == data.customer_ref).with_for_update()
+            )
+            if member is None:
+                raise ApiError(
+                    404, "unknown_member", "no member with this customer_ref", "customer_ref"
+                )
+        return await record_order(session, _rules(request), member, data.for_member(member.id), now)
 
 
 @api.route(
