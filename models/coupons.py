@@ -16,7 +16,6 @@ from models.base import Base, UTCDateTime, dialect_insert
 from models.binding import ALPHABET
 from models.rules import ProgrammeRules
 
-STATUSES = ("issued", "redeemed", "expired")
 CODE_LENGTH = 12
 # 31^12 codes: a collision is already unlikely once; several in a row mean something is broken.
 CODE_ATTEMPTS = 5

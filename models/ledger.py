@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -36,7 +35,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, UTCDateTime
 from models.members import Member
 
-KINDS = ("earn", "bonus", "redeem", "refund", "expire", "adjust")
 _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 
 
@@ -457,33 +455,22 @@ async def ledger_page(
 
 
 async def expiring_soon(
-    session: AsyncSession, member_id: int, now: datetime, until: datetime
+    db: AsyncSession | AsyncConnection, member_id: int, now: datetime, until: datetime
 ) -> list[tuple[datetime, int]]:
     """(expiry time, points) of the member's points expiring between now and ``until``."""
-    rows = await session.execute(
-        select(PointLot.expires_at, func.sum(PointLot.remaining))
+    lots = PointLot.__table__
+    rows = await db.execute(
+        select(lots.c.expires_at, func.sum(lots.c.remaining))
         .where(
-            PointLot.member_id == member_id,
-            PointLot.remaining > 0,
-            PointLot.expires_at > now,
-            PointLot.expires_at <= until,
+            lots.c.member_id == member_id,
+            lots.c.remaining > 0,
+            lots.c.expires_at > now,
+            lots.c.expires_at <= until,
         )
-        .group_by(PointLot.expires_at)
-        .order_by(PointLot.expires_at)
+        .group_by(lots.c.expires_at)
+        .order_by(lots.c.expires_at)
     )
     return [(at, int(points)) for at, points in rows]
-
-
-def as_dict(entry: LedgerEntry) -> dict[str, Any]:
-    """An entry as the API shows it."""
-    return {
-        "id": entry.id,
-        "kind": entry.kind,
-        "points": entry.points,
-        "balance_after": entry.balance_after,
-        "reason": entry.reason,
-        "created_at": entry.created_at.isoformat(),
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +488,7 @@ async def points_summary(
 ) -> PointsSummary | None:
     """The member's points at a glance, in three indexed Core queries (no ORM objects: this
     answers every 积分 message)."""
-    members, entries, lots = Member.__table__, LedgerEntry.__table__, PointLot.__table__
+    members, entries = Member.__table__, LedgerEntry.__table__
     row = (
         await connection.execute(
             select(members.c.points_balance, members.c.customer_ref).where(
@@ -511,17 +498,7 @@ async def points_summary(
     ).first()
     if row is None:
         return None
-    soon = await connection.execute(
-        select(lots.c.expires_at, func.sum(lots.c.remaining))
-        .where(
-            lots.c.member_id == member_id,
-            lots.c.remaining > 0,
-            lots.c.expires_at > now,
-            lots.c.expires_at <= until,
-        )
-        .group_by(lots.c.expires_at)
-        .order_by(lots.c.expires_at)
-    )
+    soon = await expiring_soon(connection, member_id, now, until)
     latest = await connection.execute(
         select(entries.c.created_at, entries.c.kind, entries.c.reason, entries.c.points)
         .where(entries.c.member_id == member_id)
@@ -531,6 +508,6 @@ async def points_summary(
     return PointsSummary(
         balance=row.points_balance,
         bound=row.customer_ref is not None,
-        expiring=[(at, int(points)) for at, points in soon],
+        expiring=soon,
         recent=[tuple(r) for r in latest],  # type: ignore[misc]
     )
