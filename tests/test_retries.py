@@ -7,12 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from bot import wiring
 from handlers import build_router
 from handlers.inbound import Inbound
-from handlers.router import Router, kind
+from handlers.router import Router, event, kind
 from messages import copy
 from messages.replies import TextReply
 from tests.helpers import PLAIN, push
@@ -28,6 +26,7 @@ class CountingCapability:
         self.fail = fail
         self.router = Router("counting")
         self.router.on(kind("text"))(self.answer)
+        self.router.on(event("click"))(self.answer)
         self.root = Router("root")
         self.root.include(self.router, build_router())
 
@@ -36,7 +35,7 @@ class CountingCapability:
         await asyncio.sleep(self.delay)
         if self.fail:
             raise RuntimeError("boom")
-        return TextReply(f"第{self.runs}次回答：{msg.text}")
+        return TextReply(f"第{self.runs}次回答：{msg.text or msg.key}")
 
 
 async def test_retry_gets_the_first_reply_and_runs_nothing_again(
@@ -98,15 +97,20 @@ async def test_failing_handler_says_busy_once(app_factory: Callable[..., Any]) -
     assert capability.runs == 1
 
 
-@pytest.mark.parametrize("event", ["subscribe", "unsubscribe"])
-async def test_retried_event_is_deduped_on_sender_and_time(
-    client: Any,
-    event: str,
+async def test_retried_event_runs_once_but_another_button_in_the_same_second_runs(
+    app_factory: Callable[..., Any],
 ) -> None:
-    xml = PLAIN.event("o_evt_0000001", event, created=int(time.time()))
-    first, second = [await push(client, PLAIN, xml) for _ in range(2)]
-    assert (first.status, second.status) == (200, 200)
-    assert first.body == second.body
+    capability = CountingCapability()
+    client = await app_factory(router=capability.root)
+    now = int(time.time())
+    click = PLAIN.event("o_evt_0000001", "CLICK", "MENU_A", created=now)
+    first, retry = [await push(client, PLAIN, click) for _ in range(2)]
+    assert first.reply == retry.reply
+    assert capability.runs == 1
+    other = await push(client, PLAIN, PLAIN.event("o_evt_0000001", "CLICK", "MENU_B", created=now))
+    assert other.reply is not None
+    assert other.reply["Content"] == "第2次回答：MENU_B"
+    assert capability.runs == 2
 
 
 async def test_redis_down_answers_busy_without_side_effects_then_recovers(

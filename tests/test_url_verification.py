@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot import wiring
-
 
 async def test_official_example_signature(app_factory: Callable[..., Any]) -> None:
     # The documented example is from 2024 and uses Token=AAAAA.
-    client = await app_factory(timestamp_tolerance_seconds=10**10)
-    client.app[wiring.WEBHOOK]._token = "AAAAA"
+    client = await app_factory(token="AAAAA", timestamp_tolerance_seconds=10**10)
     params = {
         "signature": "f464b24fc39322e44b38aa78f5edd27bd1441696",
         "timestamp": "1714036504",
