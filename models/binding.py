@@ -32,15 +32,6 @@ class BindingCode(Base):
     used_by_openid: Mapped[str | None] = mapped_column(String(64))
 
 
-def new_code() -> str:
-    """A random code of 8 unambiguous characters (about 10^11.9 possibilities)."""
-    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def expiry(now: datetime, hours: int) -> datetime:
-    return now + timedelta(hours=hours)
-
-
 class BindingRefused(Exception):
     """The code cannot bind this follower: ``reason`` is invalid, expired, used or taken."""
 
@@ -60,9 +51,10 @@ def normalize_code(text: str) -> str | None:
     return candidate
 
 
-def _code_with_digit() -> str:
+def new_code() -> str:
+    """8 random unambiguous characters, at least one a digit (see normalize_code)."""
     while True:
-        code = new_code()
+        code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
         if any(ch.isdigit() for ch in code):
             return code
 
@@ -93,10 +85,10 @@ async def create_binding_code(
         customer.name = name or customer.name
         customer.phone = phone or customer.phone
     binding = BindingCode(
-        code=_code_with_digit(),
+        code=new_code(),
         member_id=customer.id,
         created_at=now,
-        expires_at=expiry(now, hours),
+        expires_at=now + timedelta(hours=hours),
     )
     session.add(binding)
     await session.flush()
