@@ -26,7 +26,12 @@ Rows reach the tables in time order with ids in time order, as in production (CO
 unlogged staging tables, then INSERT … SELECT … ORDER BY time), so a member's lots are spread
 over the table rather than side by side. Then VACUUM ANALYZE, and each job is timed on its own:
 ``expire_due_lots``, ``reevaluate_tiers``, ``refresh_segments`` and ``verify_ledger``. The goal
-for each is under 60 s at 1,000,000 members on the 2-core machine. Prints figures; exits 0.
+for each is under 60 s at 1,000,000 members on the 2-core machine.
+
+Last, the points query through the webhook (``points_query``): a real server on this database
+answers 积分 from 30,000 members at concurrency 32, each member twice: the first ask reads
+PostgreSQL, the second is served from the Redis points cache (bot/points_cache.py). The goal
+is p99 under 20 ms. Prints figures; exits 0.
 """
 
 from __future__ import annotations
@@ -38,7 +43,11 @@ import math
 import os
 import random
 import resource
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,9 +70,12 @@ from models.ledger import PointLot, expire_due_lots, verify_ledger  # noqa: E402
 from models.members import Member  # noqa: E402
 from models.orders import lot_expiry  # noqa: E402
 from models.rules import ProgrammeRules  # noqa: E402
+from models.segments import refresh_segments  # noqa: E402
+from models.tier_review import reevaluate_tiers  # noqa: E402
 from models.tiers import window_start  # noqa: E402
 
 GOAL_S = 60.0
+POINTS_CONCURRENCY = 32
 CHUNK = 20_000  # members generated and copied at a time
 DAY = 86_400
 CHANNELS = ("miniprogram", "store", "store", "tmall", "jd")
@@ -443,32 +455,90 @@ async def jobs(url: str) -> None:
 async def _tiers_and_segments(
     sessions: Callable[[], Any], rules: ProgrammeRules, now: datetime
 ) -> None:
+    async with sessions() as session:
+        started = time.perf_counter()
+        review = await reevaluate_tiers(session, rules, now)
+        elapsed = time.perf_counter() - started
+    print(
+        f"reevaluate_tiers: {elapsed:.1f} s ({review.evaluated:,} members: "
+        f"{review.upgraded:,} up, {review.downgraded:,} down, {review.unchanged:,} unchanged; "
+        f"top-spend threshold {review.top_spend_threshold_fen} fen)  [{_verdict(elapsed)}]",
+        flush=True,
+    )
+    async with sessions() as session:
+        started = time.perf_counter()
+        counts = await refresh_segments(session, rules, now)
+        elapsed = time.perf_counter() - started
+    shown = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+    print(f"refresh_segments: {elapsed:.1f} s ({shown})  [{_verdict(elapsed)}]", flush=True)
+
+
+def points_query(url: str, args: argparse.Namespace) -> None:
+    """积分 through the webhook of a real server on this database, at concurrency 32.
+
+    Twice over the same members: first asks (each member's first message: the member id and
+    the summary come from PostgreSQL) and asked again (both from Redis, as within the hour).
+    The load generator is bench/webhook.py; the server is ``python -m bot serve`` with an
+    embedded Redis, so both runs pay the whole path: signature, gate, handler, reply.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="bench-points-"))
+    port = _free_port()
+    config = folder / "config.toml"
+    config.write_text(
+        '[wechat]\nappid = "wx49f0ab532d5d035a"\nsecret = "bench-secret"\n'
+        'token = "benchtoken"\napi_base_url = "http://127.0.0.1:9"\n'
+        f'[server]\nport = {port}\n[database]\nurl = "{url}"\n'
+        f'[redis]\nurl = ""\nembedded_path = "{folder}/redis.db"\n'
+        '[api]\ntoken = "bench-api-token-0123456789"\n',
+        encoding="utf-8",
+    )
+    log = (folder / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(config), "serve"],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        from models.tier_review import reevaluate_tiers
-    except ImportError as error:
-        print(f"tier re-evaluation: not available yet ({error})")
-    else:
-        async with sessions() as session:
-            started = time.perf_counter()
-            review = await reevaluate_tiers(session, rules, now)
-            elapsed = time.perf_counter() - started
-        print(
-            f"reevaluate_tiers: {elapsed:.1f} s ({review.evaluated:,} members: "
-            f"{review.upgraded:,} up, {review.downgraded:,} down, {review.unchanged:,} unchanged; "
-            f"top-spend threshold {review.top_spend_threshold_fen} fen)  [{_verdict(elapsed)}]",
-            flush=True,
-        )
-    try:
-        from models.segments import refresh_segments
-    except ImportError as error:
-        print(f"segment refresh: not available yet ({error})")
-    else:
-        async with sessions() as session:
-            started = time.perf_counter()
-            counts = await refresh_segments(session, rules, now)
-            elapsed = time.perf_counter() - started
-        shown = ", ".join(f"{name} {count:,}" for name, count in counts.items())
-        print(f"refresh_segments: {elapsed:.1f} s ({shown})  [{_verdict(elapsed)}]", flush=True)
+        _wait_for_port(port, server)
+        members = min(args.points_members, args.members)
+        command = [
+            sys.executable,
+            str(ROOT / "bench" / "webhook.py"),
+            f"--url=http://127.0.0.1:{port}/wechat",
+            f"--config={config}",
+            f"--concurrency={POINTS_CONCURRENCY}",
+            f"--members={members}",
+            "--openids=o_bench_{:08d}",
+            "--first=1",
+            "--warmup=0",
+            f"--requests={members}",
+        ]
+        for label in ("first asks (PostgreSQL)", "asked again (Redis)"):
+            print(f"points query through the webhook, {label}:", flush=True)
+            subprocess.run(command, check=True)
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("the server stopped before it was serving")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise SystemExit("the server did not start serving within 60 s")
 
 
 @contextlib.contextmanager
@@ -499,6 +569,10 @@ def main() -> None:
     parser.add_argument(
         "--no-load", action="store_true", help="with --url: the data is there already"
     )
+    parser.add_argument("--no-jobs", action="store_true", help="time only the points query")
+    parser.add_argument(
+        "--points-members", type=int, default=30_000, help="members asking 积分 (each twice)"
+    )
     args = parser.parse_args()
     if args.no_load and not args.url:
         parser.error("--no-load needs --url")
@@ -519,7 +593,9 @@ def main() -> None:
         if not args.no_load:
             asyncio.run(load(url, args, rules))
         asyncio.run(describe(url))
-        asyncio.run(jobs(url))
+        if not args.no_jobs:
+            asyncio.run(jobs(url))
+        points_query(url, args)
         load1, _, _ = os.getloadavg()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"done: load average {load1:.2f}; this process peaked at {peak:,.0f} MiB")

@@ -41,6 +41,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
         host=host,
         port=port,
         access_log=None,
+        reuse_port=True,
         loop=uvloop.new_event_loop(),
         print=lambda _: print(f"serving on http://{host}:{port} (config {config.source})"),
     )
@@ -56,17 +57,12 @@ def _migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 def _demo(config: Config, args: argparse.Namespace) -> int:
-    from bot.database import create_engine, create_sessionmaker
     from bot.demo import DEMO_OPENIDS, load_demo
+    from bot.store import open_store
 
     async def run() -> int:
-        engine = create_engine(config.database.url)
-        try:
-            return await load_demo(
-                create_sessionmaker(engine), config.programme, if_empty=args.if_empty
-            )
-        finally:
-            await engine.dispose()
+        async with open_store(config) as sessions:
+            return await load_demo(sessions, config.programme, if_empty=args.if_empty)
 
     loaded = asyncio.run(run())
     print(f"demo data: {loaded} members loaded" if loaded else "demo data: database not empty")
@@ -76,8 +72,8 @@ def _demo(config: Config, args: argparse.Namespace) -> int:
 
 
 def _import(config: Config, args: argparse.Namespace) -> int:
-    from bot.database import create_engine, create_sessionmaker
     from bot.importer import ImportFileError, ImportSummary, import_members, import_orders
+    from bot.store import open_store
 
     if not _schema_is_current(config):
         return 2
@@ -85,18 +81,14 @@ def _import(config: Config, args: argparse.Namespace) -> int:
     report = Path(args.report) if args.report else None
 
     async def run() -> ImportSummary:
-        engine = create_engine(config.database.url)
-        sessions = create_sessionmaker(engine)
         # The bar is for a person watching; in a log it would only be noise.
         progress = sys.stderr.isatty()
-        try:
+        async with open_store(config) as sessions:
             if args.kind == "members":
                 return await import_members(sessions, source, report, progress=progress)
             return await import_orders(
                 sessions, config.programme, source, report, progress=progress
             )
-        finally:
-            await engine.dispose()
 
     try:
         summary = asyncio.run(run())
@@ -140,8 +132,8 @@ def _jobs(config: Config, args: argparse.Namespace) -> int:
     import time
     from datetime import UTC, datetime
 
-    from bot.database import create_engine, create_sessionmaker
     from bot.jobs import JOBS
+    from bot.store import open_store
 
     if args.action == "list":
         for job in JOBS.values():
@@ -153,11 +145,8 @@ def _jobs(config: Config, args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> str:
-        engine = create_engine(config.database.url)
-        try:
-            return await job.run(create_sessionmaker(engine), config.programme, datetime.now(UTC))
-        finally:
-            await engine.dispose()
+        async with open_store(config) as sessions:
+            return await job.run(sessions, config.programme, datetime.now(UTC))
 
     started = time.perf_counter()
     outcome = asyncio.run(run())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
+
+from models.ledger import POINTS_CHANGED
+
+# session.info key: called with the members whose points moved, after their transaction commits.
+AFTER_POINTS_COMMIT = "after_points_commit"
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -44,6 +51,32 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit (handlers read them afterwards)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+class BotSession(Session):
+    """The service's sessions: they report committed points changes (``create_sessionmaker``)."""
+
+
+@event.listens_for(BotSession, "after_commit")
+def _report_points_changes(session: Session) -> None:
+    changed = session.info.pop(POINTS_CHANGED, None)
+    report = session.info.get(AFTER_POINTS_COMMIT)
+    if changed and report is not None:
+        report(changed)
+
+
+@event.listens_for(BotSession, "after_rollback")
+def _drop_points_changes(session: Session) -> None:
+    session.info.pop(POINTS_CHANGED, None)
+
+
+def create_sessionmaker(
+    engine: AsyncEngine, after_points_commit: Callable[[set[int]], None] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (handlers read them afterwards).
+
+    ``after_points_commit`` is called with the ids of the members whose points a committed
+    transaction moved (the points cache forgets them).
+    """
+    info = {AFTER_POINTS_COMMIT: after_points_commit} if after_points_commit else {}
+    return async_sessionmaker(
+        engine, expire_on_commit=False, sync_session_class=BotSession, info=info
+    )

@@ -17,6 +17,7 @@ from bot.database import create_engine, create_sessionmaker
 from bot.inbound_gate import InboundGate
 from bot.interactions import InteractionFlusher
 from bot.metrics import Metrics
+from bot.points_cache import PointsCache
 from bot.redis_pipe import RedisPipe
 from bot.redis_server import open_redis
 from bot.tasks import BackgroundTasks
@@ -34,6 +35,8 @@ METRICS = web.AppKey("metrics", Metrics)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 REDIS = web.AppKey("redis", Redis)
+PIPE = web.AppKey("pipe", RedisPipe)
+POINTS = web.AppKey("points", PointsCache)
 WECHAT = web.AppKey("wechat", WeChatClient)
 TASKS = web.AppKey("tasks", BackgroundTasks)
 WEBHOOK = web.AppKey("webhook", Webhook)
@@ -41,22 +44,27 @@ ROUTER = web.AppKey("router", Router)
 SERVICES = web.AppKey("services", Services)
 
 
-async def database(app: web.Application) -> AsyncIterator[None]:
-    """The SQL engine and session factory."""
-    config = app[CONFIG].database
-    engine = create_engine(config.url, pool_size=config.pool_size, max_overflow=config.max_overflow)
-    app[ENGINE] = engine
-    app[SESSIONS] = create_sessionmaker(engine)
-    yield
-    await engine.dispose()
-
-
 async def redis(app: web.Application) -> AsyncIterator[None]:
-    """Redis: the configured server, or the embedded one."""
+    """Redis: the configured server, or the embedded one; and the hot path's pipelined link."""
     config = app[CONFIG].redis
     async with open_redis(config.url, config.embedded_path) as client:
         app[REDIS] = client
+        app[PIPE] = pipe = RedisPipe.like(client)
         yield
+        await pipe.close()
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    """The SQL engine, the session factory, and the points cache its commits keep current."""
+    config = app[CONFIG].database
+    engine = create_engine(config.url, pool_size=config.pool_size, max_overflow=config.max_overflow)
+    app[ENGINE] = engine
+    points = PointsCache(app[PIPE], app[CONFIG].programme.zone)
+    app[POINTS] = points
+    app[SESSIONS] = create_sessionmaker(engine, points.forget_soon)
+    yield
+    await points.drain()
+    await engine.dispose()
 
 
 async def wechat(app: web.Application) -> AsyncIterator[None]:
@@ -83,8 +91,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     router = app[ROUTER]
     matcher = IntentMatcher(config.chat.keywords, config.chat.menu_keys)
-    pipe = RedisPipe.like(app[REDIS])
-    gate = InboundGate(pipe, config.wechat.dedupe_ttl_seconds)
+    gate = InboundGate(app[PIPE], config.wechat.dedupe_ttl_seconds)
     services = Services(
         intents=matcher,
         sessions=app[SESSIONS],
@@ -92,6 +99,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         rules=config.programme,
         redis=app[REDIS],
         member_ids=gate,
+        points=app[POINTS],
         capabilities=tuple(dict.fromkeys(router.intents())),
     )
     app[SERVICES] = services
@@ -111,4 +119,3 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     except Exception:
         # Pending times stay in Redis; the next process to start flushes them.
         log.exception("final interaction flush failed")
-    await pipe.close()

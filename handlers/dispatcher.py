@@ -5,7 +5,7 @@ from __future__ import annotations
 from handlers.inbound import Inbound, Services
 from handlers.router import Router
 from messages.replies import Reply
-from models.members import ensure_member
+from models.members import ensure_member, member_id_for
 
 # Events that are not a member talking to us, or whose handler manages the member itself.
 _NO_MEMBER_EVENTS = frozenset(
@@ -43,8 +43,11 @@ class Dispatcher:
         known = msg.member_id
         try:
             if known is None and (msg.kind != "event" or msg.event not in _NO_MEMBER_EVENTS):
-                msg.member = await ensure_member(msg.db, msg.openid, msg.sent_at)
-                msg.member_id = msg.member.id
+                async with msg.reading() as connection:
+                    msg.member_id = await member_id_for(connection, msg.openid)
+                if msg.member_id is None:
+                    msg.member = await ensure_member(msg.db, msg.openid, msg.sent_at)
+                    msg.member_id = msg.member.id
             handler = self.router.resolve(msg)
             reply = await handler(msg) if handler is not None else None
             if msg.session is not None:
@@ -52,6 +55,6 @@ class Dispatcher:
         finally:
             if msg.session is not None:
                 await msg.session.close()
-        if known is None and msg.member is not None:
-            await self.services.member_ids.remember_member(msg.openid, msg.member.id)
+        if known is None and msg.member_id is not None:
+            await self.services.member_ids.remember_member(msg.openid, msg.member_id)
         return reply

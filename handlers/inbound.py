@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from handlers.intents import IntentMatcher
+from models.ledger import PointsSummary
 from models.members import Member
 from models.rules import ProgrammeRules
 
@@ -25,6 +26,19 @@ class MemberIds(Protocol):
     """Where the openid → member id mapping is cached between messages."""
 
     async def remember_member(self, openid: str, member_id: int) -> None: ...
+
+
+class PointsSummaries(Protocol):
+    """Where members' points summaries come from (a cache in front of the ledger)."""
+
+    async def summary(
+        self,
+        member_id: int,
+        now: datetime,
+        reading: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        *,
+        in_transaction: bool = False,
+    ) -> PointsSummary | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +52,7 @@ class Services:
     rules: ProgrammeRules
     redis: Redis
     member_ids: MemberIds
+    points: PointsSummaries
     capabilities: tuple[str, ...] = ()
 
 

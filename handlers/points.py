@@ -9,10 +9,8 @@ from handlers.router import Router, intent
 from messages import copy
 from messages.replies import TextReply
 from models.base import utcnow
-from models.ledger import points_summary
 
 router = Router("points")
-EXPIRY_HORIZON = timedelta(days=30)
 
 
 @router.on(intent("points"))
@@ -22,8 +20,9 @@ async def show_points(msg: Inbound) -> TextReply:
     now = utcnow()
     if msg.member_id is None:
         raise RuntimeError("points asked without a member")
-    async with msg.reading() as connection:
-        summary = await points_summary(connection, msg.member_id, now, now + EXPIRY_HORIZON)
+    summary = await msg.svc.points.summary(
+        msg.member_id, now, msg.reading, in_transaction=msg.session is not None
+    )
     if summary is None or (summary.balance == 0 and not summary.recent):
         bound = summary is not None and summary.bound
         return TextReply(copy.POINTS_NONE + ("" if bound else f"\n{copy.POINTS_HOW_TO_BIND}"))

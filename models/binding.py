@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
+from models.ledger import note_points_changed
 from models.members import Member
 
 # No 0/O, 1/I/L: the member types the code from a receipt.
@@ -139,6 +140,7 @@ async def claim_binding_code(
 
 
 async def _merge_into(session: AsyncSession, follower: Member, customer: Member) -> None:
+    note_points_changed(session, (follower.id, customer.id))
     for table in _MEMBER_TABLES:
         await session.execute(
             text(f"UPDATE {table} SET member_id = :to WHERE member_id = :old"),

@@ -13,19 +13,27 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CompoundSelect,
     ForeignKey,
     Index,
+    Integer,
     String,
     bindparam,
+    case,
+    cast,
     func,
+    literal,
+    null,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import sqlite
@@ -35,6 +43,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, UTCDateTime
 from models.members import Member
 
+# What a member and the shop systems are shown as "expiring soon".
+EXPIRING_HORIZON = timedelta(days=30)
+# session.info key: the members whose points moved in the open transaction.
+POINTS_CHANGED = "points_changed"
 _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 
 
@@ -122,8 +134,15 @@ async def _replay(
     return Change(entry.id, entry.points, entry.balance_after, replayed=True)
 
 
+def note_points_changed(session: AsyncSession, member_ids: Iterable[int]) -> None:
+    """Note members whose points move in this transaction; after it commits, whoever caches
+    points summaries is told (bot/database.py)."""
+    session.info.setdefault(POINTS_CHANGED, set()).update(member_ids)
+
+
 async def _move_balance(session: AsyncSession, member_id: int, delta: int) -> int | None:
     """Add ``delta`` unless the balance would go negative; the new balance, else None."""
+    note_points_changed(session, (member_id,))
     stmt = (
         update(Member)
         .where(Member.id == member_id, Member.points_balance + delta >= 0)
@@ -373,6 +392,7 @@ async def expire_due_lots(session: AsyncSession, now: datetime, batch: int = 20_
         if not totals:
             await session.commit()
             continue
+        note_points_changed(session, totals)
         connection = await session.connection()
         members = Member.__table__
         await connection.execute(
@@ -483,31 +503,69 @@ class PointsSummary:
     recent: list[tuple[datetime, str, str, int]]  # (when, kind, reason, points)
 
 
+def _points_summary_statement() -> CompoundSelect[Any]:
+    """Built once: composing the statement cost more CPU than PostgreSQL spends running it."""
+    members, entries, lots = Member.__table__, LedgerEntry.__table__, PointLot.__table__
+    member = bindparam("member_id", type_=BigInteger)
+    # Typed NULLs: PostgreSQL must resolve each stacked column to one type.
+    no_time, no_text = cast(null(), UTCDateTime), cast(null(), String)
+    balance = select(
+        literal("b").label("part"),
+        case((members.c.customer_ref.is_(None), 0), else_=1).label("seq"),  # bound?
+        members.c.points_balance.label("points"),
+        no_time.label("at"),
+        no_text.label("kind"),
+        no_text.label("reason"),
+    ).where(members.c.id == member)
+    expiring = (
+        select(
+            literal("e"),
+            0,
+            cast(func.sum(lots.c.remaining), BigInteger),  # not NUMERIC: keep ints ints
+            lots.c.expires_at,
+            no_text,
+            no_text,
+        )
+        .where(
+            lots.c.member_id == member,
+            lots.c.remaining > 0,
+            lots.c.expires_at > bindparam("now", type_=UTCDateTime),
+            lots.c.expires_at <= bindparam("until", type_=UTCDateTime),
+        )
+        .group_by(lots.c.expires_at)
+    )
+    columns = ("id", "points", "created_at", "kind", "reason")
+    latest = (
+        select(*(entries.c[name] for name in columns))
+        .where(entries.c.member_id == member)
+        .order_by(entries.c.id.desc())
+        .limit(bindparam("recent", type_=Integer))
+        .subquery()
+    )
+    changes = select(literal("r"), *(latest.c[name] for name in columns))
+    return union_all(balance, expiring, changes)
+
+
+_POINTS_SUMMARY = _points_summary_statement()
+
+
 async def points_summary(
     connection: AsyncConnection, member_id: int, now: datetime, until: datetime, recent: int = 3
 ) -> PointsSummary | None:
-    """The member's points at a glance, in three indexed Core queries (no ORM objects: this
-    answers every 积分 message)."""
-    members, entries = Member.__table__, LedgerEntry.__table__
-    row = (
-        await connection.execute(
-            select(members.c.points_balance, members.c.customer_ref).where(
-                members.c.id == member_id
-            )
-        )
-    ).first()
-    if row is None:
+    """The member's points at a glance in one indexed statement, a single round trip: the
+    balance row, the expiring lots grouped by date, and the latest entries, tagged and stacked
+    with UNION ALL (no ORM objects: this answers every 积分 message the cache cannot)."""
+    parameters = {"member_id": member_id, "now": now, "until": until, "recent": recent}
+    rows = (await connection.execute(_POINTS_SUMMARY, parameters)).all()
+    head = next((row for row in rows if row.part == "b"), None)
+    if head is None:
         return None
-    soon = await expiring_soon(connection, member_id, now, until)
-    latest = await connection.execute(
-        select(entries.c.created_at, entries.c.kind, entries.c.reason, entries.c.points)
-        .where(entries.c.member_id == member_id)
-        .order_by(entries.c.id.desc())
-        .limit(recent)
-    )
     return PointsSummary(
-        balance=row.points_balance,
-        bound=row.customer_ref is not None,
-        expiring=soon,
-        recent=[tuple(r) for r in latest],  # type: ignore[misc]
+        balance=head.points,
+        bound=bool(head.seq),
+        expiring=sorted((row.at, row.points) for row in rows if row.part == "e"),
+        recent=[
+            (row.at, row.kind, row.reason, row.points)
+            for row in sorted((row for row in rows if row.part == "r"), key=lambda row: -row.seq)
+        ],
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Date, String, bindparam, func, or_, select, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert, utcnow
@@ -39,6 +39,17 @@ class Member(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_interaction_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+_MEMBER_ID = select(Member.__table__.c.id).where(
+    Member.__table__.c.openid == bindparam("openid", type_=String)
+)
+
+
+async def member_id_for(connection: AsyncConnection, openid: str) -> int | None:
+    """The id of the member with this openid, or None (a prebuilt Core statement: it runs for
+    every first message after the cached id expires)."""
+    return (await connection.execute(_MEMBER_ID, {"openid": openid})).scalar_one_or_none()
 
 
 async def find_member(session: AsyncSession, openid: str) -> Member | None:

@@ -32,18 +32,21 @@ async def _bot(config: Path, *args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-def _config(tmp_path: Path, db_url: str) -> Path:
+def _config(tmp_path: Path, db_url: str, redis_url: str) -> Path:
     path = tmp_path / "bot.toml"
     path.write_text(
         f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
-        f'[api]\ntoken = "{API_TOKEN}"\n[database]\nurl = "{db_url}"\n',
+        f'[api]\ntoken = "{API_TOKEN}"\n[database]\nurl = "{db_url}"\n'
+        f'[redis]\nurl = "{redis_url}"\n',
         encoding="utf-8",
     )
     return path
 
 
-async def test_ledger_verify_exits_non_zero_on_a_mismatch(db_url: str, tmp_path: Path) -> None:
-    config = _config(tmp_path, db_url)
+async def test_ledger_verify_exits_non_zero_on_a_mismatch(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, db_url, redis_url)
     engine = create_engine(db_url)
     async with engine.begin() as connection:
         await connection.execute(
@@ -62,8 +65,8 @@ async def test_ledger_verify_exits_non_zero_on_a_mismatch(db_url: str, tmp_path:
     assert "balance 5, ledger 0, lots 0" in out
 
 
-async def test_jobs_list_and_run(db_url: str, tmp_path: Path) -> None:
-    config = _config(tmp_path, db_url)
+async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, db_url, redis_url)
     code, out, _ = await _bot(config, "jobs", "list")
     assert code == 0
     assert {line.split()[0] for line in out.splitlines()} == {
@@ -81,15 +84,19 @@ async def test_jobs_list_and_run(db_url: str, tmp_path: Path) -> None:
     assert "unknown job" in err
 
 
-async def test_menu_push_dry_run_prints_the_menu(db_url: str, tmp_path: Path) -> None:
-    code, out, _ = await _bot(_config(tmp_path, db_url), "menu", "push", "--dry-run")
+async def test_menu_push_dry_run_prints_the_menu(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    code, out, _ = await _bot(_config(tmp_path, db_url, redis_url), "menu", "push", "--dry-run")
     assert code == 0
     menu = json.loads(out)
     assert menu["button"][0]["name"] == "会员中心"
 
 
-async def test_demo_members_have_real_orders_points_and_tiers(db_url: str, tmp_path: Path) -> None:
-    config = _config(tmp_path, db_url)
+async def test_demo_members_have_real_orders_points_and_tiers(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, db_url, redis_url)
     code, out, err = await _bot(config, "demo", "--if-empty")
     assert code == 0, err
     assert "10 members loaded" in out

@@ -482,12 +482,12 @@ async def test_progress_bar_counts_rows_on_stderr(
     assert "30/30" in captured.err
 
 
-def write_config(tmp_path: Path, db_url: str) -> Path:
+def write_config(tmp_path: Path, db_url: str, redis_url: str) -> Path:
     config = tmp_path / "import.toml"
     config.write_text(
         f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
         f'[api]\ntoken = "{API_TOKEN}"\n'
-        f'[database]\nurl = "{db_url}"\n',
+        f'[database]\nurl = "{db_url}"\n[redis]\nurl = "{redis_url}"\n',
         encoding="utf-8",
     )
     return config
@@ -510,9 +510,9 @@ async def run_cli(*args: str | Path, code: str | None = None) -> tuple[int, str,
 
 
 async def test_import_command(
-    sessions: async_sessionmaker[AsyncSession], db_url: str, tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path, db_url)
+    config = write_config(tmp_path, db_url, redis_url)
     members = write_csv(
         tmp_path / "members.csv", ["openid", "name"], [["o_cli_000001", "甲"], ["o_cli_000002", ""]]
     )
@@ -562,7 +562,7 @@ _PEAK_RSS = (
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM (Linux)")
 async def test_large_order_file_imports_in_bounded_memory(
-    sessions: async_sessionmaker[AsyncSession], db_url: str, tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     # Recording a new order takes a dozen statements (6-8 ms an order here, on either database),
     # so 20,000 fresh orders would take minutes. They are recorded up front in bulk instead, and
@@ -615,7 +615,7 @@ async def test_large_order_file_imports_in_bounded_memory(
             ],
         )
 
-    config = write_config(tmp_path, db_url)
+    config = write_config(tmp_path, db_url, redis_url)
     peaks = {}
     for count in (2_000, rows):
         status, out, err = await run_cli(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TypeVar
 
 from aiohttp import web
@@ -24,7 +24,14 @@ from models.coupons import (
     issue_coupon,
     redeem_coupon,
 )
-from models.ledger import InsufficientPoints, KeyConflict, credit, debit, expiring_soon
+from models.ledger import (
+    EXPIRING_HORIZON,
+    InsufficientPoints,
+    KeyConflict,
+    credit,
+    debit,
+    expiring_soon,
+)
 from models.ledger import ledger_page as read_ledger
 from models.members import Member
 from models.orders import (
@@ -103,7 +110,7 @@ async def member_view(session: AsyncSession, rules: ProgrammeRules, member: Memb
     now = utcnow()
     stats = await member_stats(session, rules, member.id, now)
     step = progress(rules, member.tier, stats)
-    soon = await expiring_soon(session, member.id, now, now + timedelta(days=30))
+    soon = await expiring_soon(session, member.id, now, now + EXPIRING_HORIZON)
     return s.MemberOut(
         openid=member.openid,
         customer_ref=member.customer_ref,
