@@ -31,7 +31,9 @@ def create_app(config: Config, router: Router | None = None) -> web.Application:
     app[wiring.CONFIG] = config
     app[wiring.METRICS] = metrics
     app[wiring.ROUTER] = router or build_router()
-    app.cleanup_ctx.extend([wiring.redis, wiring.database, wiring.wechat, wiring.webhook])
+    app.cleanup_ctx.extend(
+        [wiring.redis, wiring.database, wiring.wechat, wiring.webhook, wiring.delivery]
+    )
     app.add_routes(
         [web.get("/wechat", _wechat_get), web.post("/wechat", _wechat_post), *health.routes]
     )

@@ -170,20 +170,11 @@ def _menu_push(config: Config, args: argparse.Namespace) -> int:
         return 0
 
     async def run() -> None:
-        wechat = config.wechat
         async with (
             open_redis(config.redis.url, config.redis.embedded_path) as redis,
             aiohttp.ClientSession() as http,
         ):
-            client = WeChatClient(
-                http=http,
-                redis=redis,
-                appid=wechat.appid,
-                secret=wechat.secret.get_secret_value(),
-                base_url=wechat.api_base_url,
-                token_endpoint=wechat.token_endpoint,
-                timeout=wechat.api_timeout_seconds,
-            )
+            client = WeChatClient.from_config(config.wechat, http=http, redis=redis)
             await client.create_menu(menu)
 
     try:
@@ -192,6 +183,46 @@ def _menu_push(config: Config, args: argparse.Namespace) -> int:
         print(f"menu push failed: errcode={exc.errcode} {exc.errmsg}", file=sys.stderr)
         return 1
     print(f"menu pushed: {len(menu['button'])} buttons")
+    return 0
+
+
+def _worker(config: Config, args: argparse.Namespace) -> int:
+    import signal
+
+    import aiohttp
+    import uvloop
+
+    from bot.logs import setup_logging
+    from bot.outbox import Outbox
+    from bot.redis_server import open_redis
+    from bot.store import open_store
+    from bot.wechat_api import WeChatClient
+    from bot.wiring import run_pipeline
+
+    setup_logging(config.logging.level)
+    if not _schema_is_current(config):
+        return 2
+    workers = args.workers or config.delivery.workers or 1
+    config = config.model_copy(
+        update={"delivery": config.delivery.model_copy(update={"workers": workers})}
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with (
+            open_store(config) as sessions,
+            open_redis(config.redis.url, config.redis.embedded_path) as redis,
+            aiohttp.ClientSession() as http,
+        ):
+            wechat = WeChatClient.from_config(config.wechat, http=http, redis=redis)
+            async with run_pipeline(config, redis, sessions, wechat, Outbox(redis)):
+                print(f"delivery worker: {workers} consumer(s); stop with SIGTERM", flush=True)
+                await stop.wait()
+
+    uvloop.run(run())
     return 0
 
 
@@ -237,6 +268,8 @@ def _parser() -> argparse.ArgumentParser:
     menu = add("menu", _menu_push, "create the official account's custom menu through the API")
     menu.add_argument("action", choices=["push"])
     menu.add_argument("--dry-run", action="store_true", help="print the menu, send nothing")
+    worker = add("worker", _worker, "send pushes from the delivery stream (no web server)")
+    worker.add_argument("--workers", type=int, help="consumers (default: [delivery] workers)")
     chat = add("chat", _chat, "chat with the running service as a member, in the terminal")
     chat.add_argument("--openid", help="the member to be (default: a new one)")
     chat.add_argument("--url", help="webhook URL (default: the configured server's /wechat)")

@@ -149,6 +149,32 @@ class ChatConfig(_Section):
     }
 
 
+class TemplateConfig(_Section):
+    """A template message for one purpose: its id, and which of the push's fields fills each
+    of the template's keys (e.g. ``{first = "title", keyword1 = "tier", remark = "note"}``)."""
+
+    template_id: str = Field(min_length=1)
+    fields: dict[str, str] = Field(min_length=1)
+    url: str = ""
+
+
+class DeliveryConfig(_Section):
+    """The push pipeline (bot/outbox.py)."""
+
+    # Consumers in this process; `python -m bot worker` runs more on their own.
+    workers: int = Field(default=1, ge=0, le=64)
+    concurrency: int = Field(default=32, ge=1, le=1000)
+    # Service notifications with a template configured go as template messages.
+    templates: dict[str, TemplateConfig] = {}
+    # Calls a second per WeChat API, shared by every worker (a Redis token bucket).
+    rate_per_second: dict[str, float] = {"template": 200.0, "custom": 200.0}
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_base_seconds: float = Field(default=30.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    # A stream entry a consumer has held this long without acknowledging is taken over.
+    reclaim_idle_seconds: int = Field(default=60, ge=1, le=3600)
+
+
 class LoggingConfig(_Section):
     level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -160,6 +186,7 @@ class Config(_Section):
     redis: RedisConfig = RedisConfig()
     api: ApiConfig
     chat: ChatConfig = ChatConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
     programme: ProgrammeRules = ProgrammeRules()
     source: str = Field(default="", exclude=True)

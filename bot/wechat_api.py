@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
+from bot.config import WeChatConfig
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,29 @@ class WeChatClient:
         self._token_key = f"wechat:token:{appid}"
         self._lock_key = f"wechat:token-lock:{appid}"
 
+    @classmethod
+    def from_config(
+        cls,
+        config: WeChatConfig,
+        *,
+        http: aiohttp.ClientSession,
+        redis: Redis,
+        metrics: Metrics | None = None,
+    ) -> WeChatClient:
+        """The client for ``[wechat]``."""
+        return cls(
+            http=http,
+            redis=redis,
+            appid=config.appid,
+            secret=config.secret.get_secret_value(),
+            base_url=config.api_base_url,
+            token_endpoint=config.token_endpoint,
+            timeout=config.api_timeout_seconds,
+            max_attempts=config.api_max_attempts,
+            backoff=config.api_backoff_seconds,
+            metrics=metrics,
+        )
+
     async def call(
         self,
         method: str,
@@ -125,6 +149,11 @@ class WeChatClient:
     async def send_custom_message(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Send a customer-service message (only inside the member's interaction window)."""
         return await self.call("POST", "/cgi-bin/message/custom/send", body=payload)
+
+    async def send_template_message(self, payload: dict[str, Any]) -> int:
+        """Send a template message (service notifications only); WeChat's msgid for it."""
+        result = await self.call("POST", "/cgi-bin/message/template/send", body=payload)
+        return int(result["msgid"])
 
     async def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
         """Replace the official account's custom menu."""

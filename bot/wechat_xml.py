@@ -72,6 +72,8 @@ def parse_inbound(xml: str) -> Parsed:
         text=_text(raw.get("Content") or raw.get("Recognition"), "Content"),
         key=_text(raw.get("EventKey"), "EventKey"),
         media_id=_text(raw.get("MediaId"), "MediaId"),
+        msg_id=msg_id,
+        status=_text(raw.get("Status"), "Status"),
     )
     return Parsed(inbound, account, created, msg_id)
 

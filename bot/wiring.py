@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -17,7 +19,10 @@ from bot.database import create_engine, create_sessionmaker
 from bot.inbound_gate import InboundGate
 from bot.interactions import InteractionFlusher
 from bot.metrics import Metrics
+from bot.notifications import notify_forever
+from bot.outbox import DeliveryWorker, Outbox
 from bot.points_cache import PointsCache
+from bot.receipts import ReceiptFlusher, ReceiptQueue
 from bot.redis_pipe import RedisPipe
 from bot.redis_server import open_redis
 from bot.tasks import BackgroundTasks
@@ -42,6 +47,7 @@ TASKS = web.AppKey("tasks", BackgroundTasks)
 WEBHOOK = web.AppKey("webhook", Webhook)
 ROUTER = web.AppKey("router", Router)
 SERVICES = web.AppKey("services", Services)
+OUTBOX = web.AppKey("outbox", Outbox)
 
 
 async def redis(app: web.Application) -> AsyncIterator[None]:
@@ -71,17 +77,8 @@ async def wechat(app: web.Application) -> AsyncIterator[None]:
     """The outbound WeChat API client and its HTTP connection pool."""
     config = app[CONFIG].wechat
     async with aiohttp.ClientSession() as http:
-        app[WECHAT] = WeChatClient(
-            http=http,
-            redis=app[REDIS],
-            appid=config.appid,
-            secret=config.secret.get_secret_value(),
-            base_url=config.api_base_url,
-            token_endpoint=config.token_endpoint,
-            timeout=config.api_timeout_seconds,
-            max_attempts=config.api_max_attempts,
-            backoff=config.api_backoff_seconds,
-            metrics=app[METRICS],
+        app[WECHAT] = WeChatClient.from_config(
+            config, http=http, redis=app[REDIS], metrics=app[METRICS]
         )
         yield
 
@@ -100,6 +97,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         redis=app[REDIS],
         member_ids=gate,
         points=app[POINTS],
+        receipts=ReceiptQueue(app[PIPE]),
         capabilities=tuple(dict.fromkeys(router.intents())),
     )
     app[SERVICES] = services
@@ -119,3 +117,47 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     except Exception:
         # Pending times stay in Redis; the next process to start flushes them.
         log.exception("final interaction flush failed")
+
+
+async def delivery(app: web.Application) -> AsyncIterator[None]:
+    """The push pipeline in this process: the outbox, ``[delivery] workers`` consumers, the
+    event notifier and the template-receipt flusher (``python -m bot worker`` runs them alone)."""
+    config = app[CONFIG]
+    app[OUTBOX] = outbox = Outbox(app[REDIS])
+    async with run_pipeline(config, app[REDIS], app[SESSIONS], app[WECHAT], outbox):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def run_pipeline(
+    config: Config,
+    redis: Redis,
+    sessions: async_sessionmaker[AsyncSession],
+    wechat: WeChatClient,
+    outbox: Outbox,
+) -> AsyncIterator[list[DeliveryWorker]]:
+    """Run the pipeline's loops until the block exits, then stop them, letting sends finish."""
+    workers = [
+        DeliveryWorker(
+            name=f"{socket.gethostname()}-{os.getpid()}-{n}",
+            redis=redis,
+            sessions=sessions,
+            wechat=wechat,
+            outbox=outbox,
+            config=config.delivery,
+        )
+        for n in range(config.delivery.workers)
+    ]
+    # Loops stop at their next pause, never in the middle of a statement (see DeliveryWorker.run).
+    stop = asyncio.Event()
+    loops = [asyncio.create_task(worker.run(stop), name=worker.name) for worker in workers]
+    if workers:
+        notifier = notify_forever(sessions, outbox, config.programme, stop)
+        loops.append(asyncio.create_task(notifier, name="event-notifier"))
+    flusher = ReceiptFlusher(redis, sessions).run(stop)
+    loops.append(asyncio.create_task(flusher, name="receipts"))
+    try:
+        yield workers
+    finally:
+        stop.set()
+        await asyncio.gather(*loops, return_exceptions=True)

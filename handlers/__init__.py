@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers import binding, coupons, fallback, follow, help, points, tier
+from handlers import binding, coupons, fallback, follow, help, points, receipts, tier
 from handlers.router import Router
 
 
@@ -10,6 +10,7 @@ def build_router() -> Router:
     """The root router: capabilities in priority order, the fallback last."""
     root = Router("root")
     root.include(
+        receipts.router,
         follow.router,
         help.router,
         points.router,

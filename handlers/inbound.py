@@ -28,6 +28,12 @@ class MemberIds(Protocol):
     async def remember_member(self, openid: str, member_id: int) -> None: ...
 
 
+class Receipts(Protocol):
+    """Where WeChat's reports on template messages are queued for the batched write."""
+
+    async def note(self, msgid: int, status: str) -> None: ...
+
+
 class PointsSummaries(Protocol):
     """Where members' points summaries come from (a cache in front of the ledger)."""
 
@@ -53,6 +59,7 @@ class Services:
     redis: Redis
     member_ids: MemberIds
     points: PointsSummaries
+    receipts: Receipts
     capabilities: tuple[str, ...] = ()
 
 
@@ -75,6 +82,8 @@ class Inbound:
     text: str = ""
     key: str = ""
     media_id: str = ""
+    msg_id: int = 0  # MsgId, or MsgID of a TEMPLATESENDJOBFINISH
+    status: str = ""  # Status of a TEMPLATESENDJOBFINISH
     intent: str | None = None
     state: str | None = None
     member_id: int | None = None

@@ -3,6 +3,7 @@
 from models.base import Base
 from models.binding import BindingCode
 from models.coupons import Coupon
+from models.deliveries import Delivery, TemplateReceipt
 from models.events import MemberEvent
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
@@ -14,6 +15,7 @@ __all__ = [
     "Base",
     "BindingCode",
     "Coupon",
+    "Delivery",
     "LedgerEntry",
     "Member",
     "MemberEvent",
@@ -21,5 +23,6 @@ __all__ = [
     "PointLot",
     "ProgrammeState",
     "Refund",
+    "TemplateReceipt",
     "TierChange",
 ]

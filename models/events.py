@@ -6,10 +6,11 @@ that did not happen and nothing that happened goes unannounced.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -43,3 +44,28 @@ async def record_event(
 ) -> None:
     """Record ``kind`` (e.g. ``tier_upgraded``) for the member, in the caller's transaction."""
     session.add(MemberEvent(member_id=member_id, kind=kind, payload=payload, created_at=at))
+
+
+async def unprocessed_events(
+    session: AsyncSession, kinds: Iterable[str], limit: int
+) -> list[MemberEvent]:
+    """The oldest events of these kinds nobody has acted on yet; locked on PostgreSQL (skipping
+    rows another process holds), so two processes never take the same event."""
+    query = (
+        select(MemberEvent)
+        .where(MemberEvent.processed_at.is_(None), MemberEvent.kind.in_(list(kinds)))
+        .order_by(MemberEvent.id)
+        .limit(limit)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list((await session.scalars(query)).all())
+
+
+async def mark_processed(session: AsyncSession, event_ids: Iterable[int], at: datetime) -> None:
+    """Record that these events have been acted on."""
+    ids = list(event_ids)
+    if ids:
+        await session.execute(
+            update(MemberEvent).where(MemberEvent.id.in_(ids)).values(processed_at=at)
+        )

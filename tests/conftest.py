@@ -98,9 +98,14 @@ async def standin(aiohttp_server: Callable[..., Any]) -> WeChatStandIn:
 
 
 def make_config(
-    db_url: str, redis_url: str, standin_url: str = "http://127.0.0.1:9/", **wechat: Any
+    db_url: str,
+    redis_url: str,
+    standin_url: str = "http://127.0.0.1:9/",
+    delivery: dict[str, Any] | None = None,
+    **wechat: Any,
 ) -> Config:
-    """A test configuration; ``wechat`` overrides keys of the [wechat] table."""
+    """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``
+    sets the [delivery] table."""
     return Config.model_validate(
         {
             "wechat": {
@@ -114,6 +119,7 @@ def make_config(
             "database": {"url": db_url},
             "redis": {"url": redis_url},
             "api": {"token": API_TOKEN},
+            "delivery": delivery or {},
             "source": "tests",
         }
     )
@@ -129,9 +135,11 @@ def app_factory(
 ) -> Callable[..., Any]:
     """Start the real app against the test Redis, the lane's database and the stand-in."""
 
-    async def start(router: Router | None = None, **wechat: Any) -> TestClient:
+    async def start(
+        router: Router | None = None, delivery: dict[str, Any] | None = None, **wechat: Any
+    ) -> TestClient:
         base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
-        config = make_config(db_url, redis_url, base, **wechat)
+        config = make_config(db_url, redis_url, base, delivery, **wechat)
         return await aiohttp_client(create_app(config, router=router))
 
     return start

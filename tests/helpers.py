@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from bot import wiring
+from bot.outbox import STREAM
 from bot.webhook_client import SignedRequest, WebhookClient
 from models.members import Member
 from tests.conftest import AES_KEY, APPID, TOKEN
@@ -42,3 +44,8 @@ async def member_count(client: TestClient) -> int:
 async def get_member(client: TestClient, openid: str) -> Member | None:
     async with client.app[wiring.SESSIONS]() as session:
         return await session.scalar(select(Member).where(Member.openid == openid))
+
+
+async def redis_untouched(redis: Redis) -> bool:
+    """Nothing in Redis but the delivery stream every app's worker creates at startup."""
+    return set(await redis.keys()) <= {STREAM.encode()}

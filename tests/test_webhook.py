@@ -11,7 +11,7 @@ from bot import wiring
 from bot.interactions import InteractionFlusher
 from bot.webhook_client import SignedRequest
 from messages import copy
-from tests.helpers import PLAIN, get_member, member_count, push
+from tests.helpers import PLAIN, get_member, member_count, push, redis_untouched
 
 
 async def test_text_message_gets_a_text_reply_to_the_sender(client: TestClient) -> None:
@@ -123,7 +123,7 @@ async def test_unknown_message_type_answers_success_and_writes_nothing(
     popup = PLAIN.event("o_frank_00001", "subscribe_msg_popup_event")
     assert (await push(client, PLAIN, popup)).body == "success"
     assert await member_count(client) == 0
-    assert await redis.dbsize() == 0
+    assert await redis_untouched(redis)
 
 
 async def _assert_refused(
@@ -132,7 +132,7 @@ async def _assert_refused(
     response = await client.post("/wechat", params=request.params, data=request.body)
     assert response.status == status, await response.text()
     assert await member_count(client) == 0
-    assert await redis.dbsize() == 0
+    assert await redis_untouched(redis)
 
 
 async def test_bad_signature_is_refused(client: TestClient, redis: Redis) -> None:

@@ -14,7 +14,7 @@ from wechatpy.crypto.base import BasePrpCrypto
 
 from bot.webhook_client import SignedRequest
 from tests.conftest import AES_KEY, APPID, TOKEN
-from tests.helpers import PLAIN, SAFE, member_count, push
+from tests.helpers import PLAIN, SAFE, member_count, push, redis_untouched
 
 VECTOR_ENCRYPT = (
     "RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxpsq5Yj4GNglrBb8I2BAJVODGajiFnXBu7mCPatfjsu6IHCrs"
@@ -92,7 +92,7 @@ async def test_bad_msg_signature_is_refused(safe_client: Any, redis: Redis) -> N
     response = await safe_client.post("/wechat", params=request.params, data=request.body)
     assert response.status == 403
     assert await member_count(safe_client) == 0
-    assert await redis.dbsize() == 0
+    assert await redis_untouched(redis)
 
 
 @pytest.mark.parametrize("encrypt", ["!!!not base64!!!", "QUJD", "A" * 64])
@@ -110,7 +110,7 @@ async def test_undecryptable_encrypt_is_refused(
     body = f"<xml><ToUserName>gh</ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
     response = await safe_client.post("/wechat", params=params, data=body.encode())
     assert response.status == 400
-    assert await redis.dbsize() == 0
+    assert await redis_untouched(redis)
 
 
 async def test_envelope_without_encrypt_is_refused(safe_client: Any, redis: Redis) -> None:
@@ -118,7 +118,7 @@ async def test_envelope_without_encrypt_is_refused(safe_client: Any, redis: Redi
     body = b"<xml><ToUserName>gh_0123456789ab</ToUserName></xml>"
     response = await safe_client.post("/wechat", params=request.params, data=body)
     assert response.status == 400
-    assert await redis.dbsize() == 0
+    assert await redis_untouched(redis)
 
 
 async def test_message_for_another_appid_is_refused(safe_client: Any, redis: Redis) -> None:

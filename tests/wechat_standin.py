@@ -49,6 +49,7 @@ class WeChatStandIn:
     calls: list[Call] = field(default_factory=list)
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     unfollowed: set[str] = field(default_factory=set)
+    next_msgid: int = 400_000_000_000
 
     def fail_next(self, path: str, *faults: Fault) -> None:
         """Queue faults for the next calls to ``path`` (e.g. ``/cgi-bin/message/custom/send``)."""
@@ -73,6 +74,7 @@ class WeChatStandIn:
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
+        app.router.add_post("/cgi-bin/message/template/send", self._template_send)
         app.router.add_post("/cgi-bin/menu/create", self._menu_create)
         return app
 
@@ -161,6 +163,27 @@ class WeChatStandIn:
         params = {k: v for k, v in request.query.items() if k != "access_token"}
         self.calls.append(Call(request.path, params, body))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _template_send(self, request: web.Request) -> web.Response:
+        if error := self._token_error(request):
+            return error
+        if fault := await self._fault("/cgi-bin/message/template/send"):
+            return fault
+        body = await request.json()
+        if not body.get("touser"):
+            return _error(40003, "invalid openid")
+        if not body.get("template_id"):
+            return _error(40037, "invalid template_id")
+        data = body.get("data")
+        if not isinstance(data, dict) or not all(
+            isinstance(v, dict) and "value" in v for v in data.values()
+        ):
+            return _error(47003, "argument invalid! data.value invalid")
+        if body["touser"] in self.unfollowed:
+            return _error(43004, "require subscribe")
+        self.calls.append(Call(request.path, {}, body))
+        self.next_msgid += 1
+        return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": self.next_msgid})
 
     async def _menu_create(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):

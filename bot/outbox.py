@@ -1,0 +1,275 @@
+"""The push pipeline: delivery rows (models/deliveries.py) sent by workers over a Redis Stream.
+
+The row is written (and committed) first; only its id travels on the stream ``deliveries``,
+read by a consumer group, so any number of worker processes share the work. A delivery due
+later waits in a sorted set (``deliveries:delayed``) until it is due. Each worker:
+
+- claims a row (``queued`` → ``sending``, one statement) — a duplicate stream entry finds it
+  taken and is dropped, so the stream may carry an id twice but WeChat never gets it twice;
+- picks the channel by WeChat's rules (WECHAT.md §3): a service notification goes as a
+  template message when one is configured for its purpose, else as a customer-service message
+  while the member's window has a slot (bot/cs_window.py), else it is skipped (``no_channel``).
+  Marketing content never goes as a template message; until mass sending lands it goes only
+  inside the window;
+- waits for the API's shared token bucket (bot/rate_limit.py), calls WeChat, and records the
+  outcome. Transient errors (-1, 45009, 45011, HTTP 5xx, timeouts; the client has already
+  retried briefly) come back later with exponential backoff and jitter, up to
+  ``max_attempts``; permanent ones (43004, 40003, 45015, …) are recorded, not retried.
+
+A worker that dies leaves its entries pending in the group; another takes them over after
+``reclaim_idle_seconds``. Rows still ``queued`` are simply sent; rows left ``sending`` may or
+may not have reached WeChat, which offers no idempotency key, so they are recorded as skipped
+(``interrupted``) rather than risk a second copy. A sweep puts back on the stream any row due
+for ten minutes but still queued (a stream lost with a Redis that kept no AOF).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import DeliveryConfig
+from bot.cs_window import CustomerServiceWindows
+from bot.rate_limit import RateLimiter
+from bot.wechat_api import WeChatAPIError, WeChatClient
+from messages.outbound import template_message, text_message
+from models.base import utcnow
+from models.deliveries import (
+    SERVICE,
+    Claimed,
+    abandon_interrupted,
+    claim,
+    due_queued,
+    finish,
+    retry_later,
+)
+
+log = logging.getLogger(__name__)
+
+STREAM = "deliveries"
+DELAYED = "deliveries:delayed"
+GROUP = "senders"
+# Bounds the stream's memory; an entry trimmed unread is found again by the sweep.
+STREAM_MAX = 1_000_000
+SWEEP_AFTER = timedelta(minutes=10)
+# WeChat's verdicts on the customer-service window: closed (or unfollowed), and spent.
+WINDOW_ERRORS = frozenset({45015, 45047})
+
+
+class Outbox:
+    """Puts committed delivery rows on the stream, or in the delayed set until they are due."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def enqueue(self, delivery_ids: Iterable[int], at: datetime | None = None) -> None:
+        """Queue these rows for the workers, now or from ``at``."""
+        ids = list(delivery_ids)
+        if not ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if at is not None and at > utcnow():
+                pipe.zadd(DELAYED, dict.fromkeys(map(str, ids), at.timestamp()))
+            else:
+                for delivery_id in ids:
+                    pipe.xadd(STREAM, {"id": delivery_id}, maxlen=STREAM_MAX, approximate=True)
+            await pipe.execute()
+
+    async def release_due(self, now: datetime, limit: int = 1000) -> int:
+        """Move delayed rows that are now due onto the stream; how many were moved."""
+        due = await self.redis.zrangebyscore(DELAYED, 0, now.timestamp(), start=0, num=limit)
+        if not due:
+            return 0
+        # Only the process that removes an id moves it, so two workers never both do.
+        moved = []
+        for raw in due:
+            if await self.redis.zrem(DELAYED, raw):
+                moved.append(int(raw))
+        await self.enqueue(moved)
+        return len(moved)
+
+
+class DeliveryWorker:
+    """One consumer of the delivery stream (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        redis: Redis,
+        sessions: async_sessionmaker[AsyncSession],
+        wechat: WeChatClient,
+        outbox: Outbox,
+        config: DeliveryConfig,
+    ) -> None:
+        self.name = name
+        self.redis = redis
+        self.sessions = sessions
+        self.wechat = wechat
+        self.outbox = outbox
+        self.config = config
+        self.windows = CustomerServiceWindows(redis)
+        self.limiter = RateLimiter(redis, config.rate_per_second)
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def ensure_group(self) -> None:
+        """Create the stream and its consumer group if they are missing."""
+        try:
+            await self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self, stop: asyncio.Event, block_ms: int = 1000) -> None:
+        """Consume until ``stop`` is set; in-flight sends finish before it returns.
+
+        Only the blocking stream read is ever interrupted: cancelling a task in the middle of
+        a database statement can leave its connection hanging when the pool closes.
+        """
+        await self.ensure_group()
+        housekeeping = 0.0
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= housekeeping:
+                    await self.housekeeping()
+                    housekeeping = time.monotonic() + 1.0
+                reading = asyncio.ensure_future(self._read(block_ms))
+                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    reading.cancel()
+                    # Entries read but not started stay pending; another consumer takes them.
+                    await asyncio.gather(reading, return_exceptions=True)
+                elif entries := reading.result():
+                    await self._start(entries)
+        finally:
+            stopping.cancel()
+            await self.drain()
+
+    async def _read(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        batch = await self.redis.xreadgroup(
+            GROUP, self.name, {STREAM: ">"}, count=self.config.concurrency, block=block_ms
+        )
+        return [entry for _, stream_entries in batch for entry in stream_entries]
+
+    async def _start(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        for entry_id, fields in entries:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._handle(entry_id, int(fields[b"id"])))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def drain(self) -> None:
+        """Wait for the sends this worker has started."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    async def housekeeping(self) -> None:
+        """Release delayed rows that are due, take over a dead consumer's entries, and sweep
+        rows a lost stream dropped."""
+        now = utcnow()
+        await self.outbox.release_due(now)
+        await self._reclaim(now)
+        async with self.sessions() as session:
+            stale = await due_queued(session, now - SWEEP_AFTER, limit=1000)
+        await self.outbox.enqueue(stale)
+
+    async def _reclaim(self, now: datetime) -> None:
+        idle_ms = self.config.reclaim_idle_seconds * 1000
+        _, claimed, _ = await self.redis.xautoclaim(
+            STREAM, GROUP, self.name, min_idle_time=idle_ms, start_id="0-0", count=100
+        )
+        if not claimed:
+            return
+        ids = [int(fields[b"id"]) for _, fields in claimed if fields]
+        async with self.sessions.begin() as session:
+            interrupted = await abandon_interrupted(session, ids, now)
+        if interrupted:
+            log.warning("deliveries interrupted by a dead worker", extra={"count": interrupted})
+        # Rows still queued are sent now; the rest are finished with.
+        await self._start([entry for entry in claimed if entry[1]])
+
+    async def _handle(self, entry_id: bytes, delivery_id: int) -> None:
+        try:
+            await self.deliver(delivery_id)
+            await self.redis.xack(STREAM, GROUP, entry_id)
+        except Exception:
+            # Left pending: another consumer takes it over after reclaim_idle_seconds.
+            log.exception("delivery failed unexpectedly", extra={"delivery": delivery_id})
+        finally:
+            self._slots.release()
+
+    async def deliver(self, delivery_id: int) -> str:
+        """Send one delivery if it is due and unclaimed; returns what happened to it."""
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            claimed = await claim(session, delivery_id, now)
+        if claimed is None:
+            return "not_claimed"
+        if not claimed.openid or not claimed.subscribed:
+            return await self._finish(claimed, "skipped", reason="unsubscribed")
+        template = (
+            self.config.templates.get(claimed.purpose) if claimed.category == SERVICE else None
+        )
+        try:
+            if template is not None:
+                payload = template_message(
+                    claimed.openid,
+                    template.template_id,
+                    template.fields,
+                    claimed.payload.get("fields", {}),
+                    template.url,
+                )
+                await self.limiter.take("template")
+                msgid = await self.wechat.send_template_message(payload)
+                return await self._finish(claimed, "sent", channel="template", msgid=msgid)
+            if not await self.windows.take_slot(claimed.openid):
+                return await self._finish(claimed, "skipped", reason="no_channel")
+            await self.limiter.take("custom")
+            await self.wechat.send_custom_message(
+                text_message(claimed.openid, claimed.payload["text"])
+            )
+            return await self._finish(claimed, "sent", channel="custom")
+        except KeyError as exc:
+            log.error("delivery payload lacks a field", extra={"delivery": claimed.id})
+            return await self._finish(claimed, "failed", reason=f"payload:{exc.args[0]}"[:64])
+        except WeChatAPIError as exc:
+            return await self._failed(claimed, exc, via_window=template is None)
+
+    async def _failed(self, claimed: Claimed, exc: WeChatAPIError, *, via_window: bool) -> str:
+        if via_window and exc.errcode in WINDOW_ERRORS:
+            assert claimed.openid is not None
+            await self.windows.close(claimed.openid)
+            return await self._finish(claimed, "skipped", reason="no_channel", errcode=exc.errcode)
+        if exc.transient and claimed.attempts < self.config.max_attempts:
+            delay = min(
+                self.config.retry_max_seconds,
+                self.config.retry_base_seconds * 2 ** (claimed.attempts - 1),
+            ) * random.uniform(0.5, 1.0)
+            now = utcnow()
+            at = now + timedelta(seconds=delay)
+            async with self.sessions.begin() as session:
+                await retry_later(session, claimed.id, at, now, exc.errcode)
+            await self.outbox.enqueue([claimed.id], at=at)
+            return "retrying"
+        reason = "transient_exhausted" if exc.transient else "wechat_error"
+        return await self._finish(claimed, "failed", reason=reason, errcode=exc.errcode)
+
+    async def _finish(self, claimed: Claimed, status: str, **outcome: Any) -> str:
+        async with self.sessions.begin() as session:
+            await finish(session, claimed.id, status, utcnow(), **outcome)
+        log.info(
+            "delivery",
+            extra={"delivery": claimed.id, "purpose": claimed.purpose, "status": status, **outcome},
+        )
+        return status

@@ -1,0 +1,45 @@
+"""A token bucket in Redis, shared by every worker process, one per WeChat API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.asyncio import Redis
+
+# KEYS[1]: the bucket. ARGV: rate (tokens/s), burst, now (s). Takes a token if one is there;
+# returns 0 when taken, else the seconds until one will be.
+_TAKE = """
+local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(state[1]) or burst, tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return tostring(wait)
+"""
+
+
+class RateLimiter:
+    """``await limiter.take("template")`` returns once the API's shared bucket gives a token."""
+
+    def __init__(self, redis: Redis, rates: dict[str, float]) -> None:
+        self._redis = redis
+        self._rates = rates
+        self._take = redis.register_script(_TAKE)
+
+    async def take(self, api: str) -> None:
+        """Wait for a token of ``api``'s bucket (unlimited for an API without a rate)."""
+        rate = self._rates.get(api)
+        if not rate:
+            return
+        burst = max(1.0, rate)  # a second's worth
+        while True:
+            wait = float(
+                await self._take(keys=[f"ratelimit:{api}"], args=[rate, burst, time.time()])
+            )
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)

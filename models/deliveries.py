@@ -1,0 +1,301 @@
+"""The outbox: one row per (purpose, member) push, written before anything is sent.
+
+A row's ``dedupe_key`` (e.g. ``tier_upgraded:<event id>``, ``birthday:2026:<member>``) is unique,
+so planning the same push twice plans it once. The row is the record of what happened to the
+push; the Redis stream that workers read (messages/outbox.py) only carries row ids.
+
+Status, in order: ``queued`` (waiting, perhaps until ``not_before``), ``sending`` (a worker has
+claimed it and is calling WeChat), then one of ``sent``, ``failed`` (with ``errcode``) or
+``skipped`` (with ``reason``: ``no_channel``, ``unsubscribed``, ``interrupted``, …). For a
+template message WeChat reports the final outcome later (TEMPLATESENDJOBFINISH), kept in
+``final_status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    and_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, dialect_insert
+from models.members import Member
+
+_ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+
+SERVICE, MARKETING = "service", "marketing"
+STATUSES = ("queued", "sending", "sent", "failed", "skipped")
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index(
+            "ix_deliveries_waiting",
+            "not_before",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index("ix_deliveries_purpose_status", "purpose", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(16))  # service | marketing
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    channel: Mapped[str | None] = mapped_column(String(16))  # template | custom
+    reason: Mapped[str | None] = mapped_column(String(64))
+    errcode: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    wechat_msgid: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    final_status: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TemplateReceipt(Base):
+    """WeChat's final word on a template message, kept even when it arrives before the row
+    knows its msgid (the send's answer and the callback race)."""
+
+    __tablename__ = "template_receipts"
+
+    msgid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPush:
+    """One push to plan: who, the unique key, and what to say (rendered copy and fields)."""
+
+    member_id: int
+    dedupe_key: str
+    payload: dict[str, Any]
+
+
+async def plan(
+    session: AsyncSession,
+    purpose: str,
+    category: str,
+    pushes: Sequence[PlannedPush],
+    now: datetime,
+    not_before: datetime | None = None,
+) -> list[int]:
+    """Write the rows for ``pushes`` in one statement; returns the ids of the new rows (a key
+    planned before is left alone, so a rerun plans nothing)."""
+    if category not in (SERVICE, MARKETING):
+        raise ValueError(f"unknown delivery category {category!r}")
+    if not pushes:
+        return []
+    insert = dialect_insert(session)
+    rows = [
+        {
+            "dedupe_key": push.dedupe_key,
+            "purpose": purpose,
+            "category": category,
+            "member_id": push.member_id,
+            "payload": push.payload,
+            "status": "queued",
+            "attempts": 0,
+            "not_before": not_before or now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for push in pushes
+    ]
+    stmt = (
+        insert(Delivery)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[Delivery.dedupe_key])
+        .returning(Delivery.id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery a worker now owns, with what it needs to send it."""
+
+    id: int
+    purpose: str
+    category: str
+    payload: dict[str, Any]
+    attempts: int
+    openid: str | None
+    subscribed: bool
+
+
+async def claim(session: AsyncSession, delivery_id: int, now: datetime) -> Claimed | None:
+    """Take a due, queued delivery for sending (``sending``, one more attempt); None when it is
+    not due, or another worker has it or has finished it."""
+    claimed = (
+        await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.status == "queued",
+                Delivery.not_before <= now,
+            )
+            .values(status="sending", attempts=Delivery.attempts + 1, updated_at=now)
+            .returning(
+                Delivery.id,
+                Delivery.purpose,
+                Delivery.category,
+                Delivery.payload,
+                Delivery.attempts,
+                Delivery.member_id,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if claimed is None:
+        return None
+    member = (
+        await session.execute(
+            select(Member.openid, Member.subscribed).where(Member.id == claimed.member_id)
+        )
+    ).first()
+    return Claimed(
+        id=claimed.id,
+        purpose=claimed.purpose,
+        category=claimed.category,
+        payload=claimed.payload,
+        attempts=claimed.attempts,
+        openid=member.openid if member else None,
+        subscribed=bool(member and member.subscribed),
+    )
+
+
+async def finish(
+    session: AsyncSession,
+    delivery_id: int,
+    status: str,
+    now: datetime,
+    *,
+    channel: str | None = None,
+    reason: str | None = None,
+    errcode: int | None = None,
+    msgid: int | None = None,
+) -> None:
+    """Record how a claimed delivery ended (sent, failed or skipped)."""
+    if status not in ("sent", "failed", "skipped"):
+        raise ValueError(f"not a final status: {status!r}")
+    receipt = (
+        select(TemplateReceipt.status).where(TemplateReceipt.msgid == msgid).scalar_subquery()
+        if msgid is not None
+        else None
+    )
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == "sending")
+        .values(
+            status=status,
+            channel=channel,
+            reason=reason,
+            errcode=errcode,
+            wechat_msgid=msgid,
+            final_status=receipt,
+            sent_at=now if status == "sent" else None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def retry_later(
+    session: AsyncSession, delivery_id: int, at: datetime, now: datetime, errcode: int | None
+) -> None:
+    """Put a claimed delivery back in the queue until ``at`` (a transient failure)."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == "sending")
+        .values(status="queued", not_before=at, errcode=errcode, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def abandon_interrupted(
+    session: AsyncSession, delivery_ids: Iterable[int], now: datetime
+) -> int:
+    """Mark deliveries a dead worker left in ``sending`` as skipped (``interrupted``).
+
+    The worker may have died before or after WeChat accepted the message, and WeChat's send
+    APIs carry no idempotency key, so sending again could send twice: a push is never sent
+    twice, and an interrupted one is recorded, not guessed at.
+    """
+    ids = list(delivery_ids)
+    if not ids:
+        return 0
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.status == "sending")
+        .values(status="skipped", reason="interrupted", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def due_queued(session: AsyncSession, now: datetime, limit: int) -> list[int]:
+    """Ids of queued deliveries that are due (to put on the stream again after a delay or a
+    lost stream), oldest first."""
+    rows = await session.scalars(
+        select(Delivery.id)
+        .where(Delivery.status == "queued", Delivery.not_before <= now)
+        .order_by(Delivery.not_before, Delivery.id)
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def record_receipts(
+    session: AsyncSession, receipts: Sequence[tuple[int, str]], now: datetime
+) -> int:
+    """Store a batch of TEMPLATESENDJOBFINISH outcomes and apply them to their deliveries, in
+    two statements whatever the batch size; returns the deliveries updated."""
+    if not receipts:
+        return 0
+    latest = dict(receipts)
+    insert = dialect_insert(session)
+    await session.execute(
+        insert(TemplateReceipt)
+        .values(
+            [
+                {"msgid": msgid, "status": status, "received_at": now}
+                for msgid, status in latest.items()
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=[TemplateReceipt.msgid])
+    )
+    receipt = (
+        select(TemplateReceipt.status)
+        .where(TemplateReceipt.msgid == Delivery.wechat_msgid)
+        .scalar_subquery()
+    )
+    result = await session.execute(
+        update(Delivery)
+        .where(and_(Delivery.wechat_msgid.in_(list(latest)), Delivery.final_status.is_(None)))
+        .values(final_status=receipt, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
