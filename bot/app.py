@@ -32,7 +32,14 @@ def create_app(config: Config, router: Router | None = None) -> web.Application:
     app[wiring.METRICS] = metrics
     app[wiring.ROUTER] = router or build_router()
     app.cleanup_ctx.extend(
-        [wiring.redis, wiring.database, wiring.wechat, wiring.webhook, wiring.delivery]
+        [
+            wiring.redis,
+            wiring.database,
+            wiring.wechat,
+            wiring.webhook,
+            wiring.delivery,
+            wiring.scheduling,
+        ]
     )
     app.add_routes(
         [web.get("/wechat", _wechat_get), web.post("/wechat", _wechat_post), *health.routes]

@@ -130,9 +130,13 @@ def _ledger_verify(config: Config, args: argparse.Namespace) -> int:
 
 def _jobs(config: Config, args: argparse.Namespace) -> int:
     import time
-    from datetime import UTC, datetime
+    from datetime import UTC, date, datetime
+    from datetime import time as dt_time
 
-    from bot.jobs import JOBS
+    from bot.database import create_engine
+    from bot.jobs import JOBS, DryRun, JobContext, dry_run
+    from bot.outbox import Outbox
+    from bot.redis_server import open_redis
     from bot.store import open_store
 
     if args.action == "list":
@@ -144,11 +148,38 @@ def _jobs(config: Config, args: argparse.Namespace) -> int:
         print(f"unknown job {args.name!r}; `python -m bot jobs list` names them", file=sys.stderr)
         return 2
 
+    now = datetime.now(UTC)
+    if args.date:
+        try:
+            day = date.fromisoformat(args.date)
+        except ValueError:
+            print(f"--date {args.date!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
+            return 2
+        # Noon of that day in the programme's zone: clear of midnight on either side.
+        now = datetime.combine(day, dt_time(12), config.programme.zone).astimezone(UTC)
+
     async def run() -> str:
-        async with open_store(config) as sessions:
-            return await job.run(sessions, config.programme, datetime.now(UTC))
+        async with (
+            open_store(config) as sessions,
+            open_redis(config.redis.url, config.redis.embedded_path) as redis,
+        ):
+            return await job.run(JobContext(sessions, config.programme, Outbox(redis), now))
+
+    async def rehearse() -> DryRun:
+        engine = create_engine(config.database.url)
+        try:
+            return await dry_run(job, engine, config.programme, now)
+        finally:
+            await engine.dispose()
 
     started = time.perf_counter()
+    if args.dry_run:
+        rehearsal = asyncio.run(rehearse())
+        print(f"{job.name} (dry run, nothing kept or sent): {rehearsal.outcome}")
+        print(f"  audience: {rehearsal.planned} push(es)")
+        for openid, text in rehearsal.sample:
+            print(f"  {openid}: {text}")
+        return 0
     outcome = asyncio.run(run())
     print(f"{job.name}: {outcome} ({time.perf_counter() - started:.1f} s)")
     return 0
@@ -265,6 +296,10 @@ def _parser() -> argparse.ArgumentParser:
     jobs = add("jobs", _jobs, "list the programme's jobs, or run one now")
     jobs.add_argument("action", choices=["list", "run"])
     jobs.add_argument("name", nargs="?", help="the job to run (see `jobs list`)")
+    jobs.add_argument("--date", help="run as on this local date (YYYY-MM-DD), at noon")
+    jobs.add_argument(
+        "--dry-run", action="store_true", help="print the audience and a sample; keep nothing"
+    )
     menu = add("menu", _menu_push, "create the official account's custom menu through the API")
     menu.add_argument("action", choices=["push"])
     menu.add_argument("--dry-run", action="store_true", help="print the menu, send nothing")

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from models.rules import ProgrammeRules
+from scheduler.settings import SchedulerConfig
 
 ENV_PREFIX = "BOT_"
 DEFAULT_FILES = ("config.toml", "config.example.toml")
@@ -167,12 +168,22 @@ class DeliveryConfig(_Section):
     # Service notifications with a template configured go as template messages.
     templates: dict[str, TemplateConfig] = {}
     # Calls a second per WeChat API, shared by every worker (a Redis token bucket).
-    rate_per_second: dict[str, float] = {"template": 200.0, "custom": 200.0}
+    rate_per_second: dict[str, float] = {"template": 200.0, "custom": 200.0, "mass": 1.0}
     max_attempts: int = Field(default=5, ge=1, le=50)
     retry_base_seconds: float = Field(default=30.0, gt=0, le=3600)
     retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     # A stream entry a consumer has held this long without acknowledging is taken over.
     reclaim_idle_seconds: int = Field(default=60, ge=1, le=3600)
+    # Marketing is deferred (not dropped) during quiet hours, local time, "HH:MM".
+    quiet_hours_start: str = Field(default="22:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    quiet_hours_end: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # Marketing pushes a member may get, per local day and per ISO week (service ones are exempt).
+    marketing_per_day: int = Field(default=1, ge=0, le=100)
+    marketing_per_week: int = Field(default=3, ge=0, le=100)
+    # WeChat lets a service account reach each follower by mass send 4 times a month.
+    mass_per_month: int = Field(default=4, ge=0, le=4)
+    # Openids per mass send (WeChat takes 2 to 10,000).
+    mass_batch_size: int = Field(default=10_000, ge=2, le=10_000)
 
 
 class LoggingConfig(_Section):
@@ -187,6 +198,7 @@ class Config(_Section):
     api: ApiConfig
     chat: ChatConfig = ChatConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     logging: LoggingConfig = LoggingConfig()
     programme: ProgrammeRules = ProgrammeRules()
     source: str = Field(default="", exclude=True)

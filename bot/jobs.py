@@ -1,24 +1,46 @@
-"""Programme jobs that run over all members, callable from the CLI now and the scheduler later.
+"""Programme jobs that run over all members, from the CLI and on the scheduler's clock.
 
-Each job is set-based SQL over the whole programme and is safe to run again (it only does
-what is due).
+Each job is set-based SQL over the whole programme (or planned pushes written in batches) and
+is safe to run again: it only does what is due, and a push is planned once per period.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.outbox import Outbox
+from bot.scheduled_pushes import (
+    plan_birthdays,
+    plan_expiry_reminders,
+    plan_holiday_greetings,
+    plan_winback,
+)
 from models.coupons import expire_coupons
+from models.deliveries import Delivery
 from models.ledger import expire_due_lots
+from models.members import Member
 from models.rules import ProgrammeRules
 from models.segments import refresh_segments
 from models.tier_review import reevaluate_tiers
 
-JobFunction = Callable[[async_sessionmaker[AsyncSession], ProgrammeRules, datetime], Awaitable[str]]
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job runs with: the database, the programme's rules, the outbox for pushes, and
+    the time it runs for (the scheduled time, or the clock's for a manual run)."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    rules: ProgrammeRules
+    outbox: Outbox
+    now: datetime
+
+
+JobFunction = Callable[[JobContext], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -28,39 +50,51 @@ class Job:
     run: JobFunction
 
 
-async def _expire_points(
-    sessions: async_sessionmaker[AsyncSession], rules: ProgrammeRules, now: datetime
-) -> str:
-    async with sessions() as session:
-        points = await expire_due_lots(session, now)
+async def _expire_points(ctx: JobContext) -> str:
+    async with ctx.sessions() as session:
+        points = await expire_due_lots(session, ctx.now)
     return f"{points} points expired"
 
 
-async def _expire_coupons(
-    sessions: async_sessionmaker[AsyncSession], rules: ProgrammeRules, now: datetime
-) -> str:
-    async with sessions.begin() as session:
-        count = await expire_coupons(session, now)
+async def _expire_coupons(ctx: JobContext) -> str:
+    async with ctx.sessions.begin() as session:
+        count = await expire_coupons(session, ctx.now)
     return f"{count} coupons marked expired"
 
 
-async def _reevaluate_tiers(
-    sessions: async_sessionmaker[AsyncSession], rules: ProgrammeRules, now: datetime
-) -> str:
-    async with sessions() as session:
-        review = await reevaluate_tiers(session, rules, now)  # commits per batch
+async def _reevaluate_tiers(ctx: JobContext) -> str:
+    async with ctx.sessions() as session:
+        review = await reevaluate_tiers(session, ctx.rules, ctx.now)  # commits per batch
     return (
         f"{review.evaluated} members: {review.upgraded} up, {review.downgraded} down, "
         f"top-spender threshold {review.top_spend_threshold_fen} fen"
     )
 
 
-async def _refresh_segments(
-    sessions: async_sessionmaker[AsyncSession], rules: ProgrammeRules, now: datetime
-) -> str:
-    async with sessions() as session:
-        counts = await refresh_segments(session, rules, now)  # commits per batch
+async def _refresh_segments(ctx: JobContext) -> str:
+    async with ctx.sessions() as session:
+        counts = await refresh_segments(session, ctx.rules, ctx.now)  # commits per batch
     return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+
+
+async def _expiry_reminders(ctx: JobContext) -> str:
+    planned = await plan_expiry_reminders(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
+    return f"{planned} expiry reminders planned"
+
+
+async def _birthdays(ctx: JobContext) -> str:
+    planned = await plan_birthdays(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
+    return f"{planned} birthday greetings planned"
+
+
+async def _holiday_greetings(ctx: JobContext) -> str:
+    planned = await plan_holiday_greetings(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
+    return f"{planned} holiday greetings planned"
+
+
+async def _winback(ctx: JobContext) -> str:
+    planned = await plan_winback(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
+    return f"{planned} win-back offers planned"
 
 
 JOBS = {
@@ -74,5 +108,63 @@ JOBS = {
             _reevaluate_tiers,
         ),
         Job("refresh-segments", "recompute every member's RFM segment", _refresh_segments),
+        Job(
+            "expiry-reminders",
+            "remind members of points expiring in 30 and 7 days (push)",
+            _expiry_reminders,
+        ),
+        Job("birthdays", "birthday greeting and gift coupon, on the local day (push)", _birthdays),
+        Job(
+            "holiday-greetings",
+            "greet followers on a holiday's first day or a brand day (marketing push)",
+            _holiday_greetings,
+        ),
+        Job("winback", "monthly offer to at-risk and dormant members (marketing push)", _winback),
     )
 }
+
+
+class _RecordingOutbox(Outbox):
+    """An outbox that only remembers what it was given (a dry run sends nothing)."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    async def enqueue(self, delivery_ids: Iterable[int], at: datetime | None = None) -> None:
+        self.ids.extend(delivery_ids)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a job would do: its outcome, the pushes it would plan and a sample of them."""
+
+    outcome: str
+    planned: int
+    sample: list[tuple[str | None, str]]  # (openid, text)
+
+
+async def dry_run(
+    job: Job, engine: AsyncEngine, rules: ProgrammeRules, now: datetime, sample: int = 5
+) -> DryRun:
+    """Run ``job`` for real inside one transaction, read what it planned, then roll it all
+    back: the audience and copy are exactly those of a real run, and nothing is kept or sent."""
+    async with engine.connect() as connection:
+        outer = await connection.begin()
+        try:
+            # The job's own commits leave the outer transaction open; only it decides.
+            sessions = async_sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+            )
+            outbox = _RecordingOutbox()
+            outcome = await job.run(JobContext(sessions, rules, outbox, now))
+            rows = await connection.execute(
+                select(Member.openid, Delivery.payload)
+                .select_from(Delivery)
+                .join(Member, Member.id == Delivery.member_id)
+                .where(Delivery.id.in_(outbox.ids[:sample]))
+                .order_by(Delivery.id)
+            )
+            shown = [(openid, str(payload.get("text", ""))) for openid, payload in rows]
+            return DryRun(outcome, len(outbox.ids), shown)
+        finally:
+            await outer.rollback()

@@ -78,3 +78,5 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # The schema check at start-up would otherwise log Alembic's dialect chatter.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    # APScheduler logs every run at INFO; scheduler/runs.py logs each run once, with its outcome.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -8,6 +8,13 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Tables in the database the schema does not own: APScheduler's job store manages its own.
+FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's filter: compare and migrate only the tables the models own."""
+    return not (type_ == "table" and name in FOREIGN_TABLES)
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -9,8 +9,9 @@ later waits in a sorted set (``deliveries:delayed``) until it is due. Each worke
 - picks the channel by WeChat's rules (WECHAT.md §3): a service notification goes as a
   template message when one is configured for its purpose, else as a customer-service message
   while the member's window has a slot (bot/cs_window.py), else it is skipped (``no_channel``).
-  Marketing content never goes as a template message; until mass sending lands it goes only
-  inside the window;
+  Marketing content never goes as a template message: quiet hours defer it, the member's daily
+  and weekly caps may skip it (bot/marketing.py), then it goes inside the window if one is
+  open, else into a mass send (batched by text, one of the member's 4 a month);
 - waits for the API's shared token bucket (bot/rate_limit.py), calls WeChat, and records the
   outcome. Transient errors (-1, 45009, 45011, HTTP 5xx, timeouts; the client has already
   retried briefly) come back later with exponential backoff and jitter, up to
@@ -31,27 +32,35 @@ import random
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import DeliveryConfig
 from bot.cs_window import CustomerServiceWindows
+from bot.marketing import MarketingLimits, MassBatch, MassQueue
 from bot.rate_limit import RateLimiter
 from bot.wechat_api import WeChatAPIError, WeChatClient
 from messages.outbound import template_message, text_message
 from models.base import utcnow
 from models.deliveries import (
+    MARKETING,
     SERVICE,
     Claimed,
     abandon_interrupted,
+    abandon_stale_sending,
     claim,
+    defer,
     due_queued,
     finish,
+    finish_many,
     retry_later,
 )
+
+if TYPE_CHECKING:
+    from bot.config import DeliveryConfig
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +119,7 @@ class DeliveryWorker:
         wechat: WeChatClient,
         outbox: Outbox,
         config: DeliveryConfig,
+        zone: ZoneInfo,
     ) -> None:
         self.name = name
         self.redis = redis
@@ -119,8 +129,19 @@ class DeliveryWorker:
         self.config = config
         self.windows = CustomerServiceWindows(redis)
         self.limiter = RateLimiter(redis, config.rate_per_second)
+        self.limits = MarketingLimits(
+            redis,
+            zone,
+            quiet_start=config.quiet_hours_start,
+            quiet_end=config.quiet_hours_end,
+            per_day=config.marketing_per_day,
+            per_week=config.marketing_per_week,
+            mass_per_month=config.mass_per_month,
+        )
+        self.mass = MassQueue(redis)
         self._slots = asyncio.Semaphore(config.concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._grouped = False
 
     async def ensure_group(self) -> None:
         """Create the stream and its consumer group if they are missing."""
@@ -129,6 +150,7 @@ class DeliveryWorker:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._grouped = True
 
     async def run(self, stop: asyncio.Event, block_ms: int = 1000) -> None:
         """Consume until ``stop`` is set; in-flight sends finish before it returns.
@@ -136,25 +158,36 @@ class DeliveryWorker:
         Only the blocking stream read is ever interrupted: cancelling a task in the middle of
         a database statement can leave its connection hanging when the pool closes.
         """
-        await self.ensure_group()
         housekeeping = 0.0
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                if time.monotonic() >= housekeeping:
-                    await self.housekeeping()
-                    housekeeping = time.monotonic() + 1.0
-                reading = asyncio.ensure_future(self._read(block_ms))
-                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not reading.done():
-                    reading.cancel()
-                    # Entries read but not started stay pending; another consumer takes them.
-                    await asyncio.gather(reading, return_exceptions=True)
-                elif entries := reading.result():
-                    await self._start(entries)
+                try:
+                    if time.monotonic() >= housekeeping:
+                        await self.housekeeping()
+                        housekeeping = time.monotonic() + 1.0
+                    await self._consume(block_ms, stopping)
+                except Exception:
+                    # Redis or the database away: keep the loop alive, and recreate the
+                    # group should a Redis restart have lost it.
+                    log.exception("delivery worker loop failed; retrying in a second")
+                    self._grouped = False
+                    await asyncio.wait({stopping}, timeout=1.0)
         finally:
             stopping.cancel()
             await self.drain()
+
+    async def _consume(self, block_ms: int, stopping: asyncio.Future[Any]) -> None:
+        if not self._grouped:
+            await self.ensure_group()
+        reading = asyncio.ensure_future(self._read(block_ms))
+        await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not reading.done():
+            reading.cancel()
+            # Entries read but not started stay pending; another consumer takes them.
+            await asyncio.gather(reading, return_exceptions=True)
+        elif entries := reading.result():
+            await self._start(entries)
 
     async def _read(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         batch = await self.redis.xreadgroup(
@@ -177,12 +210,20 @@ class DeliveryWorker:
     async def housekeeping(self) -> None:
         """Release delayed rows that are due, take over a dead consumer's entries, and sweep
         rows a lost stream dropped."""
+        if not self._grouped:
+            await self.ensure_group()
         now = utcnow()
         await self.outbox.release_due(now)
         await self._reclaim(now)
         async with self.sessions() as session:
             stale = await due_queued(session, now - SWEEP_AFTER, limit=1000)
         await self.outbox.enqueue(stale)
+        for batch in await self.mass.take(self.config.mass_batch_size):
+            await self._send_mass(batch)
+        async with self.sessions.begin() as session:
+            lost = await abandon_stale_sending(session, now - SWEEP_AFTER, now)
+        if lost:
+            log.warning("deliveries left sending by a dead worker", extra={"count": lost})
 
     async def _reclaim(self, now: datetime) -> None:
         idle_ms = self.config.reclaim_idle_seconds * 1000
@@ -209,15 +250,17 @@ class DeliveryWorker:
         finally:
             self._slots.release()
 
-    async def deliver(self, delivery_id: int) -> str:
+    async def deliver(self, delivery_id: int, now: datetime | None = None) -> str:
         """Send one delivery if it is due and unclaimed; returns what happened to it."""
-        now = utcnow()
+        now = now or utcnow()
         async with self.sessions.begin() as session:
             claimed = await claim(session, delivery_id, now)
         if claimed is None:
             return "not_claimed"
         if not claimed.openid or not claimed.subscribed:
             return await self._finish(claimed, "skipped", reason="unsubscribed")
+        if claimed.category == MARKETING:
+            return await self._marketing(claimed, claimed.openid, now)
         template = (
             self.config.templates.get(claimed.purpose) if claimed.category == SERVICE else None
         )
@@ -245,6 +288,58 @@ class DeliveryWorker:
             return await self._finish(claimed, "failed", reason=f"payload:{exc.args[0]}"[:64])
         except WeChatAPIError as exc:
             return await self._failed(claimed, exc, via_window=template is None)
+
+    async def _marketing(self, claimed: Claimed, openid: str, now: datetime) -> str:
+        """Quiet hours defer it; the caps may skip it; then the window, else a mass send."""
+        if (until := self.limits.quiet_until(now)) is not None:
+            async with self.sessions.begin() as session:
+                await defer(session, claimed.id, until, now)
+            await self.outbox.enqueue([claimed.id], at=until)
+            return "deferred"
+        if not await self.limits.take_marketing(claimed.member_id, now):
+            return await self._finish(claimed, "skipped", reason="frequency_cap")
+        text = claimed.payload["text"]
+        if await self.windows.take_slot(openid):
+            try:
+                await self.limiter.take("custom")
+                await self.wechat.send_custom_message(text_message(openid, text))
+            except WeChatAPIError as exc:
+                return await self._failed(claimed, exc, via_window=True)
+            return await self._finish(claimed, "sent", channel="custom")
+        if not await self.limits.take_mass(claimed.member_id, now):
+            return await self._finish(claimed, "skipped", reason="mass_allowance")
+        await self.mass.add(claimed.id, openid, text)
+        return "batched"
+
+    async def _send_mass(self, batch: MassBatch) -> None:
+        now = utcnow()
+        if len(batch.openids) < 2:
+            async with self.sessions.begin() as session:
+                await finish_many(session, batch.delivery_ids, "skipped", now, reason="mass_alone")
+            return
+        try:
+            await self.limiter.take("mass")
+            msgid = await self.wechat.send_mass_text(
+                batch.openids, batch.text, f"{batch.key}-{batch.delivery_ids[0]}"
+            )
+        except WeChatAPIError as exc:
+            async with self.sessions.begin() as session:
+                await finish_many(
+                    session,
+                    batch.delivery_ids,
+                    "failed",
+                    now,
+                    channel="mass",
+                    reason="wechat_error",
+                    errcode=exc.errcode,
+                )
+            log.warning(
+                "mass send failed", extra={"errcode": exc.errcode, "count": len(batch.openids)}
+            )
+            return
+        async with self.sessions.begin() as session:
+            await finish_many(session, batch.delivery_ids, "sent", now, channel="mass", msgid=msgid)
+        log.info("mass send", extra={"msg_id": msgid, "count": len(batch.openids)})
 
     async def _failed(self, claimed: Claimed, exc: WeChatAPIError, *, via_window: bool) -> str:
         if via_window and exc.errcode in WINDOW_ERRORS:

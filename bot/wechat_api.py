@@ -15,13 +15,15 @@ import random
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from redis.asyncio import Redis
 
-from bot.config import WeChatConfig
 from bot.metrics import Metrics
+
+if TYPE_CHECKING:
+    from bot.config import WeChatConfig
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +156,18 @@ class WeChatClient:
         """Send a template message (service notifications only); WeChat's msgid for it."""
         result = await self.call("POST", "/cgi-bin/message/template/send", body=payload)
         return int(result["msgid"])
+
+    async def send_mass_text(self, openids: list[str], text: str, client_msg_id: str) -> int:
+        """Mass-send ``text`` to 2–10,000 followers (marketing); WeChat's msg_id for the job.
+        ``client_msg_id`` makes a repeat of the same send a 45065 instead of a second copy."""
+        body = {
+            "touser": openids,
+            "msgtype": "text",
+            "text": {"content": text},
+            "clientmsgid": client_msg_id[:64],
+        }
+        result = await self.call("POST", "/cgi-bin/message/mass/send", body=body)
+        return int(result["msg_id"])
 
     async def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
         """Replace the official account's custom menu."""

@@ -32,6 +32,7 @@ from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
 from handlers.intents import IntentMatcher
 from handlers.router import Router
+from scheduler.runner import ProgrammeScheduler
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ async def run_pipeline(
             wechat=wechat,
             outbox=outbox,
             config=config.delivery,
+            zone=config.programme.zone,
         )
         for n in range(config.delivery.workers)
     ]
@@ -161,3 +163,23 @@ async def run_pipeline(
     finally:
         stop.set()
         await asyncio.gather(*loops, return_exceptions=True)
+
+
+async def scheduling(app: web.Application) -> AsyncIterator[None]:
+    """The programme's scheduler (``[scheduler] enabled``): every process may run one; only
+    the one holding the Redis leader lock runs jobs."""
+    config = app[CONFIG]
+    if not config.scheduler.enabled:
+        yield
+        return
+    scheduler = ProgrammeScheduler(
+        config.scheduler,
+        database_url=config.database.url,
+        redis=app[REDIS],
+        sessions=app[SESSIONS],
+        rules=config.programme,
+        zone=config.programme.zone,
+    )
+    await scheduler.start()
+    yield
+    await scheduler.stop()

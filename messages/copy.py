@@ -41,6 +41,32 @@ def help_menu(entries: Sequence[tuple[str, str]], help_keyword: str) -> str:
 
 # 积分
 POINTS_BALANCE = "您当前可用积分：{balance:,} 分"
+# Holiday greetings (marketing: mass send or window, quiet hours and caps apply).
+HOLIDAY_GREETINGS = {
+    "元旦": "🎉 元旦快乐！新的一年，感谢有您相伴。会员福利持续更新，回复“权益”查看。",
+    "春节": "🧧 新春快乐，万事如意！新春会员专享好礼已上线，回复“我的券”看看。",
+    "劳动节": "🌿 劳动节快乐！假期出游，别忘了会员积分可抵现哦。",
+    "端午节": "🎋 端午安康！会员专享端午礼遇进行中。",
+    "中秋节": "🥮 中秋快乐，花好月圆！感谢您一直以来的支持。",
+    "国庆节": "🇨🇳 国庆快乐！黄金周会员积分多倍送，回复“积分”查看余额。",
+}
+HOLIDAY_GREETING_DEFAULT = "🎉 {name}快乐！感谢您一直以来的支持。"
+# A monthly offer to members who have not bought for a while.
+WINBACK_OFFER = "好久不见，甚是想念！本月回店消费即享会员专属礼遇，回复“我的券”查看可用优惠券。"
+# Pushed on a member's birthday with the gift coupon (a service notification).
+BIRTHDAY_GIFT = (
+    "🎂 生日快乐！送您一张【{coupon}】（券码 {code}），{until:%m月%d日}前有效。"
+    "本月消费还可享{multiplier}倍积分，祝您生日愉快！"
+)
+BIRTHDAY_GREETING = "🎂 生日快乐！本月消费可享{multiplier}倍积分，祝您生日愉快！"
+BIRTHDAY_TITLE = "生日快乐"
+BIRTHDAY_NOTE = "回复“我的券”查看您的优惠券。"
+# Pushed 30 and 7 days before points expire (a service notification).
+POINTS_EXPIRY_REMINDER = (
+    "⏰ 您有 {points:,} 积分将于 {day:%Y年%m月%d日} 到期，记得尽快使用哦！回复“积分”查看详情。"
+)
+POINTS_EXPIRY_TITLE = "您的积分即将到期"
+POINTS_EXPIRY_NOTE = "积分可在门店和商城抵扣现金，回复“积分”查看详情。"
 POINTS_EXPIRING = "⏰ 其中 {points:,} 分将于 {day:%Y年%m月%d日} 到期，请尽快使用"
 POINTS_RECENT_TITLE = "最近变动："
 POINTS_RECENT_LINE = "· {day:%m-%d} {reason} {points:+,}"

@@ -7,6 +7,7 @@ from sqlalchemy.engine import Connection
 
 from bot.config import load_config
 from bot.database import create_engine
+from bot.migrate import include_name
 from models import Base
 
 target_metadata = Base.metadata
@@ -23,6 +24,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -142,6 +142,7 @@ class Claimed:
     category: str
     payload: dict[str, Any]
     attempts: int
+    member_id: int
     openid: str | None
     subscribed: bool
 
@@ -182,6 +183,7 @@ async def claim(session: AsyncSession, delivery_id: int, now: datetime) -> Claim
         category=claimed.category,
         payload=claimed.payload,
         attempts=claimed.attempts,
+        member_id=claimed.member_id,
         openid=member.openid if member else None,
         subscribed=bool(member and member.subscribed),
     )
@@ -233,6 +235,58 @@ async def retry_later(
         .values(status="queued", not_before=at, errcode=errcode, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+async def defer(session: AsyncSession, delivery_id: int, at: datetime, now: datetime) -> None:
+    """Put a claimed delivery back until ``at`` without counting the attempt (quiet hours)."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == "sending")
+        .values(status="queued", not_before=at, attempts=Delivery.attempts - 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def finish_many(
+    session: AsyncSession,
+    delivery_ids: Sequence[int],
+    status: str,
+    now: datetime,
+    *,
+    channel: str | None = None,
+    reason: str | None = None,
+    errcode: int | None = None,
+    msgid: int | None = None,
+) -> None:
+    """Record one outcome for many claimed deliveries (a mass send), in one statement."""
+    if status not in ("sent", "failed", "skipped"):
+        raise ValueError(f"not a final status: {status!r}")
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == "sending")
+        .values(
+            status=status,
+            channel=channel,
+            reason=reason,
+            errcode=errcode,
+            wechat_msgid=msgid,
+            sent_at=now if status == "sent" else None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def abandon_stale_sending(session: AsyncSession, before: datetime, now: datetime) -> int:
+    """Deliveries left ``sending`` since before ``before`` (a worker died holding them outside
+    the stream, e.g. in a mass batch): recorded as skipped ``interrupted``, never resent."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.status == "sending", Delivery.updated_at < before)
+        .values(status="skipped", reason="interrupted", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def abandon_interrupted(

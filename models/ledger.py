@@ -569,3 +569,29 @@ async def points_summary(
             for row in sorted((row for row in rows if row.part == "r"), key=lambda row: -row.seq)
         ],
     )
+
+
+async def expiring_groups(
+    session: AsyncSession, after: datetime, until: datetime, batch: int = 1000
+) -> AsyncIterator[list[tuple[int, datetime, int]]]:
+    """Subscribed members' unspent points expiring in (after, until], as (member id, expiry,
+    points) per member and expiry time, streamed in batches (a million members fit in memory
+    one batch at a time)."""
+    lots = PointLot.__table__
+    members = Member.__table__
+    query = (
+        select(lots.c.member_id, lots.c.expires_at, func.sum(lots.c.remaining))
+        .join(members, members.c.id == lots.c.member_id)
+        .where(
+            lots.c.remaining > 0,
+            lots.c.expires_at > after,
+            lots.c.expires_at <= until,
+            members.c.subscribed.is_(True),
+            members.c.openid.is_not(None),
+        )
+        .group_by(lots.c.member_id, lots.c.expires_at)
+        .order_by(lots.c.member_id, lots.c.expires_at)
+    )
+    result = await session.stream(query.execution_options(yield_per=batch))
+    async for rows in result.partitions(batch):
+        yield [(member_id, at, int(points)) for member_id, at, points in rows]

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import calendar
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, String, bindparam, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    String,
+    bindparam,
+    extract,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -127,3 +140,40 @@ async def record_interactions(session: AsyncSession, latest: Mapping[str, float]
 async def count_members(session: AsyncSession) -> int:
     """How many members the programme has (any subscription state)."""
     return await session.scalar(select(func.count()).select_from(Member)) or 0
+
+
+async def birthday_members(
+    session: AsyncSession, day: date, batch: int = 1000
+) -> AsyncIterator[list[int]]:
+    """Ids of subscribed followers whose birthday is ``day`` (29 February birthdays fall on
+    28 February in other years), streamed in batches."""
+    table = Member.__table__
+    same_day = (extract("month", table.c.birthday) == day.month) & (
+        extract("day", table.c.birthday) == day.day
+    )
+    if day.month == 2 and day.day == 28 and not calendar.isleap(day.year):
+        same_day = same_day | (
+            (extract("month", table.c.birthday) == 2) & (extract("day", table.c.birthday) == 29)
+        )
+    query = (
+        select(table.c.id)
+        .where(same_day, table.c.subscribed.is_(True), table.c.openid.is_not(None))
+        .order_by(table.c.id)
+    )
+    result = await session.stream(query.execution_options(yield_per=batch))
+    async for rows in result.partitions(batch):
+        yield [member_id for (member_id,) in rows]
+
+
+async def audience(
+    session: AsyncSession, segments: list[str] | None = None, batch: int = 1000
+) -> AsyncIterator[list[int]]:
+    """Ids of subscribed followers (only those in ``segments``, if given), streamed in
+    batches: the audience of a programme-wide push."""
+    table = Member.__table__
+    query = select(table.c.id).where(table.c.subscribed.is_(True), table.c.openid.is_not(None))
+    if segments is not None:
+        query = query.where(table.c.segment.in_(segments))
+    result = await session.stream(query.order_by(table.c.id).execution_options(yield_per=batch))
+    async for rows in result.partitions(batch):
+        yield [member_id for (member_id,) in rows]

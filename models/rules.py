@@ -77,6 +77,8 @@ class PointsRules(_Rules):
     # A single order may not credit more than this (a guard against absurd amounts).
     max_order_fen: int = Field(default=100_000_000, gt=0)
     max_adjustment: int = Field(default=1_000_000, gt=0)
+    # Members are reminded this many days before points expire (one reminder per threshold).
+    expiry_reminder_days: list[int] = Field(default=[30, 7], min_length=0, max_length=5)
 
 
 class SegmentRules(_Rules):
@@ -141,6 +143,14 @@ class ProgrammeRules(_Rules):
     segments: SegmentRules = SegmentRules()
     coupons: list[CouponKind] = DEFAULT_COUPONS
     binding_code_hours: int = Field(default=24, ge=1, le=24 * 30)
+    # Statutory holidays greeted on their first day (names as the `holidays` package gives
+    # them in zh_CN), and the brand's own days ("MM-DD" = name).
+    holiday_greetings: list[str] = ["元旦", "春节", "劳动节", "端午节", "中秋节", "国庆节"]
+    brand_days: dict[str, str] = {"06-18": "618年中大促", "11-11": "双十一"}
+    # Win-back offers go monthly to members in these segments.
+    winback_segments: list[str] = ["at_risk", "dormant"]
+    # The coupon a member gets on their birthday (a kind from ``coupons``; empty: greeting only).
+    birthday_coupon: str = "birthday_gift"
 
     @field_validator("timezone")
     @classmethod
@@ -158,6 +168,8 @@ class ProgrammeRules(_Rules):
         orders = [tier.min_orders for tier in self.tiers]
         if orders != sorted(orders) or len({t.code for t in self.tiers}) != len(self.tiers):
             raise ValueError("tiers: list them lowest first, with distinct codes")
+        if self.birthday_coupon and self.coupon_kind(self.birthday_coupon) is None:
+            raise ValueError(f"birthday_coupon: no coupon kind {self.birthday_coupon!r}")
         return self
 
     @property

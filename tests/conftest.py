@@ -120,6 +120,8 @@ def make_config(
             "redis": {"url": redis_url},
             "api": {"token": API_TOKEN},
             "delivery": delivery or {},
+            # Tests of the scheduler start their own (tests/test_scheduler.py).
+            "scheduler": {"enabled": False},
             "source": "tests",
         }
     )

@@ -69,13 +69,18 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
     config = _config(tmp_path, db_url, redis_url)
     code, out, _ = await _bot(config, "jobs", "list")
     assert code == 0
-    assert {line.split()[0] for line in out.splitlines()} == {
+    names = {line.split()[0] for line in out.splitlines()}
+    assert names == {
         "expire-points",
         "expire-coupons",
         "reevaluate-tiers",
         "refresh-segments",
+        "expiry-reminders",
+        "birthdays",
+        "holiday-greetings",
+        "winback",
     }
-    for job in ("expire-points", "expire-coupons", "reevaluate-tiers", "refresh-segments"):
+    for job in sorted(names):
         code, out, err = await _bot(config, "jobs", "run", job)
         assert code == 0, err
         assert out.startswith(f"{job}: ")
@@ -122,3 +127,38 @@ async def test_demo_members_have_real_orders_points_and_tiers(
         "o_demo_member_02": "silver",
         "o_demo_member_03": "basic",
     }
+
+
+async def test_a_dry_run_shows_the_audience_and_keeps_nothing(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, db_url, redis_url)
+    engine = create_engine(db_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO members (openid, subscribed, created_at, tags, points_balance, tier, "
+                "birthday) VALUES ('o_cli_bday', true, CURRENT_TIMESTAMP, '[]', 0, 'basic', "
+                "'1990-12-01')"
+            )
+        )
+    code, out, err = await _bot(
+        config, "jobs", "run", "birthdays", "--date", "2026-12-01", "--dry-run"
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1] == "  audience: 1 push(es)"
+    assert lines[2].startswith("  o_cli_bday: 🎂 生日快乐！送您一张【生日礼券】")
+    async with engine.connect() as connection:
+        kept = (
+            await connection.execute(
+                text("SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM coupons)")
+            )
+        ).one()
+    assert tuple(kept) == (0, 0)
+    code, out, _ = await _bot(config, "jobs", "run", "birthdays", "--date", "2026-12-02")
+    assert "0 birthday greetings planned" in out
+    code, _, err = await _bot(config, "jobs", "run", "birthdays", "--date", "12/01")
+    assert code == 2
+    assert "is not a date" in err
+    await engine.dispose()

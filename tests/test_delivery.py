@@ -138,6 +138,7 @@ def _worker(client: TestClient, **config: Any) -> DeliveryWorker:
         wechat=app[wiring.WECHAT],
         outbox=app[wiring.OUTBOX],
         config=settings,
+        zone=app[wiring.CONFIG].programme.zone,
     )
 
 

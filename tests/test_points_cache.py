@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp.test_utils import TestClient
 
 from bot import wiring
-from bot.jobs import JOBS
+from bot.jobs import JOBS, JobContext
 from bot.points_cache import BULK, EPOCH_KEY
 from models.ledger import PointsSummary
 from models.members import find_member
@@ -54,9 +54,10 @@ async def test_the_expiry_job_is_seen_at_once(client: TestClient) -> None:
     await call(client, "POST", "/orders", order("PC-NEW", amount_fen=3_000))
     assert (await say(client, "积分")).startswith("您当前可用积分：100 分")
     config = client.app[wiring.CONFIG]
-    outcome = await JOBS["expire-points"].run(
-        client.app[wiring.SESSIONS], config.programme, datetime.now(UTC)
+    context = JobContext(
+        client.app[wiring.SESSIONS], config.programme, client.app[wiring.OUTBOX], datetime.now(UTC)
     )
+    outcome = await JOBS["expire-points"].run(context)
     assert outcome == "70 points expired"
     await client.app[wiring.POINTS].drain()
     reply = await say(client, "积分")

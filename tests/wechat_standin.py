@@ -50,6 +50,7 @@ class WeChatStandIn:
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     unfollowed: set[str] = field(default_factory=set)
     next_msgid: int = 400_000_000_000
+    mass_client_ids: set[str] = field(default_factory=set)
 
     def fail_next(self, path: str, *faults: Fault) -> None:
         """Queue faults for the next calls to ``path`` (e.g. ``/cgi-bin/message/custom/send``)."""
@@ -75,6 +76,7 @@ class WeChatStandIn:
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
         app.router.add_post("/cgi-bin/message/template/send", self._template_send)
+        app.router.add_post("/cgi-bin/message/mass/send", self._mass_send)
         app.router.add_post("/cgi-bin/menu/create", self._menu_create)
         return app
 
@@ -184,6 +186,31 @@ class WeChatStandIn:
         self.calls.append(Call(request.path, {}, body))
         self.next_msgid += 1
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": self.next_msgid})
+
+    async def _mass_send(self, request: web.Request) -> web.Response:
+        if error := self._token_error(request):
+            return error
+        if fault := await self._fault("/cgi-bin/message/mass/send"):
+            return fault
+        body = await request.json()
+        users = body.get("touser")
+        if not isinstance(users, list) or not 2 <= len(users) <= 10_000:
+            return _error(40130, "invalid openid list size, at least two openid")
+        client_id = body.get("clientmsgid")
+        if client_id and client_id in self.mass_client_ids:
+            return _error(45065, "clientmsgid exist")
+        if client_id:
+            self.mass_client_ids.add(client_id)
+        self.calls.append(Call(request.path, {}, body))
+        self.next_msgid += 1
+        return web.json_response(
+            {
+                "errcode": 0,
+                "errmsg": "send job submission success",
+                "msg_id": self.next_msgid,
+                "msg_data_id": self.next_msgid,
+            }
+        )
 
     async def _menu_create(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):
