@@ -38,6 +38,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/webhook.py --mode plain --requests 20000 --concurrency 16
 	$(PY) bench/webhook.py --mode safe --requests 20000 --concurrency 16
+	$(PY) bench/callbacks.py --events 30000 --concurrency 256 --warmup 0
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.inbound_gate import PENDING_INTERACTIONS
+from bot.tasks import every
 from models.members import record_interactions
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,6 @@ class InteractionFlusher:
             if len(entries) < self._batch:
                 return written
 
-    async def run(self, interval: float = 1.0) -> None:
-        """Flush every ``interval`` seconds until cancelled; errors are logged and retried."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("interaction flush failed; will retry")
+    async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        """Flush every ``interval`` seconds until ``stop`` is set, then once more."""
+        await every(interval, stop, self.flush, "interaction flush")

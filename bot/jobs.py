@@ -18,6 +18,7 @@ from bot.scheduled_pushes import (
     plan_birthdays,
     plan_expiry_reminders,
     plan_holiday_greetings,
+    plan_tier_keeping,
     plan_winback,
 )
 from models.coupons import expire_coupons
@@ -97,6 +98,11 @@ async def _winback(ctx: JobContext) -> str:
     return f"{planned} win-back offers planned"
 
 
+async def _tier_keeping(ctx: JobContext) -> str:
+    planned = await plan_tier_keeping(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
+    return f"{planned} tier-keeping reminders planned"
+
+
 JOBS = {
     job.name: job
     for job in (
@@ -120,6 +126,11 @@ JOBS = {
             _holiday_greetings,
         ),
         Job("winback", "monthly offer to at-risk and dormant members (marketing push)", _winback),
+        Job(
+            "tier-keeping",
+            "30 days before the re-evaluation: what keeps each member's tier (push)",
+            _tier_keeping,
+        ),
     )
 }
 

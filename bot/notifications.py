@@ -8,21 +8,18 @@ once) and are marked processed; the rows go on the stream after that commits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.outbox import Outbox
+from bot.tasks import every
 from messages import copy
 from models.base import utcnow
 from models.deliveries import SERVICE, PlannedPush, plan
 from models.events import MemberEvent, mark_processed, unprocessed_events
 from models.rules import ProgrammeRules
-
-log = logging.getLogger(__name__)
 
 TIER_UPGRADED = "tier_upgraded"
 
@@ -68,12 +65,10 @@ async def notify_forever(
     stop: asyncio.Event,
     interval: float = 1.0,
 ) -> None:
-    """Plan event pushes every ``interval`` seconds until ``stop`` is set; errors are logged."""
-    while not stop.is_set():
-        try:
-            while await plan_event_pushes(sessions, outbox, rules, utcnow()):
-                pass
-        except Exception:
-            log.exception("planning event pushes failed; will retry")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+    """Plan event pushes every ``interval`` seconds until ``stop`` is set."""
+
+    async def plan_all() -> None:
+        while await plan_event_pushes(sessions, outbox, rules, utcnow()):
+            pass
+
+    await every(interval, stop, plan_all, "planning event pushes")

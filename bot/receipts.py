@@ -10,13 +10,13 @@ a crash re-applies a batch, which is harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.redis_pipe import RedisPipe
+from bot.tasks import every
 from models.base import utcnow
 from models.deliveries import record_receipts
 
@@ -66,12 +66,5 @@ class ReceiptFlusher:
                 return read
 
     async def run(self, stop: asyncio.Event, interval: float = 0.5) -> None:
-        """Flush every ``interval`` seconds until ``stop`` is set, then once more; errors are
-        logged and retried."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("receipt flush failed; will retry")
+        """Flush every ``interval`` seconds until ``stop`` is set, then once more."""
+        await every(interval, stop, self.flush, "receipt flush")

@@ -69,13 +69,23 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(error)
 
 
+def _send(protocol: _Protocol, *command: Any) -> asyncio.Future[Any]:
+    """Write ``command`` now; the future is its reply."""
+    future = asyncio.get_running_loop().create_future()
+    protocol.waiting.append((time.monotonic(), future))
+    protocol.transport.write(hiredis.pack_command(command))  # type: ignore[union-attr]
+    return future
+
+
 class RedisPipe:
     """``await pipe.execute("SET", key, value, "EX", 60)``, pipelined on one connection."""
 
     def __init__(self, address: dict[str, Any]) -> None:
         self._address = address
         self._protocol: _Protocol | None = None
-        self._connecting = asyncio.Lock()
+        # One connection attempt that every caller awaits: a lock would hand the new connection
+        # to its waiters one per loop pass, seconds for a burst of hundreds under load.
+        self._connecting: asyncio.Task[_Protocol] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -88,10 +98,7 @@ class RedisPipe:
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
             protocol = await self._connect()
-        future = asyncio.get_running_loop().create_future()
-        protocol.waiting.append((time.monotonic(), future))
-        protocol.transport.write(hiredis.pack_command(command))  # type: ignore[union-attr]
-        return await future
+        return await _send(protocol, *command)
 
     async def run_script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA ``script``; on NOSCRIPT (first use, or Redis restarted) load it and retry."""
@@ -110,35 +117,45 @@ class RedisPipe:
         self._protocol = None
 
     async def _connect(self) -> _Protocol:
-        async with self._connecting:
-            if self._protocol is not None and self._protocol.transport is not None:
-                return self._protocol
-            loop = asyncio.get_running_loop()
-            address = self._address
-            timeout = address.get("socket_connect_timeout") or COMMAND_TIMEOUT
-            try:
-                async with asyncio.timeout(timeout):
-                    if address.get("path"):
-                        _, protocol = await loop.create_unix_connection(_Protocol, address["path"])
-                    else:
-                        tls = ssl.create_default_context() if address.get("ssl") else None
-                        _, protocol = await loop.create_connection(
-                            _Protocol,
-                            address.get("host", "localhost"),
-                            address.get("port", 6379),
-                            ssl=tls,
-                        )
-            except (OSError, TimeoutError) as exc:
-                raise RedisConnectionError(f"cannot connect to Redis ({exc})") from None
-            self._protocol = protocol
-            if self._watchdog is None:
-                self._watchdog = loop.call_later(COMMAND_TIMEOUT / 4, self._check_stuck)
-            if address.get("password"):
-                credentials = [address.get("username") or "default", address["password"]]
-                await self.execute("AUTH", *credentials)
-            if address.get("db"):
-                await self.execute("SELECT", address["db"])
-            return protocol
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._open())
+        # Shielded: one caller giving up must not cancel the attempt the others await.
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> _Protocol:
+        if self._protocol is not None and self._protocol.transport is not None:
+            return self._protocol
+        loop = asyncio.get_running_loop()
+        address = self._address
+        timeout = address.get("socket_connect_timeout") or COMMAND_TIMEOUT
+        try:
+            async with asyncio.timeout(timeout):
+                if address.get("path"):
+                    _, protocol = await loop.create_unix_connection(_Protocol, address["path"])
+                else:
+                    tls = ssl.create_default_context() if address.get("ssl") else None
+                    _, protocol = await loop.create_connection(
+                        _Protocol,
+                        address.get("host", "localhost"),
+                        address.get("port", 6379),
+                        ssl=tls,
+                    )
+        except (OSError, TimeoutError) as exc:
+            raise RedisConnectionError(f"cannot connect to Redis ({exc})") from None
+        # AUTH and SELECT are written before the connection is shared, so no other command can
+        # reach Redis ahead of them.
+        setup = []
+        if address.get("password"):
+            credentials = [address.get("username") or "default", address["password"]]
+            setup.append(_send(protocol, "AUTH", *credentials))
+        if address.get("db"):
+            setup.append(_send(protocol, "SELECT", address["db"]))
+        self._protocol = protocol
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(COMMAND_TIMEOUT / 4, self._check_stuck)
+        for reply in setup:
+            await reply
+        return protocol
 
     def _check_stuck(self) -> None:
         protocol = self._protocol

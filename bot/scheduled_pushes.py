@@ -16,12 +16,15 @@ from models.coupons import issue_coupon
 from models.deliveries import MARKETING, SERVICE, PlannedPush, plan
 from models.ledger import expiring_groups
 from models.members import audience, birthday_members
-from models.rules import ProgrammeRules
+from models.rules import ProgrammeRules, TierRule
+from models.tier_review import tier_holders_stats
+from models.tiers import Stats, qualifying_tier, top_spend_threshold
 
 POINTS_EXPIRING = "points_expiring"
 BIRTHDAY = "birthday"
 HOLIDAY = "holiday"
 WINBACK = "winback"
+TIER_KEEPING = "tier_keeping"
 
 
 async def plan_expiry_reminders(
@@ -187,3 +190,44 @@ async def _plan_for_audience(
             await outbox.enqueue(ids)
             planned += len(ids)
     return planned
+
+
+async def plan_tier_keeping(
+    sessions: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    rules: ProgrammeRules,
+    now: datetime,
+    days_ahead: int = 30,
+) -> int:
+    """Tell members who would drop at the re-evaluation ``days_ahead`` days from now exactly
+    what keeps their tier; one reminder per member per re-evaluation month."""
+    at = now + timedelta(days=days_ahead)
+    day = at.astimezone(rules.zone).date()
+    planned = 0
+    rank = {tier.code: n for n, tier in enumerate(rules.tiers)}
+    async with sessions() as reader:
+        threshold = await top_spend_threshold(reader)
+        async for batch in tier_holders_stats(reader, rules, at, now):
+            pushes = []
+            for member_id, code, stats in batch:
+                tier = rules.tier(code)
+                if rank[qualifying_tier(rules, stats, threshold).code] >= rank[tier.code]:
+                    continue  # keeps the tier (or better) as things stand
+                key = f"{TIER_KEEPING}:{day:%Y-%m}:{member_id}"
+                pushes.append(PlannedPush(member_id, key, _keep_payload(tier, stats, day)))
+            async with sessions.begin() as session:
+                ids = await plan(session, TIER_KEEPING, SERVICE, pushes, now)
+            await outbox.enqueue(ids)
+            planned += len(ids)
+    return planned
+
+
+def _keep_payload(tier: TierRule, stats: Stats, day: date) -> dict[str, Any]:
+    orders = max(1, tier.min_orders - stats.orders)
+    if tier.min_spend_fen is not None:
+        yuan = copy.fen_to_yuan(max(0, tier.min_spend_fen - stats.spend_fen))
+        text = copy.TIER_KEEP_BOTH.format(tier=tier.name, day=day, orders=orders, yuan=yuan)
+    else:
+        text = copy.TIER_KEEP_ORDERS.format(tier=tier.name, day=day, orders=orders)
+    fields = {"title": copy.TIER_KEEP_TITLE, "tier": tier.name, "content": text}
+    return {"text": text, "fields": fields | {"note": copy.TIER_KEEP_NOTE}}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -38,3 +39,18 @@ class BackgroundTasks:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def every(
+    interval: float, stop: asyncio.Event, work: Callable[[], Awaitable[object]], what: str
+) -> None:
+    """Run ``work`` every ``interval`` seconds until ``stop`` is set, then once more. Errors
+    are logged and retried next time. The loop is stopped, never cancelled: cancelling a task
+    mid-statement can leave its database connection hanging when the pool closes."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        try:
+            await work()
+        except Exception:
+            log.exception(f"{what} failed; will retry")

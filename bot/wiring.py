@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Config
@@ -57,6 +58,9 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
     async with open_redis(config.url, config.embedded_path) as client:
         app[REDIS] = client
         app[PIPE] = pipe = RedisPipe.like(client)
+        # Connect now, not under the first burst; a Redis that is down is retried per request.
+        with contextlib.suppress(RedisError):
+            await pipe.execute("PING")
         yield
         await pipe.close()
 
@@ -106,18 +110,14 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     tasks = BackgroundTasks()
     app[TASKS] = tasks
     app[WEBHOOK] = Webhook(config.wechat, gate, dispatcher, app[WECHAT], app[METRICS], tasks)
+    stop = asyncio.Event()
     flusher = InteractionFlusher(app[REDIS], app[SESSIONS])
-    flushing = asyncio.create_task(flusher.run(), name="interaction-flush")
+    flushing = asyncio.create_task(flusher.run(stop), name="interaction-flush")
     yield
     await tasks.close()
-    flushing.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await flushing
-    try:
-        await flusher.flush()
-    except Exception:
-        # Pending times stay in Redis; the next process to start flushes them.
-        log.exception("final interaction flush failed")
+    # It flushes once more as it stops; what a failure leaves in Redis, the next process writes.
+    stop.set()
+    await flushing
 
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:

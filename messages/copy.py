@@ -53,6 +53,13 @@ HOLIDAY_GREETINGS = {
 HOLIDAY_GREETING_DEFAULT = "🎉 {name}快乐！感谢您一直以来的支持。"
 # A monthly offer to members who have not bought for a while.
 WINBACK_OFFER = "好久不见，甚是想念！本月回店消费即享会员专属礼遇，回复“我的券”查看可用优惠券。"
+# Pushed 30 days before the tier re-evaluation to members who would drop (a service notice).
+TIER_KEEP_BOTH = (
+    "您的【{tier}】将于{day:%m月%d日}重新评定：再消费 {orders} 次或 ¥{yuan:,} 即可保持{tier}。"
+)
+TIER_KEEP_ORDERS = "您的【{tier}】将于{day:%m月%d日}重新评定：再消费 {orders} 次即可保持{tier}。"
+TIER_KEEP_TITLE = "会员等级保级提醒"
+TIER_KEEP_NOTE = "回复“等级”查看您的等级进度。"
 # Pushed on a member's birthday with the gift coupon (a service notification).
 BIRTHDAY_GIFT = (
     "🎂 生日快乐！送您一张【{coupon}】（券码 {code}），{until:%m月%d日}前有效。"

@@ -44,7 +44,7 @@ from models.members import Member
 from models.orders import Order
 from models.rules import ProgrammeRules
 from models.state import set_state
-from models.tiers import TOP_SPEND_THRESHOLD, TierChange, window_start
+from models.tiers import TOP_SPEND_THRESHOLD, Stats, TierChange, window_start
 
 BATCH = 20_000
 
@@ -289,3 +289,30 @@ async def reevaluate_tiers(
         unchanged=evaluated - upgraded - downgraded,
         top_spend_threshold_fen=threshold,
     )
+
+
+async def tier_holders_stats(
+    session: AsyncSession, rules: ProgrammeRules, at: datetime, now: datetime, batch: int = 1000
+) -> AsyncIterator[list[tuple[int, str, Stats]]]:
+    """Subscribed members above the lowest tier with their purchases in the tier window as it
+    will stand at ``at`` (orders up to ``now``: the future has none yet), streamed in batches
+    of (member id, tier, stats) — who would drop if the re-evaluation ran at ``at``."""
+    stats = _window_stats(rules, at, Order.paid_at <= now).subquery()
+    query = (
+        select(
+            Member.id,
+            Member.tier,
+            func.coalesce(stats.c.orders, 0),
+            func.coalesce(stats.c.spend, 0),
+        )
+        .outerjoin(stats, stats.c.member_id == Member.id)
+        .where(
+            Member.tier != rules.tiers[0].code,
+            Member.subscribed.is_(True),
+            Member.openid.is_not(None),
+        )
+        .order_by(Member.id)
+    )
+    result = await session.stream(query.execution_options(yield_per=batch))
+    async for rows in result.partitions(batch):
+        yield [(mid, tier, Stats(int(orders), int(spend))) for mid, tier, orders, spend in rows]

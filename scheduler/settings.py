@@ -20,6 +20,8 @@ DEFAULT_SCHEDULE = {
     "birthdays": "0 9 * * *",
     "holiday-greetings": "0 10 * * *",
     "winback": "0 11 15 * *",
+    # 30 days before the monthly re-evaluation (02:30 on the 1st): the 1st, at 10:00.
+    "tier-keeping": "0 10 1 * *",
     "expiry-reminders": "0 10 * * *",
 }
 

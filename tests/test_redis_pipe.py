@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,38 @@ async def test_stuck_server_fails_waiting_commands(monkeypatch: pytest.MonkeyPat
     assert asyncio.get_running_loop().time() - started < 2
     await pipe.close()
     silent.close()
+
+
+async def test_a_burst_on_a_new_connection_is_served_together(redis: Redis) -> None:
+    # The first burst after a start or a reconnect: every request waits for the one connection.
+    # They must all be released at once, not one per event-loop pass: with 2 ms of other work
+    # a pass, one per pass would keep the 256th caller waiting over half a second.
+    done = asyncio.Event()
+
+    async def busy_elsewhere() -> None:
+        while not done.is_set():
+            time.sleep(0.002)  # noqa: ASYNC251 - a loop busy with other requests
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(busy_elsewhere())
+    pipe = RedisPipe.like(redis)
+    await redis.set("burst", "x")
+    started = time.perf_counter()
+    replies = await asyncio.gather(*(pipe.execute("GET", "burst") for _ in range(256)))
+    elapsed = time.perf_counter() - started
+    done.set()
+    await other
+    assert replies == [b"x"] * 256
+    assert elapsed < 0.3
+    await pipe.close()
+
+
+async def test_auth_and_select_reach_redis_before_anything_else(redis: Redis) -> None:
+    kwargs = dict(redis.connection_pool.connection_kwargs)
+    kwargs["db"] = 3
+    pipe = RedisPipe(kwargs)
+    await asyncio.gather(*(pipe.execute("SET", f"db3:{i}", i) for i in range(50)))
+    assert await redis.exists("db3:0") == 0  # nothing landed in database 0
+    assert await pipe.execute("DBSIZE") == 50
+    await pipe.execute("FLUSHDB")
+    await pipe.close()

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from bot import wiring
-from bot.scheduled_pushes import plan_birthdays, plan_expiry_reminders
+from bot.scheduled_pushes import plan_birthdays, plan_expiry_reminders, plan_tier_keeping
 from models.coupons import Coupon
 from models.deliveries import Delivery
 from models.members import Member
@@ -120,3 +120,29 @@ async def test_a_29_february_birthday_is_kept_on_28_february(
     assert await _birthdays(client, datetime(2028, 2, 29, tzinfo=UTC) + noon) == 1
     assert await _birthdays(client, datetime(2027, 2, 28, tzinfo=UTC) + noon) == 1
     assert await _birthdays(client, datetime(2027, 3, 1, tzinfo=UTC) + noon) == 0
+
+
+async def test_tier_keeping_tells_only_who_would_drop_what_keeps_the_tier(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(delivery={"workers": 0})
+    await follower(client, "o_keep_00001")
+    await follower(client, "o_keep_00002")
+    # Both reached silver with one ¥2,000 order; one order leaves the 12-month window in 15 days.
+    paid = (datetime.now(UTC) - timedelta(days=350)).isoformat()
+    old = order("K-OLD", "o_keep_00001", amount_fen=200_000) | {"paid_at": paid}
+    assert (await call(client, "POST", "/orders", old))[0] == 201
+    recent = order("K-NEW", "o_keep_00002", amount_fen=200_000)
+    assert (await call(client, "POST", "/orders", recent))[0] == 201
+    app = client.app
+    args = (app[wiring.SESSIONS], app[wiring.OUTBOX], app[wiring.CONFIG].programme)
+    now = datetime.now(UTC)
+    assert await plan_tier_keeping(*args, now) == 1
+    assert await plan_tier_keeping(*args, now + timedelta(hours=1)) == 0
+    (row,) = await _rows(client)
+    assert row.purpose == "tier_keeping"
+    assert "再消费 4 次或 ¥2,000 即可保持银卡会员" in row.payload["text"]
+    async with app[wiring.SESSIONS]() as session:
+        member = await session.get(Member, row.member_id)
+    assert member is not None
+    assert member.openid == "o_keep_00001"
