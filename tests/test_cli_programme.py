@@ -79,6 +79,7 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "birthdays",
         "holiday-greetings",
         "winback",
+        "tier-keeping",
     }
     for job in sorted(names):
         code, out, err = await _bot(config, "jobs", "run", job)
