@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot import health, wiring
+from bot import health, recap_page, wiring
 from bot.api.app import PREFIX, create_api_app
 from bot.config import Config
 from bot.metrics import Metrics
@@ -42,7 +42,12 @@ def create_app(config: Config, router: Router | None = None) -> web.Application:
         ]
     )
     app.add_routes(
-        [web.get("/wechat", _wechat_get), web.post("/wechat", _wechat_post), *health.routes]
+        [
+            web.get("/wechat", _wechat_get),
+            web.post("/wechat", _wechat_post),
+            *health.routes,
+            *recap_page.routes,
+        ]
     )
     app.add_subapp(PREFIX, create_api_app(config.api.token.get_secret_value()))
     return app

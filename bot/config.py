@@ -87,6 +87,9 @@ class WeChatConfig(_Section):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # The service's address as members' phones reach it, for links in pushes (the annual
+    # recap's page); behind a proxy, its public https:// address.
+    public_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://[^\s/?#]+(/\S*)?$")
 
 
 class DatabaseConfig(_Section):
@@ -136,6 +139,7 @@ class ChatConfig(_Section):
         "tier": ["等级", "会员"],
         "benefits": ["权益"],
         "coupons": ["我的券", "优惠券", "券"],
+        "recap": ["年度回顾", "年度报告"],
         "referral": ["推荐", "邀请"],
         "human": ["人工", "客服"],
     }

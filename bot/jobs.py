@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.outbox import Outbox
+from bot.recap_push import plan_recaps
 from bot.scheduled_pushes import (
     plan_birthdays,
     plan_expiry_reminders,
@@ -39,6 +40,8 @@ class JobContext:
     rules: ProgrammeRules
     outbox: Outbox
     now: datetime
+    # ``[server] public_url``: where links in pushes point (the annual recap's page).
+    public_url: str = "http://127.0.0.1:8080"
 
 
 JobFunction = Callable[[JobContext], Awaitable[str]]
@@ -103,6 +106,11 @@ async def _tier_keeping(ctx: JobContext) -> str:
     return f"{planned} tier-keeping reminders planned"
 
 
+async def _annual_recap(ctx: JobContext) -> str:
+    planned = await plan_recaps(ctx.sessions, ctx.outbox, ctx.rules, ctx.now, ctx.public_url)
+    return f"{planned} annual recaps planned"
+
+
 JOBS = {
     job.name: job
     for job in (
@@ -131,6 +139,11 @@ JOBS = {
             "30 days before the re-evaluation: what keeps each member's tier (push)",
             _tier_keeping,
         ),
+        Job(
+            "annual-recap",
+            "last year's recap page per active member, and its link (marketing push)",
+            _annual_recap,
+        ),
     )
 }
 
@@ -155,7 +168,12 @@ class DryRun:
 
 
 async def dry_run(
-    job: Job, engine: AsyncEngine, rules: ProgrammeRules, now: datetime, sample: int = 5
+    job: Job,
+    engine: AsyncEngine,
+    rules: ProgrammeRules,
+    now: datetime,
+    sample: int = 5,
+    public_url: str = JobContext.public_url,
 ) -> DryRun:
     """Run ``job`` for real inside one transaction, read what it planned, then roll it all
     back: the audience and copy are exactly those of a real run, and nothing is kept or sent."""
@@ -167,7 +185,7 @@ async def dry_run(
                 bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only"
             )
             outbox = _RecordingOutbox()
-            outcome = await job.run(JobContext(sessions, rules, outbox, now))
+            outcome = await job.run(JobContext(sessions, rules, outbox, now, public_url))
             rows = await connection.execute(
                 select(Member.openid, Delivery.payload)
                 .select_from(Delivery)

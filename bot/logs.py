@@ -77,6 +77,6 @@ def setup_logging(level: str = "INFO") -> None:
     # aiohttp's own access log would duplicate our per-request line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # The schema check at start-up would otherwise log Alembic's dialect chatter.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     # APScheduler logs every run at INFO; scheduler/runs.py logs each run once, with its outcome.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

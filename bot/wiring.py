@@ -103,6 +103,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         member_ids=gate,
         points=app[POINTS],
         receipts=ReceiptQueue(app[PIPE]),
+        public_url=config.server.public_url,
         capabilities=tuple(dict.fromkeys(router.intents())),
     )
     app[SERVICES] = services
@@ -179,6 +180,7 @@ async def scheduling(app: web.Application) -> AsyncIterator[None]:
         sessions=app[SESSIONS],
         rules=config.programme,
         zone=config.programme.zone,
+        public_url=config.server.public_url,
     )
     await scheduler.start()
     yield

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers import binding, coupons, fallback, follow, help, points, receipts, tier
+from handlers import binding, coupons, fallback, follow, help, points, recap, receipts, tier
 from handlers.router import Router
 
 
@@ -16,6 +16,7 @@ def build_router() -> Router:
         points.router,
         tier.router,
         coupons.router,
+        recap.router,
         binding.router,
         fallback.router,
     )

@@ -60,6 +60,8 @@ class Services:
     member_ids: MemberIds
     points: PointsSummaries
     receipts: Receipts
+    # Where members' phones reach this service (links in replies).
+    public_url: str = "http://127.0.0.1:8080"
     capabilities: tuple[str, ...] = ()
 
 

@@ -16,6 +16,7 @@ CAPABILITIES = {
     "tier": "查看会员等级与升级进度",
     "benefits": "查看当前等级的会员权益",
     "coupons": "查看可用的优惠券",
+    "recap": "查看您的年度会员回顾",
     "referral": "获取专属推荐链接与二维码",
     "human": "转接人工客服",
 }

@@ -8,6 +8,7 @@ from models.events import MemberEvent
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
 from models.orders import Order, Refund
+from models.recap import MemberRecap
 from models.state import ProgrammeState
 from models.tiers import TierChange
 
@@ -19,6 +20,7 @@ __all__ = [
     "LedgerEntry",
     "Member",
     "MemberEvent",
+    "MemberRecap",
     "Order",
     "PointLot",
     "ProgrammeState",

@@ -80,6 +80,7 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "holiday-greetings",
         "winback",
         "tier-keeping",
+        "annual-recap",
     }
     for job in sorted(names):
         code, out, err = await _bot(config, "jobs", "run", job)
