@@ -190,39 +190,10 @@ async def claim(session: AsyncSession, delivery_id: int, now: datetime) -> Claim
 
 
 async def finish(
-    session: AsyncSession,
-    delivery_id: int,
-    status: str,
-    now: datetime,
-    *,
-    channel: str | None = None,
-    reason: str | None = None,
-    errcode: int | None = None,
-    msgid: int | None = None,
+    session: AsyncSession, delivery_id: int, status: str, now: datetime, **outcome: Any
 ) -> None:
-    """Record how a claimed delivery ended (sent, failed or skipped)."""
-    if status not in ("sent", "failed", "skipped"):
-        raise ValueError(f"not a final status: {status!r}")
-    receipt = (
-        select(TemplateReceipt.status).where(TemplateReceipt.msgid == msgid).scalar_subquery()
-        if msgid is not None
-        else None
-    )
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.status == "sending")
-        .values(
-            status=status,
-            channel=channel,
-            reason=reason,
-            errcode=errcode,
-            wechat_msgid=msgid,
-            final_status=receipt,
-            sent_at=now if status == "sent" else None,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    """Record how a claimed delivery ended (sent, failed or skipped); see ``finish_many``."""
+    await finish_many(session, [delivery_id], status, now, **outcome)
 
 
 async def retry_later(
@@ -258,9 +229,15 @@ async def finish_many(
     errcode: int | None = None,
     msgid: int | None = None,
 ) -> None:
-    """Record one outcome for many claimed deliveries (a mass send), in one statement."""
+    """Record one outcome for claimed deliveries (one, or a mass send's), in one statement.
+    A template receipt that arrived before the msgid was recorded is applied at once."""
     if status not in ("sent", "failed", "skipped"):
         raise ValueError(f"not a final status: {status!r}")
+    receipt = (
+        select(TemplateReceipt.status).where(TemplateReceipt.msgid == msgid).scalar_subquery()
+        if msgid is not None
+        else None
+    )
     await session.execute(
         update(Delivery)
         .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == "sending")
@@ -270,6 +247,7 @@ async def finish_many(
             reason=reason,
             errcode=errcode,
             wechat_msgid=msgid,
+            final_status=receipt,
             sent_at=now if status == "sent" else None,
             updated_at=now,
         )
