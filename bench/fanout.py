@@ -5,7 +5,7 @@
     python bench/fanout.py --workers 2 --concurrency 256 --keep    # keep the cluster and folder
     python bench/fanout.py --url postgresql+asyncpg://postgres@127.0.0.1:PORT/bot_test
 
-The default run takes about 8 minutes with the pipeline sending a push per claim (~300
+The default run takes 7-10 minutes with the pipeline sending a push per claim (180-300
 deliveries/s on the 2-core machine), under 2 minutes at the 2,000/s the issue asks for.
 
 Without --url it starts a throwaway PostgreSQL (bench/pg.py: fsync off, otherwise defaults) and

@@ -4,8 +4,10 @@ The row is written (and committed) first; only its id travels on the stream ``de
 read by a consumer group, so any number of worker processes share the work. A delivery due
 later waits in a sorted set (``deliveries:delayed``) until it is due. Each worker:
 
-- claims a row (``queued`` → ``sending``, one statement) — a duplicate stream entry finds it
-  taken and is dropped, so the stream may carry an id twice but WeChat never gets it twice;
+- claims the rows it read together (``queued`` → ``sending``, one statement for the batch) — a
+  duplicate stream entry finds its row taken and is dropped, so the stream may carry an id
+  twice but WeChat never gets it twice — sends them concurrently, and records their outcomes
+  together (one executemany), so the database sees a few statements per batch, not per push;
 - picks the channel by WeChat's rules (WECHAT.md §3): a service notification goes as a
   template message when one is configured for its purpose, else as a customer-service message
   while the member's window has a slot (bot/cs_window.py), else it is skipped (``no_channel``).
@@ -30,7 +32,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -49,13 +51,14 @@ from models.deliveries import (
     MARKETING,
     SERVICE,
     Claimed,
+    Outcome,
     abandon_interrupted,
     abandon_stale_sending,
-    claim,
+    claim_many,
     defer,
     due_queued,
-    finish,
     finish_many,
+    record_outcomes,
     retry_later,
 )
 
@@ -196,11 +199,13 @@ class DeliveryWorker:
         return [entry for _, stream_entries in batch for entry in stream_entries]
 
     async def _start(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        for entry_id, fields in entries:
+        # A slot per send, as before; but the entries read together are claimed together and
+        # their outcomes recorded together (one task, a few statements for the whole batch).
+        for _ in entries:
             await self._slots.acquire()
-            task = asyncio.create_task(self._handle(entry_id, int(fields[b"id"])))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        task = asyncio.create_task(self._handle(entries))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def drain(self) -> None:
         """Wait for the sends this worker has started."""
@@ -240,30 +245,109 @@ class DeliveryWorker:
         # Rows still queued are sent now; the rest are finished with.
         await self._start([entry for entry in claimed if entry[1]])
 
-    async def _handle(self, entry_id: bytes, delivery_id: int) -> None:
-        try:
-            await self.deliver(delivery_id)
-            await self.redis.xack(STREAM, GROUP, entry_id)
-        except Exception:
-            # Left pending: another consumer takes it over after reclaim_idle_seconds.
-            log.exception("delivery failed unexpectedly", extra={"delivery": delivery_id})
-        finally:
+    async def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        ids = [int(fields[b"id"]) for _, fields in entries]
+        released = 0
+
+        def done() -> None:
+            nonlocal released
+            released += 1
             self._slots.release()
+
+        try:
+            results = await self.deliver_many(ids, on_done=done)
+            # An entry whose delivery failed unexpectedly is left pending: another consumer
+            # takes it over after reclaim_idle_seconds.
+            acked = [
+                entry_id
+                for (entry_id, _), delivery_id in zip(entries, ids, strict=True)
+                if results.get(delivery_id) != "error"
+            ]
+            if acked:
+                await self.redis.xack(STREAM, GROUP, *acked)
+        except Exception:
+            log.exception("deliveries failed unexpectedly", extra={"count": len(ids)})
+        finally:
+            for _ in range(len(ids) - released):
+                self._slots.release()
 
     async def deliver(self, delivery_id: int, now: datetime | None = None) -> str:
         """Send one delivery if it is due and unclaimed; returns what happened to it."""
+        results = await self.deliver_many([delivery_id], now)
+        return results[delivery_id]
+
+    async def deliver_many(
+        self,
+        delivery_ids: Sequence[int],
+        now: datetime | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> dict[int, str]:
+        """Send those of these deliveries that are due and unclaimed: claimed in one
+        statement, sent concurrently, their outcomes recorded in one executemany. Returns what
+        happened to each (``not_claimed``, ``sent``, …, ``error`` for an unexpected failure,
+        which leaves the row ``sending``). ``on_done`` is called once per id as soon as its
+        send is over (the caller's flow control)."""
         now = now or utcnow()
         async with self.sessions.begin() as session:
-            claimed = await claim(session, delivery_id, now)
-        if claimed is None:
-            return "not_claimed"
+            claimed = await claim_many(session, delivery_ids, now)
+        results = dict.fromkeys(delivery_ids, "not_claimed")
+        if on_done is not None:
+            for _ in range(len(delivery_ids) - len(claimed)):
+                on_done()
+        # The template API's tokens for the whole batch, in one call to the shared bucket.
+        await self.limiter.take(
+            "template",
+            sum(1 for c in claimed if c.openid and c.subscribed and self._template(c) is not None),
+        )
+        outcomes: list[tuple[Outcome, str]] = []
+
+        async def attempt(claimed_one: Claimed) -> None:
+            try:
+                result = await self._attempt(claimed_one, now)
+            except Exception:
+                log.exception("delivery failed unexpectedly", extra={"delivery": claimed_one.id})
+                results[claimed_one.id] = "error"
+                return
+            finally:
+                if on_done is not None:
+                    on_done()
+            if isinstance(result, Outcome):
+                outcomes.append((result, claimed_one.purpose))
+                results[claimed_one.id] = result.status
+            else:
+                results[claimed_one.id] = result
+
+        await asyncio.gather(*(attempt(c) for c in claimed))
+        if outcomes:
+            async with self.sessions.begin() as session:
+                await record_outcomes(session, [o for o, _ in outcomes], utcnow())
+            for outcome, purpose in outcomes:
+                log.info(
+                    "delivery",
+                    extra={
+                        "delivery": outcome.delivery_id,
+                        "purpose": purpose,
+                        "status": outcome.status,
+                        **{
+                            key: value
+                            for key in ("channel", "reason", "errcode", "msgid")
+                            if (value := getattr(outcome, key)) is not None
+                        },
+                    },
+                )
+        return results
+
+    def _template(self, claimed: Claimed) -> Any:
+        return self.config.templates.get(claimed.purpose) if claimed.category == SERVICE else None
+
+    async def _attempt(self, claimed: Claimed, now: datetime) -> Outcome | str:
+        """Send a claimed delivery (the template API's token already taken); its outcome, or
+        what became of it when it is not over yet (``retrying``, ``deferred``, ``batched``)."""
         if not claimed.openid or not claimed.subscribed:
-            return await self._finish(claimed, "skipped", reason="unsubscribed")
+            return Outcome(claimed.id, "skipped", reason="unsubscribed")
         if claimed.category == MARKETING:
             return await self._marketing(claimed, claimed.openid, now)
-        template = (
-            self.config.templates.get(claimed.purpose) if claimed.category == SERVICE else None
-        )
+        template = self._template(claimed)
         try:
             if template is not None:
                 payload = template_message(
@@ -273,23 +357,22 @@ class DeliveryWorker:
                     claimed.payload.get("fields", {}),
                     template.url,
                 )
-                await self.limiter.take("template")
                 msgid = await self.wechat.send_template_message(payload)
-                return await self._finish(claimed, "sent", channel="template", msgid=msgid)
+                return Outcome(claimed.id, "sent", channel="template", msgid=msgid)
             if not await self.windows.take_slot(claimed.openid):
-                return await self._finish(claimed, "skipped", reason="no_channel")
+                return Outcome(claimed.id, "skipped", reason="no_channel")
             await self.limiter.take("custom")
             await self.wechat.send_custom_message(
                 text_message(claimed.openid, claimed.payload["text"])
             )
-            return await self._finish(claimed, "sent", channel="custom")
+            return Outcome(claimed.id, "sent", channel="custom")
         except KeyError as exc:
             log.error("delivery payload lacks a field", extra={"delivery": claimed.id})
-            return await self._finish(claimed, "failed", reason=f"payload:{exc.args[0]}"[:64])
+            return Outcome(claimed.id, "failed", reason=f"payload:{exc.args[0]}"[:64])
         except WeChatAPIError as exc:
             return await self._failed(claimed, exc, via_window=template is None)
 
-    async def _marketing(self, claimed: Claimed, openid: str, now: datetime) -> str:
+    async def _marketing(self, claimed: Claimed, openid: str, now: datetime) -> Outcome | str:
         """Quiet hours defer it; the caps may skip it; then the window, else a mass send."""
         if (until := self.limits.quiet_until(now)) is not None:
             async with self.sessions.begin() as session:
@@ -297,7 +380,7 @@ class DeliveryWorker:
             await self.outbox.enqueue([claimed.id], at=until)
             return "deferred"
         if not await self.limits.take_marketing(claimed.member_id, now):
-            return await self._finish(claimed, "skipped", reason="frequency_cap")
+            return Outcome(claimed.id, "skipped", reason="frequency_cap")
         text = claimed.payload["text"]
         if await self.windows.take_slot(openid):
             try:
@@ -305,9 +388,9 @@ class DeliveryWorker:
                 await self.wechat.send_custom_message(text_message(openid, text))
             except WeChatAPIError as exc:
                 return await self._failed(claimed, exc, via_window=True)
-            return await self._finish(claimed, "sent", channel="custom")
+            return Outcome(claimed.id, "sent", channel="custom")
         if not await self.limits.take_mass(claimed.member_id, now):
-            return await self._finish(claimed, "skipped", reason="mass_allowance")
+            return Outcome(claimed.id, "skipped", reason="mass_allowance")
         await self.mass.add(claimed.id, openid, text)
         return "batched"
 
@@ -341,11 +424,13 @@ class DeliveryWorker:
             await finish_many(session, batch.delivery_ids, "sent", now, channel="mass", msgid=msgid)
         log.info("mass send", extra={"msg_id": msgid, "count": len(batch.openids)})
 
-    async def _failed(self, claimed: Claimed, exc: WeChatAPIError, *, via_window: bool) -> str:
+    async def _failed(
+        self, claimed: Claimed, exc: WeChatAPIError, *, via_window: bool
+    ) -> Outcome | str:
         if via_window and exc.errcode in WINDOW_ERRORS:
             assert claimed.openid is not None
             await self.windows.close(claimed.openid)
-            return await self._finish(claimed, "skipped", reason="no_channel", errcode=exc.errcode)
+            return Outcome(claimed.id, "skipped", reason="no_channel", errcode=exc.errcode)
         if exc.transient and claimed.attempts < self.config.max_attempts:
             delay = min(
                 self.config.retry_max_seconds,
@@ -358,13 +443,4 @@ class DeliveryWorker:
             await self.outbox.enqueue([claimed.id], at=at)
             return "retrying"
         reason = "transient_exhausted" if exc.transient else "wechat_error"
-        return await self._finish(claimed, "failed", reason=reason, errcode=exc.errcode)
-
-    async def _finish(self, claimed: Claimed, status: str, **outcome: Any) -> str:
-        async with self.sessions.begin() as session:
-            await finish(session, claimed.id, status, utcnow(), **outcome)
-        log.info(
-            "delivery",
-            extra={"delivery": claimed.id, "purpose": claimed.purpose, "status": status, **outcome},
-        )
-        return status
+        return Outcome(claimed.id, "failed", reason=reason, errcode=exc.errcode)

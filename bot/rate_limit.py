@@ -7,15 +7,16 @@ import time
 
 from redis.asyncio import Redis
 
-# KEYS[1]: the bucket. ARGV: rate (tokens/s), burst, now (s). Takes a token if one is there;
-# returns 0 when taken, else the seconds until one will be.
+# KEYS[1]: the bucket. ARGV: rate (tokens/s), burst, now (s), n. Takes n tokens if they are
+# there; returns 0 when taken, else the seconds until they will be.
 _TAKE = """
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = tonumber(ARGV[4]) or 1
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(state[1]) or burst, tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if tokens >= n then tokens = tokens - n else wait = (n - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
 return tostring(wait)
@@ -30,16 +31,19 @@ class RateLimiter:
         self._rates = rates
         self._take = redis.register_script(_TAKE)
 
-    async def take(self, api: str) -> None:
-        """Wait for a token of ``api``'s bucket (unlimited for an API without a rate)."""
+    async def take(self, api: str, n: int = 1) -> None:
+        """Wait for ``n`` tokens of ``api``'s bucket (unlimited for an API without a rate);
+        more than a second's worth are taken a second's worth at a time."""
         rate = self._rates.get(api)
         if not rate:
             return
         burst = max(1.0, rate)  # a second's worth
-        while True:
+        while n > 0:
+            part = min(n, int(burst))
             wait = float(
-                await self._take(keys=[f"ratelimit:{api}"], args=[rate, burst, time.time()])
+                await self._take(keys=[f"ratelimit:{api}"], args=[rate, burst, time.time(), part])
             )
             if wait <= 0:
-                return
-            await asyncio.sleep(wait)
+                n -= part
+            else:
+                await asyncio.sleep(wait)

@@ -18,7 +18,10 @@ from bot.redis_server import open_redis
 async def open_store(config: Config) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions on the configured database whose points changes reach the service's points
     cache (jobs and imports move points too), closed cleanly on exit."""
-    engine = create_engine(config.database.url)
+    database = config.database
+    engine = create_engine(
+        database.url, pool_size=database.pool_size, max_overflow=database.max_overflow
+    )
     try:
         async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
             pipe = RedisPipe.like(redis)
