@@ -81,29 +81,19 @@ async def _refresh_segments(ctx: JobContext) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
 
 
-async def _expiry_reminders(ctx: JobContext) -> str:
-    planned = await plan_expiry_reminders(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
-    return f"{planned} expiry reminders planned"
+Planner = Callable[
+    [async_sessionmaker[AsyncSession], Outbox, ProgrammeRules, datetime], Awaitable[int]
+]
 
 
-async def _birthdays(ctx: JobContext) -> str:
-    planned = await plan_birthdays(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
-    return f"{planned} birthday greetings planned"
+def _pushes(planner: Planner, what: str) -> JobFunction:
+    """A job that runs a push planner and says how many pushes it planned."""
 
+    async def run(ctx: JobContext) -> str:
+        planned = await planner(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
+        return f"{planned} {what} planned"
 
-async def _holiday_greetings(ctx: JobContext) -> str:
-    planned = await plan_holiday_greetings(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
-    return f"{planned} holiday greetings planned"
-
-
-async def _winback(ctx: JobContext) -> str:
-    planned = await plan_winback(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
-    return f"{planned} win-back offers planned"
-
-
-async def _tier_keeping(ctx: JobContext) -> str:
-    planned = await plan_tier_keeping(ctx.sessions, ctx.outbox, ctx.rules, ctx.now)
-    return f"{planned} tier-keeping reminders planned"
+    return run
 
 
 async def _annual_recap(ctx: JobContext) -> str:
@@ -125,19 +115,27 @@ JOBS = {
         Job(
             "expiry-reminders",
             "remind members of points expiring in 30 and 7 days (push)",
-            _expiry_reminders,
+            _pushes(plan_expiry_reminders, "expiry reminders"),
         ),
-        Job("birthdays", "birthday greeting and gift coupon, on the local day (push)", _birthdays),
+        Job(
+            "birthdays",
+            "birthday greeting and gift coupon, on the local day (push)",
+            _pushes(plan_birthdays, "birthday greetings"),
+        ),
         Job(
             "holiday-greetings",
             "greet followers on a holiday's first day or a brand day (marketing push)",
-            _holiday_greetings,
+            _pushes(plan_holiday_greetings, "holiday greetings"),
         ),
-        Job("winback", "monthly offer to at-risk and dormant members (marketing push)", _winback),
+        Job(
+            "winback",
+            "monthly offer to at-risk and dormant members (marketing push)",
+            _pushes(plan_winback, "win-back offers"),
+        ),
         Job(
             "tier-keeping",
             "30 days before the re-evaluation: what keeps each member's tier (push)",
-            _tier_keeping,
+            _pushes(plan_tier_keeping, "tier-keeping reminders"),
         ),
         Job(
             "annual-recap",

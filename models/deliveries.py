@@ -152,18 +152,11 @@ class Claimed:
     subscribed: bool
 
 
-async def claim(session: AsyncSession, delivery_id: int, now: datetime) -> Claimed | None:
-    """Take a due, queued delivery for sending (``sending``, one more attempt); None when it is
-    not due, or another worker has it or has finished it."""
-    claimed = await claim_many(session, [delivery_id], now)
-    return claimed[0] if claimed else None
-
-
 async def claim_many(
     session: AsyncSession, delivery_ids: Sequence[int], now: datetime
 ) -> list[Claimed]:
-    """``claim`` for many deliveries in two statements: those due and still queued, now
-    ``sending`` (the others are another worker's, finished, or not due)."""
+    """Take due, queued deliveries for sending (``sending``, one more attempt each), in two
+    statements; those left out are another worker's, finished, or not due."""
     if not delivery_ids:
         return []
     table, members = Delivery.__table__, Member.__table__
@@ -276,13 +269,6 @@ async def record_outcomes(
             for o in outcomes
         ],
     )
-
-
-async def finish(
-    session: AsyncSession, delivery_id: int, status: str, now: datetime, **outcome: Any
-) -> None:
-    """Record how a claimed delivery ended (sent, failed or skipped); see ``finish_many``."""
-    await finish_many(session, [delivery_id], status, now, **outcome)
 
 
 async def retry_later(
