@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,15 @@ TRANSIENT_ERRORS = frozenset({-1, 45009, 45011})
 # Refresh this long before WeChat's stated expiry; old and new tokens overlap by ~5 minutes.
 TOKEN_MARGIN_SECONDS = 120
 LOCK_TTL_MS = 15_000
+# Temporary QR codes: WeChat's scene_str is 1-64 characters, a code lives at most 30 days.
+QR_SCENE_MAX_CHARS = 64
+QR_MIN_SECONDS = 60
+QR_MAX_SECONDS = 2_592_000
+# WeChat's limit for an uploaded image: 10 MB (documented as 2 MB for some account types).
+IMAGE_MAX_BYTES = 10 * 1024 * 1024
+
+# Builds a multipart body; called once per attempt, since a FormData can be sent only once.
+FormFactory = Callable[[], aiohttp.FormData]
 
 _RELEASE_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -54,6 +64,15 @@ class WeChatAPIError(Exception):
             if errcode is not None
             else http_status is None or http_status >= 500
         )
+
+
+@dataclass(frozen=True)
+class QrCode:
+    """A temporary QR code: show it via ``url`` (or showqrcode with ``ticket``)."""
+
+    ticket: str
+    url: str
+    expire_seconds: int
 
 
 @dataclass(frozen=True)
@@ -127,19 +146,23 @@ class WeChatClient:
         *,
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        form: FormFactory | None = None,
     ) -> dict[str, Any]:
         """Call ``path`` (e.g. ``/cgi-bin/message/custom/send``) and return WeChat's JSON.
 
+        ``body`` is sent as JSON; ``form`` instead builds a multipart body, afresh per attempt.
         Token errors refresh the token once and retry; -1, 45009, 45011, HTTP 5xx and network
         failures retry with exponential backoff and full jitter; anything else raises
         WeChatAPIError at once.
         """
+        if body is not None and form is not None:
+            raise ValueError("pass body or form, not both")
         refreshed = False
         while True:
             token = await self.access_token()
             try:
                 return await self._with_retries(
-                    method, path, {**(params or {}), "access_token": token}, body
+                    method, path, {**(params or {}), "access_token": token}, body, form=form
                 )
             except WeChatAPIError as exc:
                 if exc.errcode not in TOKEN_ERRORS or refreshed:
@@ -172,6 +195,37 @@ class WeChatClient:
     async def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
         """Replace the official account's custom menu."""
         return await self.call("POST", "/cgi-bin/menu/create", body=menu)
+
+    async def create_qr_code(self, scene_str: str, expire_seconds: int) -> QrCode:
+        """A temporary string-scene QR code; scanning it sends ``scene_str`` in the event.
+        ``scene_str``: 1-64 characters; ``expire_seconds``: 60 to 2,592,000 (30 days)."""
+        if not 1 <= len(scene_str) <= QR_SCENE_MAX_CHARS:
+            raise ValueError(f"scene_str must be 1-{QR_SCENE_MAX_CHARS} characters")
+        if not QR_MIN_SECONDS <= expire_seconds <= QR_MAX_SECONDS:
+            raise ValueError(f"expire_seconds must be {QR_MIN_SECONDS}-{QR_MAX_SECONDS}")
+        body = {
+            "expire_seconds": expire_seconds,
+            "action_name": "QR_STR_SCENE",
+            "action_info": {"scene": {"scene_str": scene_str}},
+        }
+        result = await self.call("POST", "/cgi-bin/qrcode/create", body=body)
+        return QrCode(str(result["ticket"]), str(result["url"]), int(result["expire_seconds"]))
+
+    async def upload_temporary_image(self, png: bytes, filename: str = "qr.png") -> str:
+        """Upload a PNG as temporary media (WeChat keeps it 3 days); its media_id.
+        WeChat takes bmp/png/jpeg/jpg/gif up to 10 MB."""
+        if not 0 < len(png) <= IMAGE_MAX_BYTES:
+            raise ValueError(f"image must be 1 to {IMAGE_MAX_BYTES} bytes, not {len(png)}")
+
+        def form() -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            data.add_field("media", png, filename=filename, content_type="image/png")
+            return data
+
+        result = await self.call(
+            "POST", "/cgi-bin/media/upload", params={"type": "image"}, form=form
+        )
+        return str(result["media_id"])
 
     async def access_token(self) -> str:
         """A valid access token: this process's copy, else Redis's, else a fresh fetch."""
@@ -251,16 +305,18 @@ class WeChatClient:
         path: str,
         params: dict[str, str] | None,
         body: dict[str, Any] | None,
+        *,
+        form: FormFactory | None = None,
     ) -> dict[str, Any]:
         """``_request``, retrying transient failures with exponential backoff and full jitter."""
         for attempt in range(1, self._max_attempts):
             try:
-                return await self._request(method, path, params, body)
+                return await self._request(method, path, params, body, form=form)
             except WeChatAPIError as exc:
                 if not exc.transient:
                     raise
             await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))
-        return await self._request(method, path, params, body)
+        return await self._request(method, path, params, body, form=form)
 
     async def _request(
         self,
@@ -268,11 +324,18 @@ class WeChatClient:
         path: str,
         params: dict[str, str] | None,
         body: dict[str, Any] | None,
+        *,
+        form: FormFactory | None = None,
     ) -> dict[str, Any]:
         api = path.removeprefix("/cgi-bin/")
-        # ensure_ascii=False: WeChat shows \uXXXX escapes literally in some message types.
-        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
-        headers = None if data is None else {"Content-Type": "application/json"}
+        data: bytes | aiohttp.FormData | None = None
+        headers = None
+        if form is not None:
+            data = form()  # aiohttp sets the multipart Content-Type with its boundary
+        elif body is not None:
+            # ensure_ascii=False: WeChat shows \uXXXX escapes literally in some message types.
+            data = json.dumps(body, ensure_ascii=False).encode()
+            headers = {"Content-Type": "application/json"}
         try:
             async with self._http.request(
                 method,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+import segno
 from redis.asyncio import Redis
 
 from bot.metrics import Metrics
-from bot.wechat_api import WeChatAPIError, WeChatClient
+from bot.wechat_api import QrCode, WeChatAPIError, WeChatClient
 from tests.conftest import APPID, SECRET
 from tests.wechat_standin import Fault, WeChatStandIn
 
@@ -175,3 +177,219 @@ async def test_wrong_secret_is_a_clear_error(
         await make_client().send_custom_message(TEXT)
     assert raised.value.errcode == 40125
     assert SECRET not in str(raised.value)
+
+
+QR = "/cgi-bin/qrcode/create"
+UPLOAD = "/cgi-bin/media/upload"
+
+
+def qr_png(data: str = "https://example.com") -> bytes:
+    buffer = io.BytesIO()
+    segno.make(data).save(buffer, kind="png", scale=4)
+    return buffer.getvalue()
+
+
+def media_form(content: bytes, name: str = "media") -> Callable[[], aiohttp.FormData]:
+    def build() -> aiohttp.FormData:
+        form = aiohttp.FormData()
+        form.add_field(name, content, filename="qr.png", content_type="image/png")
+        return form
+
+    return build
+
+
+async def test_qr_code_sends_the_documented_body_and_returns_ticket_and_url(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+) -> None:
+    code = await make_client().create_qr_code("invite:o_member_0001", 7 * 86_400)
+    assert standin.sent(QR) == [
+        {
+            "expire_seconds": 604_800,
+            "action_name": "QR_STR_SCENE",
+            "action_info": {"scene": {"scene_str": "invite:o_member_0001"}},
+        }
+    ]
+    assert isinstance(code, QrCode)
+    assert standin.qr_scenes == {code.ticket: "invite:o_member_0001"}
+    assert code.url.startswith("http://weixin.qq.com/q/")
+    assert code.expire_seconds == 604_800
+
+
+async def test_stand_in_clamps_qr_lifetime_to_thirty_days_like_wechat(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+) -> None:
+    body = {
+        "expire_seconds": 40 * 86_400,
+        "action_name": "QR_STR_SCENE",
+        "action_info": {"scene": {"scene_str": "x"}},
+    }
+    result = await make_client().call("POST", QR, body=body)
+    assert result["expire_seconds"] == 2_592_000
+
+
+@pytest.mark.parametrize(
+    ("scene", "seconds"),
+    [("", 60), ("x" * 65, 60), ("x", 59), ("x", 2_592_001)],
+)
+async def test_invalid_qr_code_arguments_raise_before_calling_wechat(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+    scene: str,
+    seconds: int,
+) -> None:
+    with pytest.raises(ValueError, match=r"scene_str|expire_seconds"):
+        await make_client().create_qr_code(scene, seconds)
+    assert standin.token_fetches == 0
+    assert standin.calls == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action_info": {"scene": {"scene_str": "x"}}},
+        {"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": ""}}},
+        {"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "x" * 65}}},
+        {"action_name": "QR_STR_SCENE", "action_info": {"scene": "x"}},
+    ],
+)
+async def test_stand_in_rejects_bad_qr_bodies_with_40097(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+    body: dict[str, Any],
+) -> None:
+    with pytest.raises(WeChatAPIError) as raised:
+        await make_client().call("POST", QR, body=body)
+    assert raised.value.errcode == 40097
+    assert standin.qr_scenes == {}
+
+
+@pytest.mark.parametrize("lose_token", ["expire_all_tokens", "invalidate_all_tokens"])
+async def test_qr_code_refreshes_a_rejected_token_once_and_retries(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+    lose_token: str,
+) -> None:
+    client = make_client()
+    await client.create_qr_code("first", 60)
+    getattr(standin, lose_token)()
+    code = await client.create_qr_code("second", 60)
+    assert standin.token_fetches == 2
+    assert [body["action_info"]["scene"]["scene_str"] for body in standin.sent(QR)] == [
+        "first",
+        "second",
+    ]
+    assert standin.qr_scenes[code.ticket] == "second"
+
+
+async def test_image_upload_round_trips_the_bytes(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+) -> None:
+    png = qr_png()
+    media_id = await make_client().upload_temporary_image(png)
+    assert standin.media == {media_id: png}
+    (call,) = [c for c in standin.calls if c.path == UPLOAD]
+    assert call.params == {"type": "image"}
+    assert call.body == {
+        "media": {"filename": "qr.png", "content_type": "image/png", "size": len(png)}
+    }
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [Fault(errcode=-1)],
+        [Fault(errcode=45009), Fault(http_status=502)],
+        [Fault(errcode=40001)],  # token refresh path: call() builds the form again too
+    ],
+)
+async def test_image_upload_retry_resends_the_whole_multipart_body(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    faults: list[Fault],
+) -> None:
+    built: list[aiohttp.FormData] = []
+
+    class RecordedFormData(aiohttp.FormData):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(aiohttp, "FormData", RecordedFormData)
+    png = qr_png("https://example.com/retry")
+    standin.fail_next(UPLOAD, *faults)
+    media_id = await make_client().upload_temporary_image(png, filename="retry.png")
+    assert not standin.faults[UPLOAD]  # every fault was met by an attempt
+    assert len(built) == len(faults) + 1  # a fresh body for every attempt
+    assert standin.media == {media_id: png}
+    assert standin.calls[-1].body == {
+        "media": {"filename": "retry.png", "content_type": "image/png", "size": len(png)}
+    }
+
+
+async def test_non_image_upload_is_refused_with_40005(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+) -> None:
+    with pytest.raises(WeChatAPIError) as raised:
+        await make_client().upload_temporary_image(b"%PDF-1.7 not an image")
+    assert (raised.value.errcode, raised.value.transient) == (40005, False)
+    assert standin.media == {}
+
+
+async def test_oversize_or_empty_image_raises_before_calling_wechat(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+) -> None:
+    client = make_client()
+    for content in (qr_png() + b"\0" * (10 * 1024 * 1024), b""):
+        with pytest.raises(ValueError, match="image must be"):
+            await client.upload_temporary_image(content)
+    assert standin.token_fetches == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "content", "field", "errcode"),
+    [
+        ({"type": "image"}, "oversize", "media", 40006),
+        ({"type": "voice"}, "png", "media", 40004),
+        ({}, "png", "media", 40004),
+        ({"type": "image"}, "png", "file", 41005),
+        ({"type": "image"}, "empty", "media", 41005),
+    ],
+)
+async def test_stand_in_upload_errors_follow_wechat(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+    params: dict[str, str],
+    content: str,
+    field: str,
+    errcode: int,
+) -> None:
+    png = qr_png()
+    data = {"png": png, "empty": b"", "oversize": png + b"\0" * (10 * 1024 * 1024)}[content]
+    # call() itself has no size check: this reaches the stand-in's own limit.
+    form = media_form(data, name=field)
+    with pytest.raises(WeChatAPIError) as raised:
+        await make_client(timeout=5.0).call("POST", UPLOAD, params=params, form=form)
+    assert raised.value.errcode == errcode
+    assert standin.media == {}
+
+
+async def test_custom_image_message_needs_an_uploaded_media_id(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+) -> None:
+    client = make_client()
+    image = {"touser": "o_member_0001", "msgtype": "image", "image": {"media_id": "made-up"}}
+    with pytest.raises(WeChatAPIError) as raised:
+        await client.send_custom_message(image)
+    assert (raised.value.errcode, raised.value.errmsg) == (40007, "invalid media_id")
+    assert standin.sent() == []
+
+    media_id = await client.upload_temporary_image(qr_png())
+    await client.send_custom_message({**image, "image": {"media_id": media_id}})
+    assert standin.sent() == [{**image, "image": {"media_id": media_id}}]

@@ -3,7 +3,8 @@
 It answers with WeChat's JSON shapes and errcodes and keeps WeChat's token rules: each /token
 fetch starts a new token and leaves the previous one valid for five more minutes; /stable_token
 returns the current token while it is valid unless ``force_refresh`` is set. Faults can be
-scripted per API path: an errcode, an HTTP status, or a delay.
+scripted per API path: an errcode, an HTTP status, or a delay. Temporary QR codes and uploaded
+images are kept (``qr_scenes``, ``media``) so tests can look them up.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, hdrs, web
 
 OVERLAP_SECONDS = 300
+QR_SCENE_MAX_CHARS = 64
+QR_MAX_SECONDS = 2_592_000  # WeChat answers with this for a longer temporary code
+IMAGE_MAX_BYTES = 10 * 1024 * 1024
+# What WeChat accepts as an image: png, jpeg, gif, bmp.
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class WeChatStandIn:
     unfollowed: set[str] = field(default_factory=set)
     next_msgid: int = 400_000_000_000
     mass_client_ids: set[str] = field(default_factory=set)
+    qr_scenes: dict[str, str] = field(default_factory=dict)  # ticket -> scene_str
+    media: dict[str, bytes] = field(default_factory=dict)  # media_id -> uploaded bytes
 
     def fail_next(self, path: str, *faults: Fault) -> None:
         """Queue faults for the next calls to ``path`` (e.g. ``/cgi-bin/message/custom/send``)."""
@@ -78,6 +86,8 @@ class WeChatStandIn:
         app.router.add_post("/cgi-bin/message/template/send", self._template_send)
         app.router.add_post("/cgi-bin/message/mass/send", self._mass_send)
         app.router.add_post("/cgi-bin/menu/create", self._menu_create)
+        app.router.add_post("/cgi-bin/qrcode/create", self._qrcode_create)
+        app.router.add_post("/cgi-bin/media/upload", self._media_upload)
         return app
 
     async def _fault(self, path: str) -> web.Response | None:
@@ -160,6 +170,10 @@ class WeChatStandIn:
             "miniprogrampage",
         ):
             return _error(40008, "invalid message type")
+        if body["msgtype"] == "image":
+            image = body.get("image")
+            if not isinstance(image, dict) or image.get("media_id") not in self.media:
+                return _error(40007, "invalid media_id")
         if body["touser"] in self.unfollowed:
             return _error(43004, "require subscribe")
         params = {k: v for k, v in request.query.items() if k != "access_token"}
@@ -228,6 +242,81 @@ class WeChatStandIn:
                 return _error(40016, "invalid button type")
         self.calls.append(Call(request.path, {}, body))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _qrcode_create(self, request: web.Request) -> web.Response:
+        if error := self._token_error(request):
+            return error
+        if fault := await self._fault("/cgi-bin/qrcode/create"):
+            return fault
+        body = await request.json()
+        # String scenes only; integer scenes (QR_SCENE, QR_LIMIT_SCENE) are not modelled.
+        if not isinstance(body, dict) or body.get("action_name") not in (
+            "QR_STR_SCENE",
+            "QR_LIMIT_STR_SCENE",
+        ):
+            return _error(40097, "invalid args")
+        info = body.get("action_info")
+        scene = info.get("scene") if isinstance(info, dict) else None
+        scene_str = scene.get("scene_str") if isinstance(scene, dict) else None
+        if not isinstance(scene_str, str) or not 1 <= len(scene_str) <= QR_SCENE_MAX_CHARS:
+            return _error(40097, "invalid args")
+        expire_seconds = body.get("expire_seconds", 60)  # WeChat's default
+        if type(expire_seconds) is not int or expire_seconds < 1:
+            return _error(40097, "invalid args")
+        self.calls.append(Call(request.path, {}, body))
+        ticket = secrets.token_urlsafe(48)
+        self.qr_scenes[ticket] = scene_str
+        answer: dict[str, Any] = {
+            "ticket": ticket,
+            "url": f"http://weixin.qq.com/q/{secrets.token_urlsafe(18)}",
+        }
+        if body["action_name"] == "QR_STR_SCENE":
+            answer["expire_seconds"] = min(expire_seconds, QR_MAX_SECONDS)
+        return web.json_response(answer)
+
+    async def _media_upload(self, request: web.Request) -> web.Response:
+        if error := self._token_error(request):
+            return error
+        if fault := await self._fault("/cgi-bin/media/upload"):
+            return fault
+        # Images only; voice, video and thumb uploads are not modelled.
+        if request.query.get("type") != "image":
+            return _error(40004, "invalid media type")
+        upload = await _read_media(request)
+        if isinstance(upload, web.Response):
+            return upload
+        filename, content_type, data = upload
+        if not data.startswith(IMAGE_MAGIC):
+            return _error(40005, "invalid file type")
+        media_id = secrets.token_urlsafe(48)
+        self.media[media_id] = data
+        params = {k: v for k, v in request.query.items() if k != "access_token"}
+        described = {"filename": filename, "content_type": content_type, "size": len(data)}
+        self.calls.append(Call(request.path, params, {"media": described}))
+        return web.json_response(
+            {"type": "image", "media_id": media_id, "created_at": int(time.time())}
+        )
+
+
+async def _read_media(request: web.Request) -> tuple[str, str, bytes] | web.Response:
+    """The ``media`` file field of a multipart body: (filename, content type, bytes)."""
+    if request.content_type != "multipart/form-data":
+        return _error(41005, "media data missing")
+    try:
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader) or part.name != "media" or not part.filename:
+                continue
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                if len(data) > IMAGE_MAX_BYTES:
+                    return _error(40006, "invalid meida size")  # sic, WeChat's spelling
+            if not data:
+                break
+            return part.filename, part.headers.get(hdrs.CONTENT_TYPE, ""), bytes(data)
+    except ValueError:  # a malformed multipart body
+        pass
+    return _error(41005, "media data missing")
 
 
 def _error(errcode: int, errmsg: str = "") -> web.Response:
