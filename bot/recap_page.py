@@ -4,10 +4,8 @@ No login: the token in the link (192 random bits, models/recap.py) is the creden
 page says nothing to anyone without it. An unknown or malformed token gets the same 404 page
 whatever the reason; the lookup goes through the token's unique index.
 
-The page is built for WeChat's in-app browser on a phone: a viewport meta, one column, inline
-CSS, and the monthly chart drawn here as inline SVG. No JavaScript and nothing from another
-host: the Content-Security-Policy forbids both, and nothing leaks the token in a Referer.
-Every value is escaped. Member names are not shown: a link can be forwarded.
+The page (bot/pages.py's shell) draws the monthly chart here as inline SVG. Every value is
+escaped. Member names are not shown: a link can be forwarded.
 """
 
 from __future__ import annotations
@@ -19,47 +17,13 @@ from html import escape
 from aiohttp import web
 
 from bot import wiring
+from bot.pages import document, html_response
 from messages import recap_copy as copy
 from models.recap import MemberRecap, recap_by_token
 from models.rules import ProgrammeRules
 
 # What secrets.token_urlsafe makes; anything else is not looked up at all.
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,64}")
-
-HEADERS = {
-    # A member's own figures: never in a shared cache, never kept.
-    "Cache-Control": "private, no-store",
-    "X-Robots-Tag": "noindex",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-}
-
-_STYLE = """
-body{margin:0;background:#f5f5f7;color:#1d1d1f;font:16px/1.6 -apple-system,"PingFang SC",
-"Hiragino Sans GB","Microsoft YaHei",sans-serif}
-main{max-width:480px;margin:0 auto;padding:20px 16px 32px}
-h1{font-size:22px;margin:8px 0 4px}
-h2{font-size:17px;margin:0 0 8px}
-.intro,.foot{color:#6e6e73;font-size:14px}
-.card{background:#fff;border-radius:12px;padding:16px;margin:12px 0}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
-.label{color:#6e6e73;font-size:13px}
-.value{font-size:22px;font-weight:600}
-.rank{font-weight:600;color:#b8860b}
-ul{margin:8px 0 0;padding-left:20px}
-svg{width:100%;height:auto;display:block}
-"""
-
-
-def _document(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        '<meta name="robots" content="noindex">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><main>{body}</main></body></html>"
-    )
 
 
 def _figure(label: str, value: str) -> str:
@@ -156,7 +120,7 @@ def render_recap(recap: MemberRecap, rules: ProgrammeRules) -> str:
         f'<section class="card"><h2>{escape(copy.CHART_HEADING)}</h2>{chart}</section>'
         f'<p class="foot">{escape(copy.FOOTER)}</p>'
     )
-    return _document(copy.PAGE_TITLE.format(year=year), body)
+    return document(copy.PAGE_TITLE.format(year=year), body)
 
 
 def render_not_found() -> str:
@@ -164,13 +128,7 @@ def render_not_found() -> str:
     body = (
         f'<h1>{escape(copy.NOT_FOUND_TITLE)}</h1><p class="intro">{escape(copy.NOT_FOUND_TEXT)}</p>'
     )
-    return _document(copy.NOT_FOUND_TITLE, body)
-
-
-def _html(text: str, status: int) -> web.Response:
-    return web.Response(
-        text=text, status=status, content_type="text/html", charset="utf-8", headers=HEADERS
-    )
+    return document(copy.NOT_FOUND_TITLE, body)
 
 
 async def recap_page(request: web.Request) -> web.Response:
@@ -181,8 +139,8 @@ async def recap_page(request: web.Request) -> web.Response:
         async with request.config_dict[wiring.SESSIONS]() as session:
             recap = await recap_by_token(session, token)
     if recap is None:
-        return _html(render_not_found(), 404)
-    return _html(render_recap(recap, request.config_dict[wiring.CONFIG].programme), 200)
+        return html_response(render_not_found(), 404)
+    return html_response(render_recap(recap, request.config_dict[wiring.CONFIG].programme), 200)
 
 
 routes = [web.get("/recap/{token}", recap_page)]

@@ -1,0 +1,56 @@
+"""The shell of the service's member-facing pages (the annual recap, the referral page).
+
+Built for WeChat's in-app browser on a phone: a viewport meta, one column, inline CSS. No
+JavaScript and nothing from another host: the Content-Security-Policy forbids both, and no
+Referer leaks a link's secret. Callers escape every value they put in ``body``.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from aiohttp import web
+
+HEADERS = {
+    # A member's own page: never in a shared cache, never kept.
+    "Cache-Control": "private, no-store",
+    "X-Robots-Tag": "noindex",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+}
+
+STYLE = """
+body{margin:0;background:#f5f5f7;color:#1d1d1f;font:16px/1.6 -apple-system,"PingFang SC",
+"Hiragino Sans GB","Microsoft YaHei",sans-serif}
+main{max-width:480px;margin:0 auto;padding:20px 16px 32px}
+h1{font-size:22px;margin:8px 0 4px}
+h2{font-size:17px;margin:0 0 8px}
+.intro,.foot{color:#6e6e73;font-size:14px}
+.card{background:#fff;border-radius:12px;padding:16px;margin:12px 0}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+.label{color:#6e6e73;font-size:13px}
+.value{font-size:22px;font-weight:600}
+.rank{font-weight:600;color:#b8860b}
+ul{margin:8px 0 0;padding-left:20px}
+svg{width:100%;height:auto;display:block}
+.qr{max-width:240px;margin:0 auto}
+"""
+
+
+def document(title: str, body: str) -> str:
+    """A whole page around ``body`` (already escaped HTML)."""
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta name="robots" content="noindex">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><main>{body}</main></body></html>"
+    )
+
+
+def html_response(text: str, status: int) -> web.Response:
+    """The page with the headers above."""
+    return web.Response(
+        text=text, status=status, content_type="text/html", charset="utf-8", headers=HEADERS
+    )
