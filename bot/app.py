@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot import health, recap_page, wiring
+from bot import health, recap_page, referral_page, wiring
 from bot.api.app import PREFIX, create_api_app
 from bot.config import Config
 from bot.metrics import Metrics
@@ -47,6 +47,7 @@ def create_app(config: Config, router: Router | None = None) -> web.Application:
             web.post("/wechat", _wechat_post),
             *health.routes,
             *recap_page.routes,
+            *referral_page.routes,
         ]
     )
     app.add_subapp(PREFIX, create_api_app(config.api.token.get_secret_value()))

@@ -141,6 +141,7 @@ class ChatConfig(_Section):
         "coupons": ["我的券", "优惠券", "券"],
         "recap": ["年度回顾", "年度报告"],
         "referral": ["推荐", "邀请"],
+        "my_referrals": ["我的推荐"],
         "human": ["人工", "客服"],
     }
     menu_keys: dict[str, str] = {
@@ -150,6 +151,7 @@ class ChatConfig(_Section):
         "MENU_BENEFITS": "benefits",
         "MENU_COUPONS": "coupons",
         "MENU_REFERRAL": "referral",
+        "MENU_MY_REFERRALS": "my_referrals",
         "MENU_HUMAN": "human",
     }
 

@@ -2,9 +2,9 @@
 
 It dedupes WeChat's retries (MsgId, or FromUserName+CreateTime+Event for events), opens the
 member's customer-service window, queues the interaction time for the database flush, and
-returns the member id cached from an earlier message, so a known member's message needs no SQL
-before its handler runs. A retry finds the first attempt's outcome: its reply, ``success``,
-or "still working".
+returns the member id cached from an earlier message (so a known member's message needs no SQL
+before its handler runs) and the member's open question (bot/questions.py), if any. A retry
+finds the first attempt's outcome: its reply, ``success``, or "still working".
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from bot.questions import QUESTION_KEY
 from bot.redis_pipe import LuaScript, RedisPipe
 
 PENDING = b"P"  # the first attempt is still working
@@ -42,17 +43,19 @@ if ARGV[4] ~= '0' then
   end
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 end
-return {'', member_id or ''}
+return {'', member_id or '', redis.call('GET', KEYS[5]) or ''}
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """``first`` for a new message, else what the earlier attempt left; the cached member id."""
+    """``first`` for a new message, else what the earlier attempt left; the cached member id;
+    the member's open question (raw JSON, empty if none)."""
 
     first: bool
     earlier: bytes = b""
     member_id: int | None = None
+    question: bytes = b""
 
 
 def dedupe_key(openid: str, msg_id: int, created: int, event: str | None, key: str) -> str:
@@ -74,18 +77,22 @@ class InboundGate:
     async def admit(self, key: str, openid: str, window: tuple[int, int] | None) -> Admission:
         """Claim ``key`` for this attempt; record the interaction when ``window`` is given."""
         ttl, quota = window or (0, 0)
-        earlier, member_id = await self._redis.run_script(
+        earlier, member_id, *question = await self._redis.run_script(
             self._admit,
             keys=[
                 key,
                 WINDOW_KEY.format(openid=openid),
                 PENDING_INTERACTIONS,
                 MEMBER_ID_KEY.format(openid=openid),
+                QUESTION_KEY.format(openid=openid),
             ],
             args=[self._ttl, int(time.time()), openid, ttl, quota, MEMBER_ID_TTL],
         )
         return Admission(
-            first=not earlier, earlier=earlier, member_id=int(member_id) if member_id else None
+            first=not earlier,
+            earlier=earlier,
+            member_id=int(member_id) if member_id else None,
+            question=question[0] if question else b"",
         )
 
     async def remember_member(self, openid: str, member_id: int) -> None:

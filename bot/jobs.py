@@ -6,6 +6,7 @@ is safe to run again: it only does what is due, and a push is planned once per p
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.outbox import Outbox
+from bot.rating_questions import plan_nps_sample
 from bot.recap_push import plan_recaps
 from bot.scheduled_pushes import (
     plan_birthdays,
@@ -26,6 +28,7 @@ from models.coupons import expire_coupons
 from models.deliveries import Delivery
 from models.ledger import expire_due_lots
 from models.members import Member
+from models.referrals import Referral, due_referrals, settle
 from models.rules import ProgrammeRules
 from models.segments import refresh_segments
 from models.tier_review import reevaluate_tiers
@@ -96,6 +99,24 @@ def _pushes(planner: Planner, what: str) -> JobFunction:
     return run
 
 
+async def _referral_rewards(ctx: JobContext) -> str:
+    """Settle each due referral in its own transaction (a few a day per referrer at most: the
+    daily cap bounds them), each row locked so two runs never settle one twice."""
+    counts: Counter[str] = Counter()
+    while True:
+        async with ctx.sessions() as session:
+            due = await due_referrals(session, ctx.now, limit=500)
+        if not due:
+            break
+        for referral_id in due:
+            async with ctx.sessions.begin() as session:
+                referral = await session.get(Referral, referral_id, with_for_update=True)
+                if referral is not None and referral.status == "pending":
+                    counts[await settle(session, ctx.rules, referral, ctx.now)] += 1
+    shown = ", ".join(f"{status} {n}" for status, n in sorted(counts.items())) or "none due"
+    return f"referrals settled: {shown}"
+
+
 async def _annual_recap(ctx: JobContext) -> str:
     planned = await plan_recaps(ctx.sessions, ctx.outbox, ctx.rules, ctx.now, ctx.public_url)
     return f"{planned} annual recaps planned"
@@ -136,6 +157,16 @@ JOBS = {
             "tier-keeping",
             "30 days before the re-evaluation: what keeps each member's tier (push)",
             _pushes(plan_tier_keeping, "tier-keeping reminders"),
+        ),
+        Job(
+            "referral-rewards",
+            "reward referrals whose friend's first order passed the return window",
+            _referral_rewards,
+        ),
+        Job(
+            "nps-sample",
+            "ask this month's sample of members the NPS question (survey push)",
+            _pushes(plan_nps_sample, "NPS questions"),
         ),
         Job(
             "annual-recap",

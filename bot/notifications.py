@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.outbox import Outbox
 from bot.tasks import every
-from messages import copy
+from messages import copy, referral_copy
 from models.base import utcnow
 from models.deliveries import SERVICE, PlannedPush, plan
 from models.events import MemberEvent, mark_processed, unprocessed_events
+from models.referrals import REFERRAL_REWARDED, REFERRAL_STAR
 from models.rules import ProgrammeRules
 
 TIER_UPGRADED = "tier_upgraded"
@@ -38,6 +39,31 @@ def _tier_upgraded(event: MemberEvent, rules: ProgrammeRules) -> dict[str, Any]:
     }
 
 
+def _referral_rewarded(event: MemberEvent, rules: ProgrammeRules) -> dict[str, Any]:
+    points = event.payload["points"]
+    return {
+        "text": referral_copy.REWARDED.format(points=points),
+        "fields": {"title": referral_copy.REWARDED.format(points=points), "points": str(points)},
+    }
+
+
+def _referral_star(event: MemberEvent, rules: ProgrammeRules) -> dict[str, Any]:
+    text = referral_copy.STAR.format(
+        quarter=event.payload["quarter"],
+        count=event.payload["referrals"],
+        points=event.payload["points"],
+    )
+    return {"text": text, "fields": {"title": text, "points": str(event.payload["points"])}}
+
+
+# Event kind → the payload of its push (the kind is also the push's purpose).
+_PUSHES = {
+    TIER_UPGRADED: _tier_upgraded,
+    REFERRAL_REWARDED: _referral_rewarded,
+    REFERRAL_STAR: _referral_star,
+}
+
+
 async def plan_event_pushes(
     sessions: async_sessionmaker[AsyncSession],
     outbox: Outbox,
@@ -45,17 +71,20 @@ async def plan_event_pushes(
     now: datetime,
     limit: int = 1000,
 ) -> int:
-    """Plan the pushes for up to ``limit`` unprocessed events; how many were planned."""
+    """Plan the pushes for up to ``limit`` unprocessed events; how many events were taken."""
+    planned: list[int] = []
     async with sessions.begin() as session:
-        events = await unprocessed_events(session, [TIER_UPGRADED], limit)
-        pushes = [
-            PlannedPush(event.member_id, f"{event.kind}:{event.id}", _tier_upgraded(event, rules))
-            for event in events
-        ]
-        planned = await plan(session, TIER_UPGRADED, SERVICE, pushes, now)
+        events = await unprocessed_events(session, list(_PUSHES), limit)
+        for kind, build in _PUSHES.items():
+            pushes = [
+                PlannedPush(event.member_id, f"{event.kind}:{event.id}", build(event, rules))
+                for event in events
+                if event.kind == kind
+            ]
+            planned += await plan(session, kind, SERVICE, pushes, now)
         await mark_processed(session, (event.id for event in events), now)
     await outbox.enqueue(planned)
-    return len(planned)
+    return len(events)
 
 
 async def notify_forever(

@@ -14,6 +14,8 @@ later waits in a sorted set (``deliveries:delayed``) until it is due. Each worke
   Marketing content never goes as a template message: quiet hours defer it, the member's daily
   and weekly caps may skip it (bot/marketing.py), then it goes inside the window if one is
   open, else into a mass send (batched by text, one of the member's 4 a month);
+  a ``survey`` (a rating question) first passes the quiet hours and caps as marketing does, then
+  takes a service notification's channels;
 - waits for the API's shared token bucket (bot/rate_limit.py), calls WeChat, and records the
   outcome. Transient errors (-1, 45009, 45011, HTTP 5xx, timeouts; the client has already
   retried briefly) come back later with exponential backoff and jitter, up to
@@ -32,7 +34,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -45,11 +47,11 @@ from bot.cs_window import CustomerServiceWindows
 from bot.marketing import MarketingLimits, MassBatch, MassQueue
 from bot.rate_limit import RateLimiter
 from bot.wechat_api import WeChatAPIError, WeChatClient
-from messages.outbound import template_message, text_message
+from messages.outbound import image_message, template_message, text_message
 from models.base import utcnow
 from models.deliveries import (
     MARKETING,
-    SERVICE,
+    SURVEY,
     Claimed,
     Outcome,
     abandon_interrupted,
@@ -123,8 +125,12 @@ class DeliveryWorker:
         outbox: Outbox,
         config: DeliveryConfig,
         zone: ZoneInfo,
+        on_sent: Callable[[Claimed], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
+        # Called for each delivery WeChat accepted, once its outcome is recorded (a rating
+        # question is open from then on).
+        self.on_sent = on_sent
         self.redis = redis
         self.sessions = sessions
         self.wechat = wechat
@@ -302,7 +308,7 @@ class DeliveryWorker:
             "template",
             sum(1 for c in claimed if c.openid and c.subscribed and self._template(c) is not None),
         )
-        outcomes: list[tuple[Outcome, str]] = []
+        outcomes: list[tuple[Outcome, Claimed]] = []
 
         async def attempt(claimed_one: Claimed) -> None:
             try:
@@ -315,7 +321,7 @@ class DeliveryWorker:
                 if on_done is not None:
                     on_done()
             if isinstance(result, Outcome):
-                outcomes.append((result, claimed_one.purpose))
+                outcomes.append((result, claimed_one))
                 results[claimed_one.id] = result.status
             else:
                 results[claimed_one.id] = result
@@ -324,12 +330,14 @@ class DeliveryWorker:
         if outcomes:
             async with self.sessions.begin() as session:
                 await record_outcomes(session, [o for o, _ in outcomes], utcnow())
-            for outcome, purpose in outcomes:
+            for outcome, claimed_one in outcomes:
+                if outcome.status == "sent" and self.on_sent is not None:
+                    await self.on_sent(claimed_one)
                 log.info(
                     "delivery",
                     extra={
                         "delivery": outcome.delivery_id,
-                        "purpose": purpose,
+                        "purpose": claimed_one.purpose,
                         "status": outcome.status,
                         **{
                             key: value
@@ -341,7 +349,9 @@ class DeliveryWorker:
         return results
 
     def _template(self, claimed: Claimed) -> Any:
-        return self.config.templates.get(claimed.purpose) if claimed.category == SERVICE else None
+        if claimed.category == MARKETING:
+            return None
+        return self.config.templates.get(claimed.purpose)
 
     async def _attempt(self, claimed: Claimed, now: datetime) -> Outcome | str:
         """Send a claimed delivery (the template API's token already taken); its outcome, or
@@ -350,6 +360,8 @@ class DeliveryWorker:
             return Outcome(claimed.id, "skipped", reason="unsubscribed")
         if claimed.category == MARKETING:
             return await self._marketing(claimed, claimed.openid, now)
+        if claimed.category == SURVEY and (held := await self._hold(claimed, now)) is not None:
+            return held
         template = self._template(claimed)
         try:
             if template is not None:
@@ -365,8 +377,11 @@ class DeliveryWorker:
             if not await self.windows.take_slot(claimed.openid):
                 return Outcome(claimed.id, "skipped", reason="no_channel")
             await self.limiter.take("custom")
+            image = claimed.payload.get("image")
             await self.wechat.send_custom_message(
-                text_message(claimed.openid, claimed.payload["text"])
+                image_message(claimed.openid, image)
+                if image
+                else text_message(claimed.openid, claimed.payload["text"])
             )
             return Outcome(claimed.id, "sent", channel="custom")
         except KeyError as exc:
@@ -375,8 +390,8 @@ class DeliveryWorker:
         except WeChatAPIError as exc:
             return await self._failed(claimed, exc, via_window=template is None)
 
-    async def _marketing(self, claimed: Claimed, openid: str, now: datetime) -> Outcome | str:
-        """Quiet hours defer it; the caps may skip it; then the window, else a mass send."""
+    async def _hold(self, claimed: Claimed, now: datetime) -> Outcome | str | None:
+        """Quiet hours defer an unasked-for push; the member's caps may skip it; else None."""
         if (until := self.limits.quiet_until(now)) is not None:
             async with self.sessions.begin() as session:
                 await defer(session, claimed.id, until, now)
@@ -384,6 +399,12 @@ class DeliveryWorker:
             return "deferred"
         if not await self.limits.take_marketing(claimed.member_id, now):
             return Outcome(claimed.id, "skipped", reason="frequency_cap")
+        return None
+
+    async def _marketing(self, claimed: Claimed, openid: str, now: datetime) -> Outcome | str:
+        """Quiet hours defer it; the caps may skip it; then the window, else a mass send."""
+        if (held := await self._hold(claimed, now)) is not None:
+            return held
         text = claimed.payload["text"]
         if await self.windows.take_slot(openid):
             try:

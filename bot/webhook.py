@@ -49,6 +49,7 @@ from handlers.inbound import Inbound
 from messages import copy
 from messages.outbound import custom_message
 from messages.replies import Reply, TextReply
+from models.ratings import OpenQuestion
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,8 @@ class Webhook:
             return await self._answer_retry(fields, key, admission.earlier, encrypted, nonce)
 
         msg.member_id = admission.member_id
+        if admission.question:
+            msg.question = OpenQuestion.loads(admission.question)
         task = asyncio.create_task(self._dispatcher.dispatch(msg))
         done, _ = await asyncio.wait((task,), timeout=self._config.reply_budget_seconds)
         if not done:

@@ -23,9 +23,12 @@ from bot.metrics import Metrics
 from bot.notifications import notify_forever
 from bot.outbox import DeliveryWorker, Outbox
 from bot.points_cache import PointsCache
+from bot.questions import Questions
+from bot.rating_questions import question_opener
 from bot.receipts import ReceiptFlusher, ReceiptQueue
 from bot.redis_pipe import RedisPipe
 from bot.redis_server import open_redis
+from bot.referral_links import ReferralShares
 from bot.tasks import BackgroundTasks
 from bot.webhook import Webhook
 from bot.wechat_api import WeChatClient
@@ -50,6 +53,11 @@ WEBHOOK = web.AppKey("webhook", Webhook)
 ROUTER = web.AppKey("router", Router)
 SERVICES = web.AppKey("services", Services)
 OUTBOX = web.AppKey("outbox", Outbox)
+
+
+def questions_store(redis: Redis, config: Config) -> Questions:
+    """Members' open rating questions, kept ``[programme.ratings] question_hours``."""
+    return Questions(redis, config.programme.ratings.question_hours * 3600)
 
 
 async def redis(app: web.Application) -> AsyncIterator[None]:
@@ -103,6 +111,11 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         member_ids=gate,
         points=app[POINTS],
         receipts=ReceiptQueue(app[PIPE]),
+        pushes=Outbox(app[REDIS]),
+        shares=ReferralShares(
+            app[SESSIONS], app[WECHAT], config.programme, config.server.public_url
+        ),
+        questions=questions_store(app[REDIS], config),
         public_url=config.server.public_url,
         capabilities=tuple(dict.fromkeys(router.intents())),
     )
@@ -148,6 +161,7 @@ async def run_pipeline(
             outbox=outbox,
             config=config.delivery,
             zone=config.programme.zone,
+            on_sent=question_opener(questions_store(redis, config)),
         )
         for n in range(config.delivery.workers)
     ]

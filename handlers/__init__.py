@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from handlers import binding, coupons, fallback, follow, help, points, recap, receipts, tier
+from handlers import (
+    binding,
+    coupons,
+    fallback,
+    follow,
+    help,
+    points,
+    rating,
+    recap,
+    receipts,
+    referral,
+    tier,
+)
 from handlers.router import Router
 
 
@@ -12,11 +24,13 @@ def build_router() -> Router:
     root.include(
         receipts.router,
         follow.router,
+        rating.router,
         help.router,
         points.router,
         tier.router,
         coupons.router,
         recap.router,
+        referral.router,
         binding.router,
         fallback.router,
     )

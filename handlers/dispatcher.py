@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.inbound import Inbound, Services
-from handlers.router import Router
+from handlers.router import Declined, Router
 from messages.replies import Reply
 from models.members import ensure_member, member_id_for
 
@@ -49,7 +49,12 @@ class Dispatcher:
                     msg.member = await ensure_member(msg.db, msg.openid, msg.sent_at)
                     msg.member_id = msg.member.id
             handler = self.router.resolve(msg)
-            reply = await handler(msg) if handler is not None else None
+            try:
+                reply = await handler(msg) if handler is not None else None
+            except Declined:
+                msg.question = None
+                handler = self.router.resolve(msg)
+                reply = await handler(msg) if handler is not None else None
             if msg.session is not None:
                 await msg.session.commit()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.help import help_text
 from handlers.inbound import Inbound
+from handlers.referral import attribute_newcomer
 from handlers.router import Router, event
 from messages import copy
 from messages.replies import TextReply
@@ -20,6 +21,12 @@ async def welcome(msg: Inbound) -> TextReply:
     msg.member = await record_subscribe(msg.db, msg.openid, msg.sent_at)
     msg.member_id = msg.member.id
     greeting = copy.WELCOME_BACK if returning else copy.WELCOME
+    if msg.event == "subscribe_scan" and not returning:
+        referral = await attribute_newcomer(
+            msg, msg.member, existed_before=known is not None, source="subscribe"
+        )
+        if referral is not None:
+            greeting = copy.WELCOME_REFERRED
     return TextReply(f"{greeting}\n\n{help_text(msg)}")
 
 

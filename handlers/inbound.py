@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 from handlers.intents import IntentMatcher
 from models.ledger import PointsSummary
 from models.members import Member
+from models.ratings import OpenQuestion
+from models.referrals import Share
 from models.rules import ProgrammeRules
 
 
@@ -47,6 +49,30 @@ class PointsSummaries(Protocol):
     ) -> PointsSummary | None: ...
 
 
+class Pushes(Protocol):
+    """Where committed delivery rows go to be sent (the outbox)."""
+
+    async def enqueue(self, delivery_ids: Iterable[int], at: datetime | None = None) -> None: ...
+
+
+class Shares(Protocol):
+    """Where a member's referral share (code, page, QR image) comes from."""
+
+    async def share(self, member_id: int, now: datetime) -> Share: ...
+
+
+class QuestionStore(Protocol):
+    """Where members' open questions (ratings) live."""
+
+    async def open(self, openid: str, question: OpenQuestion) -> None: ...
+
+    async def take(
+        self, openid: str, seen: OpenQuestion, then: OpenQuestion | None = None
+    ) -> bool: ...
+
+    async def reprompted(self, openid: str, seen: OpenQuestion) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """What handlers share, wired once by the app factory."""
@@ -60,6 +86,9 @@ class Services:
     member_ids: MemberIds
     points: PointsSummaries
     receipts: Receipts
+    pushes: Pushes
+    shares: Shares
+    questions: QuestionStore
     # Where members' phones reach this service (links in replies).
     public_url: str = "http://127.0.0.1:8080"
     capabilities: tuple[str, ...] = ()
@@ -88,6 +117,8 @@ class Inbound:
     status: str = ""  # Status of a TEMPLATESENDJOBFINISH
     intent: str | None = None
     state: str | None = None
+    # The question the member has open (a rating), read with the message's Redis work.
+    question: OpenQuestion | None = None
     member_id: int | None = None
     member: Member | None = None
     session: AsyncSession | None = field(default=None, repr=False)

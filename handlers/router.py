@@ -20,6 +20,11 @@ from messages.replies import Reply
 Handler = Callable[[Inbound], Awaitable[Reply | None]]
 
 
+class Declined(Exception):
+    """Raised by a handler that leaves the message to the routes after it (the dispatcher
+    resolves again with the member's open state cleared)."""
+
+
 class Filter:
     """A condition on an inbound message; ``intent`` names the capability it serves, if any."""
 

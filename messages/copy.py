@@ -18,10 +18,12 @@ CAPABILITIES = {
     "coupons": "查看可用的优惠券",
     "recap": "查看您的年度会员回顾",
     "referral": "获取专属推荐链接与二维码",
+    "my_referrals": "查看推荐好友的进度与奖励",
     "human": "转接人工客服",
 }
 
 WELCOME = "欢迎关注！感谢您成为我们的会员 🎉"
+WELCOME_REFERRED = "欢迎关注！您已通过好友邀请成为我们的会员 🎉 完成首单即可领取新人礼。"
 WELCOME_BACK = "欢迎回来！很高兴再次见到您 🎉"
 FALLBACK = "抱歉，我没有听懂您的意思。"
 NON_TEXT_FALLBACK = "收到啦！目前我只能看懂文字消息。"

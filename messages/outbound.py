@@ -13,7 +13,7 @@ def custom_message(openid: str, reply: Reply) -> dict[str, Any] | None:
         case TextReply(text=text):
             return text_message(openid, text)
         case ImageReply(media_id=media_id):
-            return {"touser": openid, "msgtype": "image", "image": {"media_id": media_id}}
+            return image_message(openid, media_id)
         case NewsReply(article=a):
             return {
                 "touser": openid,
@@ -35,6 +35,11 @@ def custom_message(openid: str, reply: Reply) -> dict[str, Any] | None:
 def text_message(openid: str, text: str) -> dict[str, Any]:
     """A customer-service text message."""
     return {"touser": openid, "msgtype": "text", "text": {"content": text}}
+
+
+def image_message(openid: str, media_id: str) -> dict[str, Any]:
+    """A customer-service image message (the image uploaded as media first)."""
+    return {"touser": openid, "msgtype": "image", "image": {"media_id": media_id}}
 
 
 def template_message(

@@ -8,7 +8,9 @@ from models.events import MemberEvent
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
 from models.orders import Order, Refund
+from models.ratings import FollowUp, Rating
 from models.recap import MemberRecap
+from models.referrals import Referral, ReferralLink, ReferralStar
 from models.state import ProgrammeState
 from models.tiers import TierChange
 
@@ -17,6 +19,7 @@ __all__ = [
     "BindingCode",
     "Coupon",
     "Delivery",
+    "FollowUp",
     "LedgerEntry",
     "Member",
     "MemberEvent",
@@ -24,6 +27,10 @@ __all__ = [
     "Order",
     "PointLot",
     "ProgrammeState",
+    "Rating",
+    "Referral",
+    "ReferralLink",
+    "ReferralStar",
     "Refund",
     "TemplateReceipt",
     "TierChange",

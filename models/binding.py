@@ -104,6 +104,17 @@ _MEMBER_TABLES = (
     "tier_changes",
     "member_events",
     "binding_codes",
+    "deliveries",
+    "ratings",
+    "follow_ups",
+)
+# Tables where the customer may already have the row the follower has (the same key besides
+# the member): the customer's row stays, the follower's moves only where it does not clash.
+_MEMBER_KEYED_TABLES = (
+    ("referral_links", "member_id", ()),
+    ("referral_stars", "member_id", ("quarter",)),
+    ("member_recaps", "member_id", ("year",)),
+    ("referrals", "referee_id", ()),
 )
 
 
@@ -146,6 +157,22 @@ async def _merge_into(session: AsyncSession, follower: Member, customer: Member)
             text(f"UPDATE {table} SET member_id = :to WHERE member_id = :old"),
             {"to": customer.id, "old": follower.id},
         )
+    for table, column, keys in _MEMBER_KEYED_TABLES:
+        same = "".join(f" AND o.{key} = {table}.{key}" for key in keys)
+        await session.execute(
+            text(
+                f"UPDATE {table} SET {column} = :to WHERE {column} = :old AND NOT EXISTS "
+                f"(SELECT 1 FROM {table} AS o WHERE o.{column} = :to{same})"
+            ),
+            {"to": customer.id, "old": follower.id},
+        )
+        await session.execute(
+            text(f"DELETE FROM {table} WHERE {column} = :old"), {"old": follower.id}
+        )
+    await session.execute(
+        text("UPDATE referrals SET referrer_id = :to WHERE referrer_id = :old"),
+        {"to": customer.id, "old": follower.id},
+    )
     customer.points_balance += follower.points_balance
     customer.subscribed = follower.subscribed
     customer.subscribed_at = follower.subscribed_at or customer.subscribed_at

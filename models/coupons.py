@@ -194,6 +194,8 @@ async def redeem_coupon(
         raise CouponRefused("expired")
     if coupon.valid_from > now:
         raise CouponRefused("not_yet_valid")
+    if coupon.status == "revoked":
+        raise CouponRefused("revoked")
     raise RuntimeError(f"coupon {code} has unexpected status {coupon.status!r}")
 
 

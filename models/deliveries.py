@@ -41,6 +41,9 @@ from models.members import Member
 _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 
 SERVICE, MARKETING = "service", "marketing"
+# A question to the member (a rating): the channels of a service notification, but quiet hours
+# and the marketing caps apply, as to anything the member did not ask for.
+SURVEY = "survey"
 STATUSES = ("queued", "sending", "sent", "failed", "skipped")
 
 
@@ -105,7 +108,7 @@ async def plan(
 ) -> list[int]:
     """Write the rows for ``pushes`` in one statement; returns the ids of the new rows (a key
     planned before is left alone, so a rerun plans nothing)."""
-    if category not in (SERVICE, MARKETING):
+    if category not in (SERVICE, MARKETING, SURVEY):
         raise ValueError(f"unknown delivery category {category!r}")
     if not pushes:
         return []

@@ -287,6 +287,25 @@ async def reverse_order_points(
     """Take back ``points`` an order earned: from the order's own lot first, then the oldest
     others, never below zero. What was already spent and cannot be covered by the balance is
     reported as unrecovered (written off, not a debt)."""
+    return await take_back(
+        session, member_id, points, kind="refund", reason=reason, key=key, at=at, order_id=order_id
+    )
+
+
+async def take_back(
+    session: AsyncSession,
+    member_id: int,
+    points: int,
+    *,
+    kind: str,
+    reason: str,
+    key: str,
+    at: datetime,
+    order_id: int | None = None,
+) -> Reversal:
+    """Take back up to ``points`` (a refund, a reward clawed back): from ``order_id``'s lots
+    first when given, then the oldest, never below zero; the shortfall is reported as
+    unrecovered. The same ``key`` again takes nothing more."""
     if points <= 0:
         return Reversal(None, 0)
     existing = await session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
@@ -303,9 +322,7 @@ async def reverse_order_points(
     balance = await _move_balance(session, member_id, -taken)
     if balance is None:
         raise RuntimeError(f"member {member_id}: balance and lots disagree")
-    entry = await _add_entry(
-        session, member_id, "refund", -taken, balance, reason, key, at, order_id
-    )
+    entry = await _add_entry(session, member_id, kind, -taken, balance, reason, key, at, order_id)
     return Reversal(Change(entry.id, -taken, balance), points - taken)
 
 

@@ -133,9 +133,49 @@ DEFAULT_COUPONS = [
 ]
 
 
+class ReferralRules(_Rules):
+    """老带新: who gets what when a referred friend's first order stands, and the limits."""
+
+    # Days after the friend's first order before both are rewarded (0: at once, and clawed
+    # back should that order be refunded in full).
+    return_window_days: int = Field(default=7, ge=0, le=90)
+    referrer_points: int = Field(default=200, ge=0, le=1_000_000)
+    # The newcomer's reward: a coupon kind ("" for none) and/or points.
+    newcomer_coupon: str = "newcomer_20"
+    newcomer_points: int = Field(default=0, ge=0, le=1_000_000)
+    # Rewards per referrer per local day; referrals beyond it are recorded as capped.
+    daily_reward_cap: int = Field(default=10, ge=1, le=10_000)
+    # 推荐之星: this many rewarded referrals in a calendar quarter earn the badge and bonus.
+    star_threshold: int = Field(default=5, ge=1, le=1000)
+    star_bonus_points: int = Field(default=500, ge=0, le=1_000_000)
+    # A follower who scans a friend's code this soon after first following still counts as
+    # referred (they followed by search a moment before scanning).
+    scan_grace_hours: int = Field(default=24, ge=0, le=24 * 7)
+    # Temporary QR codes live at most 30 days on WeChat; a fresh one is made when fewer than
+    # qr_renew_days remain, so a shared code stays valid a while.
+    qr_days: int = Field(default=30, ge=2, le=30)
+    qr_renew_days: int = Field(default=3, ge=1, le=29)
+
+
+class RatingRules(_Rules):
+    """满意度: when the CSAT and NPS questions are asked and what follows an answer."""
+
+    after_order_days: float = Field(default=3, ge=0, le=60)
+    # After a CSAT score: "comment" asks for a comment, "nps" asks the NPS question, "" nothing.
+    csat_follow_up: Literal["comment", "nps", ""] = "comment"
+    # Share of subscribed members asked the NPS question each month (a stable sample).
+    nps_sample_percent: float = Field(default=5, ge=0, le=100)
+    question_hours: int = Field(default=24, ge=1, le=24 * 7)
+    # Scores at or below these open a follow-up for customer service.
+    csat_low: int = Field(default=2, ge=1, le=5)
+    nps_low: int = Field(default=6, ge=0, le=10)
+
+
 class ProgrammeRules(_Rules):
     """Everything the domain operations need to know about the programme."""
 
+    # How the programme names itself to members (the referral page's heading).
+    brand_name: str = Field(default="会员俱乐部", min_length=1, max_length=32)
     timezone: str = "Asia/Shanghai"
     tier_window_months: int = Field(default=12, ge=1, le=36)
     tiers: list[TierRule] = DEFAULT_TIERS
@@ -151,6 +191,8 @@ class ProgrammeRules(_Rules):
     winback_segments: list[str] = ["at_risk", "dormant"]
     # The coupon a member gets on their birthday (a kind from ``coupons``; empty: greeting only).
     birthday_coupon: str = "birthday_gift"
+    referrals: ReferralRules = ReferralRules()
+    ratings: RatingRules = RatingRules()
 
     @field_validator("timezone")
     @classmethod
@@ -170,6 +212,11 @@ class ProgrammeRules(_Rules):
             raise ValueError("tiers: list them lowest first, with distinct codes")
         if self.birthday_coupon and self.coupon_kind(self.birthday_coupon) is None:
             raise ValueError(f"birthday_coupon: no coupon kind {self.birthday_coupon!r}")
+        newcomer = self.referrals.newcomer_coupon
+        if newcomer and self.coupon_kind(newcomer) is None:
+            raise ValueError(f"referrals.newcomer_coupon: no coupon kind {newcomer!r}")
+        if self.referrals.qr_renew_days >= self.referrals.qr_days:
+            raise ValueError("referrals: qr_renew_days must be less than qr_days")
         return self
 
     @property

@@ -25,6 +25,9 @@ DEFAULT_SCHEDULE = {
     "expiry-reminders": "0 10 * * *",
     # The year before, on 2 January (local): 1 January's greeting would spend the day's cap.
     "annual-recap": "0 10 2 1 *",
+    # Referral rewards fall due around the clock (the return window ends when it ends).
+    "referral-rewards": "20 * * * *",
+    "nps-sample": "0 10 5 * *",
 }
 
 

@@ -109,10 +109,11 @@ def make_config(
     redis_url: str,
     standin_url: str = "http://127.0.0.1:9/",
     delivery: dict[str, Any] | None = None,
+    programme: dict[str, Any] | None = None,
     **wechat: Any,
 ) -> Config:
     """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``
-    sets the [delivery] table."""
+    and ``programme`` set those tables."""
     return Config.model_validate(
         {
             "wechat": {
@@ -127,6 +128,7 @@ def make_config(
             "redis": {"url": redis_url},
             "api": {"token": API_TOKEN},
             "delivery": delivery or {},
+            "programme": programme or {},
             # Tests of the scheduler start their own (tests/test_scheduler.py).
             "scheduler": {"enabled": False},
             "source": "tests",
@@ -148,15 +150,17 @@ def app_factory(
         router: Router | None = None,
         delivery: dict[str, Any] | None = None,
         redis_at: str | None = None,
+        programme: dict[str, Any] | None = None,
         **wechat: Any,
     ) -> TestClient:
-        """``redis_at``: another Redis server than the test one (flushed first)."""
+        """``redis_at``: another Redis server than the test one (flushed first);
+        ``programme``: the programme's rules."""
         if redis_at is not None:
             other = Redis.from_url(redis_at)
             await other.flushall()
             await other.aclose()
         base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
-        config = make_config(db_url, redis_at or redis_url, base, delivery, **wechat)
+        config = make_config(db_url, redis_at or redis_url, base, delivery, programme, **wechat)
         return await aiohttp_client(create_app(config, router=router))
 
     return start

@@ -81,6 +81,8 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "winback",
         "tier-keeping",
         "annual-recap",
+        "referral-rewards",
+        "nps-sample",
     }
     for job in sorted(names):
         code, out, err = await _bot(config, "jobs", "run", job)

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from bot import wiring
 from bot.outbox import DELAYED, GROUP, STREAM, DeliveryWorker
 from models.base import utcnow
-from models.deliveries import SERVICE, Delivery, PlannedPush, TemplateReceipt, plan
+from models.deliveries import SERVICE, SURVEY, Claimed, Delivery, PlannedPush, TemplateReceipt, plan
 from models.members import find_member
 from tests.helpers import PLAIN, push
 from tests.test_api import call, follower, order
@@ -39,8 +39,10 @@ async def eventually(check: Callable[[], Awaitable[Any]]) -> Any:
 
 
 async def deliveries(client: TestClient) -> list[Delivery]:
+    """The pushes planned, but for the rating questions that orders plan."""
     async with client.app[wiring.SESSIONS]() as session:
-        return list((await session.scalars(select(Delivery).order_by(Delivery.id))).all())
+        query = select(Delivery).where(Delivery.category != SURVEY).order_by(Delivery.id)
+        return list((await session.scalars(query)).all())
 
 
 async def upgrade(client: TestClient, order_id: str = "UP-1") -> None:
@@ -129,7 +131,10 @@ async def _planned(client: TestClient, key: str = "test:1") -> int:
     return delivery_id
 
 
-def _worker(client: TestClient, **config: Any) -> DeliveryWorker:
+def _worker(
+    client: TestClient, on_sent: Callable[[Claimed], Awaitable[None]] | None = None, **config: Any
+) -> DeliveryWorker:
+    """A delivery worker of the app's, with ``config`` overriding ``[delivery]``."""
     app = client.app
     settings = app[wiring.CONFIG].delivery.model_copy(update=config)
     return DeliveryWorker(
@@ -140,6 +145,7 @@ def _worker(client: TestClient, **config: Any) -> DeliveryWorker:
         outbox=app[wiring.OUTBOX],
         config=settings,
         zone=app[wiring.CONFIG].programme.zone,
+        on_sent=on_sent,
     )
 
 

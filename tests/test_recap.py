@@ -205,7 +205,8 @@ async def test_plan_recaps_plans_one_push_per_member_once(client: TestClient) ->
     assert await plan_recaps(*args, new_year + timedelta(hours=1), BASE_URL) == 0
     recaps = await _recaps(client)
     async with app[wiring.SESSIONS]() as session:
-        rows = (await session.scalars(select(Delivery).order_by(Delivery.member_id))).all()
+        query = select(Delivery).where(Delivery.purpose == "annual_recap")
+        rows = (await session.scalars(query.order_by(Delivery.member_id))).all()
     assert sorted(row.member_id for row in rows) == sorted(ids[n] for n in "abde")
     for row in rows:
         assert row.dedupe_key == f"recap:{YEAR}:{row.member_id}"

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from bot import wiring
 from bot.scheduled_pushes import plan_birthdays, plan_expiry_reminders, plan_tier_keeping
 from models.coupons import Coupon
-from models.deliveries import Delivery
+from models.deliveries import SURVEY, Delivery
 from models.members import Member
 from tests.helpers import PLAIN, push
 from tests.test_api import call, follower, order
@@ -21,8 +21,10 @@ from tests.wechat_standin import WeChatStandIn
 
 
 async def _rows(client: TestClient) -> list[Delivery]:
+    """The scheduled pushes planned (not the rating questions that orders plan)."""
     async with client.app[wiring.SESSIONS]() as session:
-        return list((await session.scalars(select(Delivery).order_by(Delivery.id))).all())
+        query = select(Delivery).where(Delivery.category != SURVEY).order_by(Delivery.id)
+        return list((await session.scalars(query)).all())
 
 
 async def _order_days_ago(client: TestClient, order_id: str, openid: str, days: int) -> None:

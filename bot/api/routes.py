@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import TypeVar
 
 from aiohttp import web
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import wiring
 from bot.api import schemas as s
 from bot.api.spec import ApiSpec
+from bot.rating_questions import plan_after_order
 from models.base import utcnow
 from models.binding import create_binding_code
 from models.coupons import (
@@ -44,6 +45,8 @@ from models.orders import (
     record_order,
     refund_order,
 )
+from models.ratings import satisfaction_report
+from models.referrals import note_first_order, note_refund
 from models.rules import ProgrammeRules
 from models.tiers import member_stats, progress
 
@@ -93,7 +96,7 @@ def _rules(request: web.Request) -> ProgrammeRules:
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(
-        text=model.model_dump_json(), status=status, content_type="application/json"
+        text=model.model_dump_json(by_alias=True), status=status, content_type="application/json"
     )
 
 
@@ -218,12 +221,14 @@ async def post_order(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid", message, field)
     try:
         try:
-            outcome = await _record_order(request, data, now)
+            outcome, question = await _record_order(request, data, now)
         except IntegrityError:
             # A concurrent duplicate lost the unique-key race: now it replays or conflicts.
-            outcome = await _record_order(request, data, now)
+            outcome, question = await _record_order(request, data, now)
     except OrderConflict as exc:
         raise ApiError(409, "order_conflict", str(exc), "order_id") from None
+    ids, due = question
+    await request.config_dict[wiring.OUTBOX].enqueue(ids, at=due)
     upgrade = outcome.upgrade
     body = s.OrderOut(
         order_id=data.order_id,
@@ -237,7 +242,12 @@ async def post_order(request: web.Request) -> web.Response:
     return _json(body, 200 if outcome.replayed else 201)
 
 
-async def _record_order(request: web.Request, data: s.OrderIn, now: datetime) -> OrderOutcome:
+async def _record_order(
+    request: web.Request, data: s.OrderIn, now: datetime
+) -> tuple[OrderOutcome, tuple[list[int], datetime | None]]:
+    """Record the order and what follows from it in one transaction: a referral's first order
+    starts its return window, and the rating question is planned (enqueued once committed)."""
+    rules = _rules(request)
     async with request.config_dict[wiring.SESSIONS].begin() as session:
         if data.openid is not None:
             member = await _member(session, data.openid, lock=True)
@@ -249,7 +259,11 @@ async def _record_order(request: web.Request, data: s.OrderIn, now: datetime) ->
                 raise ApiError(
                     404, "unknown_member", "no member with this customer_ref", "customer_ref"
                 )
-        return await record_order(session, _rules(request), member, data.for_member(member.id), now)
+        outcome = await record_order(session, rules, member, data.for_member(member.id), now)
+        if outcome.replayed:
+            return outcome, ([], None)
+        await note_first_order(session, rules, member.id, outcome.order, now)
+        return outcome, await plan_after_order(session, rules, outcome.order, now)
 
 
 @api.route(
@@ -271,12 +285,15 @@ async def post_refund(request: web.Request) -> web.Response:
             raise ApiError(
                 409, "fully_refunded", "the order is already fully refunded", "amount_fen"
             )
+        now = utcnow()
         try:
-            outcome = await refund_order(session, order, amount, data.refund_id, utcnow())
+            outcome = await refund_order(session, order, amount, data.refund_id, now)
         except RefundTooLarge as exc:
             raise ApiError(409, "refund_too_large", str(exc), "amount_fen") from None
         except OrderConflict as exc:
             raise ApiError(409, "refund_conflict", str(exc), "refund_id") from None
+        if not outcome.replayed:
+            await note_refund(session, _rules(request), order, now)
         await session.refresh(member, ["points_balance"])
         return _json(
             s.RefundOut(
@@ -440,4 +457,33 @@ _REFUSAL_TEXT = {
     "used": "the coupon was already used",
     "not_yours": "the coupon belongs to another member",
     "not_yet_valid": "the coupon is not valid yet",
+    "revoked": "the coupon was withdrawn (the order that earned it was refunded)",
 }
+
+
+@api.route(
+    "GET",
+    "/reports/satisfaction",
+    "CSAT and NPS of the ratings given between two local days, overall or by tier, segment "
+    "or month",
+    query=s.SatisfactionQuery,
+    responses={200: s.SatisfactionOut},
+)
+async def get_satisfaction(request: web.Request) -> web.Response:
+    query = parse_query(request, s.SatisfactionQuery)
+    zone = _rules(request).zone
+    start = datetime.combine(query.from_, time.min, zone)
+    end = datetime.combine(query.to + timedelta(days=1), time.min, zone)
+    offset = start.utcoffset() or timedelta()
+    async with request.config_dict[wiring.SESSIONS]() as session:
+        rows = await satisfaction_report(
+            session, start, end, query.group_by, int(offset.total_seconds() // 3600)
+        )
+    return _json(
+        s.SatisfactionOut(
+            from_=query.from_,
+            to=query.to,
+            group_by=query.group_by,
+            groups=[s.SatisfactionGroupOut.model_validate(row.as_dict()) for row in rows],
+        )
+    )

@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from models import orders
 
@@ -204,3 +213,47 @@ class CouponOut(_Out):
 class CouponRedeemIn(_In):
     order_id: Ref
     openid: Ref | None = None
+
+
+class SatisfactionQuery(_In):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)  # query strings are text
+
+    from_: date = Field(alias="from", description="first local day, inclusive")
+    to: date = Field(description="last local day, inclusive")
+    group_by: Literal["tier", "segment", "month"] | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _after_from(cls, to: date, info: ValidationInfo) -> date:
+        start = info.data.get("from_")
+        if start is not None and to < start:
+            raise ValueError("is before from")
+        if start is not None and (to - start).days > 3 * 366:
+            raise ValueError("the range may span at most three years")
+        return to
+
+
+class CsatOut(_Out):
+    count: int
+    satisfied: int = Field(description="answers of 4 or 5")
+    percent: float | None = Field(description="satisfied / count, in %; null without answers")
+
+
+class NpsOut(_Out):
+    count: int
+    promoters: int = Field(description="answers of 9 or 10")
+    detractors: int = Field(description="answers of 0 to 6")
+    score: float | None = Field(description="% promoters − % detractors; null without answers")
+
+
+class SatisfactionGroupOut(_Out):
+    group: str = Field(description="tier code, segment, YYYY-MM, or 'all'")
+    csat: CsatOut
+    nps: NpsOut
+
+
+class SatisfactionOut(_Out):
+    from_: date = Field(serialization_alias="from")
+    to: date
+    group_by: str | None
+    groups: list[SatisfactionGroupOut]
