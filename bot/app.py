@@ -7,6 +7,7 @@ from aiohttp import web
 from bot import health, recap_page, referral_page, wiring
 from bot.api.app import PREFIX, create_api_app
 from bot.config import Config
+from bot.console import app as console_app
 from bot.metrics import Metrics
 from bot.request_log import request_log_middleware
 from handlers import build_router
@@ -38,6 +39,7 @@ def create_app(config: Config, router: Router | None = None) -> web.Application:
             wiring.wechat,
             wiring.webhook,
             wiring.delivery,
+            wiring.console,
             wiring.scheduling,
         ]
     )
@@ -51,4 +53,5 @@ def create_app(config: Config, router: Router | None = None) -> web.Application:
         ]
     )
     app.add_subapp(PREFIX, create_api_app(config.api.token.get_secret_value()))
+    app.add_subapp(console_app.PREFIX, console_app.create_console_app())
     return app

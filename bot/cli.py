@@ -1,4 +1,4 @@
-"""The command line: serve, migrate, demo, import, ledger, jobs, menu, chat."""
+"""The command line: serve, migrate, demo, import, ledger, jobs, menu, worker, staff, chat."""
 
 from __future__ import annotations
 
@@ -277,6 +277,77 @@ def _worker(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _staff(config: Config, args: argparse.Namespace) -> int:
+    import getpass
+
+    from bot.console.auth import hash_password
+    from bot.store import open_store
+    from models.base import utcnow
+    from models.staff import Staff, audit, find_staff
+
+    if args.action == "add":
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password for {args.username}: ")
+            if getpass.getpass("again: ") != password:
+                print("the passwords differ", file=sys.stderr)
+                return 2
+        try:
+            hashed = hash_password(password)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+
+    async def run() -> int:
+        now = utcnow()
+        async with open_store(config) as sessions, sessions.begin() as session:
+            existing = await find_staff(session, args.username)
+            if args.action == "add":
+                if existing is not None:
+                    print(f"staff {args.username} exists already", file=sys.stderr)
+                    return 2
+                session.add(
+                    Staff(
+                        username=args.username,
+                        password_hash=hashed,
+                        role=args.role,
+                        availability="offline",
+                        disabled=False,
+                        created_at=now,
+                    )
+                )
+                await audit(session, None, "staff_add", now, target=args.username, role=args.role)
+                print(f"staff {args.username} added as {args.role}")
+                return 0
+            if existing is None:
+                print(f"no staff {args.username}", file=sys.stderr)
+                return 2
+            existing.disabled, existing.availability = True, "offline"
+            await audit(session, None, "staff_disable", now, target=args.username)
+            print(f"staff {args.username} disabled (signed out everywhere)")
+            return 0
+
+    code = asyncio.run(run())
+    if code == 0 and args.action == "disable":
+        asyncio.run(_end_sessions_of(config, args.username))
+    return code
+
+
+async def _end_sessions_of(config: Config, username: str) -> None:
+    from bot.console.auth import Sessions
+    from bot.redis_server import open_redis
+    from bot.store import open_store
+    from models.staff import find_staff
+
+    async with open_store(config) as sessions, sessions() as session:
+        staff = await find_staff(session, username)
+    if staff is None:
+        return
+    async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
+        await Sessions(redis, config.console, secure=False).end_all_of(staff.id)
+
+
 def _chat(config: Config, args: argparse.Namespace) -> int:
     from bot.chat import chat
 
@@ -325,6 +396,13 @@ def _parser() -> argparse.ArgumentParser:
     menu.add_argument("--dry-run", action="store_true", help="print the menu, send nothing")
     worker = add("worker", _worker, "send pushes from the delivery stream (no web server)")
     worker.add_argument("--workers", type=int, help="consumers (default: [delivery] workers)")
+    staff = add("staff", _staff, "add console staff, or disable an account")
+    staff.add_argument("action", choices=["add", "disable"])
+    staff.add_argument("username")
+    staff.add_argument("--role", choices=["agent", "marketer", "admin"], default="agent")
+    staff.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
     chat = add("chat", _chat, "chat with the running service as a member, in the terminal")
     chat.add_argument("--openid", help="the member to be (default: a new one)")
     chat.add_argument("--url", help="webhook URL (default: the configured server's /wechat)")

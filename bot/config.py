@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -192,6 +193,35 @@ class DeliveryConfig(_Section):
     mass_batch_size: int = Field(default=10_000, ge=2, le=10_000)
 
 
+class ConsoleConfig(_Section):
+    """Customer service: the hand-over to people and the console they answer in."""
+
+    # "console": staff answer in /console/; "wechat": WeChat's own customer-service system
+    # takes the conversation (the transfer_customer_service reply).
+    handoff: Literal["console", "wechat"] = "console"
+    # "auto": queued conversations go to the least-loaded online agent; "claim": agents pick.
+    assignment: Literal["auto", "claim"] = "auto"
+    max_open_per_agent: int = Field(default=5, ge=1, le=100)
+    # A claimed conversation with no reply this long goes back to the queue.
+    claim_timeout_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    # An assigned conversation silent this long returns to the bot (as WeChat's own does).
+    idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Queued longer than this is overdue (seed: picked up within 1 hour).
+    pickup_target_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    service_hours_start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    service_hours_end: str = Field(default="21:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    session_hours: int = Field(default=12, ge=1, le=24 * 7)
+    # Failed logins per username (and per address) before login pauses for login_pause_minutes.
+    login_failures: int = Field(default=5, ge=1, le=100)
+    login_pause_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+    @property
+    def service_hours(self) -> tuple[time, time]:
+        return time.fromisoformat(self.service_hours_start), time.fromisoformat(
+            self.service_hours_end
+        )
+
+
 class LoggingConfig(_Section):
     level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -205,6 +235,7 @@ class Config(_Section):
     chat: ChatConfig = ChatConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    console: ConsoleConfig = ConsoleConfig()
     logging: LoggingConfig = LoggingConfig()
     programme: ProgrammeRules = ProgrammeRules()
     source: str = Field(default="", exclude=True)

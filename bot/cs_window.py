@@ -32,6 +32,16 @@ class CustomerServiceWindows:
         """Take one message slot of ``openid``'s open window; False if closed or spent."""
         return bool(await self._take(keys=[WINDOW_KEY.format(openid=openid)]))
 
+    async def state(self, openid: str) -> tuple[int, float | None]:
+        """(messages left, seconds until the window closes; None when closed)."""
+        key = WINDOW_KEY.format(openid=openid)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(key, "quota", "sent").ttl(key)
+            (quota, sent), ttl = await pipe.execute()
+        if not quota or ttl is None or ttl <= 0:
+            return 0, None
+        return max(0, int(quota) - int(sent or 0)), float(ttl)
+
     async def close(self, openid: str) -> None:
         """WeChat said the window is closed (45015) or spent (45047): believe it."""
         await self._redis.delete(WINDOW_KEY.format(openid=openid))

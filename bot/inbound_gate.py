@@ -13,8 +13,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from bot.handoff import HANDOFF_KEY
 from bot.questions import QUESTION_KEY
 from bot.redis_pipe import LuaScript, RedisPipe
+from handlers.fallback import STREAK_KEY
 
 PENDING = b"P"  # the first attempt is still working
 ASYNC = b"A"  # answered "success"; the reply goes out by customer-service message
@@ -43,19 +45,23 @@ if ARGV[4] ~= '0' then
   end
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 end
-return {'', member_id or '', redis.call('GET', KEYS[5]) or ''}
+return {'', member_id or '', redis.call('GET', KEYS[5]) or '', redis.call('GET', KEYS[6]) or '',
+        redis.call('GET', KEYS[7]) or ''}
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     """``first`` for a new message, else what the earlier attempt left; the cached member id;
-    the member's open question (raw JSON, empty if none)."""
+    the member's open question (raw JSON, empty if none); the conversation a person has with
+    them (bot/handoff.py), if any; how many messages in a row the bot did not understand."""
 
     first: bool
     earlier: bytes = b""
     member_id: int | None = None
     question: bytes = b""
+    handoff: int | None = None
+    not_understood: int = 0
 
 
 def dedupe_key(openid: str, msg_id: int, created: int, event: str | None, key: str) -> str:
@@ -77,7 +83,7 @@ class InboundGate:
     async def admit(self, key: str, openid: str, window: tuple[int, int] | None) -> Admission:
         """Claim ``key`` for this attempt; record the interaction when ``window`` is given."""
         ttl, quota = window or (0, 0)
-        earlier, member_id, *question = await self._redis.run_script(
+        earlier, member_id, *state = await self._redis.run_script(
             self._admit,
             keys=[
                 key,
@@ -85,14 +91,21 @@ class InboundGate:
                 PENDING_INTERACTIONS,
                 MEMBER_ID_KEY.format(openid=openid),
                 QUESTION_KEY.format(openid=openid),
+                HANDOFF_KEY.format(openid=openid),
+                STREAK_KEY.format(openid=openid),
             ],
             args=[self._ttl, int(time.time()), openid, ttl, quota, MEMBER_ID_TTL],
         )
+        if not state:  # a retry: the script stopped at the dedupe key
+            return Admission(first=False, earlier=earlier)
+        question, handoff, streak = state
         return Admission(
             first=not earlier,
             earlier=earlier,
             member_id=int(member_id) if member_id else None,
-            question=question[0] if question else b"",
+            question=question,
+            handoff=int(handoff) if handoff else None,
+            not_understood=int(streak) if streak else 0,
         )
 
     async def remember_member(self, openid: str, member_id: int) -> None:

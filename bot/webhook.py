@@ -162,6 +162,8 @@ class Webhook:
         msg.member_id = admission.member_id
         if admission.question:
             msg.question = OpenQuestion.loads(admission.question)
+        msg.handoff = admission.handoff
+        msg.not_understood = admission.not_understood
         task = asyncio.create_task(self._dispatcher.dispatch(msg))
         done, _ = await asyncio.wait((task,), timeout=self._config.reply_budget_seconds)
         if not done:

@@ -51,6 +51,17 @@ class WebhookClient:
             f"<MsgId>{msg_id or secrets.randbits(63)}</MsgId></xml>"
         )
 
+    def image(self, openid: str, media_id: str, msg_id: int | None = None) -> str:
+        """An image message's XML (WeChat keeps the picture; we get its media id)."""
+        return (
+            f"<xml><ToUserName><![CDATA[{self.account}]]></ToUserName>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[image]]></MsgType>"
+            f"<PicUrl><![CDATA[http://mmbiz.qpic.cn/{media_id}]]></PicUrl>"
+            f"<MediaId><![CDATA[{media_id}]]></MediaId>"
+            f"<MsgId>{msg_id or secrets.randbits(63)}</MsgId></xml>"
+        )
+
     def event(
         self,
         openid: str,

@@ -16,7 +16,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Config
+from bot.console import auth as console_auth
+from bot.console.sweeps import ConsoleSweeps
 from bot.database import create_engine, create_sessionmaker
+from bot.handoff import Handoffs
 from bot.inbound_gate import InboundGate
 from bot.interactions import InteractionFlusher
 from bot.metrics import Metrics
@@ -116,6 +119,9 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
             app[SESSIONS], app[WECHAT], config.programme, config.server.public_url
         ),
         questions=questions_store(app[REDIS], config),
+        handoffs=Handoffs(app[REDIS]),
+        handoff_mode=config.console.handoff,
+        service_hours=config.console.service_hours,
         public_url=config.server.public_url,
         capabilities=tuple(dict.fromkeys(router.intents())),
     )
@@ -178,6 +184,19 @@ async def run_pipeline(
     finally:
         stop.set()
         await asyncio.gather(*loops, return_exceptions=True)
+
+
+async def console(app: web.Application) -> AsyncIterator[None]:
+    """The console's sessions, and its sweeps (assignment, claim timeouts, idle returns)."""
+    config = app[CONFIG]
+    secure = config.server.public_url.startswith("https://")
+    app[console_auth.SESSIONS] = console_auth.Sessions(app[REDIS], config.console, secure)
+    stop = asyncio.Event()
+    sweeps = ConsoleSweeps(app[SESSIONS], Handoffs(app[REDIS]), config.console)
+    sweeping = asyncio.create_task(sweeps.run(stop), name="console-sweeps")
+    yield
+    stop.set()
+    await sweeping
 
 
 async def scheduling(app: web.Application) -> AsyncIterator[None]:

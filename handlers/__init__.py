@@ -7,6 +7,7 @@ from handlers import (
     coupons,
     fallback,
     follow,
+    handoff,
     help,
     points,
     rating,
@@ -24,6 +25,7 @@ def build_router() -> Router:
     root.include(
         receipts.router,
         follow.router,
+        handoff.router,
         rating.router,
         help.router,
         points.router,

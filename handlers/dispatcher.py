@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from handlers.fallback import STREAK_KEY
 from handlers.inbound import Inbound, Services
 from handlers.router import Declined, Router
 from messages.replies import Reply
@@ -62,4 +63,6 @@ class Dispatcher:
                 await msg.session.close()
         if known is None and msg.member_id is not None:
             await self.services.member_ids.remember_member(msg.openid, msg.member_id)
+        if msg.not_understood and not msg.keeps_streak:
+            await self.services.redis.delete(STREAK_KEY.format(openid=msg.openid))
         return reply

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import datetime, time
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import (
@@ -73,6 +73,16 @@ class QuestionStore(Protocol):
     async def reprompted(self, openid: str, seen: OpenQuestion) -> bool: ...
 
 
+class HandoffDesk(Protocol):
+    """Where members handed to a person are marked, and the console told."""
+
+    async def begin(self, openid: str, conversation_id: int) -> None: ...
+
+    async def finish(self, openid: str) -> None: ...
+
+    async def publish(self, event: str, conversation_id: int, **fields: Any) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """What handlers share, wired once by the app factory."""
@@ -89,6 +99,11 @@ class Services:
     pushes: Pushes
     shares: Shares
     questions: QuestionStore
+    handoffs: HandoffDesk
+    # "console": people answer in /console/; "wechat": WeChat's own customer-service system.
+    handoff_mode: str = "console"
+    # When people answer (local times); outside them a member is told when they will.
+    service_hours: tuple[time, time] = (time(9), time(21))
     # Where members' phones reach this service (links in replies).
     public_url: str = "http://127.0.0.1:8080"
     capabilities: tuple[str, ...] = ()
@@ -119,6 +134,12 @@ class Inbound:
     state: str | None = None
     # The question the member has open (a rating), read with the message's Redis work.
     question: OpenQuestion | None = None
+    # The conversation a person has with the member (the bot stays silent), if any.
+    handoff: int | None = None
+    # Messages in a row before this one that the bot did not understand; ``keeps_streak``:
+    # this one was not understood either (else the dispatcher resets the count).
+    not_understood: int = 0
+    keeps_streak: bool = False
     member_id: int | None = None
     member: Member | None = None
     session: AsyncSession | None = field(default=None, repr=False)

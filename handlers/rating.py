@@ -4,7 +4,7 @@ One digit answers it ("5", "5分", "５", "五"); words after the score are kept
 configured second question follows (a comment, or the NPS question). Anything else while the
 question is open gets one reminder; the next miss lets the question lapse and the message is
 handled as usual. A keyword the bot knows (积分, 人工…) is answered as usual and leaves the
-question open. Low scores open a follow-up for customer service.
+question open. Low scores open a follow-up and queue the conversation for customer service.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from handlers.handoff import hand_over
 from handlers.inbound import Inbound
 from handlers.rating_answers import parse_score
 from handlers.router import Declined, Filter, Router
 from messages import rating_copy as copy
-from messages.replies import TextReply
+from messages.replies import Reply, TextReply
 from models.base import utcnow
 from models.ratings import CSAT, NPS, SCALES, OpenQuestion, add_comment, record_rating
 
@@ -31,7 +32,7 @@ class _Answering(Filter):
 
 
 @router.on(_Answering())
-async def answer(msg: Inbound) -> TextReply:
+async def answer(msg: Inbound) -> Reply:
     """Take the answer to the open question (see the module's docstring)."""
     question = msg.question
     if question is None or msg.member_id is None:
@@ -54,6 +55,9 @@ async def answer(msg: Inbound) -> TextReply:
         msg.db, rules, msg.member_id, question, score, comment, utcnow()
     )
     await msg.db.commit()
+    if follow_up is not None and msg.svc.handoff_mode == "console":
+        # A person follows up at once: the conversation is queued for customer service.
+        return await hand_over(msg, "low_rating", follow_up.id, lead=copy.THANKS_LOW)
     lines = [copy.THANKS_LOW if follow_up is not None else copy.THANKS]
     follow = rules.ratings.csat_follow_up if question.kind == CSAT else ""
     if rating is not None and follow == COMMENT and not comment:

@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.binding import BindingCode
+from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
 from models.deliveries import Delivery, TemplateReceipt
 from models.events import MemberEvent
@@ -11,12 +12,16 @@ from models.orders import Order, Refund
 from models.ratings import FollowUp, Rating
 from models.recap import MemberRecap
 from models.referrals import Referral, ReferralLink, ReferralStar
+from models.staff import AuditEntry, Staff
 from models.state import ProgrammeState
 from models.tiers import TierChange
 
 __all__ = [
+    "AuditEntry",
     "Base",
     "BindingCode",
+    "Conversation",
+    "ConversationMessage",
     "Coupon",
     "Delivery",
     "FollowUp",
@@ -32,6 +37,7 @@ __all__ = [
     "ReferralLink",
     "ReferralStar",
     "Refund",
+    "Staff",
     "TemplateReceipt",
     "TierChange",
 ]

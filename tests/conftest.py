@@ -23,6 +23,7 @@ from models import Base
 from tests.services import postgres_bin_dir, postgres_cluster, redis_server
 from tests.wechat_standin import WeChatStandIn
 
+pytest_plugins = ["tests.browser"]
 APPID = "wx49f0ab532d5d035a"
 SECRET = "test-app-secret-value"
 TOKEN = "123456"
@@ -110,10 +111,11 @@ def make_config(
     standin_url: str = "http://127.0.0.1:9/",
     delivery: dict[str, Any] | None = None,
     programme: dict[str, Any] | None = None,
+    console: dict[str, Any] | None = None,
     **wechat: Any,
 ) -> Config:
-    """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``
-    and ``programme`` set those tables."""
+    """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``,
+    ``programme`` and ``console`` set those tables."""
     return Config.model_validate(
         {
             "wechat": {
@@ -129,6 +131,7 @@ def make_config(
             "api": {"token": API_TOKEN},
             "delivery": delivery or {},
             "programme": programme or {},
+            "console": console or {},
             # Tests of the scheduler start their own (tests/test_scheduler.py).
             "scheduler": {"enabled": False},
             "source": "tests",
@@ -151,16 +154,19 @@ def app_factory(
         delivery: dict[str, Any] | None = None,
         redis_at: str | None = None,
         programme: dict[str, Any] | None = None,
+        console: dict[str, Any] | None = None,
         **wechat: Any,
     ) -> TestClient:
         """``redis_at``: another Redis server than the test one (flushed first);
-        ``programme``: the programme's rules."""
+        ``programme`` and ``console``: those tables of the configuration."""
         if redis_at is not None:
             other = Redis.from_url(redis_at)
             await other.flushall()
             await other.aclose()
         base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
-        config = make_config(db_url, redis_at or redis_url, base, delivery, programme, **wechat)
+        config = make_config(
+            db_url, redis_at or redis_url, base, delivery, programme, console, **wechat
+        )
         return await aiohttp_client(create_app(config, router=router))
 
     return start

@@ -138,7 +138,7 @@ async def test_help_lists_what_the_bot_now_does(client: TestClient) -> None:
     reply = await say(client, "帮助")
     for keyword in ("【积分】", "【等级】", "【权益】", "【我的券】", "【推荐】", "【我的推荐】"):
         assert keyword in reply
-    assert "【人工】" not in reply  # not built yet: not promised
+    assert "【人工】" in reply
 
 
 async def test_many_first_time_members_asking_at_once_are_all_answered(

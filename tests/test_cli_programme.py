@@ -15,7 +15,8 @@ from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _bot(config: Path, *args: str) -> tuple[int, str, str]:
+async def _bot(config: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run ``python -m bot --config CONFIG ARGS`` (with ``stdin`` as its input)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -23,11 +24,13 @@ async def _bot(config: Path, *args: str) -> tuple[int, str, str]:
         "--config",
         str(config),
         *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    data = stdin.encode() if stdin is not None else None
+    out, err = await asyncio.wait_for(process.communicate(data), timeout=120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 

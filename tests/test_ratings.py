@@ -19,6 +19,7 @@ from bot.outbox import DeliveryWorker
 from bot.rating_questions import plan_after_conversation, question_opener
 from bot.wiring import questions_store
 from handlers.rating_answers import parse_score
+from models.conversations import Conversation
 from models.deliveries import SURVEY, Delivery
 from models.members import Member
 from models.ratings import FollowUp, OpenQuestion, Rating
@@ -127,20 +128,36 @@ async def test_an_order_is_followed_by_a_question_answered_with_one_digit(
     assert len(await _ratings(client)) == 1
 
 
-async def test_a_low_score_opens_a_follow_up_and_asks_for_a_comment(
+async def test_a_low_score_opens_a_follow_up_and_hands_over_to_a_person(
     app_factory: Callable[..., Any], standin: WeChatStandIn
 ) -> None:
     client = await app_factory(delivery={"workers": 0})
     await _asked(client, standin)
-    reply = await say(client, "一")
+    reply = await say(client, "一 配送太慢了")
     assert "客服同事会尽快联系您" in reply
-    assert "回复文字" in reply
-    assert await say(client, "配送太慢了") == "已收到您的建议，谢谢！"
+    assert "转接人工客服" in reply
     (rating,) = await _ratings(client)
     assert (rating.score, rating.comment) == (1, "配送太慢了")
     async with client.app[wiring.SESSIONS]() as session:
         (follow_up,) = (await session.scalars(select(FollowUp))).all()
+        (conversation,) = (await session.scalars(select(Conversation))).all()
     assert (follow_up.score, follow_up.status, follow_up.context_ref) == (1, "open", "RT-1")
+    assert (conversation.reason, conversation.follow_up_id) == ("low_rating", follow_up.id)
+    # The member's next words go to the person, not the bot.
+    answer = await push(client, PLAIN, PLAIN.text(OPENID, "昨天就该到了"))
+    assert answer.body == "success"
+
+
+async def test_a_comment_follows_a_score_where_configured(
+    app_factory: Callable[..., Any], standin: WeChatStandIn
+) -> None:
+    client = await app_factory(delivery={"workers": 0})
+    await _asked(client, standin)
+    reply = await say(client, "4")
+    assert "回复文字" in reply
+    assert await say(client, "包装可以更好") == "已收到您的建议，谢谢！"
+    (rating,) = await _ratings(client)
+    assert (rating.score, rating.comment) == (4, "包装可以更好")
 
 
 async def test_one_reminder_then_the_question_lapses(
@@ -152,7 +169,8 @@ async def test_one_reminder_then_the_question_lapses(
     assert (await say(client, "积分")).startswith("您")
     assert "回复数字1-5" in await say(client, "还行吧")
     assert "没有听懂" in await say(client, "还行吧")  # lapsed: handled as any message
-    assert "没有听懂" in await say(client, "5")
+    # "5" is now just a second message the bot does not understand: a person takes over.
+    assert "转接人工客服" in await say(client, "5")
     assert await _ratings(client) == []
 
 

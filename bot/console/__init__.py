@@ -1,0 +1,2 @@
+"""The customer-service console at /console/: server-rendered pages (aiohttp-jinja2), a little
+JavaScript, live updates by server-sent events; nothing loaded from another host."""
