@@ -211,6 +211,8 @@ class ConsoleConfig(_Section):
     service_hours_start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     service_hours_end: str = Field(default="21:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     session_hours: int = Field(default=12, ge=1, le=24 * 7)
+    # Who approves a marketer's campaign: "admin", or also "another_marketer" (never oneself).
+    campaign_approval: Literal["admin", "another_marketer"] = "admin"
     # Failed logins per username (and per address) before login pauses for login_pause_minutes.
     login_failures: int = Field(default=5, ge=1, le=100)
     login_pause_minutes: int = Field(default=15, ge=1, le=24 * 60)

@@ -192,6 +192,11 @@ class WeChatClient:
         result = await self.call("POST", "/cgi-bin/message/mass/send", body=body)
         return int(result["msg_id"])
 
+    async def send_mass_preview(self, openid: str, text: str) -> None:
+        """Show a mass message to one follower first (WeChat's preview; no allowance spent)."""
+        body = {"touser": openid, "msgtype": "text", "text": {"content": text}}
+        await self.call("POST", "/cgi-bin/message/mass/preview", body=body)
+
     async def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
         """Replace the official account's custom menu."""
         return await self.call("POST", "/cgi-bin/menu/create", body=menu)

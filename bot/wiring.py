@@ -187,12 +187,19 @@ async def run_pipeline(
 
 
 async def console(app: web.Application) -> AsyncIterator[None]:
-    """The console's sessions, and its sweeps (assignment, claim timeouts, idle returns)."""
+    """The console's sessions, and its sweeps (assignment, claim timeouts, idle returns,
+    campaign runs)."""
     config = app[CONFIG]
     secure = config.server.public_url.startswith("https://")
     app[console_auth.SESSIONS] = console_auth.Sessions(app[REDIS], config.console, secure)
     stop = asyncio.Event()
-    sweeps = ConsoleSweeps(app[SESSIONS], Handoffs(app[REDIS]), config.console)
+    sweeps = ConsoleSweeps(
+        app[SESSIONS],
+        Handoffs(app[REDIS]),
+        config.console,
+        Outbox(app[REDIS]),
+        config.programme.zone,
+    )
     sweeping = asyncio.create_task(sweeps.run(stop), name="console-sweeps")
     yield
     stop.set()

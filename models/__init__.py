@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.binding import BindingCode
+from models.campaigns import Campaign, CampaignMember, CampaignRun
 from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
 from models.deliveries import Delivery, TemplateReceipt
@@ -20,6 +21,9 @@ __all__ = [
     "AuditEntry",
     "Base",
     "BindingCode",
+    "Campaign",
+    "CampaignMember",
+    "CampaignRun",
     "Conversation",
     "ConversationMessage",
     "Coupon",

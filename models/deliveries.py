@@ -57,6 +57,16 @@ class Delivery(Base):
             sqlite_where=text("status = 'queued'"),
         ),
         Index("ix_deliveries_purpose_status", "purpose", "status"),
+        # Who has used their mass sends this month (the campaign audience preview).
+        Index(
+            "ix_deliveries_mass_sent",
+            "updated_at",
+            "member_id",
+            postgresql_where=text("channel = 'mass' AND status = 'sent'"),
+            sqlite_where=text("channel = 'mass' AND status = 'sent'"),
+        ),
+        # Pushes of the last 30 days by purpose (the dashboard).
+        Index("ix_deliveries_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)

@@ -8,6 +8,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.jobs import JOBS
+from scheduler.crontab import crontab_trigger
 
 # Local time in the programme's zone. Expiry runs just after midnight so members see a new
 # day's balance; tiers are re-evaluated monthly, at night, after the expiry jobs.
@@ -51,7 +52,7 @@ class SchedulerConfig(BaseModel):
                 known = ", ".join(sorted(JOBS))
                 raise ValueError(f"unknown job {name!r} (known jobs: {known})")
             try:
-                CronTrigger.from_crontab(expression)
+                crontab_trigger(expression, ZoneInfo("UTC"))
             except ValueError as exc:
                 raise ValueError(
                     f"job {name!r}: bad crontab {expression!r} "
@@ -61,7 +62,4 @@ class SchedulerConfig(BaseModel):
 
     def triggers(self, zone: ZoneInfo) -> dict[str, CronTrigger]:
         """Each configured job's trigger, firing in ``zone``'s local time."""
-        return {
-            name: CronTrigger.from_crontab(expression, timezone=zone)
-            for name, expression in self.jobs.items()
-        }
+        return {name: crontab_trigger(expression, zone) for name, expression in self.jobs.items()}

@@ -192,6 +192,8 @@ async def test_auto_assignment_timeouts_and_idle_return(app_factory: Callable[..
         client.app[wiring.SESSIONS],
         Handoffs(client.app[wiring.REDIS]),
         client.app[wiring.CONFIG].console,
+        client.app[wiring.OUTBOX],
+        client.app[wiring.CONFIG].programme.zone,
     )
     await sweeps.sweep()
     assigned = [(await conversation_of(client, o)).assigned_to for o in members]
@@ -264,6 +266,14 @@ ROUTES = {
     ("GET", "/console/reports/satisfaction"): ("marketer", "admin"),
     ("GET", "/console/audit"): ("admin",),
     ("GET", "/console/events"): ("agent", "admin"),
+    ("GET", "/console/campaigns"): ("marketer", "admin"),
+    ("GET", "/console/campaigns/new"): ("marketer", "admin"),
+    ("POST", "/console/campaigns"): ("marketer", "admin"),
+    ("POST", "/console/api/audience-preview"): ("marketer", "admin"),
+    ("GET", "/console/campaigns/{id}"): ("marketer", "admin"),
+    ("POST", "/console/campaigns/{id}/action"): ("marketer", "admin"),
+    ("POST", "/console/campaigns/{id}/test"): ("marketer", "admin"),
+    ("GET", "/console/dashboard"): ("marketer", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 

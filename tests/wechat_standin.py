@@ -85,6 +85,7 @@ class WeChatStandIn:
         app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
         app.router.add_post("/cgi-bin/message/template/send", self._template_send)
         app.router.add_post("/cgi-bin/message/mass/send", self._mass_send)
+        app.router.add_post("/cgi-bin/message/mass/preview", self._mass_preview)
         app.router.add_post("/cgi-bin/menu/create", self._menu_create)
         app.router.add_post("/cgi-bin/qrcode/create", self._qrcode_create)
         app.router.add_post("/cgi-bin/media/upload", self._media_upload)
@@ -225,6 +226,21 @@ class WeChatStandIn:
                 "msg_data_id": self.next_msgid,
             }
         )
+
+    async def _mass_preview(self, request: web.Request) -> web.Response:
+        if error := self._token_error(request):
+            return error
+        if fault := await self._fault("/cgi-bin/message/mass/preview"):
+            return fault
+        body = await request.json()
+        if not body.get("touser") and not body.get("towxname"):
+            return _error(40003, "invalid openid")
+        if body.get("msgtype") != "text" or not body.get("text", {}).get("content"):
+            return _error(40008, "invalid message type")
+        if body.get("touser") in self.unfollowed:
+            return _error(43004, "require subscribe")
+        self.calls.append(Call(request.path, {}, body))
+        return web.json_response({"errcode": 0, "errmsg": "preview success", "msg_id": 34182})
 
     async def _menu_create(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):

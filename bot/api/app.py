@@ -8,7 +8,10 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.api import schemas
+from bot.api import (
+    campaign_routes,  # noqa: F401 - its endpoints register on import
+    schemas,
+)
 from bot.api.routes import ApiError, api
 
 log = logging.getLogger(__name__)

@@ -1,17 +1,21 @@
 """The console's clockwork, every few seconds in each web process: assign waiting
 conversations (``assignment = "auto"``), put back in the queue those claimed and left
-unanswered, and return to the bot those silent for ``idle_minutes``. Each step is a conditional
-UPDATE, so processes running it at once never assign a conversation twice."""
+unanswered, return to the bot those silent for ``idle_minutes``, and start the campaign runs
+that are due (bot/campaigns.py). Each step is a conditional UPDATE, so processes running it at
+once never assign a conversation, or start a run, twice."""
 
 from __future__ import annotations
 
 import asyncio
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.campaigns import dispatch_due
 from bot.config import ConsoleConfig
 from bot.handoff import Handoffs
+from bot.outbox import Outbox
 from bot.tasks import every
 from models.base import utcnow
 from models.conversations import assign_waiting, end_idle, requeue_unanswered
@@ -29,14 +33,19 @@ class ConsoleSweeps:
         sessions: async_sessionmaker[AsyncSession],
         handoffs: Handoffs,
         config: ConsoleConfig,
+        outbox: Outbox,
+        zone: ZoneInfo,
     ) -> None:
         self._sessions = sessions
         self._handoffs = handoffs
         self._config = config
+        self._outbox = outbox
+        self._zone = zone
 
     async def sweep(self) -> None:
-        """One pass of all three."""
+        """One pass of all four."""
         now = utcnow()
+        await dispatch_due(self._sessions, self._outbox, self._zone, now)
         async with self._sessions.begin() as session:
             requeued = await requeue_unanswered(session, now, self._config.claim_timeout_minutes)
             idle = await end_idle(session, now, self._config.idle_minutes)

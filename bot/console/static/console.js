@@ -132,7 +132,43 @@ function liveConversation(root) {
   }
 }
 
+function audiencePreview(form) {
+  const count = document.getElementById("audience-count");
+  const allowance = document.getElementById("audience-allowance");
+  const sample = document.getElementById("audience-sample");
+  const csrf = form.querySelector("input[name=csrf]").value;
+  let timer = null;
+
+  async function refresh() {
+    const response = await fetch("/console/api/audience-preview", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrf },
+      body: new FormData(form),
+    });
+    const data = await response.json();
+    if (!response.ok) {
+      count.textContent = data.error || "—";
+      return;
+    }
+    count.textContent = data.count.toLocaleString("zh-CN");
+    allowance.textContent = data.with_mass_allowance.toLocaleString("zh-CN");
+    sample.replaceChildren(...data.sample.map((m) => {
+      const li = document.createElement("li");
+      li.textContent = `${m.name}（${m.tier}，${m.points}积分）`;
+      return li;
+    }));
+  }
+
+  const later = () => { clearTimeout(timer); timer = setTimeout(refresh, 300); };
+  form.addEventListener("change", later);
+  form.addEventListener("input", later);
+  refresh();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const builder = document.querySelector("[data-audience-preview]");
+  if (builder) audiencePreview(builder);
   const queue = document.querySelector("[data-live-queue]");
   if (queue) liveQueue(queue);
   const conversation = document.querySelector("[data-live-conversation]");

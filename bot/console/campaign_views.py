@@ -1,0 +1,341 @@
+"""The marketers' console pages: campaigns (audience builder with a live count, draft, approval,
+test send, pause/resume/cancel, figures) and the programme dashboard. Marketers and admins
+only; the rules are bot/campaigns.py's, shared with the JSON API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from markupsafe import Markup
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from bot import wiring
+from bot.campaigns import CampaignSpec, new_campaign, transition
+from bot.console.auth import STAFF, requires, template_context
+from bot.console.charts import bars
+from bot.wechat_api import WeChatAPIError
+from models.audience import Audience, preview
+from models.base import utcnow
+from models.campaigns import Campaign, CampaignRefused, campaign_stats, lift
+from models.coupons import coupon_stats
+from models.dashboard import members_by, pushes_by_purpose, referral_funnel, retention
+from models.ratings import satisfaction_report
+from models.staff import audit
+
+routes = web.RouteTableDef()
+MARKETING = ("marketer", "admin")
+SEGMENTS = ("core", "important", "potential", "at_risk", "dormant", "other")
+
+
+def _config(request: web.Request) -> Any:
+    return request.config_dict[wiring.CONFIG]
+
+
+def audience_from_form(form: Any) -> Audience:
+    """The audience builder's fields as an audience (ValueError naming what is wrong)."""
+    conditions: list[dict[str, Any]] = []
+
+    def listed(name: str) -> list[str]:
+        return [v for v in form.getall(name, []) if isinstance(v, str) and v]
+
+    if tiers := listed("tier"):
+        conditions.append({"field": "tier", "op": "in", "value": tiers})
+    if segments := listed("segment"):
+        conditions.append({"field": "segment", "op": "in", "value": segments})
+    tags = [t.strip() for t in str(form.get("tags", "")).replace("，", ",").split(",") if t.strip()]
+    if tags:
+        conditions.append({"field": "tag", "op": "has_any", "value": tags})
+    if months := listed("birthday_month"):
+        conditions.append(
+            {"field": "birthday_month", "op": "in", "value": [int(m) for m in months]}
+        )
+    for name, field, op in (
+        ("points_min", "points", "gte"),
+        ("points_max", "points", "lte"),
+        ("bought_after", "last_purchase", "after"),
+        ("bought_before", "last_purchase", "before"),
+        ("followed_after", "subscribed_since", "after"),
+        ("followed_before", "subscribed_since", "before"),
+    ):
+        raw = str(form.get(name, "")).strip()
+        if raw:
+            value: Any = int(raw) if field == "points" else date.fromisoformat(raw)
+            conditions.append({"field": field, "op": op, "value": value})
+    if not conditions:
+        return Audience()
+    match = "any" if form.get("match") == "any" else "all"
+    return Audience.model_validate({"root": {match: conditions}})
+
+
+def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
+    """The new-campaign form as a campaign definition."""
+    variants = [{"name": "A", "text": str(form.get("text_a", "")).strip(), "share": 100}]
+    text_b = str(form.get("text_b", "")).strip()
+    if text_b:
+        share_a = int(str(form.get("share_a", "50")) or 50)
+        variants = [
+            {"name": "A", "text": variants[0]["text"], "share": share_a},
+            {"name": "B", "text": text_b, "share": 100 - share_a},
+        ]
+    schedule = str(form.get("schedule", "now"))
+    run_at = None
+    if schedule == "at" and form.get("run_at"):
+        run_at = datetime.fromisoformat(str(form["run_at"])).replace(tzinfo=zone)
+    return CampaignSpec.model_validate(
+        {
+            "name": str(form.get("name", "")).strip(),
+            "audience": audience_from_form(form),
+            "variants": variants,
+            "holdout_percent": int(str(form.get("holdout_percent", "0")) or 0),
+            "schedule": schedule,
+            "run_at": run_at,
+            "cron": str(form.get("cron", "")).strip() or None,
+            "conversion_days": int(str(form.get("conversion_days", "7")) or 7),
+        }
+    )
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg'].removeprefix('Value error, ')}".strip(": ")
+    return str(exc)
+
+
+@routes.get("/campaigns")
+@requires(*MARKETING)
+async def campaigns_page(request: web.Request) -> web.StreamResponse:
+    """Every campaign, newest first."""
+    async with request.config_dict[wiring.SESSIONS]() as db:
+        rows = (await db.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(200))).all()
+    return aiohttp_jinja2.render_template(
+        "campaigns.html",
+        request,
+        template_context(request, campaigns=rows, zone=_config(request).programme.zone),
+    )
+
+
+@routes.get("/campaigns/new")
+@requires(*MARKETING)
+async def new_campaign_page(request: web.Request) -> web.StreamResponse:
+    """The audience builder and the campaign form."""
+    return _form_page(request, None, {})
+
+
+def _form_page(request: web.Request, error: str | None, values: Any) -> web.StreamResponse:
+    rules = _config(request).programme
+    return aiohttp_jinja2.render_template(
+        "campaign_new.html",
+        request,
+        template_context(request, error=error, values=values, tiers=rules.tiers, segments=SEGMENTS),
+        status=422 if error else 200,
+    )
+
+
+@routes.post("/api/audience-preview")
+@requires(*MARKETING)
+async def audience_preview(request: web.Request) -> web.Response:
+    """The live count, the count with mass allowance left, and a sample."""
+    form = await request.post()
+    try:
+        audience = audience_from_form(form)
+    except (ValueError, ValidationError) as exc:
+        return web.json_response({"error": _problem(exc)}, status=422)
+    config = _config(request)
+    zone = config.programme.zone
+    month_start = datetime.combine(utcnow().astimezone(zone).date().replace(day=1), time.min, zone)
+    async with request.config_dict[wiring.SESSIONS]() as db:
+        shown = await preview(db, audience, zone, month_start, config.delivery.mass_per_month)
+    rules = config.programme
+    return web.json_response(
+        {
+            "count": shown.count,
+            "with_mass_allowance": shown.with_mass_allowance,
+            "sample": [
+                {
+                    "name": m["name"] or f"#{m['id']}",
+                    "tier": rules.tier(m["tier"]).name,
+                    "points": m["points"],
+                }
+                for m in shown.sample
+            ],
+        }
+    )
+
+
+@routes.post("/campaigns")
+@requires(*MARKETING)
+async def create_campaign(request: web.Request) -> web.StreamResponse:
+    """Save the form as a draft."""
+    form = await request.post()
+    try:
+        spec = spec_from_form(form, _config(request).programme.zone)
+    except (ValueError, ValidationError) as exc:
+        return _form_page(request, _problem(exc), form)
+    staff = request[STAFF]
+    now = utcnow()
+    async with request.config_dict[wiring.SESSIONS].begin() as db:
+        campaign = new_campaign(spec, staff.username, now)
+        db.add(campaign)
+        await db.flush()
+        await audit(db, staff.staff_id, "campaign_draft", now, target=str(campaign.id))
+        campaign_id = campaign.id
+    raise web.HTTPSeeOther(f"/console/campaigns/{campaign_id}")
+
+
+@routes.get("/campaigns/{id:\\d+}")
+@requires(*MARKETING)
+async def campaign_page(request: web.Request) -> web.StreamResponse:
+    """A campaign: its definition, what may be done with it now, and its figures."""
+    campaign_id = int(request.match_info["id"])
+    async with request.config_dict[wiring.SESSIONS]() as db:
+        campaign = await db.get(Campaign, campaign_id)
+        if campaign is None:
+            raise web.HTTPNotFound(text="no such campaign")
+        stats = await campaign_stats(db, campaign)
+    holdout = next((s for s in stats if s.variant == "holdout"), None)
+    lifts = {
+        s.variant: lift(s.conversion_rate, holdout.conversion_rate)
+        for s in stats
+        if holdout is not None and s.variant != "holdout"
+    }
+    staff = request[STAFF]
+    approval = _config(request).console.campaign_approval
+    may_approve = staff.username != campaign.created_by and (
+        staff.role == "admin" or approval == "another_marketer"
+    )
+    return aiohttp_jinja2.render_template(
+        "campaign.html",
+        request,
+        template_context(
+            request,
+            campaign=campaign,
+            stats=stats,
+            lifts=lifts,
+            may_approve=may_approve,
+            message=request.query.get("message"),
+            zone=_config(request).programme.zone,
+        ),
+    )
+
+
+@routes.post("/campaigns/{id:\\d+}/action")
+@requires(*MARKETING)
+async def campaign_action(request: web.Request) -> web.StreamResponse:
+    """Submit, approve, pause, resume or cancel."""
+    campaign_id = int(request.match_info["id"])
+    action = str((await request.post()).get("action", ""))
+    if action not in ("submit", "approve", "pause", "resume", "cancel"):
+        raise web.HTTPBadRequest(text="unknown action")
+    staff = request[STAFF]
+    config = _config(request)
+    now = utcnow()
+    async with request.config_dict[wiring.SESSIONS].begin() as db:
+        try:
+            await transition(
+                db,
+                campaign_id,
+                action,
+                staff.username,
+                staff.role,
+                config.console.campaign_approval,
+                config.programme.zone,
+                now,
+            )
+        except LookupError:
+            raise web.HTTPNotFound(text="no such campaign") from None
+        except CampaignRefused as exc:
+            raise web.HTTPConflict(text=str(exc)) from None
+        await audit(db, staff.staff_id, f"campaign_{action}", now, target=str(campaign_id))
+    raise web.HTTPSeeOther(f"/console/campaigns/{campaign_id}")
+
+
+@routes.post("/campaigns/{id:\\d+}/test")
+@requires(*MARKETING)
+async def test_send(request: web.Request) -> web.StreamResponse:
+    """Each variant to chosen staff openids first (WeChat's mass preview)."""
+    campaign_id = int(request.match_info["id"])
+    raw = str((await request.post()).get("openids", ""))
+    openids = [o.strip() for o in raw.replace(",", "\n").splitlines() if o.strip()]
+    if not 1 <= len(openids) <= 10 or any(len(o) > 64 for o in openids):
+        raise web.HTTPBadRequest(text="give 1 to 10 openids")
+    async with request.config_dict[wiring.SESSIONS]() as db:
+        campaign = await db.get(Campaign, campaign_id)
+        if campaign is None:
+            raise web.HTTPNotFound(text="no such campaign")
+        variants = list(campaign.variants)
+    wechat = request.config_dict[wiring.WECHAT]
+    sent = 0
+    try:
+        for openid in openids:
+            for variant in variants:
+                await wechat.send_mass_preview(openid, variant["text"])
+                sent += 1
+    except WeChatAPIError as exc:
+        raise web.HTTPBadGateway(
+            text=f"WeChat refused the preview (errcode {exc.errcode})"
+        ) from None
+    staff = request[STAFF]
+    async with request.config_dict[wiring.SESSIONS].begin() as db:
+        await audit(db, staff.staff_id, "campaign_test", utcnow(), target=str(campaign_id))
+    raise web.HTTPSeeOther(f"/console/campaigns/{campaign_id}?message=test_sent_{sent}")
+
+
+@routes.get("/dashboard")
+@requires(*MARKETING)
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    """The programme's figures, as server-drawn SVG charts."""
+    config = _config(request)
+    rules = config.programme
+    zone = rules.zone
+    now = utcnow()
+    today = now.astimezone(zone).date()
+    start = datetime.combine(today.replace(day=1) - timedelta(days=180), time.min, zone)
+    end_at = datetime.combine(today + timedelta(days=1), time.min, zone)
+    offset = int((start.utcoffset() or timedelta()).total_seconds() // 3600)
+    async with request.config_dict[wiring.SESSIONS]() as db:
+        tiers = await members_by(db, "tier")
+        segments = await members_by(db, "segment")
+        kept = await retention(db, now)
+        monthly = await satisfaction_report(db, start, end_at, "month", offset)
+        coupons = await coupon_stats(db)
+        funnel = await referral_funnel(db)
+        pushes = await pushes_by_purpose(db, now - timedelta(days=30))
+    names = {t.code: t.name for t in rules.tiers}
+    charts = {
+        "tiers": bars("会员等级分布", [(names.get(k, k), v) for k, v in tiers.items()]),
+        "segments": bars("会员分群", list(segments.items())),
+        "csat": bars("CSAT（%）", [(r.group, r.csat_percent or 0.0) for r in monthly], unit="%"),
+        "funnel": bars(
+            "推荐漏斗",
+            [
+                ("生成邀请", funnel["links"]),
+                ("好友关注", funnel["follows"]),
+                ("首单", funnel["first_orders"]),
+                ("已奖励", funnel["rewarded"]),
+            ],
+        ),
+        "pushes": bars("近30天推送（已发送）", [(k, v["sent"]) for k, v in pushes.items()]),
+    }
+    coupon_rows = [
+        (rules.coupon_kind(kind).name if rules.coupon_kind(kind) else kind, figures)
+        for kind, figures in coupons.items()
+    ]
+    return aiohttp_jinja2.render_template(
+        "dashboard.html",
+        request,
+        template_context(
+            request,
+            # Markup: charts.py builds the SVG and escapes every label itself.
+            charts={k: Markup(v) for k, v in charts.items()},
+            retention=kept,
+            monthly=monthly,
+            coupons=coupon_rows,
+            pushes=pushes,
+        ),
+    )

@@ -1,0 +1,299 @@
+"""Marketers' push campaigns: drafts, approval, schedules, runs, A/B splits with a holdout, and
+the figures that say whether a campaign worked.
+
+A campaign is ``draft`` → ``pending`` (submitted) → ``approved`` (by someone else: an admin,
+or another marketer where allowed) → runs when due, once (``now``, ``at``) or on a crontab
+(``cron``); ``paused`` runs nothing until resumed; ``cancelled`` also skips what is still
+queued; a one-off campaign is ``done`` after its run.
+
+Each run assigns its audience in one ``INSERT … SELECT``: a hash of member and run puts
+``holdout_percent`` of members in the holdout (they receive nothing: the control group) and
+splits the rest between the variants by their shares. Pushes are then planned from that table
+in batches (marketing pushes: quiet hours, caps, window or mass send — bot/outbox.py). Stats
+join the run's members to their deliveries and to the orders they placed within
+``conversion_days`` of the run, per variant and for the holdout, so lift is measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.audience import Audience, compiler_for
+from models.base import Base, UTCDateTime
+from models.deliveries import Delivery
+from models.members import Member
+from models.orders import Order
+
+_ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+CAMPAIGN = "campaign"
+HOLDOUT = "holdout"
+BUCKETS = 10_000
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_status_next_run_at", "status", "next_run_at"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # [{"name": "A", "text": "...", "share": 50}, …]: one or two variants, shares add to 100.
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    holdout_percent: Mapped[int] = mapped_column(Integer, default=0)
+    schedule: Mapped[str] = mapped_column(String(8))  # now, at, cron
+    run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cron: Mapped[str | None] = mapped_column(String(64))
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    conversion_days: Mapped[int] = mapped_column(Integer, default=7)
+    created_by: Mapped[str] = mapped_column(String(32))
+    approved_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CampaignRun(Base):
+    __tablename__ = "campaign_runs"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    targeted: Mapped[int] = mapped_column(BigInteger, default=0)
+    planned: Mapped[bool] = mapped_column(default=False)
+
+
+class CampaignMember(Base):
+    """Who a run targeted and which variant (or the holdout) they were given."""
+
+    __tablename__ = "campaign_members"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(16))
+
+
+class CampaignRefused(Exception):
+    """The action does not fit the campaign's state, or the person may not take it."""
+
+
+def dedupe_key(run_id: int, member_id: int) -> str:
+    return f"{CAMPAIGN}:{run_id}:{member_id}"
+
+
+def _variant_case(variants: Sequence[dict[str, Any]], holdout_percent: int, run_id: int) -> Any:
+    """The variant for each member, from a hash of member and run (a stable, even split)."""
+    bucket = func.mod(Member.id * 2654435761 + run_id * 40503, BUCKETS)
+    cut = holdout_percent * BUCKETS // 100
+    whens = [(bucket < cut, literal(HOLDOUT))]
+    edge = cut
+    for variant in variants[:-1]:
+        edge += (BUCKETS - cut) * int(variant["share"]) // 100
+        whens.append((bucket < edge, literal(variant["name"])))
+    return case(*whens, else_=literal(variants[-1]["name"]))
+
+
+async def start_run(
+    session: AsyncSession, campaign: Campaign, zone: ZoneInfo, now: datetime
+) -> CampaignRun:
+    """Create a run and assign its whole audience in one INSERT … SELECT."""
+    run = CampaignRun(campaign_id=campaign.id, started_at=now, targeted=0, planned=False)
+    session.add(run)
+    await session.flush()
+    audience = Audience.model_validate(campaign.audience)
+    where = compiler_for(session, zone).where(audience)
+    variant = _variant_case(campaign.variants, campaign.holdout_percent, run.id)
+    chosen = select(literal(run.id), Member.id, variant).where(where)
+    result = await session.execute(
+        insert(CampaignMember).from_select(["run_id", "member_id", "variant"], chosen)
+    )
+    run.targeted = result.rowcount or 0
+    await session.flush()
+    return run
+
+
+async def recipients(
+    session: AsyncSession, run_id: int, batch: int = 5000
+) -> AsyncIterator[list[tuple[int, str]]]:
+    """(member, variant) of the run's members who receive something, streamed."""
+    result = await session.stream(
+        select(CampaignMember.member_id, CampaignMember.variant)
+        .where(CampaignMember.run_id == run_id, CampaignMember.variant != HOLDOUT)
+        .order_by(CampaignMember.member_id)
+        .execution_options(yield_per=batch)
+    )
+    async for rows in result.partitions(batch):
+        yield [(member_id, variant) for member_id, variant in rows]
+
+
+async def due_campaigns(session: AsyncSession, now: datetime) -> list[int]:
+    """Approved campaigns whose next run is due."""
+    rows = await session.scalars(
+        select(Campaign.id)
+        .where(Campaign.status == "approved", Campaign.next_run_at <= now)
+        .order_by(Campaign.next_run_at)
+    )
+    return list(rows)
+
+
+async def claim_due(
+    session: AsyncSession, campaign_id: int, now: datetime, next_run_at: datetime | None
+) -> bool:
+    """Take a due run for this process (one conditional UPDATE: two processes never both do)
+    and move the campaign to its next run, or to done."""
+    values: dict[str, Any] = {"next_run_at": next_run_at, "updated_at": now}
+    if next_run_at is None:
+        values["status"] = "done"
+    result = await session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status == "approved",
+            Campaign.next_run_at <= now,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount > 0
+
+
+async def skip_queued(session: AsyncSession, campaign_id: int, now: datetime) -> int:
+    """A cancelled campaign's pushes still queued are skipped (``cancelled``)."""
+    runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign_id)
+    keys = select(_key(CampaignMember.run_id, CampaignMember.member_id)).where(
+        CampaignMember.run_id.in_(runs)
+    )
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.status == "queued", Delivery.dedupe_key.in_(keys))
+        .values(status="skipped", reason="cancelled", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+@dataclass(frozen=True, slots=True)
+class VariantStats:
+    """One variant's (or the holdout's) figures for a campaign."""
+
+    variant: str
+    targeted: int
+    sent: int
+    failed: dict[str, int]  # errcode → count
+    skipped: dict[str, int]  # reason → count
+    converted: int  # members with an order in the conversion window
+    orders: int
+    spend_fen: int
+
+    @property
+    def conversion_rate(self) -> float:
+        return self.converted / self.targeted if self.targeted else 0.0
+
+
+def lift(variant_rate: float, holdout_rate: float) -> float | None:
+    """Relative lift of a variant's conversion over the holdout's (None without a baseline)."""
+    if holdout_rate <= 0:
+        return None
+    return (variant_rate - holdout_rate) / holdout_rate
+
+
+async def campaign_stats(session: AsyncSession, campaign: Campaign) -> list[VariantStats]:
+    """Per variant and holdout, over all the campaign's runs: targeted, delivery outcomes, and
+    conversion within ``conversion_days`` of each run (three grouped statements)."""
+    runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign.id).subquery()
+    members = CampaignMember.__table__
+    counted = await session.execute(
+        select(members.c.variant, func.count())
+        .where(members.c.run_id.in_(select(runs.c.id)))
+        .group_by(members.c.variant)
+    )
+    targeted = {variant: count for variant, count in counted}
+    key = _key(members.c.run_id, members.c.member_id)
+    outcomes = await session.execute(
+        select(
+            members.c.variant,
+            Delivery.status,
+            func.coalesce(Delivery.reason, ""),
+            func.coalesce(Delivery.errcode, 0),
+            func.count(),
+        )
+        .join(Delivery, Delivery.dedupe_key == key)
+        .where(members.c.run_id.in_(select(runs.c.id)))
+        .group_by(members.c.variant, Delivery.status, Delivery.reason, Delivery.errcode)
+    )
+    sent: dict[str, int] = {}
+    failed: dict[str, dict[str, int]] = {}
+    skipped: dict[str, dict[str, int]] = {}
+    for variant, status, reason, errcode, count in outcomes:
+        if status == "sent":
+            sent[variant] = sent.get(variant, 0) + count
+        elif status == "failed":
+            failed.setdefault(variant, {})[str(errcode or reason)] = count
+        elif status == "skipped":
+            skipped.setdefault(variant, {})[reason or "unknown"] = count
+    converted: dict[str, tuple[int, int, int]] = {}
+    started = await session.execute(
+        select(CampaignRun.id, CampaignRun.started_at).where(CampaignRun.campaign_id == campaign.id)
+    )
+    for run_id, started_at in started:
+        # Per run: its own conversion window (a recurring campaign has a few runs, not many).
+        rows = await session.execute(
+            select(
+                members.c.variant,
+                func.count(func.distinct(Order.member_id)),
+                func.count(Order.id),
+                func.coalesce(func.sum(Order.amount_fen - Order.refunded_fen), 0),
+            )
+            .join(Order, Order.member_id == members.c.member_id)
+            .where(
+                members.c.run_id == run_id,
+                Order.paid_at >= started_at,
+                Order.paid_at < started_at + timedelta(days=campaign.conversion_days),
+            )
+            .group_by(members.c.variant)
+        )
+        for variant, people, orders, spend in rows:
+            before = converted.get(variant, (0, 0, 0))
+            converted[variant] = (before[0] + people, before[1] + orders, before[2] + int(spend))
+    names = [v["name"] for v in campaign.variants] + [HOLDOUT]
+    return [
+        VariantStats(
+            variant=name,
+            targeted=targeted.get(name, 0),
+            sent=sent.get(name, 0),
+            failed=failed.get(name, {}),
+            skipped=skipped.get(name, {}),
+            converted=converted.get(name, (0, 0, 0))[0],
+            orders=converted.get(name, (0, 0, 0))[1],
+            spend_fen=converted.get(name, (0, 0, 0))[2],
+        )
+        for name in names
+        if name != HOLDOUT or campaign.holdout_percent > 0
+    ]
+
+
+def _key(run_id: Any, member_id: Any) -> Any:
+    """The delivery dedupe key of a run's member, in SQL (``||`` on every database)."""
+    return literal(CAMPAIGN + ":") + cast(run_id, String) + literal(":") + cast(member_id, String)
