@@ -1,4 +1,5 @@
-"""The command line: serve, migrate, demo, import, ledger, jobs, menu, worker, staff, chat."""
+"""The command line: serve, migrate, demo, import, ledger, jobs, menu, worker, staff, member,
+chat."""
 
 from __future__ import annotations
 
@@ -348,6 +349,46 @@ async def _end_sessions_of(config: Config, username: str) -> None:
         await Sessions(redis, config.console, secure=False).end_all_of(staff.id)
 
 
+def _member(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    from bot.redis_server import open_redis
+    from bot.store import open_store
+    from models.base import utcnow
+    from models.members import find_member
+    from models.personal_data import erase_member, export_member
+    from models.staff import audit
+
+    if args.action == "erase" and not args.yes:
+        print("erasing cannot be undone: add --yes to erase this member", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        now = utcnow()
+        async with open_store(config) as sessions, sessions.begin() as session:
+            member = await find_member(session, args.openid)
+            if member is None:
+                print("no member with this openid", file=sys.stderr)
+                return 2
+            target = f"member:{member.id}"
+            if args.action == "export":
+                data = await export_member(session, member)
+                await audit(session, None, "member_export", now, target=target)
+                print(json.dumps(data, ensure_ascii=False, indent=2))
+                return 0
+            changed = await erase_member(session, member, now)
+            await audit(session, None, "member_erase", now, target=target, **changed)
+        async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
+            # What Redis holds under the openid: the cached id, an open question, a hand-over,
+            # the customer-service window.
+            keys = ("member:id:{}", "question:{}", "handoff:{}", "cs:window:{}")
+            await redis.delete(*(key.format(args.openid) for key in keys))
+        print(f"member {member.id} erased: " + ", ".join(f"{k} {v}" for k, v in changed.items()))
+        return 0
+
+    return asyncio.run(run())
+
+
 def _chat(config: Config, args: argparse.Namespace) -> int:
     from bot.chat import chat
 
@@ -403,6 +444,10 @@ def _parser() -> argparse.ArgumentParser:
     staff.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    member = add("member", _member, "a member's personal data: export it all, or erase it (PIPL)")
+    member.add_argument("action", choices=["export", "erase"])
+    member.add_argument("openid")
+    member.add_argument("--yes", action="store_true", help="with erase: yes, erase for good")
     chat = add("chat", _chat, "chat with the running service as a member, in the terminal")
     chat.add_argument("--openid", help="the member to be (default: a new one)")
     chat.add_argument("--url", help="webhook URL (default: the configured server's /wechat)")

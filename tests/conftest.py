@@ -23,7 +23,7 @@ from models import Base
 from tests.services import postgres_bin_dir, postgres_cluster, redis_server
 from tests.wechat_standin import WeChatStandIn
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.log_audit"]
 APPID = "wx49f0ab532d5d035a"
 SECRET = "test-app-secret-value"
 TOKEN = "123456"
