@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,12 @@ from messages import replies
 
 class BadMessage(ValueError):
     """The body is not a WeChat message we can read."""
+
+
+# WeChat's openids: 28 characters of base64url in practice; allow some room, nothing else.
+_OPENID = re.compile(r"[A-Za-z0-9_-]{6,64}")
+# What members send (each with a MsgId); events carry none, or a MsgID of their own.
+_USER_MESSAGES = frozenset({"text", "image", "voice", "video", "shortvideo", "location", "link"})
 
 
 def reject_declarations(body: bytes) -> None:
@@ -53,14 +60,18 @@ def parse_inbound(xml: str) -> Parsed:
         raise BadMessage("empty body")
     raw = message._data
     openid = _text(raw.get("FromUserName"), "FromUserName")
-    if not openid or len(openid) > 64:
-        raise BadMessage("FromUserName is missing or too long")
+    if not _OPENID.fullmatch(openid):
+        raise BadMessage("FromUserName is not an openid")
     try:
         created = int(raw.get("CreateTime") or 0)
         msg_id = int(raw.get("MsgId") or raw.get("MsgID") or 0)
     except (TypeError, ValueError):
         raise BadMessage("CreateTime or MsgId is not a number") from None
+    if created <= 0:
+        raise BadMessage("CreateTime is missing")
     kind = _text(raw.get("MsgType"), "MsgType").lower()
+    if kind in _USER_MESSAGES and not msg_id:
+        raise BadMessage("a member's message without MsgId")
     account = _text(raw.get("ToUserName"), "ToUserName")
     inbound = Inbound(
         openid=openid,

@@ -171,6 +171,20 @@ async def test_malformed_xml_is_refused(client: TestClient, redis: Redis) -> Non
         await _assert_refused(client, redis, 400, PLAIN.sign(body))
 
 
+async def test_messages_that_wechat_would_never_send_are_refused(
+    client: TestClient, redis: Redis
+) -> None:
+    # Found by tests/test_webhook_fuzz.py: each of these used to create a member.
+    good = PLAIN.text("o_gina_000001", "积分", msg_id=7, created=1_700_000_000)
+    for body in (
+        good.replace("o_gina_000001", "!"),  # not an openid
+        good.replace("o_gina_000001", "o gina"),
+        good.replace("<CreateTime>1700000000</CreateTime>", ""),  # no time
+        good.replace("<MsgId>7</MsgId>", ""),  # a member's message always has its id
+    ):
+        await _assert_refused(client, redis, 400, PLAIN.sign(body))
+
+
 async def test_entity_declarations_are_refused(client: TestClient, redis: Redis) -> None:
     laughs = (
         '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa">'
