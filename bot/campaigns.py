@@ -121,6 +121,34 @@ def first_run(campaign: Campaign, zone: ZoneInfo, now: datetime) -> datetime:
     return now
 
 
+# Each action and the states it applies to.
+ACTIONS = {
+    "submit": ("draft",),
+    "approve": ("pending",),
+    "pause": ("approved",),
+    "resume": ("paused",),
+    # A run's pushes may still be queued (quiet hours, batching): cancelling stops them.
+    "cancel": ("draft", "pending", "approved", "paused", "done"),
+}
+
+
+def may_approve(campaign: Campaign, who: str, role: str, approval: str) -> bool:
+    """Someone other than the author: an admin, or another marketer where allowed."""
+    return who != campaign.created_by and (
+        role == "admin" or (approval == "another_marketer" and role == "marketer")
+    )
+
+
+def actions_for(campaign: Campaign, who: str, role: str, approval: str) -> list[str]:
+    """What ``who`` may do with the campaign now."""
+    return [
+        action
+        for action, states in ACTIONS.items()
+        if campaign.status in states
+        and (action != "approve" or may_approve(campaign, who, role, approval))
+    ]
+
+
 async def transition(
     session: AsyncSession,
     campaign_id: int,
@@ -135,20 +163,12 @@ async def transition(
     campaign = await session.get(Campaign, campaign_id, with_for_update=True)
     if campaign is None:
         raise LookupError("no such campaign")
-    allowed = {
-        "submit": ("draft",),
-        "approve": ("pending",),
-        "pause": ("approved",),
-        "resume": ("paused",),
-        # A run's pushes may still be queued (quiet hours, batching): cancelling stops them.
-        "cancel": ("draft", "pending", "approved", "paused", "done"),
-    }
-    if campaign.status not in allowed[action]:
+    if campaign.status not in ACTIONS[action]:
         raise CampaignRefused(f"cannot {action} a campaign that is {campaign.status}")
     if action == "approve":
         if who == campaign.created_by:
             raise CampaignRefused("a campaign is approved by someone other than its author")
-        if role != "admin" and not (approval == "another_marketer" and role == "marketer"):
+        if not may_approve(campaign, who, role, approval):
             raise CampaignRefused("your role cannot approve campaigns")
         campaign.approved_by = who
         campaign.status = "approved"

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
+from models.staff import ROLES
 
 # Allocations between young-generation collections (CPython's default: 700).
 GC_YOUNG_THRESHOLD = 100_000
@@ -281,7 +282,8 @@ def _worker(config: Config, args: argparse.Namespace) -> int:
 def _staff(config: Config, args: argparse.Namespace) -> int:
     import getpass
 
-    from bot.console.auth import hash_password
+    from bot.console.auth import Sessions, hash_password
+    from bot.redis_server import open_redis
     from bot.store import open_store
     from models.base import utcnow
     from models.staff import Staff, audit, find_staff
@@ -326,32 +328,21 @@ def _staff(config: Config, args: argparse.Namespace) -> int:
                 return 2
             existing.disabled, existing.availability = True, "offline"
             await audit(session, None, "staff_disable", now, target=args.username)
-            print(f"staff {args.username} disabled (signed out everywhere)")
-            return 0
+            staff_id = existing.id
+        async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
+            await Sessions(redis, config.console, secure=False).end_all_of(staff_id)
+        print(f"staff {args.username} disabled (signed out everywhere)")
+        return 0
 
-    code = asyncio.run(run())
-    if code == 0 and args.action == "disable":
-        asyncio.run(_end_sessions_of(config, args.username))
-    return code
-
-
-async def _end_sessions_of(config: Config, username: str) -> None:
-    from bot.console.auth import Sessions
-    from bot.redis_server import open_redis
-    from bot.store import open_store
-    from models.staff import find_staff
-
-    async with open_store(config) as sessions, sessions() as session:
-        staff = await find_staff(session, username)
-    if staff is None:
-        return
-    async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
-        await Sessions(redis, config.console, secure=False).end_all_of(staff.id)
+    return asyncio.run(run())
 
 
 def _member(config: Config, args: argparse.Namespace) -> int:
     import json
 
+    from bot.handoff import HANDOFF_KEY
+    from bot.inbound_gate import MEMBER_ID_KEY, WINDOW_KEY
+    from bot.questions import QUESTION_KEY
     from bot.redis_server import open_redis
     from bot.store import open_store
     from models.base import utcnow
@@ -381,8 +372,8 @@ def _member(config: Config, args: argparse.Namespace) -> int:
         async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
             # What Redis holds under the openid: the cached id, an open question, a hand-over,
             # the customer-service window.
-            keys = ("member:id:{}", "question:{}", "handoff:{}", "cs:window:{}")
-            await redis.delete(*(key.format(args.openid) for key in keys))
+            keys = (MEMBER_ID_KEY, QUESTION_KEY, HANDOFF_KEY, WINDOW_KEY)
+            await redis.delete(*(key.format(openid=args.openid) for key in keys))
         print(f"member {member.id} erased: " + ", ".join(f"{k} {v}" for k, v in changed.items()))
         return 0
 
@@ -440,7 +431,7 @@ def _parser() -> argparse.ArgumentParser:
     staff = add("staff", _staff, "add console staff, or disable an account")
     staff.add_argument("action", choices=["add", "disable"])
     staff.add_argument("username")
-    staff.add_argument("--role", choices=["agent", "marketer", "admin"], default="agent")
+    staff.add_argument("--role", choices=ROLES, default="agent")
     staff.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )

@@ -219,9 +219,22 @@ def lift(variant_rate: float, holdout_rate: float) -> float | None:
     return (variant_rate - holdout_rate) / holdout_rate
 
 
+def lifts(stats: Sequence[VariantStats]) -> dict[str, float | None]:
+    """Each variant's lift over the holdout (none without a holdout)."""
+    holdout = next((s for s in stats if s.variant == HOLDOUT), None)
+    if holdout is None:
+        return {}
+    return {
+        s.variant: lift(s.conversion_rate, holdout.conversion_rate)
+        for s in stats
+        if s.variant != HOLDOUT
+    }
+
+
 async def campaign_stats(session: AsyncSession, campaign: Campaign) -> list[VariantStats]:
     """Per variant and holdout, over all the campaign's runs: targeted, delivery outcomes, and
-    conversion within ``conversion_days`` of each run (three grouped statements)."""
+    conversion within ``conversion_days`` of each run (two grouped statements, then one per
+    run: a recurring campaign has as many runs as it has had sends)."""
     runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign.id).subquery()
     members = CampaignMember.__table__
     counted = await session.execute(

@@ -205,20 +205,17 @@ async def end(
     outcome: str,
     now: datetime,
     staff_id: int | None = None,
-) -> Conversation | None:
-    """End an open conversation (closed, handed_back, member_left, idle); None if it had
-    ended already."""
+) -> int | None:
+    """End an open conversation (closed, handed_back, member_left, idle); its member's id,
+    or None if it had ended already."""
     status = "closed" if outcome == "closed" else "returned"
-    ended = await session.scalar(
+    return await session.scalar(
         update(Conversation)
         .where(Conversation.id == conversation_id, Conversation.status.in_(OPEN))
         .values(status=status, outcome=outcome, closed_at=now, closed_by=staff_id)
-        .returning(Conversation.id)
+        .returning(Conversation.member_id)
         .execution_options(synchronize_session=False)
     )
-    if ended is None:
-        return None
-    return await session.get_one(Conversation, ended, populate_existing=True)
 
 
 async def open_load(session: AsyncSession) -> dict[int, int]:

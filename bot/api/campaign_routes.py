@@ -16,7 +16,7 @@ from bot.api.routes import ApiError, _json, api, parse_body
 from bot.campaigns import CampaignSpec, new_campaign, transition
 from models.audience import Audience, preview
 from models.base import utcnow
-from models.campaigns import Campaign, CampaignRefused, campaign_stats, lift
+from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
 from models.staff import find_staff
 
 API_AUTHOR = "api"
@@ -180,16 +180,14 @@ async def get_campaign_stats(request: web.Request) -> web.Response:
         if campaign is None:
             raise ApiError(404, "unknown_campaign", "no campaign with this id", "campaign_id")
         rows = await campaign_stats(session, campaign)
-    holdout = next((r for r in rows if r.variant == "holdout"), None)
+    lift_of = lifts(rows)
     return _json(
         CampaignStatsOut(
             campaign=_out(campaign),
             variants=[
                 VariantStatsOut(
                     **{k: getattr(r, k) for k in VariantStatsOut.model_fields if hasattr(r, k)},
-                    lift=lift(r.conversion_rate, holdout.conversion_rate)
-                    if holdout is not None and r.variant != "holdout"
-                    else None,
+                    lift=lift_of.get(r.variant),
                 )
                 for r in rows
             ],

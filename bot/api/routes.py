@@ -79,7 +79,8 @@ def parse_query(request: web.Request, model: type[Model]) -> Model:
         raise validation_error(exc) from None
 
 
-def validation_error(exc: ValidationError) -> ApiError:
+def first_error(exc: ValidationError) -> tuple[str | None, str]:
+    """The first problem of a validation error: the field's dotted path and what is wrong."""
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or None
     message = first["msg"].removeprefix("Value error, ")
@@ -87,6 +88,11 @@ def validation_error(exc: ValidationError) -> ApiError:
         message = "is not a known field"
     elif first["type"] == "missing":
         message = "is required"
+    return field, message
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    field, message = first_error(exc)
     return ApiError(422, "invalid", message, field)
 
 

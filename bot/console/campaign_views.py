@@ -14,13 +14,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from bot import wiring
-from bot.campaigns import CampaignSpec, new_campaign, transition
+from bot.api.routes import first_error
+from bot.campaigns import ACTIONS, CampaignSpec, actions_for, new_campaign, transition
 from bot.console.auth import STAFF, requires, template_context
 from bot.console.charts import bars
 from bot.wechat_api import WeChatAPIError
 from models.audience import Audience, preview
 from models.base import utcnow
-from models.campaigns import Campaign, CampaignRefused, campaign_stats, lift
+from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
 from models.coupons import coupon_stats
 from models.dashboard import members_by, pushes_by_purpose, referral_funnel, retention
 from models.ratings import satisfaction_report
@@ -101,9 +102,8 @@ def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
 
 def _problem(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"{where}: {first['msg'].removeprefix('Value error, ')}".strip(": ")
+        field, message = first_error(exc)
+        return f"{field}: {message}" if field else message
     return str(exc)
 
 
@@ -198,17 +198,8 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
         if campaign is None:
             raise web.HTTPNotFound(text="no such campaign")
         stats = await campaign_stats(db, campaign)
-    holdout = next((s for s in stats if s.variant == "holdout"), None)
-    lifts = {
-        s.variant: lift(s.conversion_rate, holdout.conversion_rate)
-        for s in stats
-        if holdout is not None and s.variant != "holdout"
-    }
     staff = request[STAFF]
     approval = _config(request).console.campaign_approval
-    may_approve = staff.username != campaign.created_by and (
-        staff.role == "admin" or approval == "another_marketer"
-    )
     return aiohttp_jinja2.render_template(
         "campaign.html",
         request,
@@ -216,8 +207,8 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
             request,
             campaign=campaign,
             stats=stats,
-            lifts=lifts,
-            may_approve=may_approve,
+            lifts=lifts(stats),
+            actions=actions_for(campaign, staff.username, staff.role, approval),
             message=request.query.get("message"),
             zone=_config(request).programme.zone,
         ),
@@ -230,7 +221,7 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
     """Submit, approve, pause, resume or cancel."""
     campaign_id = int(request.match_info["id"])
     action = str((await request.post()).get("action", ""))
-    if action not in ("submit", "approve", "pause", "resume", "cancel"):
+    if action not in ACTIONS:
         raise web.HTTPBadRequest(text="unknown action")
     staff = request[STAFF]
     config = _config(request)

@@ -64,8 +64,14 @@ class ConsoleSweeps:
         if self._config.assignment == "auto":
             async with self._sessions.begin() as session:
                 assigned = await assign_waiting(session, now, self._config.max_open_per_agent)
-                rows = await session.execute(select(Staff.id, Staff.username))
-                names = {staff_id: username for staff_id, username in rows}
+                names = {}
+                if assigned:
+                    rows = await session.execute(
+                        select(Staff.id, Staff.username).where(
+                            Staff.id.in_({staff_id for _, staff_id in assigned})
+                        )
+                    )
+                    names = {staff_id: username for staff_id, username in rows}
             for conversation_id, staff_id in assigned:
                 await self._handoffs.publish(
                     "assigned", conversation_id, agent=names.get(staff_id, "")

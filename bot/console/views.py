@@ -61,14 +61,10 @@ def _sessions(request: web.Request) -> Any:
     return request.config_dict[wiring.SESSIONS]
 
 
-def _now() -> datetime:
-    return utcnow()
-
-
 @routes.get("/login", name="login")
 async def login_page(request: web.Request) -> web.StreamResponse:
     """The login form, with a fresh double-submit CSRF token."""
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or _new_token()
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
     response = aiohttp_jinja2.render_template(
         "login.html", request, {"csrf": token, "error": None, "staff": None}
     )
@@ -87,7 +83,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = _field(form, "password")[:200]
     sessions = request.config_dict[SESSIONS]
     address = client_address(request)
-    now = _now()
+    now = utcnow()
     if await sessions.paused(username, address):
         return _login_error(request, token, console_copy.LOGIN_PAUSED, 429)
     async with _sessions(request).begin() as db:
@@ -121,7 +117,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     async with _sessions(request).begin() as db:
         member = await db.get_one(Staff, staff.staff_id)
         member.availability = "offline"
-        await audit(db, staff.staff_id, "logout", _now())
+        await audit(db, staff.staff_id, "logout", utcnow())
     sessions = request.config_dict[SESSIONS]
     await sessions.end(request.cookies.get(COOKIE))
     response = web.HTTPSeeOther("/console/login")
@@ -149,7 +145,7 @@ async def home(request: web.Request) -> web.StreamResponse:
 @requires(*AGENTS)
 async def queue_snapshot(request: web.Request) -> web.Response:
     """The open conversations, oldest first, for the live queue."""
-    now = _now()
+    now = utcnow()
     target = timedelta(minutes=_console(request).pickup_target_minutes)
     async with _sessions(request)() as db:
         rows = (
@@ -202,7 +198,7 @@ async def set_availability(request: web.Request) -> web.StreamResponse:
     async with _sessions(request).begin() as db:
         me = await db.get_one(Staff, staff.staff_id)
         me.availability = value
-        await audit(db, staff.staff_id, "availability", _now(), target=value)
+        await audit(db, staff.staff_id, "availability", utcnow(), target=value)
     await _handoffs(request).publish("agents", 0)
     raise web.HTTPSeeOther("/console/")
 
@@ -282,7 +278,6 @@ async def conversation_updates(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": conversation.status,
-            "assigned_to": conversation.assigned_to,
             "window": {
                 "left": window.left,
                 "closes_at": window.closes_at.astimezone(zone).strftime("%m-%d %H:%M")
@@ -311,17 +306,13 @@ async def claim_conversation(request: web.Request) -> web.StreamResponse:
     """Take a queued conversation."""
     conversation_id = int(request.match_info["id"])
     staff = request[STAFF]
-    now = _now()
+    now = utcnow()
     async with _sessions(request).begin() as db:
         if not await claim(db, conversation_id, staff.staff_id, now):
             raise web.HTTPConflict(text=console_copy.ALREADY_TAKEN)
-        conversation = await db.get_one(Conversation, conversation_id)
-        await add_message(
-            db, conversation, "event", now, content="claimed", staff_id=staff.staff_id
-        )
-        await audit(db, staff.staff_id, "claim", now, target=str(conversation_id))
+        await _record(db, conversation_id, staff.staff_id, "claim", now, "event", content="claimed")
     await _handoffs(request).publish("assigned", conversation_id, agent=staff.username)
-    return _back(request, conversation_id)
+    return _back(conversation_id)
 
 
 @routes.post("/conversations/{id:\\d+}/reply")
@@ -333,7 +324,8 @@ async def reply(request: web.Request) -> web.StreamResponse:
     if not text or len(text) > 2000:
         raise web.HTTPBadRequest(text=console_copy.REPLY_LENGTH)
     staff = request[STAFF]
-    conversation, openid = await _mine(request, conversation_id, staff.staff_id)
+    async with _sessions(request)() as db:
+        _, openid = await _mine(db, conversation_id, staff.staff_id)
     windows = CustomerServiceWindows(request.config_dict[wiring.REDIS])
     if not await windows.take_slot(openid):
         raise web.HTTPConflict(text=console_copy.WINDOW_CLOSED)
@@ -345,15 +337,13 @@ async def reply(request: web.Request) -> web.StreamResponse:
             raise web.HTTPConflict(text=console_copy.WINDOW_CLOSED) from None
         log.warning("console reply not sent", extra={"errcode": exc.errcode})
         raise web.HTTPBadGateway(text=console_copy.SEND_FAILED) from None
-    now = _now()
+    now = utcnow()
     async with _sessions(request).begin() as db:
-        conversation = await db.get_one(Conversation, conversation_id)
-        message = await add_message(
-            db, conversation, "out", now, content=text, staff_id=staff.staff_id
+        message = await _record(
+            db, conversation_id, staff.staff_id, "reply", now, "out", content=text
         )
-        await audit(db, staff.staff_id, "reply", now, target=str(conversation_id))
     await _handoffs(request).publish("message", conversation_id, id=message.id, direction="out")
-    return _back(request, conversation_id)
+    return _back(conversation_id)
 
 
 @routes.post("/conversations/{id:\\d+}/template")
@@ -368,12 +358,19 @@ async def reply_by_template(request: web.Request) -> web.StreamResponse:
     if SERVICE_REPLY not in config.delivery.templates:
         raise web.HTTPConflict(text=console_copy.NO_TEMPLATE)
     staff = request[STAFF]
-    conversation, _ = await _mine(request, conversation_id, staff.staff_id)
-    now = _now()
+    now = utcnow()
     async with _sessions(request).begin() as db:
-        conversation = await db.get_one(Conversation, conversation_id)
-        message = await add_message(
-            db, conversation, "out", now, kind="template", content=text, staff_id=staff.staff_id
+        # Checked in the transaction that writes: a transfer meanwhile refuses the send.
+        conversation, _ = await _mine(db, conversation_id, staff.staff_id)
+        message = await _record(
+            db,
+            conversation_id,
+            staff.staff_id,
+            "reply_template",
+            now,
+            "out",
+            kind="template",
+            content=text,
         )
         push = PlannedPush(
             conversation.member_id,
@@ -381,10 +378,9 @@ async def reply_by_template(request: web.Request) -> web.StreamResponse:
             {"text": text, "fields": console_copy.template_fields(text)},
         )
         ids = await plan(db, SERVICE_REPLY, SERVICE, [push], now)
-        await audit(db, staff.staff_id, "reply_template", now, target=str(conversation_id))
     await request.config_dict[wiring.OUTBOX].enqueue(ids)
     await _handoffs(request).publish("message", conversation_id, id=message.id, direction="out")
-    return _back(request, conversation_id)
+    return _back(conversation_id)
 
 
 @routes.post("/conversations/{id:\\d+}/note")
@@ -396,17 +392,12 @@ async def note(request: web.Request) -> web.StreamResponse:
     if not text or len(text) > 2000:
         raise web.HTTPBadRequest(text=console_copy.REPLY_LENGTH)
     staff = request[STAFF]
-    now = _now()
     async with _sessions(request).begin() as db:
-        conversation = await db.get(Conversation, conversation_id)
-        if conversation is None:
-            raise web.HTTPNotFound(text="no such conversation")
-        message = await add_message(
-            db, conversation, "note", now, content=text, staff_id=staff.staff_id
+        message = await _record(
+            db, conversation_id, staff.staff_id, "note", utcnow(), "note", content=text
         )
-        await audit(db, staff.staff_id, "note", now, target=str(conversation_id))
     await _handoffs(request).publish("message", conversation_id, id=message.id, direction="note")
-    return _back(request, conversation_id)
+    return _back(conversation_id)
 
 
 @routes.post("/conversations/{id:\\d+}/transfer")
@@ -416,23 +407,22 @@ async def transfer_conversation(request: web.Request) -> web.StreamResponse:
     conversation_id = int(request.match_info["id"])
     to_name = _field(await request.post(), "to")
     staff = request[STAFF]
-    now = _now()
+    now = utcnow()
     async with _sessions(request).begin() as db:
         colleague = await find_staff(db, to_name)
         if colleague is None or colleague.disabled or colleague.role not in AGENTS:
             raise web.HTTPBadRequest(text=console_copy.NO_SUCH_AGENT)
         if not await transfer(db, conversation_id, staff.staff_id, colleague.id, now):
             raise web.HTTPConflict(text=console_copy.NOT_YOURS)
-        conversation = await db.get_one(Conversation, conversation_id)
-        await add_message(
+        await _record(
             db,
-            conversation,
-            "event",
+            conversation_id,
+            staff.staff_id,
+            "transfer",
             now,
+            "event",
             content=f"transferred:{to_name}",
-            staff_id=staff.staff_id,
         )
-        await audit(db, staff.staff_id, "transfer", now, target=str(conversation_id), to=to_name)
     await _handoffs(request).publish("assigned", conversation_id, agent=to_name)
     raise web.HTTPSeeOther("/console/")
 
@@ -454,18 +444,18 @@ async def hand_back(request: web.Request) -> web.StreamResponse:
 async def _finish(request: web.Request, outcome: str) -> web.StreamResponse:
     conversation_id = int(request.match_info["id"])
     staff = request[STAFF]
-    _, openid = await _mine(request, conversation_id, staff.staff_id)
-    now = _now()
+    now = utcnow()
     async with _sessions(request).begin() as db:
-        ended = await end(db, conversation_id, outcome, now, staff.staff_id)
-        if ended is None:
+        _, openid = await _mine(db, conversation_id, staff.staff_id)
+        member_id = await end(db, conversation_id, outcome, now, staff.staff_id)
+        if member_id is None:
             raise web.HTTPConflict(text=console_copy.ALREADY_ENDED)
         push = PlannedPush(
-            ended.member_id, f"{HANDOFF_ENDED}:{conversation_id}", {"text": handoff_copy.ENDED}
+            member_id, f"{HANDOFF_ENDED}:{conversation_id}", {"text": handoff_copy.ENDED}
         )
         ids = await plan(db, HANDOFF_ENDED, SERVICE, [push], now)
         if outcome == "closed":
-            ids += await plan_after_conversation(db, ended.member_id, str(conversation_id), now)
+            ids += await plan_after_conversation(db, member_id, str(conversation_id), now)
         await audit(db, staff.staff_id, outcome, now, target=str(conversation_id))
     handoffs = _handoffs(request)
     await handoffs.finish(openid)
@@ -480,7 +470,7 @@ async def _finish(request: web.Request, outcome: str) -> web.StreamResponse:
 async def agents_report(request: web.Request) -> web.StreamResponse:
     """First-response and resolution times per agent and day, the last 14 local days."""
     zone = request.config_dict[wiring.CONFIG].programme.zone
-    today = _now().astimezone(zone).date()
+    today = utcnow().astimezone(zone).date()
     start = datetime.combine(today - timedelta(days=13), time.min, zone)
     end_at = datetime.combine(today + timedelta(days=1), time.min, zone)
     offset = int((start.utcoffset() or timedelta()).total_seconds() // 3600)
@@ -497,7 +487,7 @@ async def satisfaction_page(request: web.Request) -> web.StreamResponse:
     """CSAT and NPS by tier, this month and the last 90 days."""
     rules = request.config_dict[wiring.CONFIG].programme
     zone = rules.zone
-    today = _now().astimezone(zone).date()
+    today = utcnow().astimezone(zone).date()
     end_at = datetime.combine(today + timedelta(days=1), time.min, zone)
     start = datetime.combine(today - timedelta(days=89), time.min, zone)
     offset = int((start.utcoffset() or timedelta()).total_seconds() // 3600)
@@ -581,31 +571,49 @@ async def _messages(
     return [(message, name) for message, name in rows]
 
 
-async def _mine(request: web.Request, conversation_id: int, staff_id: int) -> tuple[int, str]:
-    """The conversation, if it is open and assigned to this agent; its member's openid."""
-    async with _sessions(request)() as db:
-        row = (
-            await db.execute(
-                select(Conversation.status, Conversation.assigned_to, Member.openid)
-                .join(Member, Member.id == Conversation.member_id)
-                .where(Conversation.id == conversation_id)
-            )
-        ).first()
+async def _mine(db: AsyncSession, conversation_id: int, staff_id: int) -> tuple[Conversation, str]:
+    """The conversation, locked, if it is open and assigned to this agent; its member's openid."""
+    row = (
+        await db.execute(
+            select(Conversation, Member.openid)
+            .join(Member, Member.id == Conversation.member_id)
+            .where(Conversation.id == conversation_id)
+            .with_for_update(of=Conversation)
+        )
+    ).first()
     if row is None:
         raise web.HTTPNotFound(text="no such conversation")
-    status, assigned_to, openid = row
-    if status not in OPEN:
+    conversation, openid = row
+    if conversation.status not in OPEN:
         raise web.HTTPConflict(text=console_copy.ALREADY_ENDED)
-    if assigned_to != staff_id or openid is None:
+    if conversation.assigned_to != staff_id or openid is None:
         raise web.HTTPConflict(text=console_copy.NOT_YOURS)
-    return conversation_id, openid
+    return conversation, openid
+
+
+async def _record(
+    db: AsyncSession,
+    conversation_id: int,
+    staff_id: int,
+    action: str,
+    now: datetime,
+    direction: str,
+    **message: str,
+) -> ConversationMessage:
+    """What a staff action leaves behind: its line in the conversation and in the audit log."""
+    conversation = await db.get(Conversation, conversation_id)
+    if conversation is None:
+        raise web.HTTPNotFound(text="no such conversation")
+    written = await add_message(db, conversation, direction, now, staff_id=staff_id, **message)
+    await audit(db, staff_id, action, now, target=str(conversation_id))
+    return written
 
 
 async def _window(request: web.Request, openid: str | None) -> _Window:
     if openid is None:
         return _Window(0, None)
     left, seconds = await CustomerServiceWindows(request.config_dict[wiring.REDIS]).state(openid)
-    closes = _now() + timedelta(seconds=seconds) if seconds is not None else None
+    closes = utcnow() + timedelta(seconds=seconds) if seconds is not None else None
     return _Window(left if closes else 0, closes)
 
 
@@ -621,10 +629,8 @@ def _home(role: str) -> str:
     return "/console/reports/satisfaction" if role == "marketer" else "/console/"
 
 
-def _back(request: web.Request, conversation_id: int) -> web.StreamResponse:
-    """Fetch callers get 204; a plain form post goes back to the conversation page."""
-    if request.headers.get("X-Requested-With") == "fetch":
-        return web.Response(status=204)
+def _back(conversation_id: int) -> web.StreamResponse:
+    """After a form post, back to the conversation page."""
     raise web.HTTPSeeOther(f"/console/conversations/{conversation_id}")
 
 
@@ -635,10 +641,6 @@ def _field(form: Any, name: str) -> str:
 
 def _masked(openid: str | None) -> str:
     return mask_openid(openid) if openid else "…"
-
-
-def _new_token() -> str:
-    return secrets.token_urlsafe(32)
 
 
 def _set_login_csrf(request: web.Request, response: web.StreamResponse, token: str) -> None:
