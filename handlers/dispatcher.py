@@ -53,7 +53,8 @@ class Dispatcher:
             try:
                 reply = await handler(msg) if handler is not None else None
             except Declined:
-                msg.question = None
+                # Whatever open state made the handler take the message is not for it.
+                msg.question, msg.handoff = None, None
                 handler = self.router.resolve(msg)
                 reply = await handler(msg) if handler is not None else None
             if msg.session is not None:

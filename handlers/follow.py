@@ -21,9 +21,9 @@ async def welcome(msg: Inbound) -> TextReply:
     msg.member = await record_subscribe(msg.db, msg.openid, msg.sent_at)
     msg.member_id = msg.member.id
     greeting = copy.WELCOME_BACK if returning else copy.WELCOME
-    if msg.event == "subscribe_scan" and not returning:
+    if msg.event == "subscribe_scan" and known is None:  # anyone seen before is no newcomer
         referral = await attribute_newcomer(
-            msg, msg.member, existed_before=known is not None, source="subscribe"
+            msg, msg.member, existed_before=False, source="subscribe"
         )
         if referral is not None:
             greeting = copy.WELCOME_REFERRED

@@ -107,6 +107,7 @@ _MEMBER_TABLES = (
     "deliveries",
     "ratings",
     "follow_ups",
+    "conversations",
 )
 # Tables where the customer may already have the row the follower has (the same key besides
 # the member): the customer's row stays, the follower's moves only where it does not clash.
@@ -115,6 +116,7 @@ _MEMBER_KEYED_TABLES = (
     ("referral_stars", "member_id", ("quarter",)),
     ("member_recaps", "member_id", ("year",)),
     ("referrals", "referee_id", ()),
+    ("campaign_members", "member_id", ("run_id",)),
 )
 
 

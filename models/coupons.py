@@ -57,7 +57,7 @@ class CouponConflict(Exception):
     """The idempotency key was used before for another member or kind; nothing was written."""
 
 
-RefusalReason = Literal["unknown", "expired", "used", "not_yours", "not_yet_valid"]
+RefusalReason = Literal["unknown", "expired", "used", "not_yours", "not_yet_valid", "revoked"]
 
 
 class CouponRefused(Exception):
@@ -190,12 +190,12 @@ async def redeem_coupon(
         if coupon.shop_order_id == shop_order_id:
             return RedeemedCoupon(coupon, replayed=True)
         raise CouponRefused("used")
+    if coupon.status == "revoked":
+        raise CouponRefused("revoked")
     if coupon.status == "expired" or coupon.valid_until <= now:
         raise CouponRefused("expired")
     if coupon.valid_from > now:
         raise CouponRefused("not_yet_valid")
-    if coupon.status == "revoked":
-        raise CouponRefused("revoked")
     raise RuntimeError(f"coupon {code} has unexpected status {coupon.status!r}")
 
 

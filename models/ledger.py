@@ -308,12 +308,8 @@ async def take_back(
     unrecovered. The same ``key`` again takes nothing more."""
     if points <= 0:
         return Reversal(None, 0)
-    existing = await session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
-    if existing is not None:
-        return Reversal(
-            Change(existing.id, existing.points, existing.balance_after, True),
-            points + existing.points,
-        )
+    if replay := await _replay(session, key, member_id, None, kind):
+        return Reversal(replay, points + replay.points)
     await expire_member_lots(session, member_id, at)
     lots = await _open_lots(session, member_id, first_order=order_id)
     taken = _consume(lots, points)

@@ -173,8 +173,8 @@ class Newcomer:
 
     member_id: int
     existed_before: bool  # a member row before this follow (a member, a follower, a customer)
-    first_followed_at: datetime | None
-    returning: bool  # had unfollowed before
+    # When the programme first saw them (a re-follow does not move it, unlike subscribed_at).
+    first_seen_at: datetime
     has_orders: bool
     already_referred: bool
 
@@ -196,28 +196,23 @@ def refusal(
         return "self"
     if newcomer.already_referred:
         return "already_referred"
-    if newcomer.has_orders or newcomer.returning:
+    if newcomer.has_orders:
         return "existing_member"
     if source == "subscribe":
         return "existing_member" if newcomer.existed_before else None
     grace = timedelta(hours=rules.referrals.scan_grace_hours)
-    if newcomer.first_followed_at is None or now - newcomer.first_followed_at > grace:
-        return "existing_member"
-    return None
+    return "existing_member" if now - newcomer.first_seen_at > grace else None
 
 
 async def newcomer_facts(session: AsyncSession, member: Member, existed_before: bool) -> Newcomer:
     """The facts ``refusal`` weighs, read for ``member``."""
-    has_orders = await session.scalar(
-        select(func.count()).select_from(Order).where(Order.member_id == member.id).limit(1)
-    )
+    ordered = await session.scalar(select(Order.id).where(Order.member_id == member.id).limit(1))
     referred = await session.scalar(select(Referral.id).where(Referral.referee_id == member.id))
     return Newcomer(
         member_id=member.id,
         existed_before=existed_before,
-        first_followed_at=member.subscribed_at,
-        returning=member.unsubscribed_at is not None,
-        has_orders=bool(has_orders),
+        first_seen_at=member.created_at,
+        has_orders=ordered is not None,
         already_referred=referred is not None,
     )
 

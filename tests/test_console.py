@@ -25,7 +25,7 @@ from models.members import Member
 from models.ratings import Rating
 from models.staff import AuditEntry, Staff
 from tests.helpers import PLAIN, push
-from tests.test_api import follower
+from tests.test_api import call, follower
 from tests.test_cli_programme import _bot, _config
 from tests.test_delivery import eventually
 from tests.wechat_standin import WeChatStandIn
@@ -484,3 +484,38 @@ async def _staff_cli(config: Path, *args: str) -> tuple[int, str, str]:
         *command, password = args
         return await _bot(config, "staff", *command, "--password-stdin", stdin=f"{password}\n")
     return await _bot(config, "staff", *args)
+
+
+async def test_a_conversation_ended_elsewhere_gives_the_member_back_to_the_bot(
+    console: TestClient,
+) -> None:
+    await follower(console, MEMBER)
+    await say(console, "人工")
+    conversation = await conversation_of(console)
+    # Ended while the member was typing (the console, or an erasure): Redis still says
+    # "with a person", the database no longer does.
+    async with console.app[wiring.SESSIONS].begin() as session:
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation.id)
+            .values(status="returned", outcome="idle")
+        )
+    assert (await say(console, "积分")).startswith("您目前还没有积分")
+    assert await console.app[wiring.REDIS].get(f"handoff:{MEMBER}") is None
+
+
+async def test_a_follower_who_talked_to_a_person_can_still_bind(console: TestClient) -> None:
+    _, created = await call(
+        console, "POST", "/members/binding-codes", {"customer_ref": "CRM-9", "name": "李四"}
+    )
+    await follower(console, MEMBER)
+    await say(console, "人工")
+    await say(console, "结束")
+    assert "绑定成功" in await say(console, f"绑定 {created['code']}")
+    async with console.app[wiring.SESSIONS]() as session:
+        moved = await session.scalar(
+            select(Member.customer_ref)
+            .join(Conversation, Conversation.member_id == Member.id)
+            .where(Member.openid == MEMBER)
+        )
+    assert moved == "CRM-9"  # the conversation followed the member into the customer's row

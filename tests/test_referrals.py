@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import wiring
 from bot.jobs import JOBS, JobContext
@@ -31,8 +32,7 @@ def _newcomer(**facts: Any) -> Newcomer:
     base: dict[str, Any] = {
         "member_id": 2,
         "existed_before": False,
-        "first_followed_at": NOW,
-        "returning": False,
+        "first_seen_at": NOW,
         "has_orders": False,
         "already_referred": False,
     }
@@ -48,18 +48,16 @@ def _newcomer(**facts: Any) -> Newcomer:
         ("subscribe", 1, {"already_referred": True}, "already_referred"),
         ("subscribe", 1, {"existed_before": True}, "existing_member"),
         ("subscribe", 1, {"has_orders": True}, "existing_member"),
-        ("subscribe", 1, {"returning": True}, "existing_member"),
         # A follower scanning just after following (found the account by search first).
-        ("scan", 1, {"existed_before": True, "first_followed_at": NOW - timedelta(hours=23)}, None),
+        ("scan", 1, {"existed_before": True, "first_seen_at": NOW - timedelta(hours=23)}, None),
         (
             "scan",
             1,
-            {"existed_before": True, "first_followed_at": NOW - timedelta(hours=25)},
+            {"existed_before": True, "first_seen_at": NOW - timedelta(hours=25)},
             "existing_member",
         ),
-        ("scan", 1, {"existed_before": True, "first_followed_at": None}, "existing_member"),
-        ("scan", 1, {"first_followed_at": NOW, "has_orders": True}, "existing_member"),
-        ("scan", 2, {"first_followed_at": NOW}, "self"),
+        ("scan", 1, {"has_orders": True}, "existing_member"),
+        ("scan", 2, {}, "self"),
     ],
 )
 def test_attribution_rules(
@@ -259,6 +257,29 @@ async def test_no_referral_for_members_self_or_unknown_codes(client: TestClient)
     assert again is not None
     assert again.id == referral.id
     assert again.code == code
+
+
+async def test_a_follower_of_old_who_refollows_then_scans_is_no_newcomer(
+    client: TestClient,
+) -> None:
+    code = await share_code(client, ALICE)
+    await follower(client, CAROL)
+    async with client.app[wiring.SESSIONS].begin() as session:  # Carol first came a week ago
+        await session.execute(
+            update(Member)
+            .where(Member.openid == CAROL)
+            .values(created_at=datetime.now(UTC) - timedelta(days=7))
+        )
+    later = int(time.time()) + 5  # distinct events, not WeChat's retries of one
+    await push(client, PLAIN, PLAIN.event(CAROL, "unsubscribe", created=later))
+    await push(client, PLAIN, PLAIN.event(CAROL, "subscribe", created=later + 1))  # by search
+    await push(client, PLAIN, PLAIN.event(CAROL, "SCAN", key=f"ref_{code}", created=later + 2))
+    assert (await balance(client, CAROL)) == 0  # following again worked
+    async with client.app[wiring.SESSIONS]() as session:
+        carol = await session.scalar(select(Member).where(Member.openid == CAROL))
+    assert carol is not None
+    assert carol.subscribed
+    assert await referral_of(client, CAROL) is None
 
 
 async def test_daily_cap_and_the_star_once_a_quarter(app_factory: Callable[..., Any]) -> None:
