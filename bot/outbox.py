@@ -103,11 +103,13 @@ class Outbox:
         due = await self.redis.zrangebyscore(DELAYED, 0, now.timestamp(), start=0, num=limit)
         if not due:
             return 0
-        # Only the process that removes an id moves it, so two workers never both do.
-        moved = []
-        for raw in due:
-            if await self.redis.zrem(DELAYED, raw):
-                moved.append(int(raw))
+        # Only the process that removes an id moves it, so two workers never both do: one ZREM
+        # per id (its reply says who removed it), all in one round trip.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for raw in due:
+                pipe.zrem(DELAYED, raw)
+            removed = await pipe.execute()
+        moved = [int(raw) for raw, gone in zip(due, removed, strict=True) if gone]
         await self.enqueue(moved)
         return len(moved)
 
@@ -167,14 +169,19 @@ class DeliveryWorker:
         Only the blocking stream read is ever interrupted: cancelling a task in the middle of
         a database statement can leave its connection hanging when the pool closes.
         """
-        housekeeping = 0.0
+        housekeeping = sweeping = 0.0
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 try:
                     if time.monotonic() >= housekeeping:
-                        await self.housekeeping()
+                        # The database sweeps look for rows stuck SWEEP_AFTER: every second
+                        # would only rescan the table (and re-enqueue a long backlog's head).
+                        sweep = time.monotonic() >= sweeping
+                        await self.housekeeping(sweep)
                         housekeeping = time.monotonic() + 1.0
+                        if sweep:
+                            sweeping = time.monotonic() + SWEEP_AFTER.total_seconds() / 2
                     await self._consume(block_ms, stopping)
                 except Exception:
                     # Redis or the database away: keep the loop alive, and recreate the
@@ -218,19 +225,21 @@ class DeliveryWorker:
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
-    async def housekeeping(self) -> None:
-        """Release delayed rows that are due, take over a dead consumer's entries, and sweep
-        rows a lost stream dropped."""
+    async def housekeeping(self, sweep: bool = True) -> None:
+        """Release delayed rows that are due, take over a dead consumer's entries, send the
+        mass batches that are ready, and (``sweep``) sweep rows a lost stream dropped."""
         if not self._grouped:
             await self.ensure_group()
         now = utcnow()
         await self.outbox.release_due(now)
         await self._reclaim(now)
+        for batch in await self.mass.take(self.config.mass_batch_size):
+            await self._send_mass(batch)
+        if not sweep:
+            return
         async with self.sessions() as session:
             stale = await due_queued(session, now - SWEEP_AFTER, limit=1000)
         await self.outbox.enqueue(stale)
-        for batch in await self.mass.take(self.config.mass_batch_size):
-            await self._send_mass(batch)
         async with self.sessions.begin() as session:
             lost = await abandon_stale_sending(session, now - SWEEP_AFTER, now)
         if lost:

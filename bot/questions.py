@@ -38,11 +38,6 @@ class Questions:
         key = QUESTION_KEY.format(openid=openid)
         await self._redis.set(key, question.dumps(), ex=self._ttl)
 
-    async def current(self, openid: str) -> OpenQuestion | None:
-        """The member's open question, if any."""
-        raw = await self._redis.get(QUESTION_KEY.format(openid=openid))
-        return OpenQuestion.loads(raw) if raw else None
-
     async def take(self, openid: str, seen: OpenQuestion, then: OpenQuestion | None = None) -> bool:
         """Close ``seen`` (or put ``then`` in its place, same expiry) if it is still open;
         False when another answer got there first."""

@@ -44,7 +44,6 @@ SERVICE, MARKETING = "service", "marketing"
 # A question to the member (a rating): the channels of a service notification, but quiet hours
 # and the marketing caps apply, as to anything the member did not ask for.
 SURVEY = "survey"
-STATUSES = ("queued", "sending", "sent", "failed", "skipped")
 
 
 class Delivery(Base):

@@ -86,8 +86,6 @@ class LeaderLock:
         # Lease end, on time.monotonic(): not the loop's clock, which uvloop may cache.
         self._valid_until = 0.0
         self._task: asyncio.Task[None] | None = None
-        self.leading = asyncio.Event()
-        """Set while this process leads; ``await lock.leading.wait()`` waits to be elected."""
 
     @property
     def is_leader(self) -> bool:
@@ -193,7 +191,6 @@ class LeaderLock:
         self._token = token
         self._holding = True
         self._valid_until = sent + self.ttl - self._drift
-        self.leading.set()
         log.info("leader lock gained", extra={"key": self.key})
         if self._on_gained is not None:
             try:
@@ -213,7 +210,6 @@ class LeaderLock:
         if not self._holding:
             return
         self._holding = False
-        self.leading.clear()
         level = logging.INFO if reason == "stopped" else logging.WARNING
         log.log(level, "leader lock lost", extra={"key": self.key, "reason": reason})
         if self._on_lost is not None:

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from bot import recap_page, wiring
+from bot import wiring
 from bot.app import create_app
 from bot.recap_page import render_recap
 from bot.recap_push import plan_recaps
@@ -42,12 +42,9 @@ async def client(
     redis: Redis,
     standin: WeChatStandIn,
 ) -> TestClient:
-    """The real app with the recap page's route added (as bot/app.py is to add it), and no
-    delivery workers: planned pushes stay planned."""
+    """The real app without delivery workers: planned pushes stay planned."""
     base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
-    app = create_app(make_config(db_url, redis_url, base, {"workers": 0}))
-    app.add_routes(recap_page.routes)
-    return await aiohttp_client(app)
+    return await aiohttp_client(create_app(make_config(db_url, redis_url, base, {"workers": 0})))
 
 
 async def _order(client: TestClient, order_id: str, openid: str, fen: int, paid: datetime) -> None:

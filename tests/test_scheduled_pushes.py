@@ -12,19 +12,11 @@ from sqlalchemy import select, update
 from bot import wiring
 from bot.scheduled_pushes import plan_birthdays, plan_expiry_reminders, plan_tier_keeping
 from models.coupons import Coupon
-from models.deliveries import SURVEY, Delivery
 from models.members import Member
 from tests.helpers import PLAIN, push
 from tests.test_api import call, follower, order
-from tests.test_delivery import eventually, finished
+from tests.test_delivery import deliveries, eventually, finished
 from tests.wechat_standin import WeChatStandIn
-
-
-async def _rows(client: TestClient) -> list[Delivery]:
-    """The scheduled pushes planned (not the rating questions that orders plan)."""
-    async with client.app[wiring.SESSIONS]() as session:
-        query = select(Delivery).where(Delivery.category != SURVEY).order_by(Delivery.id)
-        return list((await session.scalars(query)).all())
 
 
 async def _order_days_ago(client: TestClient, order_id: str, openid: str, days: int) -> None:
@@ -57,12 +49,12 @@ async def test_expiry_reminders_at_30_and_7_days_once_each(
     now = datetime.now(UTC)
     assert await _expiry(client, now) == 2
     assert await _expiry(client, now) == 0  # a rerun plans nothing
-    rows = await _rows(client)
+    rows = await deliveries(client)
     assert sorted(r.dedupe_key.split(":")[1] for r in rows) == ["30", "7"]
     assert all("100 积分将于" in r.payload["text"] for r in rows)
     # Fifteen days on, the first lot is inside 7 days: its second reminder, and only that.
     assert await _expiry(client, now + timedelta(days=15)) == 1
-    assert len(await _rows(client)) == 3
+    assert len(await deliveries(client)) == 3
 
 
 async def test_expiry_reminder_reaches_the_member(
@@ -103,7 +95,7 @@ async def test_birthday_gift_and_greeting_once_on_the_local_day(
     now = datetime(2026, 11, 30, 16, 30, tzinfo=UTC)
     assert await _birthdays(client, now) == 1
     assert await _birthdays(client, now + timedelta(hours=2)) == 0
-    (row,) = await _rows(client)
+    (row,) = await deliveries(client)
     assert row.dedupe_key.startswith("birthday:2026:")
     async with client.app[wiring.SESSIONS]() as session:
         (coupon,) = (await session.scalars(select(Coupon))).all()
@@ -141,7 +133,7 @@ async def test_tier_keeping_tells_only_who_would_drop_what_keeps_the_tier(
     now = datetime.now(UTC)
     assert await plan_tier_keeping(*args, now) == 1
     assert await plan_tier_keeping(*args, now + timedelta(hours=1)) == 0
-    (row,) = await _rows(client)
+    (row,) = await deliveries(client)
     assert row.purpose == "tier_keeping"
     assert "再消费 4 次或 ¥2,000 即可保持银卡会员" in row.payload["text"]
     async with app[wiring.SESSIONS]() as session:
