@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, MetaData, TypeDecorator, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +35,18 @@ def dialect_insert(session: AsyncSession) -> Any:
     """The INSERT construct of the session's database, for ON CONFLICT clauses."""
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def local_period(session: AsyncSession, column: Any, start: datetime, unit: str) -> Any:
+    """``column`` (a UTC time) as the local ``day`` or ``month`` it falls in, as text
+    (2026-11-23, 2026-11), in SQL. The zone is ``start``'s offset: the programme's zone,
+    Asia/Shanghai, keeps one all year."""
+    hours = int((start.utcoffset() or timedelta()).total_seconds() // 3600)
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    if dialect == "postgresql":
+        shifted = column + func.make_interval(0, 0, 0, 0, hours)
+        return func.to_char(shifted, "YYYY-MM-DD" if unit == "day" else "YYYY-MM")
+    return func.strftime("%Y-%m-%d" if unit == "day" else "%Y-%m", column, f"{hours:+d} hours")
 
 
 def utcnow() -> datetime:

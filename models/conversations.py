@@ -31,7 +31,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, dialect_insert
+from models.base import Base, UTCDateTime, dialect_insert, local_period
 from models.staff import Staff
 
 _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
@@ -325,20 +325,15 @@ class AgentDay:
     resolution_max_s: float | None
 
 
-async def agent_report(
-    session: AsyncSession, start: datetime, end_at: datetime, offset_hours: int
-) -> list[AgentDay]:
+async def agent_report(session: AsyncSession, start: datetime, end_at: datetime) -> list[AgentDay]:
     """First-response and resolution times per agent and local day, for conversations ended
     in [start, end_at), in one grouped statement."""
+    day = local_period(session, Conversation.closed_at, start, "day")
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     if dialect == "postgresql":
-        day: Any = func.to_char(
-            Conversation.closed_at + func.make_interval(0, 0, 0, 0, offset_hours), "YYYY-MM-DD"
-        )
-        first = func.extract("epoch", Conversation.first_response_at - Conversation.queued_at)
+        first: Any = func.extract("epoch", Conversation.first_response_at - Conversation.queued_at)
         whole = func.extract("epoch", Conversation.closed_at - Conversation.queued_at)
     else:
-        day = func.strftime("%Y-%m-%d", Conversation.closed_at, f"+{offset_hours} hours")
         first = (
             func.julianday(Conversation.first_response_at) - func.julianday(Conversation.queued_at)
         ) * 86400

@@ -50,6 +50,7 @@ _BY_MEMBER: tuple[Any, ...] = (
     MemberRecap,
     Conversation,
     CampaignMember,
+    ReferralLink,
 )
 
 
@@ -82,8 +83,6 @@ async def export_member(session: AsyncSession, member: Member) -> dict[str, Any]
         .order_by(ConversationMessage.id)
     )
     data["conversation_messages"] = [_row(m) for m in messages]
-    link = await session.get(ReferralLink, member.id)
-    data["referral_links"] = [_row(link)] if link else []
     referrals = await session.scalars(
         select(Referral).where(
             (Referral.referrer_id == member.id) | (Referral.referee_id == member.id)
@@ -116,11 +115,9 @@ async def erase_member(session: AsyncSession, member: Member, now: datetime) -> 
         update(Delivery).where(Delivery.member_id == member.id).values(payload={})
     )
     changed["deliveries"] = result.rowcount or 0
-    for model in (MemberRecap, BindingCode):
+    for model in (MemberRecap, BindingCode, ReferralLink):
         result = await session.execute(delete(model).where(model.member_id == member.id))
         changed[model.__tablename__] = result.rowcount or 0
-    result = await session.execute(delete(ReferralLink).where(ReferralLink.member_id == member.id))
-    changed["referral_links"] = result.rowcount or 0
     member.openid = None
     member.customer_ref = None
     member.name = None

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, UTCDateTime, dialect_insert
+from models.base import Base, UTCDateTime, dialect_insert, local_period
 from models.members import Member
 from models.rules import ProgrammeRules
 
@@ -133,16 +133,15 @@ async def record_rating(
             answered_at=now,
         )
         .on_conflict_do_nothing(index_elements=[Rating.question_id])
-        .returning(Rating.id)
+        .returning(Rating)
     )
-    rating_id = await session.scalar(stmt)
-    if rating_id is None:
+    rating = await session.scalar(stmt)
+    if rating is None:
         return None, None
-    rating = await session.get_one(Rating, rating_id)
     follow_up = None
     if is_low(rules, question.kind, score):
         follow_up = FollowUp(
-            rating_id=rating_id,
+            rating_id=rating.id,
             member_id=member_id,
             kind=question.kind,
             score=score,
@@ -201,7 +200,6 @@ async def satisfaction_report(
     start: datetime,
     end: datetime,
     group_by: GroupBy | None,
-    zone_offset_hours: int = 8,
 ) -> list[SatisfactionRow]:
     """CSAT % (share of 4-5 among CSAT answers) and NPS (% promoters − % detractors) of the
     ratings answered in [start, end), in one grouped statement."""
@@ -210,7 +208,7 @@ async def satisfaction_report(
     elif group_by == "segment":
         group = func.coalesce(Rating.segment, "none")
     elif group_by == "month":
-        group = _local_month(session, zone_offset_hours)
+        group = local_period(session, Rating.answered_at, start, "month")
     else:
         group = literal("all")
     is_csat, is_nps = Rating.kind == CSAT, Rating.kind == NPS
@@ -228,15 +226,6 @@ async def satisfaction_report(
         .order_by(group)
     )
     return [_row(str(grp), *counts) for grp, *counts in rows]
-
-
-def _local_month(session: AsyncSession, offset_hours: int) -> Any:
-    # The programme's zone has no daylight saving (Asia/Shanghai), so a fixed offset suffices.
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    if dialect == "postgresql":
-        shifted = Rating.answered_at + func.make_interval(0, 0, 0, 0, offset_hours)
-        return func.to_char(shifted, "YYYY-MM")
-    return func.strftime("%Y-%m", Rating.answered_at, f"+{offset_hours} hours")
 
 
 def _row(

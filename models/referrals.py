@@ -244,12 +244,12 @@ async def attribute(
             newcomer_points=0,
         )
         .on_conflict_do_nothing()
-        .returning(Referral.id)
+        .returning(Referral)
     )
-    referral_id = await session.scalar(stmt)
-    if referral_id is None:  # a concurrent first touch won
+    referral = await session.scalar(stmt)
+    if referral is None:  # a concurrent first touch won
         return None, "already_referred"
-    return await session.get_one(Referral, referral_id), None
+    return referral, None
 
 
 async def note_first_order(

@@ -480,11 +480,8 @@ async def get_satisfaction(request: web.Request) -> web.Response:
     zone = _rules(request).zone
     start = datetime.combine(query.from_, time.min, zone)
     end = datetime.combine(query.to + timedelta(days=1), time.min, zone)
-    offset = start.utcoffset() or timedelta()
     async with request.config_dict[wiring.SESSIONS]() as session:
-        rows = await satisfaction_report(
-            session, start, end, query.group_by, int(offset.total_seconds() // 3600)
-        )
+        rows = await satisfaction_report(session, start, end, query.group_by)
     return _json(
         s.SatisfactionOut(
             from_=query.from_,

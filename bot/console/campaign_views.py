@@ -288,12 +288,11 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     today = now.astimezone(zone).date()
     start = datetime.combine(today.replace(day=1) - timedelta(days=180), time.min, zone)
     end_at = datetime.combine(today + timedelta(days=1), time.min, zone)
-    offset = int((start.utcoffset() or timedelta()).total_seconds() // 3600)
     async with request.config_dict[wiring.SESSIONS]() as db:
         tiers = await members_by(db, "tier")
         segments = await members_by(db, "segment")
         kept = await retention(db, now)
-        monthly = await satisfaction_report(db, start, end_at, "month", offset)
+        monthly = await satisfaction_report(db, start, end_at, "month")
         coupons = await coupon_stats(db)
         funnel = await referral_funnel(db)
         pushes = await pushes_by_purpose(db, now - timedelta(days=30))

@@ -473,9 +473,8 @@ async def agents_report(request: web.Request) -> web.StreamResponse:
     today = utcnow().astimezone(zone).date()
     start = datetime.combine(today - timedelta(days=13), time.min, zone)
     end_at = datetime.combine(today + timedelta(days=1), time.min, zone)
-    offset = int((start.utcoffset() or timedelta()).total_seconds() // 3600)
     async with _sessions(request)() as db:
-        rows = await agent_report(db, start, end_at, offset)
+        rows = await agent_report(db, start, end_at)
     return aiohttp_jinja2.render_template(
         "agents_report.html", request, template_context(request, rows=rows)
     )
@@ -490,10 +489,9 @@ async def satisfaction_page(request: web.Request) -> web.StreamResponse:
     today = utcnow().astimezone(zone).date()
     end_at = datetime.combine(today + timedelta(days=1), time.min, zone)
     start = datetime.combine(today - timedelta(days=89), time.min, zone)
-    offset = int((start.utcoffset() or timedelta()).total_seconds() // 3600)
     async with _sessions(request)() as db:
-        by_tier = await satisfaction_report(db, start, end_at, "tier", offset)
-        by_month = await satisfaction_report(db, start, end_at, "month", offset)
+        by_tier = await satisfaction_report(db, start, end_at, "tier")
+        by_month = await satisfaction_report(db, start, end_at, "month")
     names = {tier.code: tier.name for tier in rules.tiers}
     return aiohttp_jinja2.render_template(
         "satisfaction.html",
