@@ -180,17 +180,13 @@ def _jobs(config: Config, args: argparse.Namespace) -> int:
             open_store(config) as sessions,
             open_redis(config.redis.url, config.redis.embedded_path) as redis,
         ):
-            context = JobContext(
-                sessions, config.programme, Outbox(redis), now, config.server.public_url
-            )
+            context = JobContext(sessions, config.programme, Outbox(redis), now)
             return await job.run(context)
 
     async def rehearse() -> DryRun:
         engine = create_engine(config.database.url)
         try:
-            return await dry_run(
-                job, engine, config.programme, now, public_url=config.server.public_url
-            )
+            return await dry_run(job, engine, config.programme, now)
         finally:
             await engine.dispose()
 

@@ -43,8 +43,6 @@ class JobContext:
     rules: ProgrammeRules
     outbox: Outbox
     now: datetime
-    # ``[server] public_url``: where links in pushes point (the annual recap's page).
-    public_url: str = "http://127.0.0.1:8080"
 
 
 JobFunction = Callable[[JobContext], Awaitable[str]]
@@ -117,11 +115,6 @@ async def _referral_rewards(ctx: JobContext) -> str:
     return f"referrals settled: {shown}"
 
 
-async def _annual_recap(ctx: JobContext) -> str:
-    planned = await plan_recaps(ctx.sessions, ctx.outbox, ctx.rules, ctx.now, ctx.public_url)
-    return f"{planned} annual recaps planned"
-
-
 JOBS = {
     job.name: job
     for job in (
@@ -171,7 +164,7 @@ JOBS = {
         Job(
             "annual-recap",
             "last year's recap page per active member, and its link (marketing push)",
-            _annual_recap,
+            _pushes(plan_recaps, "annual recaps"),
         ),
     )
 }
@@ -202,7 +195,6 @@ async def dry_run(
     rules: ProgrammeRules,
     now: datetime,
     sample: int = 5,
-    public_url: str = JobContext.public_url,
 ) -> DryRun:
     """Run ``job`` for real inside one transaction, read what it planned, then roll it all
     back: the audience and copy are exactly those of a real run, and nothing is kept or sent."""
@@ -214,7 +206,7 @@ async def dry_run(
                 bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only"
             )
             outbox = _RecordingOutbox()
-            outcome = await job.run(JobContext(sessions, rules, outbox, now, public_url))
+            outcome = await job.run(JobContext(sessions, rules, outbox, now))
             rows = await connection.execute(
                 select(Member.openid, Delivery.payload)
                 .select_from(Delivery)

@@ -30,7 +30,6 @@ async def plan_recaps(
     outbox: Outbox,
     rules: ProgrammeRules,
     now: datetime,
-    base_url: str,
 ) -> int:
     """Build the recaps of the year before ``now`` (local), then plan one push per member
     with a recap who can be reached, in batches; returns the pushes planned.

@@ -220,7 +220,6 @@ async def scheduling(app: web.Application) -> AsyncIterator[None]:
         sessions=app[SESSIONS],
         rules=config.programme,
         zone=config.programme.zone,
-        public_url=config.server.public_url,
     )
     await scheduler.start()
     yield

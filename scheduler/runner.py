@@ -15,7 +15,7 @@ from apscheduler.util import obj_to_ref
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.jobs import JOBS, Job, JobContext
+from bot.jobs import JOBS, Job
 from models.rules import ProgrammeRules
 from scheduler.jobstore import create_jobstore
 from scheduler.leader import LeaderLock
@@ -62,7 +62,6 @@ class ProgrammeScheduler:
         jobs: Mapping[str, Job] | None = None,
         triggers: Mapping[str, BaseTrigger] | None = None,
         lock_key: str = LOCK_KEY,
-        public_url: str = JobContext.public_url,
     ) -> None:
         """``database_url`` is the service's async URL; the store uses its sync form.
 
@@ -93,7 +92,6 @@ class ProgrammeScheduler:
             claim_prefix=f"{lock_key}:ran",
             # A period can be attempted again only within the misfire grace; a day's margin.
             claim_seconds=config.misfire_grace_seconds + 86_400,
-            public_url=public_url,
         )
         self._scheduler: AsyncIOScheduler | None = None
         self._heartbeat: asyncio.Task[None] | None = None

@@ -59,10 +59,8 @@ class JobRuns:
         is_leader: Callable[[], bool],
         claim_prefix: str,
         claim_seconds: int,
-        public_url: str = JobContext.public_url,
     ) -> None:
         self.jobs = jobs
-        self._public_url = public_url
         self._sessions = sessions
         self._rules = rules
         self._redis = redis
@@ -113,9 +111,7 @@ class JobRuns:
             return "skipped: this period already ran", False
         # A task of its own, so a lost leadership can cancel the job and still log the run.
         now = scheduled.astimezone(UTC)
-        context = JobContext(
-            self._sessions, self._rules, Outbox(self._redis), now, self._public_url
-        )
+        context = JobContext(self._sessions, self._rules, Outbox(self._redis), now)
         task = asyncio.ensure_future(job.run(context))
         self._running.add(task)
         try:

@@ -31,7 +31,6 @@ from tests.wechat_standin import WeChatStandIn
 YEAR = 2025
 # Everything the API records "now" is moved to this moment: noon in Shanghai, 20 December.
 TARGET = datetime(2025, 12, 20, 4, 0, tzinfo=UTC)
-BASE_URL = "https://loyalty.example.com"
 
 
 @pytest.fixture
@@ -198,8 +197,8 @@ async def test_plan_recaps_plans_one_push_per_member_once(client: TestClient) ->
     app = client.app
     args = (app[wiring.SESSIONS], app[wiring.OUTBOX], app[wiring.CONFIG].programme)
     new_year = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)  # 10:00 on 1 January in Shanghai
-    assert await plan_recaps(*args, new_year, BASE_URL + "/") == 4
-    assert await plan_recaps(*args, new_year + timedelta(hours=1), BASE_URL) == 0
+    assert await plan_recaps(*args, new_year) == 4
+    assert await plan_recaps(*args, new_year + timedelta(hours=1)) == 0
     recaps = await _recaps(client)
     async with app[wiring.SESSIONS]() as session:
         query = select(Delivery).where(Delivery.purpose == "annual_recap")
