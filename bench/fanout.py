@@ -84,7 +84,7 @@ from tests.services import redis_server  # noqa: E402
 
 APPID, SECRET = "wxbench0000000001", "bench-secret"
 TEMPLATE_PATH = "/cgi-bin/message/template/send"
-WORKER = ("--workers", "1")  # one consumer per worker process
+WORKER = ("serve", "--role", "worker", "--consumers", "1")  # one consumer per process
 PURPOSE = "bench"
 SEGMENT = "bench"  # the push's audience
 OTHER_SEGMENTS = ("core", "important", "at_risk", "dormant", "potential", "other", None)
@@ -607,7 +607,7 @@ def worker_processes(folder: Path, config: Path, count: int) -> Iterator[dict[st
             logs += [out, err]
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "bot", "--config", str(config), "worker", *WORKER],
+                    [sys.executable, "-m", "bot", "--config", str(config), *WORKER],
                     cwd=ROOT,
                     stdout=out,
                     stderr=err,

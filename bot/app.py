@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from aiohttp import web
 
 from bot import health, recap_page, referral_page, wiring
@@ -22,32 +24,44 @@ async def _wechat_post(request: web.Request) -> web.Response:
     return await request.app[wiring.WEBHOOK].receive(request)
 
 
-def create_app(config: Config, router: Router | None = None) -> web.Application:
-    """The web application for ``config``; resources open on startup and close on cleanup.
+# What a process can be (``python -m bot serve --role``): the webhook, API and console; the
+# push pipeline's consumers; the scheduler (one leader among however many run).
+WEB, WORKER, SCHEDULER = "web", "worker", "scheduler"
+ROLES = (WEB, WORKER, SCHEDULER)
+
+
+def create_app(
+    config: Config, router: Router | None = None, roles: Collection[str] = ROLES
+) -> web.Application:
+    """The application for ``config`` playing ``roles``; resources open on startup and close
+    on cleanup. A process without the web role serves only ``/healthz`` and ``/metrics``.
 
     ``router`` replaces the conversation router (tests compose their own capabilities).
     """
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"roles must be some of {', '.join(ROLES)}, not {sorted(unknown)}")
     metrics = Metrics()
     app = web.Application(middlewares=[request_log_middleware(metrics)])
     app[wiring.CONFIG] = config
     app[wiring.METRICS] = metrics
     app[wiring.ROUTER] = router or build_router()
-    app.cleanup_ctx.extend(
-        [
-            wiring.redis,
-            wiring.database,
-            wiring.wechat,
-            wiring.webhook,
-            wiring.delivery,
-            wiring.console,
-            wiring.scheduling,
-        ]
-    )
+    app.cleanup_ctx.extend([wiring.redis, wiring.database])
+    if WEB in roles or WORKER in roles:
+        app.cleanup_ctx.append(wiring.wechat)
+    if WEB in roles:
+        app.cleanup_ctx.extend([wiring.webhook, wiring.console])
+    if WORKER in roles:
+        app.cleanup_ctx.append(wiring.delivery)
+    if SCHEDULER in roles:
+        app.cleanup_ctx.append(wiring.scheduling)
+    app.add_routes(health.routes)
+    if WEB not in roles:
+        return app
     app.add_routes(
         [
             web.get("/wechat", _wechat_get),
             web.post("/wechat", _wechat_post),
-            *health.routes,
             *recap_page.routes,
             *referral_page.routes,
         ]

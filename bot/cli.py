@@ -1,5 +1,4 @@
-"""The command line: serve, migrate, demo, import, ledger, jobs, menu, worker, staff, member,
-chat."""
+"""The command line: serve, migrate, demo, import, ledger, jobs, menu, staff, member, chat."""
 
 from __future__ import annotations
 
@@ -9,9 +8,13 @@ import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import Config, ConfigError, load_config
 from models.staff import ROLES
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 # Allocations between young-generation collections (CPython's default: 700).
 GC_YOUNG_THRESHOLD = 100_000
@@ -31,29 +34,71 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     import uvloop
     from aiohttp import web
 
-    from bot.app import create_app
+    from bot.app import ROLES, SCHEDULER, WEB, WORKER, create_app
     from bot.logs import setup_logging
 
     if args.port is not None and not 1 <= args.port <= 65535:
         print(f"config error: --port {args.port} is not a port number (1-65535)", file=sys.stderr)
         return 2
+    roles = ROLES if args.role == "all" else (args.role,)
+    if roles == (SCHEDULER,) and not config.scheduler.enabled:
+        print("config error: --role scheduler with [scheduler] enabled = false", file=sys.stderr)
+        return 2
+    if WORKER in roles:
+        consumers = args.consumers or config.delivery.workers or (1 if WEB not in roles else 0)
+        config = config.model_copy(
+            update={"delivery": config.delivery.model_copy(update={"workers": consumers})}
+        )
     setup_logging(config.logging.level)
     if not _schema_is_current(config):
         return 2
-    host = args.host or config.server.host
-    port = args.port or config.server.port
-    app = create_app(config)
+    app = create_app(config, roles=roles)
     _settle_garbage_collector()
+    host = args.host or config.server.host
+    if WEB not in roles:
+        # Several workers or schedulers run on one host: each listens (for /healthz and
+        # /metrics) only where it is told to, never on the web role's port.
+        uvloop.run(_run_headless(app, args.role, host, args.port))
+        return 0
+    port = args.port or config.server.port
     web.run_app(
         app,
         host=host,
         port=port,
         access_log=None,
+        # Several web processes may share the port; the kernel spreads connections over them.
         reuse_port=True,
         loop=uvloop.new_event_loop(),
-        print=lambda _: print(f"serving on http://{host}:{port} (config {config.source})"),
+        print=lambda _: print(
+            f"serving on http://{host}:{port} as {args.role} (config {config.source})",
+            flush=True,
+        ),
     )
     return 0
+
+
+async def _run_headless(app: web.Application, role: str, host: str, port: int | None) -> None:
+    """Run a worker's or scheduler's app until SIGTERM or SIGINT, serving health checks only
+    on ``port`` when one is given."""
+    import signal
+
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        where = ""
+        if port is not None:
+            await web.TCPSite(runner, host, port).start()
+            where = f"; health on http://{host}:{port}/healthz"
+        print(f"running as {role}{where}; stop with SIGTERM", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def _settle_garbage_collector() -> None:
@@ -235,46 +280,6 @@ def _menu_push(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(config: Config, args: argparse.Namespace) -> int:
-    import signal
-
-    import aiohttp
-    import uvloop
-
-    from bot.logs import setup_logging
-    from bot.outbox import Outbox
-    from bot.redis_server import open_redis
-    from bot.store import open_store
-    from bot.wechat_api import WeChatClient
-    from bot.wiring import run_pipeline
-
-    setup_logging(config.logging.level)
-    if not _schema_is_current(config):
-        return 2
-    workers = args.workers or config.delivery.workers or 1
-    config = config.model_copy(
-        update={"delivery": config.delivery.model_copy(update={"workers": workers})}
-    )
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        async with (
-            open_store(config) as sessions,
-            open_redis(config.redis.url, config.redis.embedded_path) as redis,
-            aiohttp.ClientSession() as http,
-        ):
-            wechat = WeChatClient.from_config(config.wechat, http=http, redis=redis)
-            async with run_pipeline(config, redis, sessions, wechat, Outbox(redis)):
-                print(f"delivery worker: {workers} consumer(s); stop with SIGTERM", flush=True)
-                await stop.wait()
-
-    uvloop.run(run())
-    return 0
-
-
 def _staff(config: Config, args: argparse.Namespace) -> int:
     import getpass
 
@@ -399,9 +404,24 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    serve = add("serve", _serve, "serve the webhook, API and console")
+    serve = add(
+        "serve", _serve, "run the service: the webhook, API and console, workers, scheduler"
+    )
+    serve.add_argument(
+        "--role",
+        choices=["all", "web", "worker", "scheduler"],
+        default="all",
+        help="what this process does (default all; see deploy/README.md to scale out)",
+    )
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--port", type=int, help="web: the port (default [server] port); others: health only"
+    )
+    serve.add_argument(
+        "--consumers",
+        type=int,
+        help="delivery consumers in this process (default [delivery] workers)",
+    )
     add("migrate", _migrate, "apply database migrations")
     demo = add("demo", _demo, "load demo members")
     demo.add_argument("--if-empty", action="store_true", help="only into an empty database")
@@ -422,8 +442,6 @@ def _parser() -> argparse.ArgumentParser:
     menu = add("menu", _menu_push, "create the official account's custom menu through the API")
     menu.add_argument("action", choices=["push"])
     menu.add_argument("--dry-run", action="store_true", help="print the menu, send nothing")
-    worker = add("worker", _worker, "send pushes from the delivery stream (no web server)")
-    worker.add_argument("--workers", type=int, help="consumers (default: [delivery] workers)")
     staff = add("staff", _staff, "add console staff, or disable an account")
     staff.add_argument("action", choices=["add", "disable"])
     staff.add_argument("username")

@@ -169,7 +169,7 @@ class TemplateConfig(_Section):
 class DeliveryConfig(_Section):
     """The push pipeline (bot/outbox.py)."""
 
-    # Consumers in this process; `python -m bot worker` runs more on their own.
+    # Consumers in this process; `python -m bot serve --role worker` runs more on their own.
     workers: int = Field(default=1, ge=0, le=64)
     concurrency: int = Field(default=32, ge=1, le=1000)
     # Service notifications with a template configured go as template messages.

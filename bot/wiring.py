@@ -64,11 +64,13 @@ def questions_store(redis: Redis, config: Config) -> Questions:
 
 
 async def redis(app: web.Application) -> AsyncIterator[None]:
-    """Redis: the configured server, or the embedded one; and the hot path's pipelined link."""
+    """Redis: the configured server, or the embedded one; the hot path's pipelined link; and
+    the outbox every role enqueues pushes on."""
     config = app[CONFIG].redis
     async with open_redis(config.url, config.embedded_path) as client:
         app[REDIS] = client
         app[PIPE] = pipe = RedisPipe.like(client)
+        app[OUTBOX] = Outbox(client)
         # Connect now, not under the first burst; a Redis that is down is retried per request.
         with contextlib.suppress(RedisError):
             await pipe.execute("PING")
@@ -114,7 +116,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         member_ids=gate,
         points=app[POINTS],
         receipts=ReceiptQueue(app[PIPE]),
-        pushes=Outbox(app[REDIS]),
+        pushes=app[OUTBOX],
         shares=ReferralShares(
             app[SESSIONS], app[WECHAT], config.programme, config.server.public_url
         ),
@@ -142,10 +144,9 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:
     """The push pipeline in this process: the outbox, ``[delivery] workers`` consumers, the
-    event notifier and the template-receipt flusher (``python -m bot worker`` runs them alone)."""
+    event notifier and the template-receipt flusher (the worker role)."""
     config = app[CONFIG]
-    app[OUTBOX] = outbox = Outbox(app[REDIS])
-    async with run_pipeline(config, app[REDIS], app[SESSIONS], app[WECHAT], outbox):
+    async with run_pipeline(config, app[REDIS], app[SESSIONS], app[WECHAT], app[OUTBOX]):
         yield
 
 
@@ -197,7 +198,7 @@ async def console(app: web.Application) -> AsyncIterator[None]:
         app[SESSIONS],
         Handoffs(app[REDIS]),
         config.console,
-        Outbox(app[REDIS]),
+        app[OUTBOX],
         config.programme.zone,
     )
     sweeping = asyncio.create_task(sweeps.run(stop), name="console-sweeps")

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from bot.app import create_app
+from bot.app import ROLES, create_app
 from bot.config import Config
 from bot.database import create_engine
 from bot.migrate import upgrade
@@ -155,10 +155,12 @@ def app_factory(
         redis_at: str | None = None,
         programme: dict[str, Any] | None = None,
         console: dict[str, Any] | None = None,
+        roles: tuple[str, ...] = ROLES,
         **wechat: Any,
     ) -> TestClient:
         """``redis_at``: another Redis server than the test one (flushed first);
-        ``programme`` and ``console``: those tables of the configuration."""
+        ``programme`` and ``console``: those tables of the configuration; ``roles``: what
+        the process plays (``serve --role``)."""
         if redis_at is not None:
             other = Redis.from_url(redis_at)
             await other.flushall()
@@ -167,7 +169,7 @@ def app_factory(
         config = make_config(
             db_url, redis_at or redis_url, base, delivery, programme, console, **wechat
         )
-        return await aiohttp_client(create_app(config, router=router))
+        return await aiohttp_client(create_app(config, router=router, roles=roles))
 
     return start
 

@@ -1,8 +1,11 @@
-"""Small helpers shared by the webhook tests."""
+"""Small helpers shared by the tests: the webhook as WeChat calls it, the CLI as run."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
@@ -12,7 +15,9 @@ from bot import wiring
 from bot.outbox import STREAM
 from bot.webhook_client import SignedRequest, WebhookClient
 from models.members import Member
-from tests.conftest import AES_KEY, APPID, TOKEN
+from tests.conftest import AES_KEY, API_TOKEN, APPID, SECRET, TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PLAIN = WebhookClient(TOKEN, APPID)
 SAFE = WebhookClient(TOKEN, APPID, AES_KEY)
@@ -49,3 +54,35 @@ async def get_member(client: TestClient, openid: str) -> Member | None:
 async def redis_untouched(redis: Redis) -> bool:
     """Nothing in Redis but the delivery stream every app's worker creates at startup."""
     return set(await redis.keys()) <= {STREAM.encode()}
+
+
+async def run_bot(config: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run ``python -m bot --config CONFIG ARGS`` (with ``stdin`` as its input)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "--config",
+        str(config),
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    data = stdin.encode() if stdin is not None else None
+    out, err = await asyncio.wait_for(process.communicate(data), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def bot_config(tmp_path: Path, db_url: str, redis_url: str) -> Path:
+    """A configuration file for the CLI against the lane's database and the test Redis."""
+    path = tmp_path / "bot.toml"
+    path.write_text(
+        f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
+        f'[api]\ntoken = "{API_TOKEN}"\n[database]\nurl = "{db_url}"\n'
+        f'[redis]\nurl = "{redis_url}"\n',
+        encoding="utf-8",
+    )
+    return path

@@ -2,54 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 from sqlalchemy import text
 
 from bot.database import create_engine
-from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-async def _bot(config: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    """Run ``python -m bot --config CONFIG ARGS`` (with ``stdin`` as its input)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--config",
-        str(config),
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    data = stdin.encode() if stdin is not None else None
-    out, err = await asyncio.wait_for(process.communicate(data), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-def _config(tmp_path: Path, db_url: str, redis_url: str) -> Path:
-    path = tmp_path / "bot.toml"
-    path.write_text(
-        f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
-        f'[api]\ntoken = "{API_TOKEN}"\n[database]\nurl = "{db_url}"\n'
-        f'[redis]\nurl = "{redis_url}"\n',
-        encoding="utf-8",
-    )
-    return path
+from tests.helpers import bot_config, run_bot
 
 
 async def test_ledger_verify_exits_non_zero_on_a_mismatch(
     db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, db_url, redis_url)
+    config = bot_config(tmp_path, db_url, redis_url)
     engine = create_engine(db_url)
     async with engine.begin() as connection:
         await connection.execute(
@@ -58,19 +23,19 @@ async def test_ledger_verify_exits_non_zero_on_a_mismatch(
                 "VALUES ('o_cli_1', true, CURRENT_TIMESTAMP, '[]', 0, 'basic')"
             )
         )
-    code, out, _ = await _bot(config, "ledger", "verify")
+    code, out, _ = await run_bot(config, "ledger", "verify")
     assert (code, out.strip()) == (0, "ledger verify: every balance matches its ledger and lots")
     async with engine.begin() as connection:
         await connection.execute(text("UPDATE members SET points_balance = 5"))
     await engine.dispose()
-    code, out, _ = await _bot(config, "ledger", "verify")
+    code, out, _ = await run_bot(config, "ledger", "verify")
     assert code == 1
     assert "balance 5, ledger 0, lots 0" in out
 
 
 async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) -> None:
-    config = _config(tmp_path, db_url, redis_url)
-    code, out, _ = await _bot(config, "jobs", "list")
+    config = bot_config(tmp_path, db_url, redis_url)
+    code, out, _ = await run_bot(config, "jobs", "list")
     assert code == 0
     names = {line.split()[0] for line in out.splitlines()}
     assert names == {
@@ -88,10 +53,10 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "nps-sample",
     }
     for job in sorted(names):
-        code, out, err = await _bot(config, "jobs", "run", job)
+        code, out, err = await run_bot(config, "jobs", "run", job)
         assert code == 0, err
         assert out.startswith(f"{job}: ")
-    code, _, err = await _bot(config, "jobs", "run", "no-such-job")
+    code, _, err = await run_bot(config, "jobs", "run", "no-such-job")
     assert code == 2
     assert "unknown job" in err
 
@@ -99,7 +64,9 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
 async def test_menu_push_dry_run_prints_the_menu(
     db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    code, out, _ = await _bot(_config(tmp_path, db_url, redis_url), "menu", "push", "--dry-run")
+    code, out, _ = await run_bot(
+        bot_config(tmp_path, db_url, redis_url), "menu", "push", "--dry-run"
+    )
     assert code == 0
     menu = json.loads(out)
     assert menu["button"][0]["name"] == "会员中心"
@@ -108,13 +75,13 @@ async def test_menu_push_dry_run_prints_the_menu(
 async def test_demo_members_have_real_orders_points_and_tiers(
     db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, db_url, redis_url)
-    code, out, err = await _bot(config, "demo", "--if-empty")
+    config = bot_config(tmp_path, db_url, redis_url)
+    code, out, err = await run_bot(config, "demo", "--if-empty")
     assert code == 0, err
     assert "10 members loaded" in out
-    code, out, _ = await _bot(config, "demo", "--if-empty")
+    code, out, _ = await run_bot(config, "demo", "--if-empty")
     assert "database not empty" in out
-    code, out, _ = await _bot(config, "ledger", "verify")
+    code, out, _ = await run_bot(config, "ledger", "verify")
     assert code == 0
     engine = create_engine(db_url)
     async with engine.connect() as connection:
@@ -139,7 +106,7 @@ async def test_demo_members_have_real_orders_points_and_tiers(
 async def test_a_dry_run_shows_the_audience_and_keeps_nothing(
     db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, db_url, redis_url)
+    config = bot_config(tmp_path, db_url, redis_url)
     engine = create_engine(db_url)
     async with engine.begin() as connection:
         await connection.execute(
@@ -149,7 +116,7 @@ async def test_a_dry_run_shows_the_audience_and_keeps_nothing(
                 "'1990-12-01')"
             )
         )
-    code, out, err = await _bot(
+    code, out, err = await run_bot(
         config, "jobs", "run", "birthdays", "--date", "2026-12-01", "--dry-run"
     )
     assert code == 0, err
@@ -163,9 +130,9 @@ async def test_a_dry_run_shows_the_audience_and_keeps_nothing(
             )
         ).one()
     assert tuple(kept) == (0, 0)
-    code, out, _ = await _bot(config, "jobs", "run", "birthdays", "--date", "2026-12-02")
+    code, out, _ = await run_bot(config, "jobs", "run", "birthdays", "--date", "2026-12-02")
     assert "0 birthday greetings planned" in out
-    code, _, err = await _bot(config, "jobs", "run", "birthdays", "--date", "12/01")
+    code, _, err = await run_bot(config, "jobs", "run", "birthdays", "--date", "12/01")
     assert code == 2
     assert "is not a date" in err
     await engine.dispose()

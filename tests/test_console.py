@@ -24,9 +24,8 @@ from models.deliveries import Delivery
 from models.members import Member
 from models.ratings import Rating
 from models.staff import AuditEntry, Staff
-from tests.helpers import PLAIN, push
+from tests.helpers import PLAIN, bot_config, push, run_bot
 from tests.test_api import call, follower
-from tests.test_cli_programme import _bot, _config
 from tests.test_delivery import eventually
 from tests.wechat_standin import WeChatStandIn
 
@@ -460,7 +459,7 @@ async def test_outside_service_hours_the_member_is_told_when(
 async def test_staff_accounts_from_the_command_line(
     client: TestClient, db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, db_url, redis_url)
+    config = bot_config(tmp_path, db_url, redis_url)
     code, out, _ = await _staff_cli(config, "add", "agent_zhao", "--role", "agent", PASSWORD)
     assert (code, out.strip()) == (0, "staff agent_zhao added as agent")
     code, _, err = await _staff_cli(config, "add", "agent_zhao", "--role", "agent", PASSWORD)
@@ -482,8 +481,8 @@ async def _staff_cli(config: Path, *args: str) -> tuple[int, str, str]:
     """``python -m bot staff ...``; for ``add`` the last argument is the password (stdin)."""
     if args[0] == "add":
         *command, password = args
-        return await _bot(config, "staff", *command, "--password-stdin", stdin=f"{password}\n")
-    return await _bot(config, "staff", *args)
+        return await run_bot(config, "staff", *command, "--password-stdin", stdin=f"{password}\n")
+    return await run_bot(config, "staff", *args)
 
 
 async def test_a_conversation_ended_elsewhere_gives_the_member_back_to_the_bot(

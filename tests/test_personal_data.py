@@ -13,9 +13,8 @@ from models.conversations import ConversationMessage
 from models.members import Member
 from models.ratings import OpenQuestion, Rating
 from models.staff import AuditEntry
-from tests.helpers import PLAIN, push
+from tests.helpers import PLAIN, bot_config, push, run_bot
 from tests.test_api import call, follower, order
-from tests.test_cli_programme import _bot, _config
 
 OPENID = "o_pipl_member01"
 PHONE = "13812345678"
@@ -34,9 +33,9 @@ async def test_export_then_erase(
     store = client.app[wiring.SERVICES].questions
     await store.open(OPENID, OpenQuestion("q:pipl", "csat", "order", "P-1", 1.0))
     await push(client, PLAIN, PLAIN.text(OPENID, "5 快递员电话13900001111"))
-    config = _config(tmp_path, db_url, redis_url)
+    config = bot_config(tmp_path, db_url, redis_url)
 
-    code, out, _ = await _bot(config, "member", "export", OPENID)
+    code, out, _ = await run_bot(config, "member", "export", OPENID)
     assert code == 0
     data = json.loads(out)
     assert data["member"]["phone"] == PHONE
@@ -46,10 +45,10 @@ async def test_export_then_erase(
     assert any("朝阳区" in m["content"] for m in data["conversation_messages"])
     assert data["ratings"][0]["comment"] == "快递员电话13900001111"
 
-    code, _, err = await _bot(config, "member", "erase", OPENID)
+    code, _, err = await run_bot(config, "member", "erase", OPENID)
     assert code == 2
     assert "--yes" in err
-    code, out, _ = await _bot(config, "member", "erase", OPENID, "--yes")
+    code, out, _ = await run_bot(config, "member", "erase", OPENID, "--yes")
     assert code == 0, out
     async with client.app[wiring.SESSIONS]() as session:
         member = await session.get_one(Member, data["member"]["id"])
@@ -63,7 +62,7 @@ async def test_export_then_erase(
     assert comments == [None]
     assert {"member_export", "member_erase"} <= set(actions)
     assert await client.app[wiring.REDIS].get(f"member:id:{OPENID}") is None
-    code, out, _ = await _bot(config, "ledger", "verify")
+    code, out, _ = await run_bot(config, "ledger", "verify")
     assert code == 0
     assert "every balance matches" in out
     # Nothing is left under the openid: following again starts a new member.
@@ -73,6 +72,6 @@ async def test_export_then_erase(
     assert fresh is not None
     assert fresh.id != data["member"]["id"]
     assert fresh.points_balance == 0
-    code, _, err = await _bot(config, "member", "export", "o_nobody_at_all")
+    code, _, err = await run_bot(config, "member", "export", "o_nobody_at_all")
     assert code == 2
     assert "no member" in err
