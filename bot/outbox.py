@@ -80,10 +80,13 @@ WINDOW_ERRORS = frozenset({45015, 45047})
 
 
 class Outbox:
-    """Puts committed delivery rows on the stream, or in the delayed set until they are due."""
+    """Puts committed rows' ids on a stream, or in its delayed set until they are due: the
+    pushes' (``deliveries``) by default, or another pipeline's built the same way."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, stream: str = STREAM, delayed: str = DELAYED) -> None:
         self.redis = redis
+        self.stream = stream
+        self.delayed = delayed
 
     async def enqueue(self, delivery_ids: Iterable[int], at: datetime | None = None) -> None:
         """Queue these rows for the workers, now or from ``at``."""
@@ -92,72 +95,75 @@ class Outbox:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             if at is not None and at > utcnow():
-                pipe.zadd(DELAYED, dict.fromkeys(map(str, ids), at.timestamp()))
+                pipe.zadd(self.delayed, dict.fromkeys(map(str, ids), at.timestamp()))
             else:
                 for delivery_id in ids:
-                    pipe.xadd(STREAM, {"id": delivery_id}, maxlen=STREAM_MAX, approximate=True)
+                    pipe.xadd(self.stream, {"id": delivery_id}, maxlen=STREAM_MAX, approximate=True)
             await pipe.execute()
 
     async def release_due(self, now: datetime, limit: int = 1000) -> int:
         """Move delayed rows that are now due onto the stream; how many were moved."""
-        due = await self.redis.zrangebyscore(DELAYED, 0, now.timestamp(), start=0, num=limit)
+        due = await self.redis.zrangebyscore(self.delayed, 0, now.timestamp(), start=0, num=limit)
         if not due:
             return 0
         # Only the process that removes an id moves it, so two workers never both do: one ZREM
         # per id (its reply says who removed it), all in one round trip.
         async with self.redis.pipeline(transaction=False) as pipe:
             for raw in due:
-                pipe.zrem(DELAYED, raw)
+                pipe.zrem(self.delayed, raw)
             removed = await pipe.execute()
         moved = [int(raw) for raw, gone in zip(due, removed, strict=True) if gone]
         await self.enqueue(moved)
         return len(moved)
 
 
-class DeliveryWorker:
-    """One consumer of the delivery stream (see the module's docstring)."""
+class StreamConsumer:
+    """One consumer in an outbox stream's group: reads row ids, hands each read to
+    ``deliver_many`` as a batch, acknowledges what it finished, releases delayed rows that
+    fall due and takes over the entries of consumers that died (``reclaimed`` says what
+    becomes of rows a dead consumer left half done). Subclasses send; this only moves ids."""
 
     def __init__(
         self,
         *,
         name: str,
         redis: Redis,
-        sessions: async_sessionmaker[AsyncSession],
-        wechat: WeChatClient,
         outbox: Outbox,
-        config: DeliveryConfig,
-        zone: ZoneInfo,
-        on_sent: Callable[[Claimed], Awaitable[None]] | None = None,
+        group: str,
+        concurrency: int,
+        reclaim_idle_seconds: int,
     ) -> None:
         self.name = name
-        # Called for each delivery WeChat accepted, once its outcome is recorded (a rating
-        # question is open from then on).
-        self.on_sent = on_sent
         self.redis = redis
-        self.sessions = sessions
-        self.wechat = wechat
         self.outbox = outbox
-        self.config = config
-        self.windows = CustomerServiceWindows(redis)
-        self.limiter = RateLimiter(redis, config.rate_per_second)
-        self.limits = MarketingLimits(
-            redis,
-            zone,
-            quiet_start=config.quiet_hours_start,
-            quiet_end=config.quiet_hours_end,
-            per_day=config.marketing_per_day,
-            per_week=config.marketing_per_week,
-            mass_per_month=config.mass_per_month,
-        )
-        self.mass = MassQueue(redis)
-        self._slots = asyncio.Semaphore(config.concurrency)
+        self.group = group
+        self._batch = concurrency
+        self._reclaim_idle_ms = reclaim_idle_seconds * 1000
+        self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._grouped = False
+
+    async def deliver_many(
+        self,
+        delivery_ids: Sequence[int],
+        now: datetime | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> dict[int, str]:
+        """Send what of these rows is due and unclaimed; what happened to each (``error``
+        leaves its entry pending). ``on_done`` is called once per id when its send is over."""
+        raise NotImplementedError
+
+    async def reclaimed(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        """Settle rows a dead consumer left claimed, before their entries are handled again."""
+
+    async def tidy(self, now: datetime, sweep: bool) -> None:
+        """The pipeline's own housekeeping, every second (``sweep``: the rarer database
+        sweeps too)."""
 
     async def ensure_group(self) -> None:
         """Create the stream and its consumer group if they are missing."""
         try:
-            await self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(self.outbox.stream, self.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -207,7 +213,7 @@ class DeliveryWorker:
 
     async def _read(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         batch = await self.redis.xreadgroup(
-            GROUP, self.name, {STREAM: ">"}, count=self.config.concurrency, block=block_ms
+            self.group, self.name, {self.outbox.stream: ">"}, count=self._batch, block=block_ms
         )
         return [entry for _, stream_entries in batch for entry in stream_entries]
 
@@ -226,42 +232,31 @@ class DeliveryWorker:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
     async def housekeeping(self, sweep: bool = True) -> None:
-        """Release delayed rows that are due, take over a dead consumer's entries, send the
-        mass batches that are ready, and (``sweep``) sweep rows a lost stream dropped."""
+        """Release delayed rows that are due, take over a dead consumer's entries, and the
+        pipeline's own tidying (``sweep``: with its database sweeps)."""
         if not self._grouped:
             await self.ensure_group()
         now = utcnow()
         await self.outbox.release_due(now)
         await self._reclaim(now)
-        for batch in await self.mass.take(self.config.mass_batch_size):
-            await self._send_mass(batch)
-        if not sweep:
-            return
-        async with self.sessions() as session:
-            stale = await due_queued(session, now - SWEEP_AFTER, limit=1000)
-        await self.outbox.enqueue(stale)
-        async with self.sessions.begin() as session:
-            lost = await abandon_stale_sending(session, now - SWEEP_AFTER, now)
-        if lost:
-            log.warning("deliveries left sending by a dead worker", extra={"count": lost})
+        await self.tidy(now, sweep)
 
     async def _reclaim(self, now: datetime) -> None:
-        idle_ms = self.config.reclaim_idle_seconds * 1000
         # Redis 7 answers [cursor, entries, deleted ids]; 6.2 (the embedded default) only the
         # first two, with deleted entries as empty ones.
         reply = await self.redis.xautoclaim(
-            STREAM, GROUP, self.name, min_idle_time=idle_ms, start_id="0-0", count=100
+            self.outbox.stream,
+            self.group,
+            self.name,
+            min_idle_time=self._reclaim_idle_ms,
+            start_id="0-0",
+            count=100,
         )
-        claimed = reply[1]
+        claimed = [entry for entry in reply[1] if entry[1]]
         if not claimed:
             return
-        ids = [int(fields[b"id"]) for _, fields in claimed if fields]
-        async with self.sessions.begin() as session:
-            interrupted = await abandon_interrupted(session, ids, now)
-        if interrupted:
-            log.warning("deliveries interrupted by a dead worker", extra={"count": interrupted})
-        # Rows still queued are sent now; the rest are finished with.
-        await self._start([entry for entry in claimed if entry[1]])
+        await self.reclaimed([int(fields[b"id"]) for _, fields in claimed], now)
+        await self._start(claimed)
 
     async def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         ids = [int(fields[b"id"]) for _, fields in entries]
@@ -282,12 +277,78 @@ class DeliveryWorker:
                 if results.get(delivery_id) != "error"
             ]
             if acked:
-                await self.redis.xack(STREAM, GROUP, *acked)
+                await self.redis.xack(self.outbox.stream, self.group, *acked)
         except Exception:
             log.exception("deliveries failed unexpectedly", extra={"count": len(ids)})
         finally:
             for _ in range(len(ids) - released):
                 self._slots.release()
+
+
+class DeliveryWorker(StreamConsumer):
+    """One consumer of the delivery stream (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        redis: Redis,
+        sessions: async_sessionmaker[AsyncSession],
+        wechat: WeChatClient,
+        outbox: Outbox,
+        config: DeliveryConfig,
+        zone: ZoneInfo,
+        on_sent: Callable[[Claimed], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(
+            name=name,
+            redis=redis,
+            outbox=outbox,
+            group=GROUP,
+            concurrency=config.concurrency,
+            reclaim_idle_seconds=config.reclaim_idle_seconds,
+        )
+        # Called for each delivery WeChat accepted, once its outcome is recorded (a rating
+        # question is open from then on).
+        self.on_sent = on_sent
+        self.sessions = sessions
+        self.wechat = wechat
+        self.config = config
+        self.windows = CustomerServiceWindows(redis)
+        self.limiter = RateLimiter(redis, config.rate_per_second)
+        self.limits = MarketingLimits(
+            redis,
+            zone,
+            quiet_start=config.quiet_hours_start,
+            quiet_end=config.quiet_hours_end,
+            per_day=config.marketing_per_day,
+            per_week=config.marketing_per_week,
+            mass_per_month=config.mass_per_month,
+        )
+        self.mass = MassQueue(redis)
+
+    async def reclaimed(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        """Rows still queued are sent as usual; rows left ``sending`` may have reached WeChat,
+        which has no idempotency key, so they are recorded ``interrupted`` rather than resent."""
+        async with self.sessions.begin() as session:
+            interrupted = await abandon_interrupted(session, delivery_ids, now)
+        if interrupted:
+            log.warning("deliveries interrupted by a dead worker", extra={"count": interrupted})
+
+    async def tidy(self, now: datetime, sweep: bool) -> None:
+        """Send the mass batches that are ready; (``sweep``) put back rows a lost stream
+        dropped, and settle rows a dead worker left ``sending``."""
+        for batch in await self.mass.take(self.config.mass_batch_size):
+            await self._send_mass(batch)
+        if not sweep:
+            return
+        async with self.sessions() as session:
+            stale = await due_queued(session, now - SWEEP_AFTER, limit=1000)
+        await self.outbox.enqueue(stale)
+        async with self.sessions.begin() as session:
+            lost = await abandon_stale_sending(session, now - SWEEP_AFTER, now)
+        if lost:
+            log.warning("deliveries left sending by a dead worker", extra={"count": lost})
 
     async def deliver(self, delivery_id: int, now: datetime | None = None) -> str:
         """Send one delivery if it is due and unclaimed; returns what happened to it."""
