@@ -223,7 +223,7 @@ def _jobs(config: Config, args: argparse.Namespace) -> int:
     async def run() -> str:
         async with (
             open_store(config) as sessions,
-            open_redis(config.redis.url, config.redis.embedded_path) as redis,
+            open_redis(config.redis) as redis,
         ):
             context = JobContext(sessions, config.programme, Outbox(redis), now)
             return await job.run(context)
@@ -265,7 +265,7 @@ def _menu_push(config: Config, args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with (
-            open_redis(config.redis.url, config.redis.embedded_path) as redis,
+            open_redis(config.redis) as redis,
             aiohttp.ClientSession() as http,
         ):
             client = WeChatClient.from_config(config.wechat, http=http, redis=redis)
@@ -330,7 +330,7 @@ def _staff(config: Config, args: argparse.Namespace) -> int:
             existing.disabled, existing.availability = True, "offline"
             await audit(session, None, "staff_disable", now, target=args.username)
             staff_id = existing.id
-        async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
+        async with open_redis(config.redis) as redis:
             await Sessions(redis, config.console, secure=False).end_all_of(staff_id)
         print(f"staff {args.username} disabled (signed out everywhere)")
         return 0
@@ -370,7 +370,7 @@ def _member(config: Config, args: argparse.Namespace) -> int:
                 return 0
             changed = await erase_member(session, member, now)
             await audit(session, None, "member_erase", now, target=target, **changed)
-        async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
+        async with open_redis(config.redis) as redis:
             # What Redis holds under the openid: the cached id, an open question, a hand-over,
             # the customer-service window.
             keys = (MEMBER_ID_KEY, QUESTION_KEY, HANDOFF_KEY, WINDOW_KEY)

@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -114,8 +115,18 @@ class DatabaseConfig(_Section):
 
 
 class RedisConfig(_Section):
+    """One Redis: ``url``, or empty for the embedded server; or the master Redis Sentinel
+    names (``sentinels`` and ``sentinel_service``), followed through failovers."""
+
     url: str = ""
     embedded_path: str = "data/redis.db"
+    # "host:port" of each sentinel; with these, url stays empty.
+    sentinels: list[str] = []
+    sentinel_service: str = Field(default="mymaster", min_length=1, max_length=64)
+    # With sentinels: the master's password and database, and the sentinels' own password.
+    password: SecretStr = SecretStr("")
+    db: int = Field(default=0, ge=0, le=15)
+    sentinel_password: SecretStr = SecretStr("")
 
     @field_validator("url")
     @classmethod
@@ -125,6 +136,25 @@ class RedisConfig(_Section):
                 "must be empty (embedded Redis) or a redis://, rediss:// or unix:// URL"
             )
         return value
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdecimal() or not 0 < int(port) < 65536:
+                raise ValueError(f"{entry!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RedisConfig:
+        if self.sentinels and self.url:
+            raise ValueError("give url or sentinels, not both")
+        return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [(h, int(p)) for h, _, p in (e.rpartition(":") for e in self.sentinels)]
 
 
 class ApiConfig(_Section):
@@ -224,6 +254,22 @@ class ConsoleConfig(_Section):
         )
 
 
+class HooksConfig(_Section):
+    """Events for shop systems (bot/shop_hooks.py): signed POSTs to subscribers' URLs."""
+
+    # Consumers of the hooks stream in each worker process.
+    consumers: int = Field(default=1, ge=0, le=64)
+    concurrency: int = Field(default=16, ge=1, le=1000)
+    # A subscriber that has not answered in this long is tried again later.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Retries back off from retry_base_seconds, doubling, up to retry_max_seconds, for
+    # retry_hours after the event (or after a replay); then the delivery is failed.
+    retry_base_seconds: float = Field(default=30.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    retry_hours: float = Field(default=24.0, gt=0, le=24 * 14)
+    reclaim_idle_seconds: int = Field(default=60, ge=1, le=3600)
+
+
 class LoggingConfig(_Section):
     level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -238,6 +284,7 @@ class Config(_Section):
     delivery: DeliveryConfig = DeliveryConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     console: ConsoleConfig = ConsoleConfig()
+    hooks: HooksConfig = HooksConfig()
     logging: LoggingConfig = LoggingConfig()
     programme: ProgrammeRules = ProgrammeRules()
     source: str = Field(default="", exclude=True)

@@ -74,7 +74,7 @@ async def plan_event_pushes(
     """Plan the pushes for up to ``limit`` unprocessed events; how many events were taken."""
     planned: list[int] = []
     async with sessions.begin() as session:
-        events = await unprocessed_events(session, list(_PUSHES), limit)
+        events = await unprocessed_events(session, limit)
         for kind, build in _PUSHES.items():
             pushes = [
                 PlannedPush(event.member_id, f"{event.kind}:{event.id}", build(event, rules))

@@ -16,12 +16,13 @@ import hashlib
 import ssl
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A command unanswered this long means the server or the link is stuck: drop the connection so
@@ -96,8 +97,15 @@ def _send(protocol: _Protocol, *command: Any) -> asyncio.Future[Any]:
 class RedisPipe:
     """``await pipe.execute("SET", key, value, "EX", 60)``, pipelined on one connection."""
 
-    def __init__(self, address: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        address: dict[str, Any],
+        master: Callable[[], Awaitable[tuple[str, int]]] | None = None,
+    ) -> None:
+        """``address``: redis-py's connection keywords; ``master``: asked for the server's
+        address at each connection instead (a Sentinel-managed deployment's current master)."""
         self._address = address
+        self._master = master
         self._protocol: _Protocol | None = None
         # One connection attempt that every caller awaits: a lock would hand the new connection
         # to its waiters one per loop pass, seconds for a burst of hundreds under load.
@@ -106,15 +114,24 @@ class RedisPipe:
 
     @classmethod
     def like(cls, client: Redis) -> RedisPipe:
-        """A pipe to the same server, credentials and database as a redis-py client."""
-        return cls(dict(client.connection_pool.connection_kwargs))
+        """A pipe to the same server, credentials and database as a redis-py client (with
+        Sentinel, to whichever server is master when it connects)."""
+        pool = client.connection_pool
+        return cls(dict(pool.connection_kwargs), getattr(pool, "get_master_address", None))
 
     async def execute(self, *command: Any) -> Any:
         """Send one command and return its reply (errors raise redis-py's exceptions)."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
             protocol = await self._connect()
-        return await _send(protocol, *command)
+        try:
+            return await _send(protocol, *command)
+        except ResponseError as exc:
+            # A master demoted by a failover answers writes with READONLY: reconnect, and so
+            # find the new master, for the next command.
+            if str(exc).startswith("READONLY") and protocol.transport is not None:
+                protocol.transport.close()
+            raise
 
     async def run_script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA ``script``; on NOSCRIPT (first use, or Redis restarted) load it and retry."""
@@ -149,14 +166,12 @@ class RedisPipe:
                 if address.get("path"):
                     _, protocol = await loop.create_unix_connection(_Protocol, address["path"])
                 else:
+                    host, port = address.get("host", "localhost"), address.get("port", 6379)
+                    if self._master is not None:
+                        host, port = await self._master()
                     tls = ssl.create_default_context() if address.get("ssl") else None
-                    _, protocol = await loop.create_connection(
-                        _Protocol,
-                        address.get("host", "localhost"),
-                        address.get("port", 6379),
-                        ssl=tls,
-                    )
-        except (OSError, TimeoutError) as exc:
+                    _, protocol = await loop.create_connection(_Protocol, host, port, ssl=tls)
+        except (OSError, TimeoutError, RedisError) as exc:
             raise RedisConnectionError(f"cannot connect to Redis ({exc})") from None
         # AUTH and SELECT are written before the connection is shared, so no other command can
         # reach Redis ahead of them.

@@ -23,7 +23,7 @@ async def open_store(config: Config) -> AsyncIterator[async_sessionmaker[AsyncSe
         database.url, pool_size=database.pool_size, max_overflow=database.max_overflow
     )
     try:
-        async with open_redis(config.redis.url, config.redis.embedded_path) as redis:
+        async with open_redis(config.redis) as redis:
             pipe = RedisPipe.like(redis)
             points = PointsCache(pipe, config.programme.zone)
             try:

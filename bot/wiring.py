@@ -32,6 +32,7 @@ from bot.receipts import ReceiptFlusher, ReceiptQueue
 from bot.redis_pipe import RedisPipe
 from bot.redis_server import open_redis
 from bot.referral_links import ReferralShares
+from bot.shop_hooks import HookWorker, fan_out_forever, hooks_outbox
 from bot.tasks import BackgroundTasks
 from bot.webhook import Webhook
 from bot.wechat_api import WeChatClient
@@ -66,8 +67,7 @@ def questions_store(redis: Redis, config: Config) -> Questions:
 async def redis(app: web.Application) -> AsyncIterator[None]:
     """Redis: the configured server, or the embedded one; the hot path's pipelined link; and
     the outbox every role enqueues pushes on."""
-    config = app[CONFIG].redis
-    async with open_redis(config.url, config.embedded_path) as client:
+    async with open_redis(app[CONFIG].redis) as client:
         app[REDIS] = client
         app[PIPE] = pipe = RedisPipe.like(client)
         app[OUTBOX] = Outbox(client)
@@ -143,8 +143,9 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
 
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:
-    """The push pipeline in this process: the outbox, ``[delivery] workers`` consumers, the
-    event notifier and the template-receipt flusher (the worker role)."""
+    """The push pipeline in this process: ``[delivery] workers`` consumers, the event
+    notifier, the template-receipt flusher, and the shop events' fan-out and ``[hooks]
+    consumers`` (the worker role)."""
     config = app[CONFIG]
     async with run_pipeline(config, app[REDIS], app[SESSIONS], app[WECHAT], app[OUTBOX]):
         yield
@@ -180,11 +181,27 @@ async def run_pipeline(
         loops.append(asyncio.create_task(notifier, name="event-notifier"))
     flusher = ReceiptFlusher(redis, sessions).run(stop)
     loops.append(asyncio.create_task(flusher, name="receipts"))
-    try:
-        yield workers
-    finally:
-        stop.set()
-        await asyncio.gather(*loops, return_exceptions=True)
+    # Shop systems' endpoints get their own connection pool, apart from WeChat's.
+    async with aiohttp.ClientSession() as http:
+        senders = [
+            HookWorker(
+                name=f"{socket.gethostname()}-{os.getpid()}-hooks-{n}",
+                redis=redis,
+                sessions=sessions,
+                http=http,
+                config=config.hooks,
+            )
+            for n in range(config.hooks.consumers if workers else 0)
+        ]
+        loops += [asyncio.create_task(sender.run(stop), name=sender.name) for sender in senders]
+        if senders:
+            fanning = fan_out_forever(sessions, hooks_outbox(redis), config.hooks, stop)
+            loops.append(asyncio.create_task(fanning, name="shop-events"))
+        try:
+            yield workers
+        finally:
+            stop.set()
+            await asyncio.gather(*loops, return_exceptions=True)
 
 
 async def console(app: web.Application) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
 from models.deliveries import Delivery, TemplateReceipt
 from models.events import MemberEvent
+from models.hooks import HookDelivery, HookSubscriber
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
 from models.orders import Order, Refund
@@ -29,6 +30,8 @@ __all__ = [
     "Coupon",
     "Delivery",
     "FollowUp",
+    "HookDelivery",
+    "HookSubscriber",
     "LedgerEntry",
     "Member",
     "MemberEvent",

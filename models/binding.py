@@ -108,6 +108,7 @@ _MEMBER_TABLES = (
     "ratings",
     "follow_ups",
     "conversations",
+    "hook_deliveries",
 )
 # Tables where the customer may already have the row the follower has (the same key besides
 # the member): the customer's row stays, the follower's moves only where it does not clash.

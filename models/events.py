@@ -27,6 +27,12 @@ class MemberEvent(Base):
             postgresql_where=text("processed_at IS NULL"),
             sqlite_where=text("processed_at IS NULL"),
         ),
+        Index(
+            "ix_member_events_unhooked",
+            "id",
+            postgresql_where=text("hooked_at IS NULL"),
+            sqlite_where=text("hooked_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -36,7 +42,9 @@ class MemberEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Pushes planned (bot/notifications.py), and fanned out to shop systems (models/hooks.py).
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hooked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 async def record_event(
@@ -46,14 +54,13 @@ async def record_event(
     session.add(MemberEvent(member_id=member_id, kind=kind, payload=payload, created_at=at))
 
 
-async def unprocessed_events(
-    session: AsyncSession, kinds: Iterable[str], limit: int
-) -> list[MemberEvent]:
-    """The oldest events of these kinds nobody has acted on yet; locked on PostgreSQL (skipping
-    rows another process holds), so two processes never take the same event."""
+async def unprocessed_events(session: AsyncSession, limit: int) -> list[MemberEvent]:
+    """The oldest events whose pushes are not planned yet (of every kind: those without a push
+    are marked too, so the unprocessed index stays short); locked on PostgreSQL (skipping rows
+    another process holds), so two processes never take the same event."""
     query = (
         select(MemberEvent)
-        .where(MemberEvent.processed_at.is_(None), MemberEvent.kind.in_(list(kinds)))
+        .where(MemberEvent.processed_at.is_(None))
         .order_by(MemberEvent.id)
         .limit(limit)
     )

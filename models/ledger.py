@@ -41,12 +41,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
+from models.events import MemberEvent, record_event
 from models.members import Member
 
 # What a member and the shop systems are shown as "expiring soon".
 EXPIRING_HORIZON = timedelta(days=30)
 # session.info key: the members whose points moved in the open transaction.
 POINTS_CHANGED = "points_changed"
+# The member event every ledger entry comes with (shop systems subscribe to it).
+POINTS_CHANGED_EVENT = "points_changed"
 _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 
 
@@ -175,6 +178,13 @@ async def _add_entry(
         created_at=at,
     )
     session.add(entry)
+    await record_event(
+        session,
+        member_id,
+        POINTS_CHANGED_EVENT,
+        {"points": points, "balance": balance, "kind": kind, "reason": entry.reason},
+        at,
+    )
     await session.flush()
     return entry
 
@@ -433,6 +443,23 @@ async def expire_due_lots(session: AsyncSession, now: datetime, batch: int = 20_
                     "balance_after": balances[member_id],
                     "reason": "积分到期",
                     "idempotency_key": f"expire:{member_id}:{stamp}",
+                    "created_at": now,
+                }
+                for member_id, total in totals.items()
+            ],
+        )
+        await connection.execute(
+            MemberEvent.__table__.insert(),
+            [
+                {
+                    "member_id": member_id,
+                    "kind": POINTS_CHANGED_EVENT,
+                    "payload": {
+                        "points": -total,
+                        "balance": balances[member_id],
+                        "kind": "expire",
+                        "reason": "积分到期",
+                    },
                     "created_at": now,
                 }
                 for member_id, total in totals.items()

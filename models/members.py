@@ -25,6 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert, utcnow
+from models.events import record_event
+
+# The member event an unfollow comes with (shop systems subscribe to it).
+UNSUBSCRIBED_EVENT = "unsubscribed"
 
 
 class Member(Base):
@@ -102,10 +106,16 @@ async def ensure_member(session: AsyncSession, openid: str, at: datetime) -> Mem
 
 async def record_unsubscribe(session: AsyncSession, openid: str, at: datetime) -> bool:
     """Mark the member unsubscribed, keeping everything else; False if we never knew them."""
-    result = await session.execute(
-        update(Member).where(Member.openid == openid).values(subscribed=False, unsubscribed_at=at)
+    member_id = await session.scalar(
+        update(Member)
+        .where(Member.openid == openid)
+        .values(subscribed=False, unsubscribed_at=at)
+        .returning(Member.id)
     )
-    return result.rowcount > 0
+    if member_id is None:
+        return False
+    await record_event(session, member_id, UNSUBSCRIBED_EVENT, {}, at)
+    return True
 
 
 async def record_interactions(session: AsyncSession, latest: Mapping[str, float]) -> int:

@@ -6,9 +6,10 @@ Export gathers every row that names the member, table by table, as JSON-ready di
 Erasure removes what identifies the person and what they said, and keeps what the programme's
 totals need: the member row stays (orders, ledger entries and lots point to it, so every
 balance still adds up and ``ledger verify`` passes) but loses openid, shop customer id, name,
-phone, birthday and tags; conversation messages and rating comments are blanked; push payloads
-are emptied; recaps, referral links and open binding codes are deleted. The audit log keeps its
-entries (they record what staff did, not what the member said).
+phone, birthday and tags; conversation messages and rating comments are blanked; push, event
+and shop-event payloads are emptied (shop events not yet sent are dropped); recaps, referral
+links and open binding codes are deleted. The audit log keeps its entries (they record what
+staff did, not what the member said).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
 from models.deliveries import Delivery
 from models.events import MemberEvent
+from models.hooks import HookDelivery
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
 from models.orders import Order, Refund
@@ -51,6 +53,7 @@ _BY_MEMBER: tuple[Any, ...] = (
     Conversation,
     CampaignMember,
     ReferralLink,
+    HookDelivery,
 )
 
 
@@ -115,6 +118,20 @@ async def erase_member(session: AsyncSession, member: Member, now: datetime) -> 
         update(Delivery).where(Delivery.member_id == member.id).values(payload={})
     )
     changed["deliveries"] = result.rowcount or 0
+    # An event's payload may quote the member (a low rating's comment); shop events carry
+    # their openid. What has not gone yet never will.
+    await session.execute(
+        update(MemberEvent).where(MemberEvent.member_id == member.id).values(payload={})
+    )
+    await session.execute(
+        update(HookDelivery)
+        .where(HookDelivery.member_id == member.id, HookDelivery.status == "queued")
+        .values(status="failed", error="erased", updated_at=now)
+    )
+    result = await session.execute(
+        update(HookDelivery).where(HookDelivery.member_id == member.id).values(body="{}")
+    )
+    changed["hook_deliveries"] = result.rowcount or 0
     for model in (MemberRecap, BindingCode, ReferralLink):
         result = await session.execute(delete(model).where(model.member_id == member.id))
         changed[model.__tablename__] = result.rowcount or 0

@@ -29,12 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert, local_period
+from models.events import record_event
 from models.members import Member
 from models.rules import ProgrammeRules
 
 _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 CSAT, NPS = "csat", "nps"
 SCALES = {CSAT: (1, 5), NPS: (0, 10)}
+# The member event a low score comes with (shop systems subscribe to it).
+LOW_RATING_EVENT = "low_rating"
 GroupBy = Literal["tier", "segment", "month"]
 
 
@@ -151,6 +154,19 @@ async def record_rating(
             created_at=now,
         )
         session.add(follow_up)
+        await record_event(
+            session,
+            member_id,
+            LOW_RATING_EVENT,
+            {
+                "rating_id": rating.id,
+                "kind": question.kind,
+                "score": score,
+                "comment": rating.comment,
+                "context": question.context,
+            },
+            now,
+        )
         await session.flush()
     return rating, follow_up
 

@@ -112,10 +112,11 @@ def make_config(
     delivery: dict[str, Any] | None = None,
     programme: dict[str, Any] | None = None,
     console: dict[str, Any] | None = None,
+    hooks: dict[str, Any] | None = None,
     **wechat: Any,
 ) -> Config:
     """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``,
-    ``programme`` and ``console`` set those tables."""
+    ``programme``, ``console`` and ``hooks`` set those tables."""
     return Config.model_validate(
         {
             "wechat": {
@@ -132,6 +133,7 @@ def make_config(
             "delivery": delivery or {},
             "programme": programme or {},
             "console": console or {},
+            "hooks": hooks or {},
             # Tests of the scheduler start their own (tests/test_scheduler.py).
             "scheduler": {"enabled": False},
             "source": "tests",
@@ -156,18 +158,19 @@ def app_factory(
         programme: dict[str, Any] | None = None,
         console: dict[str, Any] | None = None,
         roles: tuple[str, ...] = ROLES,
+        hooks: dict[str, Any] | None = None,
         **wechat: Any,
     ) -> TestClient:
         """``redis_at``: another Redis server than the test one (flushed first);
-        ``programme`` and ``console``: those tables of the configuration; ``roles``: what
-        the process plays (``serve --role``)."""
+        ``programme``, ``console`` and ``hooks``: those tables of the configuration;
+        ``roles``: what the process plays (``serve --role``)."""
         if redis_at is not None:
             other = Redis.from_url(redis_at)
             await other.flushall()
             await other.aclose()
         base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
         config = make_config(
-            db_url, redis_at or redis_url, base, delivery, programme, console, **wechat
+            db_url, redis_at or redis_url, base, delivery, programme, console, hooks, **wechat
         )
         return await aiohttp_client(create_app(config, router=router, roles=roles))
 

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from bot import wiring
 from bot.app import create_app
+from bot.config import RedisConfig
 from bot.redis_server import open_redis
 from models.members import find_member
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN, make_config
@@ -64,7 +65,7 @@ async def test_chat_command_talks_through_the_webhook(
 
 
 async def test_embedded_redis_starts_a_real_server(tmp_path: Path) -> None:
-    async with open_redis("", str(tmp_path / "redis.db")) as client:
+    async with open_redis(RedisConfig(embedded_path=str(tmp_path / "redis.db"))) as client:
         assert await client.ping()
         await client.set("k", "v")
         assert await client.get("k") == b"v"

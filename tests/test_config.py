@@ -86,6 +86,14 @@ def test_secrets_do_not_show_in_repr(tmp_path: Path) -> None:
         ),
         ('token = "mytoken"\n[server]\nport = "eighty"', "[server] port Input should be a valid"),
         ('token = "mytoken"\ncolour = "blue"', "[wechat] colour is not a known setting"),
+        (
+            'token = "mytoken"\n[redis]\nsentinels = ["10.0.0.1"]',
+            "[redis] sentinels '10.0.0.1' is not host:port",
+        ),
+        (
+            'token = "mytoken"\n[redis]\nurl = "redis://r:6379/0"\nsentinels = ["s:26379"]',
+            "give url or sentinels, not both",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, change: str, expected: str) -> None:

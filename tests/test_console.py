@@ -273,6 +273,8 @@ ROUTES = {
     ("POST", "/console/campaigns/{id}/action"): ("marketer", "admin"),
     ("POST", "/console/campaigns/{id}/test"): ("marketer", "admin"),
     ("GET", "/console/dashboard"): ("marketer", "admin"),
+    ("GET", "/console/hooks"): ("admin",),
+    ("POST", "/console/hooks/deliveries/{id}/replay"): ("admin",),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 

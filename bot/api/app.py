@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from bot.api import (
     campaign_routes,  # noqa: F401 - its endpoints register on import
+    hook_routes,  # noqa: F401 - its endpoints register on import
     schemas,
 )
 from bot.api.routes import ApiError, api

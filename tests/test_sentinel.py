@@ -1,0 +1,162 @@
+"""Redis Sentinel, the high-availability deployment the service supports: a master, a replica
+and a sentinel on 127.0.0.1; the service finds the master through the sentinel, and after the
+master dies it follows the sentinel to the promoted replica by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bot.app import create_app
+from bot.config import RedisConfig
+from tests.conftest import make_config
+from tests.helpers import PLAIN, push
+from tests.services import redis_server_binary
+
+SERVICE = "loyalty"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Group:
+    master: int
+    replica: int
+    sentinel: int
+    processes: dict[int, subprocess.Popen[bytes]]
+
+    def kill(self, port: int) -> None:
+        self.processes[port].kill()
+        self.processes[port].wait(10)
+
+
+def _redis(folder: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *(redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(folder), *extra),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@contextmanager
+def sentinel_group() -> Iterator[Group]:
+    folder = Path(tempfile.mkdtemp(prefix="bot-sentinel-"))
+    master, replica, sentinel = _free_port(), _free_port(), _free_port()
+    conf = folder / "sentinel.conf"
+    conf.write_text(
+        f"port {sentinel}\nbind 127.0.0.1\ndir {folder}\n"
+        f"sentinel monitor {SERVICE} 127.0.0.1 {master} 1\n"
+        f"sentinel down-after-milliseconds {SERVICE} 500\n"
+        f"sentinel failover-timeout {SERVICE} 3000\n",
+        encoding="utf-8",
+    )
+    (folder / "master").mkdir()
+    (folder / "replica").mkdir()
+    processes = {
+        master: _redis(folder / "master", master),
+        replica: _redis(folder / "replica", replica, "--replicaof", "127.0.0.1", str(master)),
+        sentinel: subprocess.Popen(
+            [redis_server_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        ),
+    }
+    try:
+        yield Group(master, replica, sentinel, processes)
+    finally:
+        for process in processes.values():
+            process.terminate()
+            process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _role(port: int) -> str | None:
+    client = Redis(host="127.0.0.1", port=port)
+    try:
+        info = await client.info("replication")
+        return str(info["role"]) + ("" if info.get("master_link_status") != "down" else ":down")
+    except RedisError:
+        return None
+    finally:
+        await client.aclose()
+
+
+async def _ready(group: Group) -> None:
+    """The replica in sync and the sentinel watching both."""
+    async with asyncio.timeout(20):
+        while True:
+            sentinel = Redis(host="127.0.0.1", port=group.sentinel)
+            try:
+                replicas = await sentinel.sentinel_slaves(SERVICE)
+            except RedisError:
+                replicas = []
+            finally:
+                await sentinel.aclose()
+            if await _role(group.replica) == "slave" and replicas:
+                return
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def group() -> Iterator[Group]:
+    with sentinel_group() as running:
+        yield running
+
+
+async def _client(aiohttp_client: Callable[..., Any], db_url: str, group: Group) -> TestClient:
+    config = make_config(db_url, "")
+    redis = RedisConfig(sentinels=[f"127.0.0.1:{group.sentinel}"], sentinel_service=SERVICE)
+    return await aiohttp_client(create_app(config.model_copy(update={"redis": redis})))
+
+
+async def test_the_service_finds_the_master_and_follows_a_failover(
+    aiohttp_client: Callable[..., Any], db_url: str, group: Group
+) -> None:
+    await _ready(group)
+    client = await _client(aiohttp_client, db_url, group)
+    answer = await push(client, PLAIN, PLAIN.text("o_sentinel_0001", "积分"))
+    assert answer.status == 200
+    assert answer.reply is not None
+    master = Redis(host="127.0.0.1", port=group.master)
+    assert await master.dbsize() > 0  # the gate's keys went to the master
+    await master.aclose()
+
+    group.kill(group.master)
+    # Until the sentinel has promoted the replica the webhook may answer "busy"; after it,
+    # the same app writes to the new master without a restart.
+    async with asyncio.timeout(30):
+        while await _role(group.replica) != "master":  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.1)
+        n = 0
+        while True:
+            n += 1
+            answer = await push(client, PLAIN, PLAIN.text("o_sentinel_0002", "积分", msg_id=n))
+            health = await client.get("/healthz")
+            if answer.reply is not None and health.status == 200:
+                break
+            await asyncio.sleep(0.2)
+    assert "积分" in answer.reply["Content"]
+    # The member's customer-service window was opened on the promoted server.
+    promoted = Redis(host="127.0.0.1", port=group.replica)
+    assert await promoted.exists("cs:window:o_sentinel_0002")
+    await promoted.aclose()
