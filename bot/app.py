@@ -66,6 +66,6 @@ def create_app(
             *referral_page.routes,
         ]
     )
-    app.add_subapp(PREFIX, create_api_app(config.api.token.get_secret_value()))
+    app.add_subapp(PREFIX, create_api_app(config.api))
     app.add_subapp(console_app.PREFIX, console_app.create_console_app())
     return app

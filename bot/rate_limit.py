@@ -1,4 +1,4 @@
-"""A token bucket in Redis, shared by every worker process, one per WeChat API."""
+"""Token buckets in Redis, shared by every process: one per WeChat API, one per API token."""
 
 from __future__ import annotations
 
@@ -40,10 +40,14 @@ class RateLimiter:
         burst = max(1.0, rate)  # a second's worth
         while n > 0:
             part = min(n, int(burst))
-            wait = float(
-                await self._take(keys=[f"ratelimit:{api}"], args=[rate, burst, time.time(), part])
-            )
+            wait = await self.try_take(api, rate, burst, part)
             if wait <= 0:
                 n -= part
             else:
                 await asyncio.sleep(wait)
+
+    async def try_take(self, bucket: str, rate: float, burst: float, n: int = 1) -> float:
+        """Take ``n`` tokens from ``bucket`` (refilled at ``rate`` a second, holding up to
+        ``burst``) if it has them: 0.0; else nothing is taken and the seconds until it will."""
+        keys = [f"ratelimit:{bucket}"]
+        return float(await self._take(keys=keys, args=[rate, burst, time.time(), n]))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot import wiring
 from bot.api import schemas as s
-from bot.api.routes import ApiError, _json, api, parse_body
+from bot.api.routes import ApiError, _json, api, parse_body, path_param
 from bot.campaigns import CampaignSpec, new_campaign, transition
 from models.audience import Audience, preview
 from models.base import utcnow
@@ -84,8 +84,9 @@ def _out(campaign: Campaign) -> CampaignOut:
 
 
 def _campaign_id(request: web.Request) -> int:
-    raw = request.match_info["campaign_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    raw = path_param(request, "campaign_id")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError(404, "unknown_campaign", "no campaign with this id", "campaign_id")
     return int(raw)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, time, timedelta
 from typing import TypeVar
 
@@ -64,19 +65,46 @@ class ApiError(web.HTTPException):
 
 
 async def parse_body(request: web.Request, model: type[Model]) -> Model:
-    """The request body as ``model``; 422 naming the first bad field."""
+    """The request body as ``model``, strictly (no number for a date, no string for a number,
+    whatever the model's own config); 422 naming the first bad field."""
     raw = await request.read()
     try:
-        return model.model_validate_json(raw or b"null")
+        data = model.model_validate_json(raw or b"null", strict=True)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    _refuse_nul(json.loads(raw))
+    return data
 
 
 def parse_query(request: web.Request, model: type[Model]) -> Model:
+    query = dict(request.query)
     try:
-        return model.model_validate(dict(request.query))
+        data = model.model_validate(query)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    _refuse_nul(query)
+    return data
+
+
+def path_param(request: web.Request, name: str) -> str:
+    """A parameter of the path, as the OpenAPI document describes them (bot/api/spec.py): 1 to
+    64 characters; 422 otherwise."""
+    value = request.match_info[name]
+    if len(value) > 64:
+        raise ApiError(422, "invalid", "must be at most 64 characters", name)
+    _refuse_nul({name: value})
+    return value
+
+
+def _refuse_nul(value: object, field: str | None = None) -> None:
+    """422 for a NUL character in any string of ``value``: PostgreSQL's text cannot hold one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError(422, "invalid", "must not contain NUL characters", field)
+    elif isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _refuse_nul(item, f"{field}.{key}" if field else str(key))
 
 
 def first_error(exc: ValidationError) -> tuple[str | None, str]:
@@ -151,7 +179,7 @@ async def member_view(session: AsyncSession, rules: ProgrammeRules, member: Memb
 )
 async def put_member(request: web.Request) -> web.Response:
     data = await parse_body(request, s.MemberIn)
-    openid = request.match_info["openid"]
+    openid = path_param(request, "openid")
     async with request.config_dict[wiring.SESSIONS].begin() as session:
         member = await session.scalar(select(Member).where(Member.openid == openid))
         created = member is None
@@ -174,7 +202,7 @@ async def put_member(request: web.Request) -> web.Response:
 )
 async def get_member(request: web.Request) -> web.Response:
     async with request.config_dict[wiring.SESSIONS]() as session:
-        member = await _member(session, request.match_info["openid"])
+        member = await _member(session, path_param(request, "openid"))
         return _json(await member_view(session, _rules(request), member))
 
 
@@ -187,8 +215,9 @@ async def get_member(request: web.Request) -> web.Response:
 )
 async def get_ledger(request: web.Request) -> web.Response:
     query = parse_query(request, s.LedgerQuery)
+    openid = path_param(request, "openid")
     async with request.config_dict[wiring.SESSIONS]() as session:
-        member = await _member(session, request.match_info["openid"])
+        member = await _member(session, openid)
         before = int(query.cursor) if query.cursor else None
         entries = await read_ledger(session, member.id, query.limit + 1, before)
     more = len(entries) > query.limit
@@ -281,8 +310,9 @@ async def _record_order(
 )
 async def post_refund(request: web.Request) -> web.Response:
     data = await parse_body(request, s.RefundIn)
+    order_id = path_param(request, "order_id")
     async with request.config_dict[wiring.SESSIONS].begin() as session:
-        order = await find_order(session, request.match_info["order_id"])
+        order = await find_order(session, order_id)
         if order is None:
             raise ApiError(404, "unknown_order", "no order with this id", "order_id")
         member = await session.get_one(Member, order.member_id, with_for_update=True)
@@ -322,6 +352,7 @@ async def post_refund(request: web.Request) -> web.Response:
 )
 async def post_points(request: web.Request) -> web.Response:
     data = await parse_body(request, s.PointsIn)
+    openid = path_param(request, "openid")
     rules = _rules(request)
     if abs(data.points) > rules.points.max_adjustment:
         raise ApiError(422, "invalid", f"exceeds {rules.points.max_adjustment}", "points")
@@ -329,7 +360,7 @@ async def post_points(request: web.Request) -> web.Response:
     key = f"api:{data.idempotency_key}"
     try:
         async with request.config_dict[wiring.SESSIONS].begin() as session:
-            member = await _member(session, request.match_info["openid"])
+            member = await _member(session, openid)
             if data.points < 0:
                 change = await debit(
                     session,
@@ -438,6 +469,7 @@ async def post_coupon(request: web.Request) -> web.Response:
 )
 async def post_coupon_redeem(request: web.Request) -> web.Response:
     data = await parse_body(request, s.CouponRedeemIn)
+    code = path_param(request, "code")
     try:
         async with request.config_dict[wiring.SESSIONS].begin() as session:
             member_id = None
@@ -445,7 +477,7 @@ async def post_coupon_redeem(request: web.Request) -> web.Response:
                 member_id = (await _member(session, data.openid)).id
             redeemed = await redeem_coupon(
                 session,
-                request.match_info["code"],
+                code,
                 member_id=member_id,
                 shop_order_id=data.order_id,
                 now=utcnow(),

@@ -218,9 +218,19 @@ class CouponRedeemIn(_In):
 class SatisfactionQuery(_In):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)  # query strings are text
 
-    from_: date = Field(alias="from", description="first local day, inclusive")
-    to: date = Field(description="last local day, inclusive")
+    from_: date = Field(
+        alias="from", description="first local day, inclusive (2000-01-01 to 2999-12-31)"
+    )
+    to: date = Field(description="last local day, inclusive (2000-01-01 to 2999-12-31)")
     group_by: Literal["tier", "segment", "month"] | None = None
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _plausible(cls, day: date) -> date:
+        # Days at the ends of the calendar have no UTC bounds (year 1 at +08:00 is year 0).
+        if not date(2000, 1, 1) <= day <= date(2999, 12, 31):
+            raise ValueError("must be between 2000-01-01 and 2999-12-31")
+        return day
 
     @field_validator("to")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,8 +61,9 @@ class ApiSpec:
         """The OpenAPI 3.1 document for every declared endpoint."""
         schemas: dict[str, Any] = {}
 
-        def ref(model: type[BaseModel]) -> dict[str, str]:
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        def ref(model: type[BaseModel], mode: JsonSchemaMode = "validation") -> dict[str, str]:
+            # A response is described as it is written (serialization aliases, e.g. "from").
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
             return {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -92,17 +94,25 @@ class ApiSpec:
                     "content": {"application/json": {"schema": ref(endpoint.body)}},
                 }
             responses: dict[str, Any] = {}
-            for status, model in {**endpoint.responses, 401: error_model}.items():
+            # Every request may meet the token check and the caller's rate limit (app.py).
+            for status, model in {**endpoint.responses, 401: error_model, 429: error_model}.items():
                 response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "")}
                 if model is not None:
-                    response["content"] = {"application/json": {"schema": ref(model)}}
+                    response["content"] = {
+                        "application/json": {"schema": ref(model, "serialization")}
+                    }
+                if status == 429:
+                    response["headers"] = {"Retry-After": _RETRY_AFTER}
                 responses[str(status)] = response
-            if endpoint.body is not None or endpoint.query is not None:
+            # Bad path and query parameters are refused like bad bodies (bot/api/routes.py).
+            if endpoint.body is not None or parameters:
                 responses.setdefault(
                     "422",
                     {
                         "description": _STATUS_TEXT[422],
-                        "content": {"application/json": {"schema": ref(error_model)}},
+                        "content": {
+                            "application/json": {"schema": ref(error_model, "serialization")}
+                        },
                     },
                 )
             operation["responses"] = responses
@@ -118,6 +128,11 @@ class ApiSpec:
         }
 
 
+_RETRY_AFTER = {
+    "description": "Seconds to wait before the next request",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
 _STATUS_TEXT = {
     200: "OK",
     201: "Created",
@@ -126,6 +141,6 @@ _STATUS_TEXT = {
     404: "Not found",
     409: "Conflict",
     413: "Body too large",
-    422: "Invalid payload",
+    422: "Invalid payload or parameter",
     429: "Too many requests",
 }
