@@ -35,10 +35,19 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-$(shell cksum bench/requirements.txt | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	rm -f $(VENV)/.bench-*
+	touch $(BENCH_STAMP)
+
+# The quick benchmarks (about 4 minutes); bench/README.md lists the long ones and the figures.
+bench: $(BENCH_STAMP)
 	$(PY) bench/webhook.py --mode plain --requests 20000 --concurrency 16
 	$(PY) bench/webhook.py --mode safe --requests 20000 --concurrency 16
 	$(PY) bench/callbacks.py --events 30000 --concurrency 256 --warmup 0
+	$(PY) bench/peers.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -33,7 +33,6 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -48,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.webhook import _server_cpu, _start_server, _steal_ticks  # noqa: E402
+from bench.webhook import Servers, _server_cpu, _start_server, _steal_ticks  # noqa: E402
 from bot.config import DatabaseConfig, load_config  # noqa: E402
 from bot.database import create_engine  # noqa: E402
 from bot.webhook_client import WebhookClient  # noqa: E402
@@ -305,7 +304,7 @@ async def bench(
     url: str,
     client: WebhookClient,
     database_url: str,
-    server: subprocess.Popen[bytes] | None,
+    server: Servers | None,
     folder: Path | None,
 ) -> Result:
     engine = create_engine(database_url)
@@ -435,7 +434,8 @@ def main() -> None:
             DatabaseConfig(url=args.database_url).url if args.database_url else config.database.url
         )
     else:
-        server, config_path, url = _start_server("plain", args.members)
+        # Receipts are recorded by the worker role's flusher: the whole service, in one process.
+        server, config_path, url = _start_server("plain", args.members, role="all")
         config = load_config(str(config_path))
         database_url = config.database.url
         folder = config_path.parent

@@ -615,7 +615,7 @@ def worker_processes(folder: Path, config: Path, count: int) -> Iterator[dict[st
             )
         deadline = time.monotonic() + 60
         for n, process in enumerate(processes, 1):
-            while b"delivery worker:" not in (folder / f"worker-{n}.out").read_bytes():
+            while b"running as worker" not in (folder / f"worker-{n}.out").read_bytes():
                 if process.poll() is not None or time.monotonic() > deadline:
                     tail = (folder / f"worker-{n}.log").read_text(errors="replace")[-2000:]
                     raise SystemExit(f"worker {n} did not start:\n{tail}")

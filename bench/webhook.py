@@ -4,12 +4,13 @@
     python bench/webhook.py --mode safe  --requests 20000 --concurrency 16
     python bench/webhook.py --url http://127.0.0.1:8080/wechat --config config.toml ...
 
-Without --url it starts its own server (one process, SQLite, embedded Redis) on a free port in a
-scratch folder, with a pool of known members; each request is one member asking 积分, so the path
-includes the signature check, (in safe mode) decryption, the Redis gate, the member lookup, the
-router, the reply and (in safe mode) its encryption. Requests are built and signed before the
-clock starts and sent over raw keep-alive connections, so the load generator costs little of the
-machine's two cores. Prints requests/s, p50, p99, max and errors; exits 0.
+Without --url it starts its own server (--processes web-role processes sharing a free port, 1 by
+default; SQLite; embedded Redis) in a scratch folder, removed at the end, with a pool of known
+members; each request is one member asking 积分, so the path includes the signature check, (in
+safe mode) decryption, the Redis gate, the member lookup, the router, the reply and (in safe
+mode) its encryption. Requests are built and signed before the clock starts and sent over raw
+keep-alive connections, so the load generator costs little of the machine's two cores. Prints
+requests/s, p50, p99, max and errors; exits 0.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -44,7 +47,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(mode: str, members: int) -> tuple[subprocess.Popen[bytes], Path, str]:
+@dataclass
+class Servers:
+    """The service's processes sharing one port, stopped together."""
+
+    processes: list[subprocess.Popen[bytes]]
+
+    @property
+    def pid(self) -> int:
+        return self.processes[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    def terminate(self) -> None:
+        for process in self.processes:
+            process.terminate()
+
+    def wait(self, timeout: float) -> None:
+        for process in self.processes:
+            process.wait(timeout)
+
+
+def _start_server(
+    mode: str, members: int, processes: int = 1, role: str = "web"
+) -> tuple[Servers, Path, str]:
+    """Migrate and seed a scratch database, then serve it with ``processes`` processes of
+    ``role`` on one port (SO_REUSEPORT; the first starts the embedded Redis, the others join
+    it); the processes, the config's path and the webhook's URL."""
     folder = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     port = _free_port()
     config = folder / "config.toml"
@@ -71,28 +102,51 @@ def _start_server(mode: str, members: int) -> tuple[subprocess.Popen[bytes], Pat
         env=env,
         check=True,
     )
-    log = (folder / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
+    servers: list[subprocess.Popen[bytes]] = []
+    for n in range(processes):
+        log = (folder / f"server-{n}.log").open("wb")
+        servers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve", "--role", role],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        )
+        if not _listening(port, folder / f"server-{n}.log", n):
+            for server in servers:
+                server.kill()
+            raise SystemExit(f"server did not start; see {folder / f'server-{n}.log'}")
+    return Servers(servers), config, f"http://127.0.0.1:{port}/wechat"
+
+
+def _listening(port: int, log: Path, started_before: int) -> bool:
+    """Wait until the newest process serves: the port answers (for the first) or its log says
+    it serves (for those joining a port already open)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        server.kill()
-        raise SystemExit(f"server did not start; see {folder / 'server.log'}")
-    return server, config, f"http://127.0.0.1:{port}/wechat"
+        if started_before:
+            if b"serving on" in log.read_bytes():
+                return True
+        else:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                pass
+        time.sleep(0.1)
+    return False
 
 
-def _server_cpu(server: subprocess.Popen[bytes] | None) -> float:
+def _server_cpu(server: Servers | None) -> float:
     if server is None:
         return 0.0
-    times = psutil.Process(server.pid).cpu_times()
-    return times.user + times.system
+    total = 0.0
+    for pid in server.pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def _steal_ticks() -> int:
@@ -172,6 +226,9 @@ def main() -> None:
         help="format of the pool's openids (bench/ledger.py: o_bench_{:08d})",
     )
     parser.add_argument("--first", type=int, default=0, help="number of the pool's first member")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="web processes sharing the port (default 1)"
+    )
     parser.add_argument("--url", help="an already running server's /wechat (else start one)")
     parser.add_argument("--config", help="with --url: the config holding its token and key")
     args = parser.parse_args()
@@ -181,7 +238,7 @@ def main() -> None:
         config = load_config(args.config)
         url = args.url
     else:
-        server, config_path, url = _start_server(args.mode, args.members)
+        server, config_path, url = _start_server(args.mode, args.members, args.processes)
         config = load_config(str(config_path))
     wechat = config.wechat
     client = WebhookClient(
@@ -205,16 +262,20 @@ def main() -> None:
         before, steal_before = _server_cpu(server), _steal_ticks()
         elapsed, latencies, errors = uvloop.run(_run(url, requests, args.concurrency))
         cpu, steal = _server_cpu(server) - before, _steal_ticks() - steal_before
+        pids = server.pids if server is not None else []
+        rss = [psutil.Process(pid).memory_info().rss / 2**20 for pid in pids]
     finally:
         if server is not None:
             server.terminate()
             server.wait(30)
+            # A run leaves a few dozen MB (the database, Redis's append-only file, logs).
+            shutil.rmtree(config_path.parent, ignore_errors=True)
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     print(
         f"webhook mode={args.mode} requests={len(latencies)} concurrency={args.concurrency} "
-        f"members={args.members} warmup={warmup}"
+        f"members={args.members} warmup={warmup} processes={args.processes}"
     )
     print(f"  throughput {len(latencies) / elapsed:,.0f} requests/s")
     print(f"  latency    p50 {p50:.2f} ms   p99 {p99:.2f} ms   max {latencies[-1] * 1000:.2f} ms")
@@ -225,6 +286,7 @@ def main() -> None:
             f"  server CPU {cpu / len(latencies) * 1e6:.0f} us/request "
             f"(user+system; steal during run {steal / os.sysconf('SC_CLK_TCK'):.2f} s)"
         )
+        print(f"  server RSS {', '.join(f'{mb:.0f}' for mb in rss)} MB after the run")
 
 
 if __name__ == "__main__":
