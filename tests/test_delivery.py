@@ -99,6 +99,20 @@ async def test_a_configured_template_is_used_and_its_receipt_recorded(
     assert await eventually(final) == "failed:user block"
 
 
+async def test_a_send_left_unanswered_is_recorded_and_never_sent_twice(
+    app_factory: Callable[..., Any], standin: WeChatStandIn
+) -> None:
+    client = await app_factory(delivery={"templates": TIER_TEMPLATE}, api_timeout_seconds=0.3)
+    await follower(client, OPENID)
+    # WeChat takes the message but answers after the worker has stopped waiting.
+    standin.fail_next(TEMPLATE, Fault(delay=1.0))
+    await upgrade(client)
+    (row,) = await eventually(lambda: finished(client))
+    assert (row.status, row.reason, row.attempts) == ("failed", "unanswered", 1)
+    await asyncio.sleep(1.0)
+    assert len(standin.sent(TEMPLATE)) == 1
+
+
 async def test_without_window_or_template_the_push_is_skipped_with_its_reason(
     client: TestClient, standin: WeChatStandIn
 ) -> None:

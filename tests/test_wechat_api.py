@@ -33,6 +33,7 @@ def make_client(
 ) -> Callable[..., WeChatClient]:
     def make(**options: Any) -> WeChatClient:
         settings: dict[str, Any] = {
+            "base_url": str(standin.server.make_url("")),
             "timeout": 1.0,
             "backoff": 0.01,
             "max_attempts": 3,
@@ -44,7 +45,6 @@ def make_client(
             redis=redis,
             appid=APPID,
             secret=SECRET,
-            base_url=str(standin.server.make_url("")),
             **settings,
         )
 
@@ -142,15 +142,37 @@ async def test_transient_failure_gives_up_after_max_attempts(
     assert standin.sent() == []
 
 
-async def test_timeout_is_retried_then_reported(
+async def test_an_unanswered_message_is_not_sent_again(
     make_client: Callable[..., WeChatClient],
     standin: WeChatStandIn,
 ) -> None:
-    standin.fail_next(SEND, *[Fault(delay=0.5)] * 2)
+    # WeChat is slow: it acts on the request after the client has stopped waiting.
+    standin.fail_next(SEND, Fault(delay=0.5), Fault(delay=0.5))
     with pytest.raises(WeChatAPIError) as raised:
-        await make_client(timeout=0.2, max_attempts=2).send_custom_message(TEXT)
-    assert raised.value.errcode is None
-    assert raised.value.transient
+        await make_client(timeout=0.2, max_attempts=3).send_custom_message(TEXT)
+    assert (raised.value.errcode, raised.value.unanswered) == (None, True)
+    await asyncio.sleep(0.6)
+    assert len(standin.sent()) == 1  # delivered once, by the one attempt made
+    assert len(standin.faults[SEND]) == 1
+
+
+async def test_an_unanswered_call_that_sends_nothing_is_retried(
+    make_client: Callable[..., WeChatClient],
+    standin: WeChatStandIn,
+) -> None:
+    standin.fail_next("/cgi-bin/qrcode/create", Fault(delay=0.5))
+    code = await make_client(timeout=0.2, max_attempts=2).create_qr_code("ref_abc", 3600)
+    assert code.ticket
+
+
+async def test_a_refused_connection_is_not_taken_for_unanswered(
+    make_client: Callable[..., WeChatClient],
+) -> None:
+    # Nothing listens on port 9: the first call (for the token) cannot connect.
+    client = make_client(max_attempts=1, base_url="http://127.0.0.1:9")
+    with pytest.raises(WeChatAPIError) as raised:
+        await client.send_custom_message(TEXT)
+    assert (raised.value.transient, raised.value.unanswered) == (True, False)
 
 
 async def test_permanent_error_raises_at_once_with_code_and_message(

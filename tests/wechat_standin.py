@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.typedefs import Handler
 
 OVERLAP_SECONDS = 300
 QR_SCENE_MAX_CHARS = 64
@@ -28,7 +29,8 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM
 
 @dataclass(frozen=True)
 class Fault:
-    """What the next call to a path gets instead of a normal answer."""
+    """What the next call to a path gets: an error (``errcode`` or ``http_status``, after
+    ``delay``) instead of an answer, or, with a ``delay`` alone, its answer that much later."""
 
     errcode: int | None = None
     http_status: int | None = None
@@ -79,7 +81,7 @@ class WeChatStandIn:
         return [c.body or {} for c in self.calls if c.path == path]
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._faults])
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
@@ -91,18 +93,24 @@ class WeChatStandIn:
         app.router.add_post("/cgi-bin/media/upload", self._media_upload)
         return app
 
-    async def _fault(self, path: str) -> web.Response | None:
-        queue = self.faults.get(path)
+    @web.middleware
+    async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The next fault queued for the path, if any: an error (after its delay) instead of
+        the call; or, a delay alone, the call carried out and answered that much later (the
+        caller may have stopped waiting by then)."""
+        queue = self.faults.get(request.path)
         if not queue:
-            return None
+            return await handler(request)
         fault = queue.popleft()
-        if fault.delay:
+        if fault.http_status is None and fault.errcode is None:
+            await request.read()
+            response = await handler(request)
             await asyncio.sleep(fault.delay)
-        if fault.http_status:
-            return web.Response(status=fault.http_status, text="upstream error")
+            return response
+        await asyncio.sleep(fault.delay)
         if fault.errcode is not None:
             return _error(fault.errcode)
-        return None
+        return web.Response(status=fault.http_status or 500, text="upstream error")
 
     def _issue(self, *, keep_current: bool) -> tuple[str, int]:
         now = time.time()
@@ -125,16 +133,12 @@ class WeChatStandIn:
         return None
 
     async def _token(self, request: web.Request) -> web.Response:
-        if fault := await self._fault("/cgi-bin/token"):
-            return fault
         if error := self._credentials_error(dict(request.query)):
             return error
         token, ttl = self._issue(keep_current=False)
         return web.json_response({"access_token": token, "expires_in": ttl})
 
     async def _stable_token(self, request: web.Request) -> web.Response:
-        if fault := await self._fault("/cgi-bin/stable_token"):
-            return fault
         data = await request.json()
         if error := self._credentials_error(data):
             return error
@@ -155,8 +159,6 @@ class WeChatStandIn:
     async def _custom_send(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):
             return error
-        if fault := await self._fault("/cgi-bin/message/custom/send"):
-            return fault
         body = await request.json()
         if not body.get("touser") or body.get("msgtype") not in (
             "text",
@@ -184,8 +186,6 @@ class WeChatStandIn:
     async def _template_send(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):
             return error
-        if fault := await self._fault("/cgi-bin/message/template/send"):
-            return fault
         body = await request.json()
         if not body.get("touser"):
             return _error(40003, "invalid openid")
@@ -205,8 +205,6 @@ class WeChatStandIn:
     async def _mass_send(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):
             return error
-        if fault := await self._fault("/cgi-bin/message/mass/send"):
-            return fault
         body = await request.json()
         users = body.get("touser")
         if not isinstance(users, list) or not 2 <= len(users) <= 10_000:
@@ -230,8 +228,6 @@ class WeChatStandIn:
     async def _mass_preview(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):
             return error
-        if fault := await self._fault("/cgi-bin/message/mass/preview"):
-            return fault
         body = await request.json()
         if not body.get("touser") and not body.get("towxname"):
             return _error(40003, "invalid openid")
@@ -262,8 +258,6 @@ class WeChatStandIn:
     async def _qrcode_create(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):
             return error
-        if fault := await self._fault("/cgi-bin/qrcode/create"):
-            return fault
         body = await request.json()
         # String scenes only; integer scenes (QR_SCENE, QR_LIMIT_SCENE) are not modelled.
         if not isinstance(body, dict) or body.get("action_name") not in (
@@ -293,8 +287,6 @@ class WeChatStandIn:
     async def _media_upload(self, request: web.Request) -> web.Response:
         if error := self._token_error(request):
             return error
-        if fault := await self._fault("/cgi-bin/media/upload"):
-            return fault
         # Images only; voice, video and thumb uploads are not modelled.
         if request.query.get("type") != "image":
             return _error(40004, "invalid media type")
