@@ -460,11 +460,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; configuration problems exit 2 with a single line on stderr."""
+    """Run one command; configuration problems exit 2 with a single line on stderr, and so do
+    a data directory or database the command cannot write (read-only, full, missing)."""
+    from sqlalchemy.exc import OperationalError
+
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    return args.run(config, args)
+    try:
+        return args.run(config, args)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"storage error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"database error: {exc.orig}", file=sys.stderr)
+        return 2
