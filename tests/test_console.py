@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
@@ -345,6 +346,26 @@ async def test_state_changes_need_the_csrf_token(console: TestClient) -> None:
         "/console/login", data={"username": "agent_li", "password": PASSWORD, "csrf": "x"}
     )
     assert response.status == 403
+
+
+async def test_a_session_id_planted_before_login_is_never_the_one_logged_in(
+    console: TestClient,
+) -> None:
+    client = console
+    await add_staff(client, "agent_li", "agent")
+    planted = "attacker-chosen-session-id-0123456789abcdef"
+    client.session.cookie_jar.update_cookies({COOKIE: planted}, client.make_url("/console/"))
+    assert await login(client, "agent_li") == 303
+    issued = client.session.cookie_jar.filter_cookies(client.make_url("/console/"))[COOKIE].value
+    assert issued != planted
+    # The attacker, holding only the planted id, is not logged in.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as attacker:
+        response = await attacker.get(
+            client.make_url("/console/"),
+            headers={"Cookie": f"{COOKIE}={planted}"},
+            allow_redirects=False,
+        )
+        assert response.status == 303
 
 
 async def test_logins_are_throttled_and_sessions_renewed(console: TestClient) -> None:
