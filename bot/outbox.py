@@ -17,9 +17,10 @@ later waits in a sorted set (``deliveries:delayed``) until it is due. Each worke
   a ``survey`` (a rating question) first passes the quiet hours and caps as marketing does, then
   takes a service notification's channels;
 - waits for the API's shared token bucket (bot/rate_limit.py), calls WeChat, and records the
-  outcome. Transient errors (-1, 45009, 45011, HTTP 5xx, timeouts; the client has already
-  retried briefly) come back later with exponential backoff and jitter, up to
-  ``max_attempts``; permanent ones (43004, 40003, 45015, …) are recorded, not retried.
+  outcome. Transient errors (-1, 45009, 45011, HTTP 5xx, no connection; the client has
+  already retried briefly) come back later with exponential backoff and jitter, up to
+  ``max_attempts``; permanent ones (43004, 40003, 45015, …) are recorded, not retried, and so
+  is a send left unanswered (a timeout): WeChat may have delivered it.
 
 A worker that dies leaves its entries pending in the group; another takes them over after
 ``reclaim_idle_seconds``. Rows still ``queued`` are simply sent; rows left ``sending`` may or
