@@ -50,6 +50,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import webhook as ours  # noqa: E402
+from fanout import _stop  # noqa: E402
 
 from bot.config import load_config  # noqa: E402
 from bot.webhook_client import WebhookClient  # noqa: E402
@@ -76,16 +77,6 @@ class Row:
     cpu_us: float = 0.0
     steal_s: float = 0.0
     reply: str = ""
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:

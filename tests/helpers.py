@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from bot import wiring
 from bot.outbox import STREAM
+from bot.shop_hooks import STREAM as HOOK_STREAM
 from bot.webhook_client import SignedRequest, WebhookClient
 from models.members import Member
 from tests.conftest import AES_KEY, API_TOKEN, APPID, SECRET, TOKEN
@@ -20,6 +21,8 @@ from tests.conftest import AES_KEY, API_TOKEN, APPID, SECRET, TOKEN
 ROOT = Path(__file__).resolve().parent.parent
 
 PLAIN = WebhookClient(TOKEN, APPID)
+# The streams an app's workers create, empty, when it starts.
+STREAMS = {STREAM, HOOK_STREAM}
 SAFE = WebhookClient(TOKEN, APPID, AES_KEY)
 
 
@@ -52,8 +55,8 @@ async def get_member(client: TestClient, openid: str) -> Member | None:
 
 
 async def redis_untouched(redis: Redis) -> bool:
-    """Nothing in Redis but the delivery stream every app's worker creates at startup."""
-    return set(await redis.keys()) <= {STREAM.encode()}
+    """Nothing in Redis but the streams every app's workers create at startup."""
+    return {key.decode() for key in await redis.keys()} <= STREAMS
 
 
 async def run_bot(config: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:

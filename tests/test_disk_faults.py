@@ -23,7 +23,8 @@ import pytest
 from messages import copy
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
 from tests.helpers import PLAIN, ROOT, run_bot
-from tests.test_faults import Service, _free_port
+from tests.services import free_port
+from tests.test_faults import Service
 
 WITHIN = 5.0
 
@@ -103,7 +104,7 @@ async def _round(url: str, tag: str) -> list[tuple[float, int, str]]:
 
 
 async def test_a_full_disk_slows_nobody_and_heals(data_dir: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     config = _config(tmp_path, data_dir, port)
     code, _, err = await run_bot(config, "migrate")
     assert code == 0, err
@@ -148,7 +149,7 @@ async def test_a_full_disk_slows_nobody_and_heals(data_dir: Path, tmp_path: Path
 def test_a_read_only_data_directory_stops_a_command_with_one_line(
     data_dir: Path, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, data_dir / "new", _free_port())
+    config = _config(tmp_path, data_dir / "new", free_port())
     subprocess.run(["mount", "-o", "remount,ro", str(data_dir)], check=True)
     for command in (["migrate"], ["serve"]):
         process = subprocess.run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import time
 from collections import Counter
@@ -30,7 +29,13 @@ from messages import copy
 from models.deliveries import Delivery
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
 from tests.helpers import PLAIN, ROOT
-from tests.services import PostgresServer, postgres_bin_dir, postgres_server, redis_server
+from tests.services import (
+    PostgresServer,
+    free_port,
+    postgres_bin_dir,
+    postgres_server,
+    redis_server,
+)
 from tests.wechat_standin import Fault, WeChatStandIn
 
 TEMPLATE = "/cgi-bin/message/template/send"
@@ -44,12 +49,6 @@ class Answer:
     seconds: float
     status: int
     text: str  # the reply's content, "success", or what went wrong
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -193,7 +192,7 @@ async def test_the_service_rides_out_wechat_redis_and_database_faults(
     redis_folder.mkdir()
     redis = contextlib.ExitStack()
     redis_url = redis.enter_context(redis_server(redis_folder, persistent=True))
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "bot.toml"
     config.write_text(
         f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'

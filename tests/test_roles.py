@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from sqlalchemy import select
 from bot import wiring
 from models.events import MemberEvent
 from tests.helpers import ROOT, bot_config, run_bot
+from tests.services import free_port
 from tests.test_api import follower
 from tests.test_delivery import OPENID, eventually, finished, upgrade
 from tests.wechat_standin import WeChatStandIn
@@ -31,7 +31,8 @@ async def test_a_web_process_plans_and_a_worker_process_sends(
     # The web process runs no notifier or consumer: the upgrade's event waits for a worker.
     await asyncio.sleep(1.5)
     async with web.app[wiring.SESSIONS]() as session:
-        (event,) = (await session.scalars(select(MemberEvent))).all()
+        query = select(MemberEvent).where(MemberEvent.kind == "tier_upgraded")
+        (event,) = (await session.scalars(query)).all()
     assert event.processed_at is None
     assert standin.sent() == []
 
@@ -43,12 +44,6 @@ async def test_a_web_process_plans_and_a_worker_process_sends(
     assert (await worker.get("/healthz")).status == 200
     assert (await worker.post("/wechat", data=b"<xml/>")).status == 404
     assert (await web.get("/healthz")).status == 200
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _health(port: int) -> int:
@@ -67,7 +62,7 @@ async def test_worker_and_scheduler_processes_run_and_stop_on_sigterm(
 ) -> None:
     config = bot_config(tmp_path, db_url, redis_url)
     for role in ("worker", "scheduler"):
-        port = _free_port()
+        port = free_port()
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "bot", "--config", str(config)),
             *("serve", "--role", role, "--port", str(port)),

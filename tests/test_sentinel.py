@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,15 +23,9 @@ from bot.app import create_app
 from bot.config import RedisConfig
 from tests.conftest import make_config
 from tests.helpers import PLAIN, push
-from tests.services import redis_server_binary
+from tests.services import free_port, redis_server_binary
 
 SERVICE = "loyalty"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -61,7 +54,7 @@ def _redis(folder: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
 @contextmanager
 def sentinel_group() -> Iterator[Group]:
     folder = Path(tempfile.mkdtemp(prefix="bot-sentinel-"))
-    master, replica, sentinel = _free_port(), _free_port(), _free_port()
+    master, replica, sentinel = free_port(), free_port(), free_port()
     conf = folder / "sentinel.conf"
     conf.write_text(
         f"port {sentinel}\nbind 127.0.0.1\ndir {folder}\n"

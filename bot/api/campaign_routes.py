@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot import wiring
 from bot.api import schemas as s
-from bot.api.routes import ApiError, _json, api, parse_body, path_param
+from bot.api.routes import ApiError, _json, api, id_param, parse_body
 from bot.campaigns import CampaignSpec, new_campaign, transition
 from models.audience import Audience, preview
 from models.base import utcnow
@@ -83,14 +83,6 @@ def _out(campaign: Campaign) -> CampaignOut:
     )
 
 
-def _campaign_id(request: web.Request) -> int:
-    raw = path_param(request, "campaign_id")
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise ApiError(404, "unknown_campaign", "no campaign with this id", "campaign_id")
-    return int(raw)
-
-
 @api.route(
     "POST",
     "/audiences/preview",
@@ -138,7 +130,7 @@ async def post_campaign(request: web.Request) -> web.Response:
     responses={200: CampaignOut, 404: s.ErrorOut, 409: s.ErrorOut},
 )
 async def post_campaign_action(request: web.Request) -> web.Response:
-    campaign_id = _campaign_id(request)
+    campaign_id = id_param(request, "campaign_id", "unknown_campaign", "campaign")
     data = await parse_body(request, ActionIn)
     config = request.config_dict[wiring.CONFIG]
     async with request.config_dict[wiring.SESSIONS].begin() as session:
@@ -175,7 +167,7 @@ async def post_campaign_action(request: web.Request) -> web.Response:
     responses={200: CampaignStatsOut, 404: s.ErrorOut},
 )
 async def get_campaign_stats(request: web.Request) -> web.Response:
-    campaign_id = _campaign_id(request)
+    campaign_id = id_param(request, "campaign_id", "unknown_campaign", "campaign")
     async with request.config_dict[wiring.SESSIONS]() as session:
         campaign = await session.get(Campaign, campaign_id)
         if campaign is None:

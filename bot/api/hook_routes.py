@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot import wiring
 from bot.api import schemas as s
-from bot.api.routes import ApiError, _json, api, parse_body, parse_query, path_param
+from bot.api.routes import ApiError, _json, api, id_param, parse_body, parse_query
 from bot.shop_hooks import hooks_outbox
 from models.base import utcnow
 from models.hooks import (
@@ -88,14 +88,6 @@ class HookLogOut(BaseModel):
     next_before: int | None = Field(description="pass as ?before= for the next page")
 
 
-def _id(request: web.Request, name: str, code: str, what: str) -> int:
-    raw = path_param(request, name)
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise ApiError(404, code, f"no {what} with this id", name)
-    return int(raw)
-
-
 def _out(subscriber: HookSubscriber) -> dict[str, object]:
     return {
         "id": subscriber.id,
@@ -143,7 +135,7 @@ async def get_hooks(request: web.Request) -> web.Response:
     responses={200: SubscriberOut, 404: s.ErrorOut},
 )
 async def delete_hook(request: web.Request) -> web.Response:
-    subscriber_id = _id(request, "subscriber_id", "unknown_subscriber", "subscriber")
+    subscriber_id = id_param(request, "subscriber_id", "unknown_subscriber", "subscriber")
     async with request.config_dict[wiring.SESSIONS].begin() as session:
         subscriber = await session.get(HookSubscriber, subscriber_id)
         if subscriber is None:
@@ -160,7 +152,7 @@ async def delete_hook(request: web.Request) -> web.Response:
     responses={200: HookLogOut, 404: s.ErrorOut},
 )
 async def get_hook_log(request: web.Request) -> web.Response:
-    subscriber_id = _id(request, "subscriber_id", "unknown_subscriber", "subscriber")
+    subscriber_id = id_param(request, "subscriber_id", "unknown_subscriber", "subscriber")
     query = parse_query(request, LogQuery)
     async with request.config_dict[wiring.SESSIONS]() as session:
         if await session.get(HookSubscriber, subscriber_id) is None:
@@ -198,7 +190,7 @@ def _delivery(row: HookDelivery) -> HookDeliveryOut:
     responses={202: HookDeliveryOut, 404: s.ErrorOut, 409: s.ErrorOut},
 )
 async def post_hook_replay(request: web.Request) -> web.Response:
-    delivery_id = _id(request, "delivery_id", "unknown_delivery", "delivery")
+    delivery_id = id_param(request, "delivery_id", "unknown_delivery", "delivery")
     hours = request.config_dict[wiring.CONFIG].hooks.retry_hours
     async with request.config_dict[wiring.SESSIONS].begin() as session:
         if not await replay(session, delivery_id, utcnow(), timedelta(hours=hours)):

@@ -96,6 +96,15 @@ def path_param(request: web.Request, name: str) -> str:
     return value
 
 
+def id_param(request: web.Request, name: str, code: str, what: str) -> int:
+    """A numeric id in the path; 404 ``code`` ("no ``what`` with this id") if it is not one."""
+    raw = path_param(request, name)
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise ApiError(404, code, f"no {what} with this id", name)
+    return int(raw)
+
+
 def _refuse_nul(value: object, field: str | None = None) -> None:
     """422 for a NUL character in any string of ``value``: PostgreSQL's text cannot hold one."""
     if isinstance(value, str):
