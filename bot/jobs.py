@@ -26,6 +26,7 @@ from bot.scheduled_pushes import (
 )
 from models.coupons import expire_coupons
 from models.deliveries import Delivery
+from models.hooks import KEPT, prune
 from models.ledger import expire_due_lots
 from models.members import Member
 from models.referrals import Referral, due_referrals, settle
@@ -115,6 +116,12 @@ async def _referral_rewards(ctx: JobContext) -> str:
     return f"referrals settled: {shown}"
 
 
+async def _prune_events(ctx: JobContext) -> str:
+    async with ctx.sessions() as session:
+        hooks, events = await prune(session, ctx.now - KEPT)  # commits per batch
+    return f"{hooks} shop-event deliveries and {events} member events older than 30 days deleted"
+
+
 JOBS = {
     job.name: job
     for job in (
@@ -160,6 +167,11 @@ JOBS = {
             "nps-sample",
             "ask this month's sample of members the NPS question (survey push)",
             _pushes(plan_nps_sample, "NPS questions"),
+        ),
+        Job(
+            "prune-events",
+            "delete member events and shop-event deliveries acted on over 30 days ago",
+            _prune_events,
         ),
         Job(
             "annual-recap",

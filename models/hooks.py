@@ -29,6 +29,8 @@ from sqlalchemy import (
     String,
     Text,
     bindparam,
+    delete,
+    exists,
     func,
     select,
     text,
@@ -362,3 +364,35 @@ async def delivery_counts(session: AsyncSession) -> dict[tuple[int, str], int]:
         )
     )
     return {(subscriber, status): count for subscriber, status, count in rows}
+
+
+# How long events and shop-event deliveries are kept once acted on (the log and its replays).
+KEPT = timedelta(days=30)
+
+
+async def prune(session: AsyncSession, before: datetime, batch: int = 10_000) -> tuple[int, int]:
+    """Delete shop-event deliveries finished before ``before``, then member events from
+    before it that were planned and fanned out and no delivery still names, ``batch`` rows a
+    statement (each committed), so the tables keep a month, not the programme's history;
+    (deliveries, events) deleted."""
+    finished = select(HookDelivery.id).where(
+        HookDelivery.created_at < before, HookDelivery.status.in_(["delivered", "failed"])
+    )
+    acted_on = select(MemberEvent.id).where(
+        MemberEvent.created_at < before,
+        MemberEvent.processed_at.is_not(None),
+        MemberEvent.hooked_at.is_not(None),
+        ~exists().where(HookDelivery.event_id == MemberEvent.id),
+    )
+    counts = []
+    for model, query in ((HookDelivery, finished), (MemberEvent, acted_on)):
+        total = 0
+        while True:
+            ids = list((await session.scalars(query.limit(batch))).all())
+            if not ids:
+                break
+            await session.execute(delete(model).where(model.id.in_(ids)))
+            await session.commit()
+            total += len(ids)
+        counts.append(total)
+    return counts[0], counts[1]

@@ -29,6 +29,7 @@ DEFAULT_SCHEDULE = {
     # Referral rewards fall due around the clock (the return window ends when it ends).
     "referral-rewards": "20 * * * *",
     "nps-sample": "0 10 5 * *",
+    "prune-events": "40 3 * * *",
 }
 
 

@@ -51,6 +51,7 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "annual-recap",
         "referral-rewards",
         "nps-sample",
+        "prune-events",
     }
     for job in sorted(names):
         code, out, err = await run_bot(config, "jobs", "run", job)

@@ -9,7 +9,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from bot import wiring
+from bot.jobs import JOBS, JobContext
 from bot.shop_hooks import HookWorker, fan_out_all, hooks_outbox
 from bot.wiring import questions_store
 from models.base import utcnow
@@ -307,3 +308,31 @@ async def test_a_taken_name_conflicts_and_a_removed_subscriber_gets_nothing_more
     assert await rows(client) == []
     status, _ = await call(client, "DELETE", "/hooks/424242")
     assert status == 404
+
+
+async def test_events_and_deliveries_acted_on_are_pruned_after_30_days(
+    app_factory: Callable[..., Any], receiver: Receiver
+) -> None:
+    client = await app_factory(hooks=FAST)
+    await follower(client, OPENID)
+    await subscribe(client, receiver, ["points.changed"])
+    await call(client, "POST", "/orders", order("H-7", OPENID))
+    await eventually(lambda: settled(client, 1))
+    receiver.statuses = [503] * 1000  # the next one stays queued, retrying
+    await call(client, "POST", "/orders", order("H-8", OPENID))
+    await eventually(lambda: fanned_out(client))
+    sessions = client.app[wiring.SESSIONS]
+    context = JobContext(
+        sessions, client.app[wiring.CONFIG].programme, client.app[wiring.OUTBOX], utcnow()
+    )
+    assert (await JOBS["prune-events"].run(context)).startswith("0 shop-event deliveries")
+
+    # A month on, all but the delivery still being retried (and its event) are gone.
+    later = replace(context, now=utcnow() + timedelta(days=31))
+    outcome = await JOBS["prune-events"].run(later)
+    assert outcome.startswith("1 shop-event deliveries and ")
+    async with sessions() as session:
+        (kept,) = (await session.scalars(select(HookDelivery))).all()
+        events = (await session.scalars(select(MemberEvent))).all()
+    assert kept.status == "queued"
+    assert [event.id for event in events] == [kept.event_id]

@@ -10,6 +10,7 @@ import math
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot import wiring
 from bot.api import (
@@ -79,6 +80,18 @@ def create_api_app(config: ApiConfig) -> web.Application:
             raise ApiError(413, "too_large", "request body too large") from None
         except web.HTTPException:
             raise
+        except (OSError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not (
+                exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+            ):
+                log.exception("api request failed", extra={"path": path})
+                raise ApiError(500, "internal", "internal error; nothing was changed") from None
+            # The database is away (or a connection it dropped was just replaced): worth
+            # retrying, and the transaction never committed.
+            log.warning("api database unavailable", extra={"path": path, "error": repr(exc)})
+            error = ApiError(503, "unavailable", "database unavailable; nothing was changed")
+            error.headers["Retry-After"] = "1"
+            raise error from None
         except Exception:
             log.exception("api request failed", extra={"path": path})
             raise ApiError(500, "internal", "internal error; nothing was changed") from None

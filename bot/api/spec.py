@@ -94,14 +94,16 @@ class ApiSpec:
                     "content": {"application/json": {"schema": ref(endpoint.body)}},
                 }
             responses: dict[str, Any] = {}
-            # Every request may meet the token check and the caller's rate limit (app.py).
-            for status, model in {**endpoint.responses, 401: error_model, 429: error_model}.items():
+            # Every request may meet the token check, the caller's rate limit and a database
+            # that is away (app.py).
+            always = {401: error_model, 429: error_model, 503: error_model}
+            for status, model in {**endpoint.responses, **always}.items():
                 response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "")}
                 if model is not None:
                     response["content"] = {
                         "application/json": {"schema": ref(model, "serialization")}
                     }
-                if status == 429:
+                if status in (429, 503):
                     response["headers"] = {"Retry-After": _RETRY_AFTER}
                 responses[str(status)] = response
             # Bad path and query parameters are refused like bad bodies (bot/api/routes.py).
@@ -143,4 +145,5 @@ _STATUS_TEXT = {
     413: "Body too large",
     422: "Invalid payload or parameter",
     429: "Too many requests",
+    503: "The database is unavailable; nothing was changed",
 }
