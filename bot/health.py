@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from redis.exceptions import ResponseError
 from sqlalchemy import text
 
 from bot import wiring
@@ -26,6 +27,10 @@ async def _check_redis(app: web.Application) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await app[wiring.REDIS].ping()
+    except ResponseError as exc:
+        # Redis answers but refuses: its error's first word says why (MISCONF: it cannot
+        # write its data files, e.g. a full disk).
+        return f"down: {str(exc).split(' ', 1)[0][:16] or type(exc).__name__}"
     except Exception as exc:  # noqa: BLE001 - any failure means "down", and says which
         return f"down: {type(exc).__name__}"
     return "ok"

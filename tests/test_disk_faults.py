@@ -133,7 +133,9 @@ async def test_a_full_disk_slows_nobody_and_heals(data_dir: Path, tmp_path: Path
         assert seconds < WITHIN
         assert code == 200, text
     assert any(text == copy.BUSY for _, _, text in full)
-    print(f"disk full: {full}; health {full_health}")
+    # /healthz says what is wrong: Redis refuses writes it cannot persist.
+    assert full_health[0] == 503
+    assert full_health[1]["redis"] == "down: MISCONF", full_health
     # Space back, writes back: healed without a restart.
     assert status == 200, health
     for _, code, text in after_full:
