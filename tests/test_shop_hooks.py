@@ -32,6 +32,7 @@ from tests.test_api import call, follower, order
 from tests.test_console import add_staff, csrf_of, login
 from tests.test_delivery import eventually
 from tests.test_ratings import say
+from tests.test_referrals import ALICE, BOB, follow_through, share_code
 
 OPENID = "o_hook_member01"
 ALL_TYPES = [
@@ -336,3 +337,22 @@ async def test_events_and_deliveries_acted_on_are_pruned_after_30_days(
         events = (await session.scalars(select(MemberEvent))).all()
     assert kept.status == "queued"
     assert [event.id for event in events] == [kept.event_id]
+
+
+async def test_a_referral_reward_reaches_the_subscriber_with_the_referrer(
+    app_factory: Callable[..., Any], receiver: Receiver
+) -> None:
+    # No return window: the reward is settled with the friend's first order.
+    client = await app_factory(hooks=FAST, programme={"referrals": {"return_window_days": 0}})
+    await subscribe(client, receiver, ["referral.rewarded"])
+    code = await share_code(client, ALICE)
+    await follow_through(client, BOB, code)
+    status, _ = await call(client, "POST", "/orders", order("H-9", BOB, 30_000))
+    assert status == 201
+    (row,) = await eventually(lambda: settled(client, 1))
+    assert row.status == "delivered"
+    (received,) = receiver.received
+    assert received["valid"]
+    assert received["type"] == "referral.rewarded"
+    assert received["body"]["member"]["openid"] == ALICE
+    assert received["body"]["data"]["points"] == 200
