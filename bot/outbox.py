@@ -102,6 +102,11 @@ class Outbox:
                     pipe.xadd(self.stream, {"id": delivery_id}, maxlen=STREAM_MAX, approximate=True)
             await pipe.execute()
 
+    async def delay(self, due: dict[int, datetime]) -> None:
+        """Queue each row from its own time (one command for all)."""
+        if due:
+            await self.redis.zadd(self.delayed, {str(i): at.timestamp() for i, at in due.items()})
+
     async def release_due(self, now: datetime, limit: int = 1000) -> int:
         """Move delayed rows that are now due onto the stream; how many were moved."""
         due = await self.redis.zrangebyscore(self.delayed, 0, now.timestamp(), start=0, num=limit)
@@ -116,6 +121,12 @@ class Outbox:
         moved = [int(raw) for raw, gone in zip(due, removed, strict=True) if gone]
         await self.enqueue(moved)
         return len(moved)
+
+
+def retry_delay(attempts: int, base: float, maximum: float) -> timedelta:
+    """Exponential backoff from ``base`` seconds, doubling per attempt made, capped at
+    ``maximum``, with jitter (half to all of it) so a burst of failures does not return as one."""
+    return timedelta(seconds=min(maximum, base * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0))
 
 
 class StreamConsumer:
@@ -530,12 +541,10 @@ class DeliveryWorker(StreamConsumer):
             # WeChat may have delivered it: sending again could make two. Recorded, not retried.
             return Outcome(claimed.id, "failed", reason="unanswered")
         if exc.transient and claimed.attempts < self.config.max_attempts:
-            delay = min(
-                self.config.retry_max_seconds,
-                self.config.retry_base_seconds * 2 ** (claimed.attempts - 1),
-            ) * random.uniform(0.5, 1.0)
             now = utcnow()
-            at = now + timedelta(seconds=delay)
+            at = now + retry_delay(
+                claimed.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds
+            )
             async with self.sessions.begin() as session:
                 await retry_later(session, claimed.id, at, now, exc.errcode)
             await self.outbox.enqueue([claimed.id], at=at)

@@ -10,7 +10,8 @@ ids go on the stream ``hooks`` after it commits. A worker claims a batch (``queu
 - ``X-Loyalty-Timestamp``: Unix seconds when this attempt was signed;
 - ``X-Loyalty-Signature``: ``v1=`` and the hex HMAC-SHA256, under the subscriber's secret, of
   ``"<timestamp>.<body>"``. A receiver recomputes it over the raw body, compares in constant
-  time, and refuses timestamps more than five minutes away (a replayed capture).
+  time, and refuses timestamps more than five minutes away (a replayed capture); the README
+  shows how.
 
 A 2xx answer delivers. Anything else (another status, a timeout, a refused connection) is
 tried again with exponential backoff and jitter until the row's ``retry_until`` (a day), then
@@ -24,7 +25,6 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import HooksConfig
-from bot.outbox import Outbox, StreamConsumer
+from bot.outbox import Outbox, StreamConsumer, retry_delay
 from bot.tasks import every
 from models.base import utcnow
 from models.hooks import (
@@ -66,18 +66,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     """The ``X-Loyalty-Signature`` value of ``body`` sent at ``timestamp``."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"{SIGNATURE_VERSION}={mac.hexdigest()}"
-
-
-def verify(secret: str, timestamp: str, body: bytes, signature: str, tolerance: int = 300) -> bool:
-    """What a receiver does (the README's example): the signature matches the raw body and
-    the timestamp is within ``tolerance`` seconds of now."""
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return False
-    if abs(time.time() - sent) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, sent, body), signature)
 
 
 async def fan_out_all(
@@ -161,9 +149,9 @@ class HookWorker(StreamConsumer):
         outcomes = await asyncio.gather(*(attempt(hook) for hook in claimed))
         async with self.sessions.begin() as session:
             await record(session, outcomes, utcnow())
-        retries = [o for o in outcomes if o.status == "retry"]
-        for outcome in retries:
-            await self.outbox.enqueue([outcome.delivery_id], at=outcome.not_before)
+        await self.outbox.delay(
+            {o.delivery_id: o.not_before for o in outcomes if o.not_before is not None}
+        )
         for outcome, hook in zip(outcomes, claimed, strict=True):
             results[hook.id] = outcome.status
             log.info(
@@ -208,11 +196,9 @@ class HookWorker(StreamConsumer):
         return self._later(hook, status, error)
 
     def _later(self, hook: ClaimedHook, status: int | None, error: str) -> HookOutcome:
-        delay = min(
-            self.config.retry_max_seconds,
-            self.config.retry_base_seconds * 2 ** (hook.attempts - 1),
-        ) * random.uniform(0.5, 1.0)
-        at = utcnow() + timedelta(seconds=delay)
+        at = utcnow() + retry_delay(
+            hook.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds
+        )
         if at > hook.retry_until:
             return HookOutcome(hook.id, "failed", response_status=status, error=error)
         return HookOutcome(hook.id, "retry", response_status=status, error=error, not_before=at)

@@ -80,21 +80,15 @@ def create_api_app(config: ApiConfig) -> web.Application:
             raise ApiError(413, "too_large", "request body too large") from None
         except web.HTTPException:
             raise
-        except (OSError, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and not (
-                exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-            ):
+        except Exception as exc:
+            if not _database_away(exc):
                 log.exception("api request failed", extra={"path": path})
                 raise ApiError(500, "internal", "internal error; nothing was changed") from None
-            # The database is away (or a connection it dropped was just replaced): worth
-            # retrying, and the transaction never committed.
+            # Worth retrying, and the transaction never committed.
             log.warning("api database unavailable", extra={"path": path, "error": repr(exc)})
             error = ApiError(503, "unavailable", "database unavailable; nothing was changed")
             error.headers["Retry-After"] = "1"
             raise error from None
-        except Exception:
-            log.exception("api request failed", extra={"path": path})
-            raise ApiError(500, "internal", "internal error; nothing was changed") from None
 
     document = api.openapi(schemas.ErrorOut, PREFIX)
 
@@ -104,6 +98,13 @@ def create_api_app(config: ApiConfig) -> web.Application:
     app = web.Application(middlewares=[guard])
     app.add_routes([web.get("/openapi.json", openapi), *api.routes()])
     return app
+
+
+def _database_away(exc: Exception) -> bool:
+    """The database could not be reached, or a connection it dropped was just replaced."""
+    if isinstance(exc, OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _with_challenge(error: ApiError) -> ApiError:
