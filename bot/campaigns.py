@@ -15,6 +15,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.outbox import Outbox
@@ -213,7 +214,7 @@ async def dispatch_due(
                 continue  # another process took it
             run = await start_run(session, campaign, zone, now)
             texts = {v["name"]: v["text"] for v in campaign.variants}
-        await _plan_run(sessions, outbox, run.id, texts, now, batch)
+        await _plan_run(sessions, outbox, campaign_id, run.id, texts, now, batch)
         started += 1
         log.info("campaign run planned", extra={"campaign": campaign_id, "run": run.id})
     return started
@@ -222,6 +223,7 @@ async def dispatch_due(
 async def _plan_run(
     sessions: async_sessionmaker[AsyncSession],
     outbox: Outbox,
+    campaign_id: int,
     run_id: int,
     texts: dict[str, str],
     now: datetime,
@@ -234,6 +236,14 @@ async def _plan_run(
                 for member_id, variant in chunk
             ]
             async with sessions.begin() as session:
+                # Cancelled while a large audience was being planned: plan no more of it (the
+                # cancel has skipped what was queued before).
+                status = await session.scalar(
+                    select(Campaign.status).where(Campaign.id == campaign_id)
+                )
+                if status == "cancelled":
+                    log.info("campaign run cut short", extra={"run": run_id})
+                    return
                 ids = await plan(session, CAMPAIGN, MARKETING, pushes, now)
             await outbox.enqueue(ids)
     async with sessions.begin() as session:

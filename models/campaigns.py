@@ -262,10 +262,12 @@ async def campaign_stats(session: AsyncSession, campaign: Campaign) -> list[Vari
     for variant, status, reason, errcode, count in outcomes:
         if status == "sent":
             sent[variant] = sent.get(variant, 0) + count
-        elif status == "failed":
-            failed.setdefault(variant, {})[str(errcode or reason)] = count
-        elif status == "skipped":
-            skipped.setdefault(variant, {})[reason or "unknown"] = count
+        elif status in ("failed", "skipped"):
+            # Several (reason, errcode) groups fold into one key: add them up.
+            by = failed if status == "failed" else skipped
+            key = str(errcode or reason) if status == "failed" else reason or "unknown"
+            counts = by.setdefault(variant, {})
+            counts[key] = counts.get(key, 0) + count
     converted: dict[str, tuple[int, int, int]] = {}
     started = await session.execute(
         select(CampaignRun.id, CampaignRun.started_at).where(CampaignRun.campaign_id == campaign.id)

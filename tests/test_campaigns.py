@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot import wiring
 from bot.campaigns import dispatch_due, next_run
+from bot.outbox import Outbox
 from models.campaigns import Campaign, CampaignMember, lift
 from models.deliveries import Delivery
 from tests.test_api import call, follower, order
@@ -161,9 +162,42 @@ async def test_cancel_skips_what_is_still_queued(app_factory: Callable[..., Any]
         outcomes = (await session.execute(select(Delivery.status, Delivery.reason))).all()
     assert outcomes
     assert all(o == ("skipped", "cancelled") for o in outcomes)
+    # A row retried before the cancel keeps its errcode: it is still one of the 5 cancelled.
+    async with client.app[wiring.SESSIONS].begin() as session:
+        first = await session.scalar(select(func.min(Delivery.id)))
+        await session.execute(update(Delivery).where(Delivery.id == first).values(errcode=45009))
     _, stats = await call(client, "GET", f"/campaigns/{campaign['id']}/stats")
     skipped = sum(v["skipped"].get("cancelled", 0) for v in stats["variants"])
     assert skipped == 5
+
+
+async def test_a_cancel_while_a_run_is_planned_plans_no_more_of_it(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(delivery={"workers": 0})
+    await _followers(client, 5)
+    await add_staff(client, "boss", "admin")
+    _, campaign = await call(client, "POST", "/campaigns", spec(holdout_percent=0))
+    actions = f"/campaigns/{campaign['id']}/actions"
+    await call(client, "POST", actions, {"action": "submit"})
+    await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    app = client.app
+
+    class CancelAfterFirstBatch(Outbox):
+        """The marketer cancels once the first batch of two is queued."""
+
+        async def enqueue(self, ids: Any, at: datetime | None = None) -> None:
+            await super().enqueue(ids, at)
+            status, _ = await call(client, "POST", actions, {"action": "cancel"})
+            assert status in (200, 409)  # 409: cancelled already
+
+    outbox = CancelAfterFirstBatch(app[wiring.REDIS])
+    zone = app[wiring.CONFIG].programme.zone
+    await dispatch_due(app[wiring.SESSIONS], outbox, zone, datetime.now(UTC), batch=2)
+    async with app[wiring.SESSIONS]() as session:
+        planned = (await session.execute(select(Delivery.status, Delivery.reason))).all()
+    # Of 5, only the first batch was planned, and the cancel skipped it.
+    assert planned == [("skipped", "cancelled")] * 2
 
 
 async def test_schedules_pause_and_resume(client: TestClient) -> None:
