@@ -233,13 +233,18 @@ async def assign_waiting(
 ) -> list[tuple[int, int]]:
     """Give queued conversations, oldest first, to the least-loaded online agents under their
     cap; the (conversation, agent) pairs assigned."""
+    # Locked: two web processes sweeping at once would each read the other's assignments
+    # as not yet made, and fill an agent past the cap.
     agents = (
         await session.execute(
-            select(Staff.id, Staff.max_open).where(
+            select(Staff.id, Staff.max_open)
+            .where(
                 Staff.availability == "online",
                 Staff.role.in_(("agent", "admin")),
                 Staff.disabled.is_(False),
             )
+            .order_by(Staff.id)
+            .with_for_update()
         )
     ).all()
     if not agents:
@@ -300,11 +305,16 @@ async def requeue_unanswered(session: AsyncSession, now: datetime, minutes: int)
 async def end_idle(session: AsyncSession, now: datetime, minutes: int) -> list[tuple[int, int]]:
     """Return to the bot assigned conversations silent for ``minutes``, as WeChat's own
     customer service does; (conversation, member) pairs. Queued ones wait: the member is
-    still waiting for a person."""
+    still waiting for a person; and the time is counted from the assignment too, so a member
+    who waited long in the queue is not sent back the moment a person takes over."""
     cutoff = now - timedelta(minutes=minutes)
     rows = await session.execute(
         update(Conversation)
-        .where(Conversation.status == "assigned", Conversation.last_activity_at < cutoff)
+        .where(
+            Conversation.status == "assigned",
+            Conversation.last_activity_at < cutoff,
+            Conversation.assigned_at < cutoff,
+        )
         .values(status="returned", outcome="idle", closed_at=now)
         .returning(Conversation.id, Conversation.member_id)
         .execution_options(synchronize_session=False)

@@ -213,12 +213,22 @@ async def test_auto_assignment_timeouts_and_idle_return(app_factory: Callable[..
     assert again.status == "assigned"
     assert again.assigned_at is not None
     assert utcnow() - again.assigned_at < timedelta(minutes=1)
-    # Silent for idle_minutes: back to the bot, which answers the member again.
+    # The member waited in the queue longer than idle_minutes: just assigned, it stays.
     async with client.app[wiring.SESSIONS].begin() as session:
         await session.execute(
             update(Conversation)
             .where(Conversation.id == again.id)
             .values(last_activity_at=utcnow() - timedelta(minutes=31))
+        )
+    await sweeps.sweep()
+    assert (await conversation_of(client, members[0])).status == "assigned"
+    # Answered, then silent for idle_minutes: back to the bot, which answers the member again.
+    long_ago = utcnow() - timedelta(minutes=31)
+    async with client.app[wiring.SESSIONS].begin() as session:
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == again.id)
+            .values(assigned_at=long_ago, last_agent_reply_at=long_ago)
         )
     await sweeps.sweep()
     ended = await conversation_of(client, members[0])

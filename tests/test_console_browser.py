@@ -12,6 +12,7 @@ from playwright.async_api import Page, expect
 from sqlalchemy import update
 
 from bot import wiring
+from bot.handoff import Handoffs
 from models.base import utcnow
 from models.conversations import Conversation
 from tests.helpers import PLAIN, push
@@ -51,8 +52,10 @@ async def test_an_agent_works_a_conversation_in_the_browser(
             .where(Conversation.id == conversation.id)
             .values(queued_at=utcnow() - timedelta(hours=2))
         )
-    await push(client, PLAIN, PLAIN.text(ANNA, "有人吗"))  # any event refreshes the queue
+    # Two hours pass in the database: the next queue event (the sweep's) refreshes the page.
+    await Handoffs(client.app[wiring.REDIS]).publish("requeued", conversation.id)
     await expect(row).to_have_class("overdue")
+    await push(client, PLAIN, PLAIN.text(ANNA, "有人吗"))
 
     await row.get_by_role("button", name="接入").click()
     await expect(page.locator("#status")).to_contain_text("接待中")

@@ -29,6 +29,8 @@ from bot.console.auth import (
 from bot.cs_window import CustomerServiceWindows
 from bot.handoff import Handoffs
 from bot.logs import mask_openid
+from bot.outbox import WINDOW_ERRORS
+from bot.rate_limit import RateLimiter
 from bot.rating_questions import plan_after_conversation
 from bot.wechat_api import WeChatAPIError
 from messages import console_copy, handoff_copy
@@ -329,10 +331,15 @@ async def reply(request: web.Request) -> web.StreamResponse:
     windows = CustomerServiceWindows(request.config_dict[wiring.REDIS])
     if not await windows.take_slot(openid):
         raise web.HTTPConflict(text=console_copy.WINDOW_CLOSED)
+    config = request.config_dict[wiring.CONFIG]
+    # The customer-service API's budget is shared with the push workers.
+    await RateLimiter(request.config_dict[wiring.REDIS], config.delivery.rate_per_second).take(
+        "custom"
+    )
     try:
         await request.config_dict[wiring.WECHAT].send_custom_message(text_message(openid, text))
     except WeChatAPIError as exc:
-        if exc.errcode in (45015, 45047):
+        if exc.errcode in WINDOW_ERRORS:
             await windows.close(openid)
             raise web.HTTPConflict(text=console_copy.WINDOW_CLOSED) from None
         log.warning("console reply not sent", extra={"errcode": exc.errcode})

@@ -79,7 +79,11 @@ function liveQueue(table) {
   refresh();
   setInterval(render, 1000);
   setInterval(refresh, 30000);
-  new EventSource("/console/events").onmessage = () => refresh();
+  // Messages change nothing in the queue: refreshing on each would query it once per
+  // message per open queue page.
+  new EventSource("/console/events").onmessage = (event) => {
+    if (JSON.parse(event.data).event !== "message") refresh();
+  };
 }
 
 function liveConversation(root) {
