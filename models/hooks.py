@@ -78,6 +78,9 @@ class HookDelivery(Base):
     __tablename__ = "hook_deliveries"
     __table_args__ = (
         Index("ix_hook_deliveries_subscriber", "subscriber_id", "id"),
+        # The foreign key from deleted events, and the nightly prune (models/hooks.prune).
+        Index("ix_hook_deliveries_event_id", "event_id"),
+        Index("ix_hook_deliveries_created_at", "created_at"),
         Index(
             "ix_hook_deliveries_waiting",
             "not_before",

@@ -124,9 +124,16 @@ async def erase_member(session: AsyncSession, member: Member, now: datetime) -> 
         update(MemberEvent).where(MemberEvent.member_id == member.id).values(payload={})
     )
     await session.execute(
-        update(HookDelivery)
-        .where(HookDelivery.member_id == member.id, HookDelivery.status == "queued")
-        .values(status="failed", error="erased", updated_at=now)
+        delete(HookDelivery).where(
+            HookDelivery.member_id == member.id,
+            HookDelivery.status.in_(("queued", "sending")),
+        )
+    )
+    # Nor are events not fanned out yet (their bodies would be empty and nameless).
+    await session.execute(
+        update(MemberEvent)
+        .where(MemberEvent.member_id == member.id, MemberEvent.hooked_at.is_(None))
+        .values(hooked_at=now)
     )
     result = await session.execute(
         update(HookDelivery).where(HookDelivery.member_id == member.id).values(body="{}")

@@ -25,6 +25,8 @@ from bot.wiring import questions_store
 from models.base import utcnow
 from models.events import MemberEvent
 from models.hooks import HookDelivery
+from models.members import find_member
+from models.personal_data import erase_member
 from models.ratings import OpenQuestion
 from models.staff import AuditEntry
 from tests.helpers import PLAIN, push
@@ -356,3 +358,23 @@ async def test_a_referral_reward_reaches_the_subscriber_with_the_referrer(
     assert received["type"] == "referral.rewarded"
     assert received["body"]["member"]["openid"] == ALICE
     assert received["body"]["data"]["points"] == 200
+
+
+async def test_an_erased_member_s_unsent_events_never_go(
+    app_factory: Callable[..., Any], receiver: Receiver
+) -> None:
+    client = await app_factory(hooks=FAST)
+    await follower(client, OPENID)
+    await subscribe(client, receiver, ["points.changed", "member.unsubscribed"])
+    receiver.statuses = [503] * 1000
+    await call(client, "POST", "/orders", order("H-10", OPENID))
+    await eventually(lambda: fanned_out(client))
+    sessions = client.app[wiring.SESSIONS]
+    async with sessions.begin() as session:
+        member = await find_member(session, OPENID)
+        assert member is not None
+        await erase_member(session, member, utcnow())
+    received = len(receiver.received)
+    await asyncio.sleep(1.0)  # retries were due every 0.1-0.2 s
+    assert await rows(client) == []
+    assert len(receiver.received) <= received + 1  # at most the attempt already in flight
