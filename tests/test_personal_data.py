@@ -48,6 +48,7 @@ async def test_export_then_erase(
     code, _, err = await run_bot(config, "member", "erase", OPENID)
     assert code == 2
     assert "--yes" in err
+    assert await client.app[wiring.REDIS].get(f"member:id:{OPENID}") is not None  # cached
     code, out, _ = await run_bot(config, "member", "erase", OPENID, "--yes")
     assert code == 0, out
     async with client.app[wiring.SESSIONS]() as session:
