@@ -8,10 +8,10 @@
 A push to 30,000 members brings back up to ~7,000 of these a second, and WeChat gives up on an
 answer after 5 s. The webhook answers each without SQL (the gate's script, an RPUSH, the stored
 empty reply: three commands on the pipelined Redis link); a flusher moves them into
-``template_receipts`` a thousand per transaction (bot/receipts.py). Without --url this starts its
-own server as bench/webhook.py does (one process, SQLite, embedded Redis, scratch folder) with
-a pool of members, and gives each callback a delivery row (``sent``, with its msgid) so the
-flusher also fills in ``final_status``, as after a real push.
+``template_receipts`` a thousand per transaction (bot/push/receipts.py). Without --url this
+starts its own server as bench/webhook.py does (one process, SQLite, embedded Redis, scratch
+folder) with a pool of members, and gives each callback a delivery row (``sent``, with its
+msgid) so the flusher also fills in ``final_status``, as after a real push.
 
 First --warmup events (default 256) are answered and recorded untimed, as by a service that has
 answered before (``--warmup 0``: the burst is the first thing the server sees). The timed events
@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench.webhook import Servers, _server_cpu, _start_server, _steal_ticks  # noqa: E402
 from bot.config import DatabaseConfig, load_config  # noqa: E402
 from bot.database import create_engine  # noqa: E402
-from bot.webhook_client import WebhookClient  # noqa: E402
+from bot.wechat.webhook_client import WebhookClient  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from models.deliveries import Delivery, TemplateReceipt  # noqa: E402
 from models.members import Member  # noqa: E402

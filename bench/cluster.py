@@ -101,8 +101,8 @@ from bench.webhook import _run as send_requests  # noqa: E402
 from bot.config import Config, load_config  # noqa: E402
 from bot.database import create_engine, create_sessionmaker  # noqa: E402
 from bot.migrate import upgrade  # noqa: E402
-from bot.outbox import Outbox  # noqa: E402
-from bot.webhook_client import WebhookClient  # noqa: E402
+from bot.push.outbox import Outbox  # noqa: E402
+from bot.wechat.webhook_client import WebhookClient  # noqa: E402
 from models.deliveries import Delivery  # noqa: E402
 from scheduler.runner import LOCK_KEY  # noqa: E402
 from tests.services import redis_server  # noqa: E402

@@ -77,7 +77,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E40
 from bench.ledger import _asyncpg_dsn, _cluster, _free_port, _wait_for_port  # noqa: E402
 from bot.database import create_engine, create_sessionmaker  # noqa: E402
 from bot.migrate import upgrade  # noqa: E402
-from bot.outbox import Outbox  # noqa: E402
+from bot.push.outbox import Outbox  # noqa: E402
 from models.deliveries import SERVICE, Delivery, PlannedPush, plan  # noqa: E402
 from models.members import audience  # noqa: E402
 from tests.services import redis_server  # noqa: E402

@@ -30,7 +30,7 @@ for each is under 60 s at 1,000,000 members on the 2-core machine.
 
 Last, the points query through the webhook (``points_query``): a real server on this database
 answers 积分 from 30,000 members at concurrency 32, each member twice: the first ask reads
-PostgreSQL, the second is served from the Redis points cache (bot/points_cache.py). The goal
+PostgreSQL, the second is served from the Redis points cache (bot/wechat/points_cache.py). The goal
 is p99 under 20 ms. Prints figures; exits 0.
 """
 

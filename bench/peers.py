@@ -53,7 +53,7 @@ import webhook as ours  # noqa: E402
 from fanout import _stop  # noqa: E402
 
 from bot.config import load_config  # noqa: E402
-from bot.webhook_client import WebhookClient  # noqa: E402
+from bot.wechat.webhook_client import WebhookClient  # noqa: E402
 
 OPENIDS = "o_bench_{:07d}"  # bench/seed_members.py's, and _build_requests' default
 

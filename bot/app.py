@@ -6,11 +6,13 @@ from collections.abc import Collection
 
 from aiohttp import web
 
-from bot import health, recap_page, referral_page, wiring
+from bot import health, wiring
 from bot.api.app import PREFIX, create_api_app
 from bot.config import Config
 from bot.console import app as console_app
 from bot.metrics import Metrics
+from bot.pages import recap as recap_page
+from bot.pages import referral as referral_page
 from bot.request_log import request_log_middleware
 from handlers import build_router
 from handlers.router import Router

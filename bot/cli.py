@@ -196,10 +196,10 @@ def _jobs(config: Config, args: argparse.Namespace) -> int:
     from datetime import time as dt_time
 
     from bot.database import create_engine
-    from bot.jobs import JOBS, DryRun, JobContext, dry_run
-    from bot.outbox import Outbox
+    from bot.push.outbox import Outbox
     from bot.redis_server import open_redis
     from bot.store import open_store
+    from scheduler.jobs import JOBS, DryRun, JobContext, dry_run
 
     if args.action == "list":
         for job in JOBS.values():
@@ -253,9 +253,9 @@ def _menu_push(config: Config, args: argparse.Namespace) -> int:
 
     import aiohttp
 
-    from bot.menu import build_menu
     from bot.redis_server import open_redis
-    from bot.wechat_api import WeChatAPIError, WeChatClient
+    from bot.wechat.client import WeChatAPIError, WeChatClient
+    from bot.wechat.menu import build_menu
     from handlers import build_router
 
     menu = build_menu(config.chat.menu_keys, build_router().intents())
@@ -341,11 +341,11 @@ def _staff(config: Config, args: argparse.Namespace) -> int:
 def _member(config: Config, args: argparse.Namespace) -> int:
     import json
 
-    from bot.handoff import HANDOFF_KEY
-    from bot.inbound_gate import MEMBER_ID_KEY, WINDOW_KEY
-    from bot.questions import QUESTION_KEY
     from bot.redis_server import open_redis
     from bot.store import open_store
+    from bot.wechat.gate import MEMBER_ID_KEY, WINDOW_KEY
+    from bot.wechat.handoff import HANDOFF_KEY
+    from bot.wechat.questions import QUESTION_KEY
     from models.base import utcnow
     from models.members import find_member
     from models.personal_data import erase_member, export_member
@@ -382,9 +382,10 @@ def _member(config: Config, args: argparse.Namespace) -> int:
 
 
 def _chat(config: Config, args: argparse.Namespace) -> int:
-    from bot.chat import chat
+    from bot.wechat.chat import chat
 
-    asyncio.run(chat(config, args.openid, args.url))
+    url = args.url or f"http://{config.server.host}:{config.server.port}/wechat"
+    asyncio.run(chat(config.wechat, args.openid, url))
     return 0
 
 

@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.base import utcnow
 from models.members import count_members, record_subscribe
-from models.orders import OrderIn, record_order
+from models.order_posting import record_order
+from models.orders import OrderIn
 from models.rules import ProgrammeRules
 
 DEMO_OPENIDS = [f"o_demo_member_{n:02d}" for n in range(1, 11)]

@@ -30,7 +30,8 @@ from bot.api import schemas as s
 from models.base import utcnow
 from models.ledger import KeyConflict
 from models.members import Member
-from models.orders import OrderConflict, order_problem, record_order
+from models.order_posting import record_order
+from models.orders import OrderConflict, order_problem
 from models.rules import ProgrammeRules
 
 BATCH_SIZE = 1000

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Config
 from bot.database import create_engine, create_sessionmaker
-from bot.points_cache import PointsCache
-from bot.redis_pipe import RedisPipe
 from bot.redis_server import open_redis
+from bot.wechat.points_cache import PointsCache
+from bot.wechat.redis_pipe import RedisPipe
 
 
 @asynccontextmanager

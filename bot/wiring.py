@@ -19,27 +19,27 @@ from bot.config import Config
 from bot.console import auth as console_auth
 from bot.console.sweeps import ConsoleSweeps
 from bot.database import create_engine, create_sessionmaker
-from bot.handoff import Handoffs
-from bot.inbound_gate import InboundGate
-from bot.interactions import InteractionFlusher
 from bot.metrics import Metrics
-from bot.notifications import notify_forever
-from bot.outbox import DeliveryWorker, Outbox
-from bot.points_cache import PointsCache
-from bot.questions import Questions
-from bot.rating_questions import question_opener
-from bot.receipts import ReceiptFlusher, ReceiptQueue
-from bot.redis_pipe import RedisPipe
+from bot.push.notifications import notify_forever
+from bot.push.outbox import DeliveryWorker, Outbox
+from bot.push.receipts import ReceiptFlusher, ReceiptQueue
+from bot.push.shop_hooks import HookWorker, fan_out_forever, hooks_outbox
 from bot.redis_server import open_redis
-from bot.referral_links import ReferralShares
-from bot.shop_hooks import HookWorker, fan_out_forever, hooks_outbox
 from bot.tasks import BackgroundTasks
-from bot.webhook import Webhook
-from bot.wechat_api import WeChatClient
+from bot.wechat.client import WeChatClient
+from bot.wechat.gate import InboundGate
+from bot.wechat.handoff import Handoffs
+from bot.wechat.interactions import InteractionFlusher
+from bot.wechat.points_cache import PointsCache
+from bot.wechat.questions import Questions
+from bot.wechat.redis_pipe import RedisPipe
+from bot.wechat.referral_links import ReferralShares
+from bot.wechat.webhook import Webhook
 from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
 from handlers.intents import IntentMatcher
 from handlers.router import Router
+from scheduler.rating_questions import question_opener
 from scheduler.runner import ProgrammeScheduler
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Conversation capabilities, one module each, and the router that composes them."""
+"""Conversation capabilities, one module each, and the router that composes them.
+May import models and messages only: no HTTP, XML, Redis clients or bot/."""
 
 from __future__ import annotations
 

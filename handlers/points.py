@@ -34,7 +34,7 @@ async def show_points(msg: Inbound) -> TextReply:
     if summary.recent:
         lines.append(copy.POINTS_RECENT_TITLE)
         for created_at, kind, reason, points in summary.recent:
-            shown = reason if kind in ("earn", "adjust") else copy.LEDGER_REASONS.get(kind, reason)
+            shown = copy.ledger_reason(kind, reason)
             lines.append(
                 copy.POINTS_RECENT_LINE.format(
                     day=created_at.astimezone(rules.zone), reason=shown, points=points

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from messages import referral_copy
+
 HELP_TITLE = "您好，我是会员小助手。回复下列关键词即可："
 HELP_COMING_SOON = "您好，我是会员小助手。更多会员服务即将上线，敬请期待！"
 HELP_LINE = "【{keyword}】{what}"
@@ -89,6 +91,15 @@ LEDGER_REASONS = {
     "adjust": "积分调整",
     "bonus": "奖励积分",
 }
+
+
+def ledger_reason(kind: str, reason: str) -> str:
+    """What a member reads for a ledger entry: an order or an adjustment by its recorded reason
+    (a referral code in words), any other entry by its kind."""
+    if kind in ("earn", "adjust"):
+        return referral_copy.ledger_reason(reason) or reason
+    return LEDGER_REASONS.get(kind, reason)
+
 
 # 等级 / 权益
 TIER_CURRENT = "您当前是【{name}】（{discount}）"

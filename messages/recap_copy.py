@@ -1,6 +1,6 @@
 """The annual recap's words (年度消费回顾): its push and its page, in Simplified Chinese.
 
-Code elsewhere only picks and fills; the page's markup is in bot/recap_page.py.
+Code elsewhere only picks and fills; the page's markup is in bot/pages/recap.py.
 """
 
 from __future__ import annotations

@@ -33,10 +33,23 @@ REWARDED = "🎉 您推荐的好友已完成首单，{points}积分推荐奖励�
 STAR = "🌟 恭喜您成为{quarter}推荐之星！本季度已成功推荐{count}位好友，额外奖励{points}积分已到账。"
 
 # Ledger reasons, as the member sees them under 积分.
-REASON_REFERRER = "推荐好友奖励"
-REASON_NEWCOMER = "好友推荐新人礼"
-REASON_STAR = "推荐之星奖励 {quarter}"
-REASON_CLAWED_BACK = "好友订单退款，推荐奖励收回"
+# Ledger and coupon reasons the referral programme records (codes in models/referrals.py).
+LEDGER_REASONS = {
+    "referral:referrer": "推荐好友奖励",
+    "referral:newcomer": "好友推荐新人礼",
+    "referral:star": "推荐之星奖励 {quarter}",
+    "referral:clawed_back": "好友订单退款，推荐奖励收回",
+}
+
+
+def ledger_reason(reason: str) -> str | None:
+    """A referral reason code in words (``referral:star:2026Q3`` names its quarter), or None
+    for a reason that is not the referral programme's."""
+    code, _, quarter = reason.partition(":star:")
+    if quarter:
+        return LEDGER_REASONS["referral:star"].format(quarter=quarter)
+    return LEDGER_REASONS.get(code)
+
 
 # The page a shared link opens (for the friend).
 PAGE_TITLE = "邀请您加入{brand}"

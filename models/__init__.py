@@ -1,4 +1,5 @@
-"""SQLAlchemy tables and the domain operations on them. Never imports bot/ or handlers/."""
+"""SQLAlchemy tables and the domain operations on them, returning facts, never sentences.
+Imports nothing of ours but models."""
 
 from models.base import Base
 from models.binding import BindingCode

@@ -9,7 +9,7 @@ queued; a one-off campaign is ``done`` after its run.
 Each run assigns its audience in one ``INSERT … SELECT``: a hash of member and run puts
 ``holdout_percent`` of members in the holdout (they receive nothing: the control group) and
 splits the rest between the variants by their shares. Pushes are then planned from that table
-in batches (marketing pushes: quiet hours, caps, window or mass send — bot/outbox.py). Stats
+in batches (marketing pushes: quiet hours, caps, window or mass send — bot/push/outbox.py). Stats
 join the run's members to their deliveries and to the orders they placed within
 ``conversion_days`` of the run, per variant and for the holdout, so lift is measured.
 """

@@ -242,7 +242,7 @@ def _record_statement() -> Any:
             reason=bindparam("b_reason"),
             errcode=bindparam("b_errcode"),
             wechat_msgid=bindparam("b_msgid"),
-            # A receipt can come before the send's answer was recorded (bot/receipts.py).
+            # A receipt can come before the send's answer was recorded (bot/push/receipts.py).
             final_status=select(receipts.c.status)
             .where(receipts.c.msgid == bindparam("b_msgid"))
             .scalar_subquery(),

@@ -42,7 +42,7 @@ class MemberEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # Pushes planned (bot/notifications.py), and fanned out to shop systems (models/hooks.py).
+    # Pushes planned (bot/push/notifications.py), and fanned out to shop systems (models/hooks.py).
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     hooked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

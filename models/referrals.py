@@ -35,7 +35,6 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from messages import referral_copy as copy
 from models.base import Base, UTCDateTime, dialect_insert
 from models.binding import ALPHABET
 from models.coupons import Coupon, issue_coupon
@@ -50,6 +49,13 @@ CODE_LENGTH = 8
 SCENE_PREFIX = "ref_"
 REFERRAL_REWARDED = "referral_rewarded"
 REFERRAL_STAR = "referral_star"
+
+
+# Ledger and coupon reasons are codes; messages/referral_copy.py words them for members.
+REASON_REFERRER = "referral:referrer"
+REASON_NEWCOMER = "referral:newcomer"
+REASON_STAR = "referral:star"
+REASON_CLAWED_BACK = "referral:clawed_back"
 
 
 class ReferralLink(Base):
@@ -307,8 +313,8 @@ async def _reward(
 ) -> None:
     settings = rules.referrals
     for member_id, points, side, reason in (
-        (referral.referrer_id, settings.referrer_points, "referrer", copy.REASON_REFERRER),
-        (referral.referee_id, settings.newcomer_points, "newcomer", copy.REASON_NEWCOMER),
+        (referral.referrer_id, settings.referrer_points, "referrer", REASON_REFERRER),
+        (referral.referee_id, settings.newcomer_points, "newcomer", REASON_NEWCOMER),
     ):
         if points:
             await credit(
@@ -327,7 +333,7 @@ async def _reward(
             rules,
             referral.referee_id,
             settings.newcomer_coupon,
-            reason=copy.REASON_NEWCOMER,
+            reason=REASON_NEWCOMER,
             key=f"referral:{referral.id}:newcomer",
             now=now,
         )
@@ -383,7 +389,7 @@ async def _maybe_star(
             referrer_id,
             settings.star_bonus_points,
             kind="bonus",
-            reason=copy.REASON_STAR.format(quarter=quarter),
+            reason=f"{REASON_STAR}:{quarter}",
             key=f"referral_star:{referrer_id}:{quarter}",
             at=now,
             expires_at=lot_expiry(rules, now),
@@ -419,7 +425,7 @@ async def note_refund(
                 member_id,
                 points,
                 kind="adjust",
-                reason=copy.REASON_CLAWED_BACK,
+                reason=REASON_CLAWED_BACK,
                 key=f"referral:{referral.id}:{side}:reversed",
                 at=now,
             )

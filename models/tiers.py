@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, UTCDateTime
 from models.events import record_event
 from models.members import Member
+from models.orders import Order
 from models.rules import ProgrammeRules, TierRule
 from models.state import get_state
 
@@ -64,8 +65,6 @@ async def member_stats(
     session: AsyncSession, rules: ProgrammeRules, member_id: int, now: datetime
 ) -> Stats:
     """Orders (not fully refunded) and net spend in the trailing window."""
-    from models.orders import Order  # orders import tiers; the import is local to break it
-
     net = Order.amount_fen - Order.refunded_fen
     row = (
         await session.execute(

@@ -15,8 +15,8 @@ from apscheduler.util import obj_to_ref
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.jobs import JOBS, Job
 from models.rules import ProgrammeRules
+from scheduler.jobs import JOBS, Job
 from scheduler.jobstore import create_jobstore
 from scheduler.leader import LeaderLock
 from scheduler.runs import JobRuns, RunExecutor, run_job
@@ -65,7 +65,7 @@ class ProgrammeScheduler:
     ) -> None:
         """``database_url`` is the service's async URL; the store uses its sync form.
 
-        ``jobs`` (default ``bot.jobs.JOBS``) and ``triggers`` (default: ``config.jobs`` as
+        ``jobs`` (default ``scheduler.jobs.JOBS``) and ``triggers`` (default: ``config.jobs`` as
         crontabs in ``zone``) are for tests and tools that schedule other jobs.
         """
         self.config = config

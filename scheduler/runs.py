@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.jobs import Job, JobContext
-from bot.outbox import Outbox
+from bot.push.outbox import Outbox
 from models.rules import ProgrammeRules
+from scheduler.jobs import Job, JobContext
 
 log = logging.getLogger(__name__)
 

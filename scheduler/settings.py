@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.jobs import JOBS
 from scheduler.crontab import crontab_trigger
+from scheduler.jobs import JOBS
 
 # Local time in the programme's zone. Expiry runs just after midnight so members see a new
 # day's balance; tiers are re-evaluated monthly, at night, after the expiry jobs.

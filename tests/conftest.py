@@ -134,7 +134,7 @@ def make_config(
             "programme": programme or {},
             "console": console or {},
             "hooks": hooks or {},
-            # Tests of the scheduler start their own (tests/test_scheduler.py).
+            # Tests of the scheduler start their own (tests/scheduler/test_scheduler.py).
             "scheduler": {"enabled": False},
             "source": "tests",
         }

@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from bot import wiring
-from bot.outbox import STREAM
-from bot.shop_hooks import STREAM as HOOK_STREAM
-from bot.webhook_client import SignedRequest, WebhookClient
+from bot.push.outbox import STREAM
+from bot.push.shop_hooks import STREAM as HOOK_STREAM
+from bot.wechat.webhook_client import SignedRequest, WebhookClient
 from models.members import Member
 from tests.conftest import AES_KEY, API_TOKEN, APPID, SECRET, TOKEN
 

@@ -22,8 +22,8 @@ _LOG = Path(tempfile.mkdtemp(prefix="bot-test-logs-")) / "run.log"
 
 
 def _secrets() -> list[str]:
+    from tests.bot.console.test_console import PASSWORD
     from tests.conftest import AES_KEY, API_TOKEN, SECRET
-    from tests.test_console import PASSWORD
 
     return [SECRET, AES_KEY, API_TOKEN, PASSWORD]
 

@@ -19,8 +19,8 @@ from bot.api import (
     schemas,
 )
 from bot.api.routes import ApiError, api
-from bot.config import ApiConfig
-from bot.rate_limit import RateLimiter
+from bot.api.settings import ApiConfig
+from bot.wechat.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v1"

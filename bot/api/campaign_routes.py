@@ -1,6 +1,6 @@
 """Campaigns through the JSON API, for teams that drive them from their own tools: preview an
 audience, draft, submit, approve (naming the approving staff member), pause, resume, cancel,
-and read the figures. The same rules as in the console (bot/campaigns.py)."""
+and read the figures. The same rules as in the console (scheduler/campaigns.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot import wiring
 from bot.api import schemas as s
 from bot.api.routes import ApiError, _json, api, id_param, parse_body
-from bot.campaigns import CampaignSpec, new_campaign, transition
 from models.audience import Audience, preview
 from models.base import utcnow
 from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
 from models.staff import find_staff
+from scheduler.campaigns import CampaignSpec, new_campaign, transition
 
 API_AUTHOR = "api"
 

@@ -1,6 +1,6 @@
 """Events for shop systems through the JSON API: subscribe a URL to event types (the secret
 is shown once, at creation), list and deactivate subscribers, read a subscriber's delivery
-log, and replay a delivery (bot/shop_hooks.py sends them)."""
+log, and replay a delivery (bot/push/shop_hooks.py sends them)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot import wiring
 from bot.api import schemas as s
 from bot.api.routes import ApiError, _json, api, id_param, parse_body, parse_query
-from bot.shop_hooks import hooks_outbox
+from bot.push.shop_hooks import hooks_outbox
 from models.base import utcnow
 from models.hooks import (
     TYPES,

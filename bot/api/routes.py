@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import wiring
 from bot.api import schemas as s
 from bot.api.spec import ApiSpec
-from bot.rating_questions import plan_after_order
+from bot.validation import first_error
 from models.base import utcnow
 from models.binding import create_binding_code
 from models.coupons import (
@@ -36,20 +36,19 @@ from models.ledger import (
 )
 from models.ledger import ledger_page as read_ledger
 from models.members import Member
+from models.order_posting import OrderOutcome, record_order, refund_order
 from models.orders import (
     OrderConflict,
-    OrderOutcome,
     RefundTooLarge,
     find_order,
     lot_expiry,
     order_problem,
-    record_order,
-    refund_order,
 )
 from models.ratings import satisfaction_report
 from models.referrals import note_first_order, note_refund
 from models.rules import ProgrammeRules
 from models.tiers import member_stats, progress
+from scheduler.rating_questions import plan_after_order
 
 api = ApiSpec("Loyalty programme API", "1")
 Model = TypeVar("Model", bound=BaseModel)
@@ -114,18 +113,6 @@ def _refuse_nul(value: object, field: str | None = None) -> None:
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
             _refuse_nul(item, f"{field}.{key}" if field else str(key))
-
-
-def first_error(exc: ValidationError) -> tuple[str | None, str]:
-    """The first problem of a validation error: the field's dotted path and what is wrong."""
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "is not a known field"
-    elif first["type"] == "missing":
-        message = "is required"
-    return field, message
 
 
 def validation_error(exc: ValidationError) -> ApiError:

@@ -30,7 +30,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from bot.config import ConsoleConfig
+from bot.console.settings import ConsoleConfig
 
 COOKIE = "console_session"
 LOGIN_CSRF_COOKIE = "console_login_csrf"

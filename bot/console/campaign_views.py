@@ -1,6 +1,6 @@
 """The marketers' console pages: campaigns (audience builder with a live count, draft, approval,
 test send, pause/resume/cancel, figures) and the programme dashboard. Marketers and admins
-only; the rules are bot/campaigns.py's, shared with the JSON API."""
+only; the rules are scheduler/campaigns.py's, shared with the JSON API."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from bot import wiring
-from bot.api.routes import first_error
-from bot.campaigns import ACTIONS, CampaignSpec, actions_for, new_campaign, transition
 from bot.console.auth import STAFF, requires, template_context
 from bot.console.charts import bars
-from bot.wechat_api import WeChatAPIError
+from bot.validation import first_error
+from bot.wechat.client import WeChatAPIError
 from models.audience import Audience, preview
 from models.base import utcnow
 from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
@@ -26,6 +25,7 @@ from models.coupons import coupon_stats
 from models.dashboard import members_by, pushes_by_purpose, referral_funnel, retention
 from models.ratings import satisfaction_report
 from models.staff import audit
+from scheduler.campaigns import ACTIONS, CampaignSpec, actions_for, new_campaign, transition
 
 routes = web.RouteTableDef()
 MARKETING = ("marketer", "admin")

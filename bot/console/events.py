@@ -1,6 +1,6 @@
 """``GET /console/events``: the console's live feed as server-sent events.
 
-Each open console page holds one stream; it relays what bot/handoff.py publishes on
+Each open console page holds one stream; it relays what bot/wechat/handoff.py publishes on
 ``console:events`` (a conversation queued, a member's message, an assignment, an end) and a
 comment every 15 seconds, so proxies keep the connection and a dead client is noticed. The
 browser's EventSource reconnects by itself after a network blip.
@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bot import wiring
 from bot.console.auth import requires
-from bot.handoff import EVENTS
+from bot.wechat.handoff import EVENTS
 
 HEARTBEAT_SECONDS = 15.0
 

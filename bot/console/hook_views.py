@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot import wiring
 from bot.console.auth import STAFF, requires, template_context
-from bot.shop_hooks import hooks_outbox
+from bot.push.shop_hooks import hooks_outbox
 from models.base import utcnow
 from models.hooks import HookSubscriber, delivery_counts, delivery_log, replay
 from models.staff import audit

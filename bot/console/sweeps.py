@@ -1,7 +1,7 @@
 """The console's clockwork, every few seconds in each web process: assign waiting
 conversations (``assignment = "auto"``), put back in the queue those claimed and left
 unanswered, return to the bot those silent for ``idle_minutes``, and start the campaign runs
-that are due (bot/campaigns.py). Each step is a conditional UPDATE, so processes running it at
+that are due (scheduler/campaigns.py). Each step is a conditional UPDATE, so processes running it at
 once never assign a conversation, or start a run, twice."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.campaigns import dispatch_due
-from bot.config import ConsoleConfig
-from bot.handoff import Handoffs
-from bot.outbox import Outbox
+from bot.console.settings import ConsoleConfig
+from bot.push.outbox import Outbox
 from bot.tasks import every
+from bot.wechat.handoff import Handoffs
 from models.base import utcnow
 from models.conversations import assign_waiting, end_idle, requeue_unanswered
 from models.members import Member
 from models.staff import Staff
+from scheduler.campaigns import dispatch_due
 
 SWEEP_SECONDS = 5.0
 

@@ -26,13 +26,12 @@ from bot.console.auth import (
     requires,
     template_context,
 )
-from bot.cs_window import CustomerServiceWindows
-from bot.handoff import Handoffs
 from bot.logs import mask_openid
-from bot.outbox import WINDOW_ERRORS
-from bot.rate_limit import RateLimiter
-from bot.rating_questions import plan_after_conversation
-from bot.wechat_api import WeChatAPIError
+from bot.push.outbox import WINDOW_ERRORS
+from bot.wechat.client import WeChatAPIError
+from bot.wechat.cs_window import CustomerServiceWindows
+from bot.wechat.handoff import Handoffs
+from bot.wechat.rate_limit import RateLimiter
 from messages import console_copy, handoff_copy
 from messages.outbound import text_message
 from models.base import utcnow
@@ -51,6 +50,7 @@ from models.members import Member
 from models.orders import Order
 from models.ratings import FollowUp, Rating, satisfaction_report
 from models.staff import AuditEntry, Staff, audit, find_staff
+from scheduler.rating_questions import plan_after_conversation
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

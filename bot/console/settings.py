@@ -1,0 +1,43 @@
+"""The ``[console]`` settings: hand-over to people and the console they answer in."""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConsoleConfig(_Section):
+    """Customer service: the hand-over to people and the console they answer in."""
+
+    # "console": staff answer in /console/; "wechat": WeChat's own customer-service system
+    # takes the conversation (the transfer_customer_service reply).
+    handoff: Literal["console", "wechat"] = "console"
+    # "auto": queued conversations go to the least-loaded online agent; "claim": agents pick.
+    assignment: Literal["auto", "claim"] = "auto"
+    max_open_per_agent: int = Field(default=5, ge=1, le=100)
+    # A claimed conversation with no reply this long goes back to the queue.
+    claim_timeout_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    # An assigned conversation silent this long returns to the bot (as WeChat's own does).
+    idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Queued longer than this is overdue (seed: picked up within 1 hour).
+    pickup_target_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    service_hours_start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    service_hours_end: str = Field(default="21:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    session_hours: int = Field(default=12, ge=1, le=24 * 7)
+    # Who approves a marketer's campaign: "admin", or also "another_marketer" (never oneself).
+    campaign_approval: Literal["admin", "another_marketer"] = "admin"
+    # Failed logins per username (and per address) before login pauses for login_pause_minutes.
+    login_failures: int = Field(default=5, ge=1, le=100)
+    login_pause_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+    @property
+    def service_hours(self) -> tuple[time, time]:
+        return time.fromisoformat(self.service_hours_start), time.fromisoformat(
+            self.service_hours_end
+        )

@@ -1,0 +1,133 @@
+"""The gate every inbound message passes once, in one Redis round trip.
+
+It dedupes WeChat's retries (MsgId, or FromUserName+CreateTime+Event for events), opens the
+member's customer-service window, queues the interaction time for the database flush, and
+returns the member id cached from an earlier message (so a known member's message needs no SQL
+before its handler runs) and the member's open question (bot/wechat/questions.py), if any. A retry
+finds the first attempt's outcome: its reply, ``success``, or "still working".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from bot.wechat.handoff import HANDOFF_KEY
+from bot.wechat.questions import QUESTION_KEY
+from bot.wechat.redis_pipe import LuaScript, RedisPipe
+from handlers.fallback import STREAK_KEY
+
+PENDING = b"P"  # the first attempt is still working
+ASYNC = b"A"  # answered "success"; the reply goes out by customer-service message
+REPLY = b"R"  # followed by the rendered reply XML ("" for no reply)
+
+WINDOW_KEY = "cs:window:{openid}"
+PENDING_INTERACTIONS = "interactions:pending"
+MEMBER_ID_KEY = "member:id:{openid}"
+# Ids of members who wrote recently stay cached; quiet members fall out of Redis.
+MEMBER_ID_TTL = 7 * 24 * 3600
+# A member's message opens 48 hours and 5 replies; a click, follow or scan 1 minute and 3.
+MESSAGE_WINDOW = (48 * 3600, 5)
+EVENT_WINDOW = (60, 3)
+
+_ADMIT = """
+local seen = redis.call('GET', KEYS[1])
+if seen then return {seen, ''} end
+redis.call('SET', KEYS[1], 'P', 'EX', ARGV[1])
+local member_id = redis.call('GET', KEYS[4])
+if member_id then redis.call('EXPIRE', KEYS[4], ARGV[6]) end
+if ARGV[4] ~= '0' then
+  local ttl = tonumber(ARGV[4])
+  if ttl > redis.call('TTL', KEYS[2]) then
+    redis.call('HSET', KEYS[2], 'opened_at', ARGV[2], 'quota', ARGV[5], 'sent', 0)
+    redis.call('EXPIRE', KEYS[2], ttl)
+  end
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+end
+return {'', member_id or '', redis.call('GET', KEYS[5]) or '', redis.call('GET', KEYS[6]) or '',
+        redis.call('GET', KEYS[7]) or ''}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """``first`` for a new message, else what the earlier attempt left; the cached member id;
+    the member's open question (raw JSON, empty if none); the conversation a person has with
+    them (bot/wechat/handoff.py), if any; how many messages in a row the bot did not understand."""
+
+    first: bool
+    earlier: bytes = b""
+    member_id: int | None = None
+    question: bytes = b""
+    handoff: int | None = None
+    not_understood: int = 0
+
+
+def dedupe_key(openid: str, msg_id: int, created: int, event: str | None, key: str) -> str:
+    """MsgId for messages; for events, sender and time (WeChat's advice) plus event name, key
+    and MsgID, so two different buttons pressed in one second are two events."""
+    if event is None and msg_id:
+        return f"dedupe:msg:{msg_id}"
+    return f"dedupe:evt:{openid}:{created}:{event or ''}:{key}:{msg_id}"
+
+
+class InboundGate:
+    """Dedupe and interaction record, shared by every web process through Redis."""
+
+    def __init__(self, redis: RedisPipe, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._admit = LuaScript(_ADMIT)
+
+    async def admit(self, key: str, openid: str, window: tuple[int, int] | None) -> Admission:
+        """Claim ``key`` for this attempt; record the interaction when ``window`` is given."""
+        ttl, quota = window or (0, 0)
+        earlier, member_id, *state = await self._redis.run_script(
+            self._admit,
+            keys=[
+                key,
+                WINDOW_KEY.format(openid=openid),
+                PENDING_INTERACTIONS,
+                MEMBER_ID_KEY.format(openid=openid),
+                QUESTION_KEY.format(openid=openid),
+                HANDOFF_KEY.format(openid=openid),
+                STREAK_KEY.format(openid=openid),
+            ],
+            args=[self._ttl, int(time.time()), openid, ttl, quota, MEMBER_ID_TTL],
+        )
+        if not state:  # a retry: the script stopped at the dedupe key
+            return Admission(first=False, earlier=earlier)
+        question, handoff, streak = state
+        return Admission(
+            first=not earlier,
+            earlier=earlier,
+            member_id=int(member_id) if member_id else None,
+            question=question,
+            handoff=int(handoff) if handoff else None,
+            not_understood=int(streak) if streak else 0,
+        )
+
+    async def remember_member(self, openid: str, member_id: int) -> None:
+        """Cache the member id for this openid (it never changes for a member)."""
+        await self._redis.execute(
+            "SET", MEMBER_ID_KEY.format(openid=openid), member_id, "EX", MEMBER_ID_TTL
+        )
+
+    async def remember_reply(self, key: str, reply_xml: str) -> None:
+        """Keep the reply so that a retry gets the same answer without running again."""
+        await self._redis.execute("SET", key, REPLY + reply_xml.encode(), "EX", self._ttl)
+
+    async def mark_async(self, key: str) -> None:
+        """The webhook answered ``success``; retries should too."""
+        await self._redis.execute("SET", key, ASYNC, "EX", self._ttl)
+
+    async def wait_for_outcome(self, key: str, budget: float) -> bytes:
+        """Poll until the first attempt finishes or ``budget`` runs out (then PENDING)."""
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            value = await self._redis.execute("GET", key)
+            if value != PENDING:
+                return value or ASYNC
+        return PENDING

@@ -1,0 +1,67 @@
+"""Moves members' last-interaction times from Redis to the database in batches.
+
+The webhook only adds to a Redis sorted set (openid → time); writing a row per message on the
+hot path would cost more than the rest of the request. A flush is idempotent and safe to run
+from several processes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.tasks import every
+from bot.wechat.gate import PENDING_INTERACTIONS
+from models.members import record_interactions
+
+log = logging.getLogger(__name__)
+
+# Remove an entry only if no newer interaction arrived while we were writing it.
+_REMOVE_IF_UNCHANGED = """
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+"""
+
+
+class InteractionFlusher:
+    """Flushes pending interaction times, ``batch`` members per statement."""
+
+    def __init__(
+        self, redis: Redis, sessions: async_sessionmaker[AsyncSession], batch: int = 1000
+    ) -> None:
+        self._redis = redis
+        self._sessions = sessions
+        self._batch = batch
+        self._remove = redis.register_script(_REMOVE_IF_UNCHANGED)
+
+    async def flush(self) -> int:
+        """Write everything pending now; return how many members were written."""
+        written = 0
+        while True:
+            entries = await self._redis.zrange(
+                PENDING_INTERACTIONS, 0, self._batch - 1, withscores=True
+            )
+            if not entries:
+                return written
+            latest = {openid.decode(): score for openid, score in entries}
+            async with self._sessions() as session:
+                await record_interactions(session, latest)
+                await session.commit()
+            args = [part for openid, score in entries for part in (openid, repr(score))]
+            await self._remove(keys=[PENDING_INTERACTIONS], args=args)
+            written += len(entries)
+            if len(entries) < self._batch:
+                return written
+
+    async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        """Flush every ``interval`` seconds until ``stop`` is set, then once more."""
+        await every(interval, stop, self.flush, "interaction flush")

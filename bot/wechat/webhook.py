@@ -1,0 +1,295 @@
+"""``GET|POST /wechat``: WeChat's push protocol, and nothing of the programme's rules.
+
+Checks the signature and timestamp, decrypts in safe mode, parses, passes the gate (dedupe and
+interaction record), hands the message to the dispatcher under a time budget, renders and,
+in safe mode, encrypts the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import struct
+import time
+from collections.abc import Awaitable
+from typing import Any
+from xml.etree import ElementTree
+from xml.parsers.expat import ExpatError
+
+from aiohttp import web
+from redis.exceptions import RedisError
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.utils import check_signature
+
+from bot.logs import mask_openid
+from bot.metrics import Metrics
+from bot.request_log import LOG_FIELDS
+from bot.tasks import BackgroundTasks
+from bot.wechat.client import WeChatAPIError, WeChatClient
+from bot.wechat.gate import (
+    ASYNC,
+    EVENT_WINDOW,
+    MESSAGE_WINDOW,
+    PENDING,
+    REPLY,
+    InboundGate,
+    dedupe_key,
+)
+from bot.wechat.settings import WeChatConfig
+from bot.wechat.xml_codec import (
+    BadMessage,
+    parse_inbound,
+    reject_declarations,
+    render_reply,
+)
+from handlers.dispatcher import Dispatcher
+from handlers.inbound import Inbound
+from messages import copy
+from messages.outbound import custom_message
+from messages.replies import Reply, TextReply
+from models.ratings import OpenQuestion
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "success"
+_MESSAGE_KINDS = frozenset({"text", "image", "voice", "video", "shortvideo", "location", "link"})
+_WINDOW_EVENTS = frozenset({"click", "subscribe", "subscribe_scan", "scan"})
+_DECRYPT_ERRORS = (
+    ElementTree.ParseError,
+    InvalidAppIdException,
+    binascii.Error,
+    ValueError,
+    struct.error,
+    KeyError,
+    TypeError,
+    ExpatError,
+    UnicodeDecodeError,
+)
+
+
+class Rejected(Exception):
+    """A request refused before anything was written: HTTP status and a short reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _window(msg: Inbound) -> tuple[int, int] | None:
+    """The customer-service window this message opens, if it is a member's interaction."""
+    if msg.kind in _MESSAGE_KINDS:
+        return MESSAGE_WINDOW
+    if msg.kind == "event" and msg.event in _WINDOW_EVENTS:
+        return EVENT_WINDOW
+    return None
+
+
+class Webhook:
+    """The endpoint's behaviour, wired by the app factory."""
+
+    def __init__(
+        self,
+        config: WeChatConfig,
+        gate: InboundGate,
+        dispatcher: Dispatcher,
+        wechat: WeChatClient,
+        metrics: Metrics,
+        tasks: BackgroundTasks,
+    ) -> None:
+        self._config = config
+        self._token = config.token.get_secret_value()
+        self._crypto = (
+            WeChatCrypto(self._token, config.encoding_aes_key.get_secret_value(), config.appid)
+            if config.safe_mode
+            else None
+        )
+        self._gate = gate
+        self._dispatcher = dispatcher
+        self._wechat = wechat
+        self._metrics = metrics
+        self._tasks = tasks
+
+    async def verify(self, request: web.Request) -> web.Response:
+        """URL verification: echo ``echostr`` when the signature is WeChat's."""
+        try:
+            self._check_signature(request.query)
+        except Rejected as exc:
+            return self._reject(request, exc)
+        echostr = request.query.get("echostr")
+        if echostr is None:
+            return self._reject(request, Rejected(400, "echostr missing"))
+        request[LOG_FIELDS]["outcome"] = "verified"
+        return web.Response(text=echostr)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """A pushed message or event: answer well inside WeChat's 5 seconds."""
+        fields: dict[str, Any] = request[LOG_FIELDS]
+        try:
+            body = await self._read_body(request)
+            self._check_signature(request.query)
+            encrypted, xml = self._plaintext(request.query, body)
+            parsed = parse_inbound(xml)
+        except Rejected as exc:
+            return self._reject(request, exc)
+        except BadMessage as exc:
+            return self._reject(request, Rejected(400, str(exc)))
+
+        msg = parsed.inbound
+        fields.update(type=msg.event or msg.kind, openid=mask_openid(msg.openid))
+        nonce = request.query["nonce"]
+        if msg.kind == "unknown":
+            log.warning(
+                "unknown message type answered with success", extra={"type": msg.event or msg.kind}
+            )
+            return self._answer(fields, "unknown_type", "", encrypted, nonce)
+
+        key = dedupe_key(msg.openid, parsed.msg_id, parsed.created, msg.event, msg.key)
+        try:
+            admission = await self._gate.admit(key, msg.openid, _window(msg))
+        except RedisError:
+            # Without dedupe a retry could act twice: say we are busy and do nothing.
+            log.error("redis unavailable; answered busy")
+            busy = render_reply(TextReply(copy.BUSY), msg.openid, parsed.account)
+            return self._answer(fields, "busy", busy, encrypted, nonce)
+
+        if not admission.first:
+            self._metrics.dedupe_hits.inc()
+            return await self._answer_retry(fields, key, admission.earlier, encrypted, nonce)
+
+        msg.member_id = admission.member_id
+        if admission.question:
+            msg.question = OpenQuestion.loads(admission.question)
+        msg.handoff = admission.handoff
+        msg.not_understood = admission.not_understood
+        task = asyncio.create_task(self._dispatcher.dispatch(msg))
+        done, _ = await asyncio.wait((task,), timeout=self._config.reply_budget_seconds)
+        if not done:
+            self._tasks.spawn(self._reply_later(task, msg), name=f"reply-later:{key}")
+            await self._remember(self._gate.mark_async(key))
+            return self._answer(fields, "async", "", encrypted, nonce)
+        try:
+            reply = task.result()
+        except Exception:
+            log.exception("handler failed", extra={"type": fields["type"]})
+            reply, fields["error"] = TextReply(copy.BUSY), True
+        xml_reply = render_reply(reply, msg.openid, parsed.account) if reply else ""
+        await self._remember(self._gate.remember_reply(key, xml_reply))
+        return self._answer(fields, "replied" if reply else "no_reply", xml_reply, encrypted, nonce)
+
+    async def _remember(self, write: Awaitable[None]) -> None:
+        # The work is done and its reply is ready: a failed write only means a retry of this
+        # message would get "success" instead of the reply, so answer anyway.
+        try:
+            await write
+        except RedisError:
+            log.error("could not store the outcome for retries")
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self._config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise Rejected(413, "body too large")
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(16384):
+            body += chunk
+            if len(body) > limit:
+                raise Rejected(413, "body too large")
+        return bytes(body)
+
+    def _check_signature(self, query: Any) -> None:
+        signature, timestamp, nonce = (query.get(k) for k in ("signature", "timestamp", "nonce"))
+        if not (signature and timestamp and nonce):
+            raise Rejected(403, "signature missing")
+        try:
+            check_signature(self._token, signature, timestamp, nonce)
+        except InvalidSignatureException:
+            raise Rejected(403, "bad signature") from None
+        try:
+            skew = abs(time.time() - int(timestamp))
+        except ValueError:
+            raise Rejected(403, "bad timestamp") from None
+        if skew > self._config.timestamp_tolerance_seconds:
+            raise Rejected(403, "stale timestamp")
+
+    def _plaintext(self, query: Any, body: bytes) -> tuple[bool, str]:
+        try:
+            reject_declarations(body)
+        except BadMessage as exc:
+            raise Rejected(400, str(exc)) from None
+        if query.get("encrypt_type") == "aes":
+            if self._crypto is None:
+                raise Rejected(400, "encrypted message but no encoding_aes_key configured")
+            msg_signature = query.get("msg_signature")
+            if not msg_signature:
+                raise Rejected(403, "msg_signature missing")
+            try:
+                encrypted = ElementTree.fromstring(body).findtext("Encrypt")
+                if not encrypted:
+                    raise Rejected(400, "Encrypt missing")
+                # Handing wechatpy the envelope as a dict spares it a second XML parse.
+                xml = self._crypto.decrypt_message(
+                    {"Encrypt": encrypted}, msg_signature, query["timestamp"], query["nonce"]
+                )
+            except InvalidSignatureException:
+                raise Rejected(403, "bad msg_signature") from None
+            except _DECRYPT_ERRORS as exc:
+                raise Rejected(400, f"cannot decrypt ({type(exc).__name__})") from None
+            reject_declarations(xml.encode())
+            return True, xml
+        if self._crypto is not None and not self._config.allow_plaintext:
+            raise Rejected(403, "plaintext messages are not accepted in safe mode")
+        try:
+            return False, body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejected(400, "body is not UTF-8") from None
+
+    async def _answer_retry(
+        self, fields: dict[str, Any], key: str, earlier: bytes, encrypted: bool, nonce: str
+    ) -> web.Response:
+        if earlier == PENDING:
+            earlier = await self._gate.wait_for_outcome(key, self._config.reply_budget_seconds)
+        if earlier.startswith(REPLY):
+            return self._answer(fields, "duplicate", earlier[1:].decode(), encrypted, nonce)
+        return self._answer(
+            fields,
+            "duplicate_async" if earlier in (ASYNC, PENDING) else "duplicate",
+            "",
+            encrypted,
+            nonce,
+        )
+
+    def _answer(
+        self, fields: dict[str, Any], outcome: str, xml_reply: str, encrypted: bool, nonce: str
+    ) -> web.Response:
+        fields["outcome"] = outcome
+        self._metrics.webhook_messages.labels(fields.get("type", ""), outcome).inc()
+        if not xml_reply:
+            return web.Response(text=SUCCESS)
+        if encrypted and self._crypto is not None:
+            xml_reply = self._crypto.encrypt_message(xml_reply, nonce, str(int(time.time())))
+        return web.Response(text=xml_reply, content_type="application/xml")
+
+    def _reject(self, request: web.Request, rejected: Rejected) -> web.Response:
+        request[LOG_FIELDS]["outcome"] = f"rejected:{rejected.reason}"
+        self._metrics.webhook_messages.labels("", "rejected").inc()
+        return web.Response(status=rejected.status, text=rejected.reason)
+
+    async def _reply_later(self, task: asyncio.Task[Reply | None], msg: Inbound) -> None:
+        """Send a late reply as a customer-service message once the handler finishes."""
+        try:
+            reply = await task
+        except Exception:
+            log.exception("slow handler failed")
+            reply = TextReply(copy.BUSY)
+        payload = custom_message(msg.openid, reply) if reply else None
+        if payload is None:
+            return
+        try:
+            await self._wechat.send_custom_message(payload)
+        except WeChatAPIError as exc:
+            log.warning(
+                "late reply not delivered",
+                extra={"errcode": exc.errcode, "openid": mask_openid(msg.openid)},
+            )
