@@ -10,7 +10,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
@@ -27,6 +26,7 @@ from scheduler.leader import LeaderLock
 from scheduler.runner import ProgrammeScheduler
 from scheduler.runs import JobRuns
 from scheduler.settings import DEFAULT_SCHEDULE, SchedulerConfig
+from tests.helpers import ROOT
 
 RULES = ProgrammeRules()
 ZONE = RULES.zone  # Asia/Shanghai: UTC+8, no daylight saving
@@ -388,7 +388,7 @@ async def test_a_killed_leader_process_is_replaced_within_the_ttl(
         return "here ticked"
 
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _PROCESS, db_url, redis_url, str(ttl), cwd=Path(__file__).parents[1]
+        sys.executable, "-c", _PROCESS, db_url, redis_url, str(ttl), cwd=ROOT
     )
     here = ProgrammeScheduler(
         SchedulerConfig(leader_ttl_seconds=ttl, jobs={}),
