@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.order_intake import take_order
 from models.base import utcnow
 from models.members import count_members, record_subscribe
-from models.order_posting import record_order
 from models.orders import OrderIn
 from models.rules import ProgrammeRules
 
@@ -26,8 +26,8 @@ async def load_demo(
     sessions: async_sessionmaker[AsyncSession], rules: ProgrammeRules, if_empty: bool
 ) -> int:
     """Create the demo members and their orders; with ``if_empty``, only into an empty
-    database. Orders go through the same domain function as the API, so points, lots and
-    tiers are real."""
+    database. Orders go through the same path as the API's (``take_order``), so points, lots
+    and tiers are real."""
     async with sessions() as session:
         if if_empty and await count_members(session):
             return 0
@@ -37,7 +37,7 @@ async def load_demo(
             amounts = DEMO_ORDERS_YUAN[index] if index < len(DEMO_ORDERS_YUAN) else []
             for number, yuan in enumerate(amounts):
                 paid_at = now - timedelta(days=25 * (len(amounts) - number))
-                await record_order(
+                await take_order(
                     session,
                     rules,
                     member,

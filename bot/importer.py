@@ -5,7 +5,8 @@ syntax, header) and to count its rows for the progress bar, then to import. Rows
 with the API's own schemas and written one batch per transaction, so memory stays bounded
 whatever the file's size. A bad row goes to the report (``line,reason``) and never stops the
 others. Importing the same file again changes nothing: members are upserted, and orders go
-through ``record_order``, which is idempotent on the order id.
+through ``take_order`` (bot/order_intake.py), the API's own path, which is idempotent on the
+order id.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tqdm import tqdm
 
 from bot.api import schemas as s
+from bot.order_intake import take_order
 from models.base import utcnow
 from models.ledger import KeyConflict
 from models.members import Member
-from models.order_posting import record_order
 from models.orders import OrderConflict, order_problem
 from models.rules import ProgrammeRules
 
@@ -124,11 +125,15 @@ async def import_orders(
     batch_size: int = BATCH_SIZE,
     progress: bool = False,
 ) -> ImportSummary:
-    """Record paid orders from ``source`` with ``record_order``, exactly as the API does.
+    """Take paid orders from ``source`` with ``take_order``, exactly as the API does: points,
+    tier upgrades, a referred member's return window on their first order, and the rating
+    question (for an order paid within the last week).
 
-    An order already recorded counts as unchanged; the same order id with other contents is
-    rejected as a conflict. Raises ImportFileError, before writing anything, if the file is
-    unusable.
+    The questions are written as delivery rows, not put on the Redis stream: the delivery
+    workers' sweep enqueues them within about ten minutes of their time, so an import needs
+    no Redis. An order already recorded counts as unchanged; the same order id with other
+    contents is rejected as a conflict. Raises ImportFileError, before writing anything, if
+    the file is unusable.
     """
     return await _import(sessions, source, report, _Orders(rules), batch_size, progress)
 
@@ -475,9 +480,9 @@ class _Orders:
                 continue
             order = data.for_member(member.id)
             try:
-                outcome = await record_order(session, self.rules, member, order, utcnow())
+                taken = await take_order(session, self.rules, member, order, utcnow())
             except OrderConflict as exc:
                 outcomes.append(_Outcome(line, reason=f"conflict: {exc}"))
             else:
-                outcomes.append(_Outcome(line, changed=not outcome.replayed))
+                outcomes.append(_Outcome(line, changed=not taken.outcome.replayed))
         return outcomes

@@ -22,9 +22,7 @@ async def welcome(msg: Inbound) -> TextReply:
     msg.member_id = msg.member.id
     greeting = copy.WELCOME_BACK if returning else copy.WELCOME
     if msg.event == "subscribe_scan" and known is None:  # anyone seen before is no newcomer
-        referral = await attribute_newcomer(
-            msg, msg.member, existed_before=False, source="subscribe"
-        )
+        referral = await attribute_newcomer(msg, msg.member, source="subscribe")
         if referral is not None:
             greeting = copy.WELCOME_REFERRED
     return TextReply(f"{greeting}\n\n{help_text(msg)}")

@@ -92,9 +92,7 @@ async def my_referrals(msg: Inbound) -> TextReply:
     return TextReply("\n".join(lines))
 
 
-async def attribute_newcomer(
-    msg: Inbound, member: Member, existed_before: bool, source: str
-) -> Referral | None:
+async def attribute_newcomer(msg: Inbound, member: Member, source: str) -> Referral | None:
     """Attribute a follow or scan through a referral QR code (``msg.key`` is the scene); an
     unknown or malformed code, or a refused attribution, is logged and ignored."""
     code = code_from_scene(msg.key)
@@ -102,7 +100,7 @@ async def attribute_newcomer(
         if msg.key:
             log.info("QR scene is not a referral code", extra={"source": source})
         return None
-    facts = await newcomer_facts(msg.db, member, existed_before)
+    facts = await newcomer_facts(msg.db, member)
     referral, refused = await attribute(msg.db, msg.svc.rules, code, facts, source, utcnow())
     if refused is not None:
         log.info("referral not attributed", extra={"reason": refused, "source": source})
@@ -111,6 +109,7 @@ async def attribute_newcomer(
 
 @router.on(event("scan"))
 async def scanned(msg: Inbound) -> None:
-    """A follower scanned a QR code: a friend's counts only just after they first followed."""
+    """A follower scanned a QR code: a friend's counts only just after their first follow, on
+    the same rules as following through it."""
     member = await msg.load_member()
-    await attribute_newcomer(msg, member, existed_before=True, source="scan")
+    await attribute_newcomer(msg, member, source="scan")

@@ -3,7 +3,8 @@
 A member's link carries a referral code; WeChat's QR code for it carries the scene
 ``ref_<code>``. A newcomer who follows through it (or, having just followed, scans it) is
 attributed to the referrer: first touch wins, nobody refers themselves, and someone who was
-already a member or follower cannot be referred (``refusal``).
+already a member, customer or follower (an earlier unfollow included) cannot be referred,
+whichever the touch (``refusal``).
 
 A referral moves ``joined`` → ``pending`` (the friend's first order, reward due after the
 return window) → ``rewarded`` (both rewarded, on the ledger like any points) or ``cancelled``
@@ -178,9 +179,10 @@ class Newcomer:
     """What attribution needs to know about the person who followed or scanned."""
 
     member_id: int
-    existed_before: bool  # a member row before this follow (a member, a follower, a customer)
-    # When the programme first saw them (a re-follow does not move it, unlike subscribed_at).
-    first_seen_at: datetime
+    # Known before their current follow: a member row older than it (a shop's customer, a
+    # follower whose follow we never saw) or an earlier follow they have since undone.
+    existed_before: bool
+    followed_at: datetime  # their current follow
     has_orders: bool
     already_referred: bool
 
@@ -195,6 +197,8 @@ def refusal(
     """Why this touch does not attribute ``newcomer`` to ``referrer_id``, or None if it does.
 
     ``source`` is ``subscribe`` (followed through the code) or ``scan`` (already following).
+    The same rules hold for both; a scan only counts within ``scan_grace_hours`` of the
+    follow (someone who found the account by search a moment before scanning).
     """
     if referrer_id is None:
         return "unknown_code"
@@ -202,22 +206,31 @@ def refusal(
         return "self"
     if newcomer.already_referred:
         return "already_referred"
-    if newcomer.has_orders:
+    if newcomer.has_orders or newcomer.existed_before:
         return "existing_member"
-    if source == "subscribe":
-        return "existing_member" if newcomer.existed_before else None
     grace = timedelta(hours=rules.referrals.scan_grace_hours)
-    return "existing_member" if now - newcomer.first_seen_at > grace else None
+    if source == "scan" and now - newcomer.followed_at > grace:
+        return "existing_member"
+    return None
 
 
-async def newcomer_facts(session: AsyncSession, member: Member, existed_before: bool) -> Newcomer:
-    """The facts ``refusal`` weighs, read for ``member``."""
+async def newcomer_facts(session: AsyncSession, member: Member) -> Newcomer:
+    """The facts ``refusal`` weighs, read for ``member`` (who follows: a subscribe has just
+    been recorded, or a scan comes from a follower).
+
+    A first follow makes the member row, with ``created_at`` and ``subscribed_at`` the same
+    moment. Any other history leaves them apart: a re-follow after an unfollow moves
+    ``subscribed_at`` on (and clears ``unsubscribed_at``, so that cannot tell), a row made
+    before the follow (a shop's customer, a binding) is older, and a follower whose follow we
+    never saw has no ``subscribed_at`` at all.
+    """
     ordered = await session.scalar(select(Order.id).where(Order.member_id == member.id).limit(1))
     referred = await session.scalar(select(Referral.id).where(Referral.referee_id == member.id))
+    followed_at = member.subscribed_at
     return Newcomer(
         member_id=member.id,
-        existed_before=existed_before,
-        first_seen_at=member.created_at,
+        existed_before=followed_at is None or followed_at != member.created_at,
+        followed_at=followed_at or member.created_at,
         has_orders=ordered is not None,
         already_referred=referred is not None,
     )

@@ -5,12 +5,19 @@ each one's earned tier is decided once into a temporary staging table, and the c
 applied from it: a ``TierChange`` and a ``MemberEvent`` per changed member, then the new
 tier on the member row. Deciding once means the log, the events and the rows cannot
 disagree, whatever the statements in between see.
+
+Members are judged as of the run's time (the scheduled time, so a late run does what the
+on-time one would have), but never below what their purchases earn when their batch is
+decided: orders keep arriving while a run works through the batches (or before a late run
+starts), and each has already upgraded its member on what it earned. Judging those members
+at the run's time alone would undo such an upgrade; the result is instead what an instant
+review followed by those orders would have left.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -38,10 +45,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.base import UTCDateTime
+from models.base import UTCDateTime, utcnow
 from models.events import MemberEvent
 from models.members import Member
-from models.orders import Order
+from models.orders import FUTURE_TOLERANCE, Order
 from models.rules import ProgrammeRules
 from models.state import set_state
 from models.tiers import TOP_SPEND_THRESHOLD, Stats, TierChange, window_start
@@ -116,6 +123,37 @@ def _window_stats(rules: ProgrammeRules, now: datetime, *criteria: Any) -> Selec
     )
 
 
+def _batch_stats(
+    rules: ProgrammeRules, now: datetime, decided: datetime, after: int, last: int
+) -> Select[Any]:
+    """Per member of ``(after, last]``, in one pass over their orders: orders and net spend in
+    the window at ``now`` (``orders``, ``spend``) and in the window at ``decided``, counting
+    every order accepted by then (``orders_now``, ``spend_now``; see models.tiers.member_stats).
+    ``decided`` is never before ``now``, so the first window starts the earlier."""
+    net = Order.amount_fen - Order.refunded_fen
+    at_run = Order.paid_at <= now
+    at_decision = and_(
+        Order.paid_at > window_start(rules, decided),
+        Order.paid_at <= decided + FUTURE_TOLERANCE,
+    )
+    return (
+        select(
+            Order.member_id.label("member_id"),
+            func.count(case((at_run, 1))).label("orders"),
+            func.sum(case((at_run, net), else_=0)).label("spend"),
+            func.count(case((at_decision, 1))).label("orders_now"),
+            func.sum(case((at_decision, net), else_=0)).label("spend_now"),
+        )
+        .where(
+            Order.member_id > after,
+            Order.member_id <= last,
+            Order.paid_at > window_start(rules, now),
+            net > 0,
+        )
+        .group_by(Order.member_id)
+    )
+
+
 async def _compute_top_spend_threshold(
     session: AsyncSession, rules: ProgrammeRules, now: datetime
 ) -> int | None:
@@ -183,6 +221,7 @@ async def _review_batch(
     threshold: int | None,
     after: int,
     last: int,
+    clock: Callable[[], datetime],
 ) -> tuple[int, int, int]:
     """Re-evaluate members ``(after, last]`` and commit; returns (evaluated, up, down)."""
     dialect = session.get_bind().dialect.name
@@ -197,8 +236,10 @@ async def _review_batch(
     locked = select(Member.id).where(in_batch).order_by(Member.id).with_for_update().subquery()
     evaluated = await session.scalar(select(func.count()).select_from(locked)) or 0
 
-    stats = _window_stats(rules, now, Order.member_id > after, Order.member_id <= last).subquery()
-    earned = (
+    # Read once the batch is locked: no order of these members can land after it.
+    decided = max(now, clock())
+    stats = _batch_stats(rules, now, decided, after, last).subquery()
+    judged = (
         select(
             Member.id.label("member_id"),
             Member.tier.label("from_tier"),
@@ -207,12 +248,24 @@ async def _review_batch(
                 func.coalesce(stats.c.orders, 0),
                 func.coalesce(stats.c.spend, 0),
                 threshold,
-            ).label("to_tier"),
+            ).label("at_run"),
+            _earned_tier(
+                rules,
+                func.coalesce(stats.c.orders_now, 0),
+                func.coalesce(stats.c.spend_now, 0),
+                threshold,
+            ).label("at_decision"),
         )
         .outerjoin(stats, stats.c.member_id == Member.id)
         .where(in_batch)
         .subquery()
     )
+    higher = _rank(rules, judged.c.at_decision) > _rank(rules, judged.c.at_run)
+    earned = select(
+        judged.c.member_id,
+        judged.c.from_tier,
+        case((higher, judged.c.at_decision), else_=judged.c.at_run).label("to_tier"),
+    ).subquery()
     await session.run_sync(lambda sync: _STAGE.create(sync.connection()))
     await session.execute(
         _STAGE.insert().from_select(
@@ -265,22 +318,30 @@ async def _review_batch(
 
 
 async def reevaluate_tiers(
-    session: AsyncSession, rules: ProgrammeRules, now: datetime, *, batch: int = BATCH
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    now: datetime,
+    *,
+    batch: int = BATCH,
+    clock: Callable[[], datetime] = utcnow,
 ) -> TierReview:
     """Give every member the highest tier their trailing window earns, upgrades and downgrades.
 
     First stores the new top-spender threshold (used by on-order upgrades from then on), then
-    reviews ``batch`` members per transaction. Each change writes a ``TierChange`` (reason
-    ``reevaluation``), a ``tier_upgraded``/``tier_downgraded`` event and ``tier_since = now``.
-    Commits the session (first whatever it held, then each batch). A rerun with the same data
-    changes nothing. Core statements: Member objects already loaded are not refreshed.
+    reviews ``batch`` members per transaction. A member is judged on the window ending
+    ``now``, or, if higher, on their purchases when their batch is decided (``clock``): an
+    order after ``now`` has already upgraded them, and the review must not undo that. Each
+    change writes a ``TierChange`` (reason ``reevaluation``), a
+    ``tier_upgraded``/``tier_downgraded`` event and ``tier_since = now``. Commits the session
+    (first whatever it held, then each batch). A rerun with the same data changes nothing.
+    Core statements: Member objects already loaded are not refreshed.
     """
     threshold = await _compute_top_spend_threshold(session, rules, now)
     await set_state(session, TOP_SPEND_THRESHOLD, threshold)
     await session.commit()
     evaluated = upgraded = downgraded = 0
     async for after, last in member_id_ranges(session, batch):
-        seen, up, down = await _review_batch(session, rules, now, threshold, after, last)
+        seen, up, down = await _review_batch(session, rules, now, threshold, after, last, clock)
         evaluated, upgraded, downgraded = evaluated + seen, upgraded + up, downgraded + down
     return TierReview(
         evaluated=evaluated,

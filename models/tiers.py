@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, UTCDateTime
 from models.events import record_event
 from models.members import Member
-from models.orders import Order
+from models.orders import FUTURE_TOLERANCE, Order
 from models.rules import ProgrammeRules, TierRule
 from models.state import get_state
 
@@ -64,14 +64,19 @@ def window_start(rules: ProgrammeRules, now: datetime) -> datetime:
 async def member_stats(
     session: AsyncSession, rules: ProgrammeRules, member_id: int, now: datetime
 ) -> Stats:
-    """Orders (not fully refunded) and net spend in the trailing window."""
+    """Orders (not fully refunded) and net spend in the trailing window ending ``now``.
+
+    Orders stamped up to ``FUTURE_TOLERANCE`` ahead count too: they are accepted (a shop's
+    clock a little fast), so an order counts for its own upgrade and for the progress shown
+    right after it.
+    """
     net = Order.amount_fen - Order.refunded_fen
     row = (
         await session.execute(
             select(func.count(), func.coalesce(func.sum(net), 0)).where(
                 Order.member_id == member_id,
                 Order.paid_at > window_start(rules, now),
-                Order.paid_at <= now,
+                Order.paid_at <= now + FUTURE_TOLERANCE,
                 net > 0,
             )
         )

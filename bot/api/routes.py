@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import wiring
 from bot.api import schemas as s
 from bot.api.spec import ApiSpec
+from bot.order_intake import TakenOrder, take_order
 from bot.validation import first_error
 from models.base import utcnow
 from models.binding import create_binding_code
@@ -36,7 +37,7 @@ from models.ledger import (
 )
 from models.ledger import ledger_page as read_ledger
 from models.members import Member
-from models.order_posting import OrderOutcome, record_order, refund_order
+from models.order_posting import refund_order
 from models.orders import (
     OrderConflict,
     RefundTooLarge,
@@ -45,10 +46,9 @@ from models.orders import (
     order_problem,
 )
 from models.ratings import satisfaction_report
-from models.referrals import note_first_order, note_refund
+from models.referrals import note_refund
 from models.rules import ProgrammeRules
 from models.tiers import member_stats, progress
-from scheduler.rating_questions import plan_after_order
 
 api = ApiSpec("Loyalty programme API", "1")
 Model = TypeVar("Model", bound=BaseModel)
@@ -252,14 +252,14 @@ async def post_order(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid", message, field)
     try:
         try:
-            outcome, question = await _record_order(request, data, now)
+            taken = await _take_order(request, data, now)
         except IntegrityError:
             # A concurrent duplicate lost the unique-key race: now it replays or conflicts.
-            outcome, question = await _record_order(request, data, now)
+            taken = await _take_order(request, data, now)
     except OrderConflict as exc:
         raise ApiError(409, "order_conflict", str(exc), "order_id") from None
-    ids, due = question
-    await request.config_dict[wiring.OUTBOX].enqueue(ids, at=due)
+    await request.config_dict[wiring.OUTBOX].enqueue(taken.questions, at=taken.questions_due)
+    outcome = taken.outcome
     upgrade = outcome.upgrade
     body = s.OrderOut(
         order_id=data.order_id,
@@ -273,11 +273,8 @@ async def post_order(request: web.Request) -> web.Response:
     return _json(body, 200 if outcome.replayed else 201)
 
 
-async def _record_order(
-    request: web.Request, data: s.OrderIn, now: datetime
-) -> tuple[OrderOutcome, tuple[list[int], datetime | None]]:
-    """Record the order and what follows from it in one transaction: a referral's first order
-    starts its return window, and the rating question is planned (enqueued once committed)."""
+async def _take_order(request: web.Request, data: s.OrderIn, now: datetime) -> TakenOrder:
+    """Lock the order's member and take the order (bot/order_intake.py) in one transaction."""
     rules = _rules(request)
     async with request.config_dict[wiring.SESSIONS].begin() as session:
         if data.openid is not None:
@@ -290,11 +287,7 @@ async def _record_order(
                 raise ApiError(
                     404, "unknown_member", "no member with this customer_ref", "customer_ref"
                 )
-        outcome = await record_order(session, rules, member, data.for_member(member.id), now)
-        if outcome.replayed:
-            return outcome, ([], None)
-        await note_first_order(session, rules, member.id, outcome.order, now)
-        return outcome, await plan_after_order(session, rules, outcome.order, now)
+        return await take_order(session, rules, member, data.for_member(member.id), now)
 
 
 @api.route(

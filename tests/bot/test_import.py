@@ -22,10 +22,12 @@ import bot.importer
 from bot.database import create_engine, create_sessionmaker
 from bot.importer import ImportFileError, import_members, import_orders
 from models.base import utcnow
+from models.deliveries import Delivery
 from models.events import MemberEvent
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member, record_subscribe
 from models.orders import Order, OrderIn
+from models.referrals import Referral, link_for
 from models.rules import ProgrammeRules
 from models.tiers import TierChange
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
@@ -385,6 +387,11 @@ async def test_imported_orders_earn_what_the_api_credits(
             tiers = await session.execute(
                 select(TierChange.from_tier, TierChange.to_tier).where(TierChange.member_id == m.id)
             )
+            questions = await session.scalars(
+                select(Delivery.not_before)
+                .where(Delivery.member_id == m.id, Delivery.purpose == "csat_order")
+                .order_by(Delivery.not_before)
+            )
             return {
                 "balance": m.points_balance,
                 "tier": m.tier,
@@ -392,12 +399,15 @@ async def test_imported_orders_earn_what_the_api_credits(
                 "ledger": [tuple(r) for r in ledger],
                 "lots": [tuple(r) for r in lots],
                 "tiers": [tuple(r) for r in tiers],
+                "questions": list(questions),
             }
 
     via_api, via_csv = await history("o_via_api_0001"), await history("o_via_csv_0001")
     assert via_csv == via_api
     assert via_csv["earned"] == [200, 501, 19, 800, 240, 1866]
     assert via_csv["tiers"] == [("basic", "silver")]
+    days = timedelta(days=RULES.ratings.after_order_days)
+    assert via_csv["questions"] == [PAID - timedelta(minutes=10 - n) + days for n in range(6)]
 
     # The API's own orders, exported and imported again, are recognised as already recorded.
     exported = write_csv(
@@ -410,20 +420,79 @@ async def test_imported_orders_earn_what_the_api_credits(
     assert await history("o_via_api_0001") == via_api
 
 
+async def test_an_imported_first_order_starts_the_referral_window_and_plans_the_question(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    await add_members(sessions, o_referrer_0001=None, o_newcomer_001=None)
+    async with sessions.begin() as session:
+        ids = dict((await session.execute(select(Member.openid, Member.id))).all())
+        link = await link_for(session, ids["o_referrer_0001"], utcnow())
+        session.add(
+            Referral(
+                referrer_id=ids["o_referrer_0001"],
+                referee_id=ids["o_newcomer_001"],
+                code=link.code,
+                source="subscribe",
+                status="joined",
+                attributed_at=utcnow(),
+                referrer_points=0,
+                newcomer_points=0,
+            )
+        )
+    late = PAID - timedelta(days=10)
+    source = write_csv(
+        tmp_path / "orders.csv",
+        ORDER_HEADER,
+        [
+            ["N-1", "o_newcomer_001", "", "30000", PAID.isoformat(), "pos"],
+            ["N-2", "o_newcomer_001", "", "10000", PAID.isoformat(), "pos"],
+            # Reported ten days after it was paid: too late to ask about it (as in the API).
+            ["L-1", "o_referrer_0001", "", "10000", late.isoformat(), "pos"],
+        ],
+    )
+    summary = await import_orders(sessions, RULES, source)
+    assert (summary.imported, summary.unchanged, summary.rejected) == (3, 0, 0)
+
+    async def state() -> tuple[Any, ...]:
+        async with sessions() as session:
+            referral = (await session.scalars(select(Referral))).one()
+            first = await session.scalar(select(Order.id).where(Order.shop_order_id == "N-1"))
+            questions = await session.execute(
+                select(Delivery.dedupe_key, Delivery.member_id, Delivery.not_before).order_by(
+                    Delivery.dedupe_key
+                )
+            )
+            return (
+                (referral.status, referral.first_order_id == first, referral.reward_due_at),
+                [tuple(row) for row in questions],
+            )
+
+    referral, questions = await state()
+    window = timedelta(days=RULES.referrals.return_window_days)
+    assert referral == ("pending", True, PAID + window)
+    due = PAID + timedelta(days=RULES.ratings.after_order_days)
+    newcomer = ids["o_newcomer_001"]
+    assert questions == [("csat_order:N-1", newcomer, due), ("csat_order:N-2", newcomer, due)]
+    # Imported again: recognised, and nothing more is started or planned.
+    again = await import_orders(sessions, RULES, source)
+    assert (again.imported, again.unchanged, again.rejected) == (0, 3, 0)
+    assert await state() == (referral, questions)
+
+
 async def test_a_failing_batch_is_retried_row_by_row(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await add_members(sessions, o_buyer_00001=None)
-    record_order = bot.importer.record_order
+    take_order = bot.importer.take_order
 
     async def failing_on_f2(
         session: AsyncSession, rules: ProgrammeRules, m: Member, data: OrderIn, now: datetime
     ) -> Any:
         if data.shop_order_id == "F-2":
             raise IntegrityError("INSERT INTO orders ...", {}, Exception("duplicate key\nDETAIL"))
-        return await record_order(session, rules, m, data, now)
+        return await take_order(session, rules, m, data, now)
 
-    monkeypatch.setattr(bot.importer, "record_order", failing_on_f2)
+    monkeypatch.setattr(bot.importer, "take_order", failing_on_f2)
     rows = [[f"F-{n}", "o_buyer_00001", "", "10000", PAID.isoformat(), "pos"] for n in range(4)]
     source = write_csv(tmp_path / "orders.csv", ORDER_HEADER, rows)
     summary = await import_orders(sessions, RULES, source)

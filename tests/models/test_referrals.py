@@ -32,7 +32,7 @@ def _newcomer(**facts: Any) -> Newcomer:
     base: dict[str, Any] = {
         "member_id": 2,
         "existed_before": False,
-        "first_seen_at": NOW,
+        "followed_at": NOW,
         "has_orders": False,
         "already_referred": False,
     }
@@ -49,14 +49,13 @@ def _newcomer(**facts: Any) -> Newcomer:
         ("subscribe", 1, {"existed_before": True}, "existing_member"),
         ("subscribe", 1, {"has_orders": True}, "existing_member"),
         # A follower scanning just after following (found the account by search first).
-        ("scan", 1, {"existed_before": True, "first_seen_at": NOW - timedelta(hours=23)}, None),
-        (
-            "scan",
-            1,
-            {"existed_before": True, "first_seen_at": NOW - timedelta(hours=25)},
-            "existing_member",
-        ),
+        ("scan", 1, {"followed_at": NOW - timedelta(hours=23)}, None),
+        ("scan", 1, {"followed_at": NOW - timedelta(hours=25)}, "existing_member"),
         ("scan", 1, {"has_orders": True}, "existing_member"),
+        # Known before this follow (a customer, an earlier unfollow), however recent the follow.
+        ("scan", 1, {"existed_before": True}, "existing_member"),
+        ("scan", 1, {"already_referred": True}, "already_referred"),
+        ("scan", None, {}, "unknown_code"),
         ("scan", 2, {}, "self"),
     ],
 )
@@ -280,6 +279,63 @@ async def test_a_follower_of_old_who_refollows_then_scans_is_no_newcomer(
     assert carol is not None
     assert carol.subscribed
     assert await referral_of(client, CAROL) is None
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        # Through the code itself: only someone the programme never knew.
+        pytest.param(["follow through"], "subscribe", id="follow-through-code"),
+        pytest.param(["customer", "follow through"], None, id="customer-follows-through-code"),
+        pytest.param(["follow", "unfollow", "follow through"], None, id="refollow-through-code"),
+        # Following by search first, then scanning: the same rules, and the grace.
+        pytest.param(["follow", "scan"], "scan", id="scan-just-after-follow"),
+        pytest.param(["follow 23 h ago", "scan"], "scan", id="scan-within-grace"),
+        pytest.param(["follow 25 h ago", "scan"], None, id="scan-past-grace"),
+        pytest.param(["follow", "unfollow", "follow", "scan"], None, id="scan-after-refollow"),
+        pytest.param(["customer", "follow", "scan"], None, id="scan-by-customer"),
+        pytest.param(["message", "scan"], None, id="scan-by-follower-never-seen-following"),
+        pytest.param(["follow", "order", "scan"], None, id="scan-after-an-order"),
+        pytest.param(["follow", "scan", "scan other"], "scan", id="first-scan-wins"),
+        pytest.param(["follow through", "scan other"], "subscribe", id="first-touch-wins"),
+    ],
+)
+async def test_a_scan_is_held_to_the_rules_of_a_follow(
+    client: TestClient, steps: list[str], expected: str | None
+) -> None:
+    code = await share_code(client, ALICE)
+    other = await share_code(client, CAROL)
+    base = int(time.time())
+    for n, step in enumerate(steps):
+        created = base + n  # distinct events, not WeChat's retries of one
+        match step.split(" "):
+            case ["follow", "through"]:
+                xml = PLAIN.event(BOB, "subscribe", key=f"qrscene_ref_{code}", created=created)
+            case ["follow", hours, "h", "ago"]:
+                xml = PLAIN.event(BOB, "subscribe", created=base - int(hours) * 3600)
+            case ["follow"]:
+                xml = PLAIN.event(BOB, "subscribe", created=created)
+            case ["unfollow"]:
+                xml = PLAIN.event(BOB, "unsubscribe", created=created)
+            case ["scan"]:
+                xml = PLAIN.event(BOB, "SCAN", key=f"ref_{code}", created=created)
+            case ["scan", "other"]:
+                xml = PLAIN.event(BOB, "SCAN", key=f"ref_{other}", created=created)
+            case ["message"]:
+                xml = PLAIN.text(BOB, "你好", created=created)
+            case ["customer"]:
+                assert (await call(client, "PUT", f"/members/{BOB}", {"name": "老顾客"}))[0] == 201
+                continue
+            case ["order"]:
+                assert (await call(client, "POST", "/orders", order("S-1", BOB)))[0] == 201
+                continue
+        assert (await push(client, PLAIN, xml)).status == 200, step
+    referral = await referral_of(client, BOB)
+    assert (referral.source if referral else None) == expected
+    if referral is not None:
+        assert referral.code == code
+    stats = await say(client, ALICE, "我的推荐")
+    assert ("已邀请关注：1位" in stats) == (expected is not None), stats
 
 
 async def test_daily_cap_and_the_star_once_a_quarter(app_factory: Callable[..., Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -12,10 +13,13 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import models.tier_review
 from bot.database import create_engine, create_sessionmaker
+from models.base import utcnow
 from models.events import MemberEvent
 from models.members import Member
-from models.orders import Order
+from models.order_posting import record_order
+from models.orders import FUTURE_TOLERANCE, Order, OrderIn
 from models.rules import DEFAULT_TIERS, ProgrammeRules, SegmentRules
 from models.segments import SEGMENTS, refresh_segments
 from models.state import get_state
@@ -116,7 +120,11 @@ TIER_CASES = [
     pytest.param([*repeat(3), (WINDOW_START, 1, 0)], "basic", id="window-start-excluded"),
     pytest.param([*repeat(3), (WINDOW_START + SECOND, 1, 0)], "silver", id="window-start-1s"),
     pytest.param([*repeat(3), (NOW, 1, 0)], "silver", id="window-end-included"),
-    pytest.param([*repeat(3), (NOW + SECOND, 1, 0)], "basic", id="future-order-excluded"),
+    # An order stamped ahead, within the tolerance, was accepted before the run: it counts.
+    pytest.param([*repeat(3), (NOW + FUTURE_TOLERANCE, 1, 0)], "silver", id="ahead-included"),
+    pytest.param(
+        [*repeat(3), (NOW + FUTURE_TOLERANCE + SECOND, 1, 0)], "basic", id="future-excluded"
+    ),
 ]
 
 
@@ -127,7 +135,8 @@ async def test_tier_orders_and_spend_boundaries(
     async with sessions() as session:
         member_id = await add_member(session, purchases)
         await session.commit()
-        await reevaluate_tiers(session, NO_TOP, NOW)
+        # Decided at the run's time, as an on-time run over a quiet moment is.
+        await reevaluate_tiers(session, NO_TOP, NOW, clock=lambda: NOW)
     assert (await tiers_of(sessions))[member_id] == expected
 
 
@@ -238,6 +247,64 @@ async def test_reevaluation_moves_tiers_both_ways_logs_changes_only_and_is_idemp
     assert await rows(sessions) == (changes, events)
     async with sessions() as session:
         assert dict((await session.execute(select(Member.id, Member.tier_since))).all()) == since
+
+
+async def test_orders_during_the_run_are_not_undone_by_it(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Orders that land (with their upgrades) between the run's first and later batches."""
+    started = utcnow() - SECOND  # the run's scheduled time, a moment ago
+    recent = started - DAY
+    async with sessions.begin() as session:
+        first = await add_member(session)  # the first batch, before any order lands
+        lifted = await add_member(session, repeat(3, at=recent))  # the 4th order: silver
+        kept = await add_member(session, repeat(6, at=recent), tier="gold")  # the 7th: gold
+        lapsed = await add_member(session, repeat(5, at=recent), tier="gold")  # no order: silver
+    first_done, orders_done = asyncio.Event(), asyncio.Event()
+    review_batch = models.tier_review._review_batch
+
+    async def review_then_wait(session: AsyncSession, *args: object) -> tuple[int, int, int]:
+        counts = await review_batch(session, *args)  # type: ignore[arg-type]
+        if not first_done.is_set():
+            first_done.set()
+            await orders_done.wait()
+        return counts
+
+    monkeypatch.setattr(models.tier_review, "_review_batch", review_then_wait)
+
+    async def review() -> TierReview:
+        async with sessions() as session:
+            return await reevaluate_tiers(session, NO_TOP, started, batch=1)
+
+    async def buy() -> list[str | None]:
+        await first_done.wait()
+        upgrades = []
+        for n, member_id in enumerate((lifted, kept)):
+            async with sessions.begin() as session:
+                member = await session.get_one(Member, member_id, with_for_update=True)
+                now = utcnow()
+                data = OrderIn(f"during-run-{n}", member_id, 100, now, "pos")
+                outcome = await record_order(session, NO_TOP, member, data, now)
+                upgrades.append(outcome.upgrade.to_tier if outcome.upgrade else None)
+        orders_done.set()
+        return upgrades
+
+    review_task = asyncio.ensure_future(review())
+    try:
+        upgrades = await buy()
+        outcome = await review_task
+    finally:
+        orders_done.set()
+        await asyncio.gather(review_task, return_exceptions=True)
+    assert upgrades == ["silver", None]  # the gold member's order keeps gold on its own
+    assert (outcome.evaluated, outcome.upgraded, outcome.downgraded) == (4, 0, 1)
+    tiers = await tiers_of(sessions)
+    assert [tiers[m] for m in (first, lifted, kept, lapsed)] == [
+        "basic",
+        "silver",
+        "gold",
+        "silver",
+    ]
 
 
 async def test_reevaluation_with_no_members_stores_no_threshold(

@@ -114,6 +114,19 @@ async def test_fourth_order_upgrades_to_silver_and_multiplier_applies_after(
     assert body["points_earned"] == 120  # ¥100 × 1.2
 
 
+async def test_an_order_stamped_ahead_counts_for_its_own_upgrade(client: TestClient) -> None:
+    # A till's clock four minutes fast: accepted (up to five), and it is the fourth order.
+    await follower(client, "o_api_member01")
+    for n in range(3):
+        assert (await call(client, "POST", "/orders", order(f"F-{n}")))[0] == 201
+    ahead = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()
+    status, body = await call(client, "POST", "/orders", order("F-3", paid_at=ahead))
+    assert status == 201
+    assert body["upgrade"] == {"from_tier": "basic", "to_tier": "silver"}
+    _, member = await call(client, "GET", "/members/o_api_member01")
+    assert (member["tier"]["code"], member["tier"]["orders_needed"]) == ("silver", 3)
+
+
 async def test_birthday_month_doubles_points(client: TestClient) -> None:
     await follower(client, "o_api_member01")
     month = (NOW - timedelta(hours=1)).astimezone(UTC).month
