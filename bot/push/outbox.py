@@ -231,13 +231,17 @@ class StreamConsumer:
         return [entry for _, stream_entries in batch for entry in stream_entries]
 
     async def _start(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        # A slot per send, as before; but the entries read together are claimed together and
-        # their outcomes recorded together (one task, a few statements for the whole batch).
-        for _ in entries:
-            await self._slots.acquire()
-        task = asyncio.create_task(self._handle(entries))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        # A slot per send; the entries read together are claimed together and their outcomes
+        # recorded together (one task, a few statements per batch). A batch never exceeds the
+        # slots: a task starts only once it holds all of its own, so waiting for more slots
+        # than exist (a reclaim hands over up to 100 entries) would wait for ever.
+        for start in range(0, len(entries), self._batch):
+            batch = entries[start : start + self._batch]
+            for _ in batch:
+                await self._slots.acquire()
+            task = asyncio.create_task(self._handle(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def drain(self) -> None:
         """Wait for the sends this worker has started."""
