@@ -2,15 +2,18 @@
 submits, the approval rule, the schedule, and the dispatcher that runs what is due.
 
 Schedules live in the ``campaigns`` table (``next_run_at``), which is the persistent store:
-a restart loses nothing, and every web process's console sweep dispatches what is due: a run
-is claimed with a conditional UPDATE, so it happens once whichever process takes it, and its
-audience is planned in checkpointed batches, so a planner that stops (a crash, a database
+a restart loses nothing. The scheduler's leader dispatches what is due every few seconds
+(``CampaignDispatcher``; the scheduler role, not web processes): a run is claimed with a
+conditional UPDATE, so it happens once whichever process takes it, and its audience is planned
+in checkpointed batches, so a planner that stops (a crash, a lost leadership, a database
 error) is resumed where it stopped by the next pass, wherever it runs. Crontabs are read with
 APScheduler's CronTrigger, in the programme's time zone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -23,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.push.outbox import Outbox
 from models.audience import Audience
+from models.base import utcnow
 from models.campaigns import (
     CAMPAIGN,
     Campaign,
@@ -43,6 +47,9 @@ from models.deliveries import MARKETING, PlannedPush, plan
 from scheduler.crontab import crontab_trigger
 
 log = logging.getLogger(__name__)
+
+# How often the leader looks for due campaigns (a "now" campaign starts within this).
+DISPATCH_SECONDS = 5.0
 
 
 class Variant(BaseModel):
@@ -281,3 +288,51 @@ async def plan_run(
             await session.commit()
         await outbox.enqueue(ids)
     return False
+
+
+class CampaignDispatcher:
+    """Runs ``dispatch_due`` every few seconds while this process leads the scheduler.
+
+    Planning a run is the scheduler's work, not a web process's: one planner at a time (the
+    leader) rather than every web process's sweep reading the same audience, and a web
+    process's requests never wait behind a million-member INSERT. A planner that loses the
+    lead stops between batches; the next leader resumes the run from its checkpoint.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        zone: ZoneInfo,
+        is_leader: Callable[[], bool],
+        interval: float = DISPATCH_SECONDS,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._zone = zone
+        self._is_leader = is_leader
+        self._interval = interval
+
+    async def tick(self, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """One pass if this process leads (runs started); nothing otherwise."""
+        if not self._is_leader():
+            return 0
+        return await dispatch_due(
+            self._sessions,
+            self._outbox,
+            self._zone,
+            utcnow(),
+            keep_going=lambda: self._is_leader() and keep_going(),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until ``stop`` is set. Stopped between batches, never cancelled: cancelling a
+        task mid-statement can leave its database connection hanging when the pool closes."""
+        while not stop.is_set():
+            try:
+                await self.tick(keep_going=lambda: not stop.is_set())
+            except Exception:
+                # The next pass resumes whatever this one left half planned.
+                log.exception("campaign dispatch failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)

@@ -17,7 +17,7 @@ from bot import wiring
 from bot.push.outbox import STREAM, Outbox
 from models.campaigns import Campaign, CampaignMember, CampaignRun, lift
 from models.deliveries import Delivery
-from scheduler.campaigns import dispatch_due, next_run
+from scheduler.campaigns import CampaignDispatcher, dispatch_due, next_run
 from tests.bot.api.test_api import call, follower, order
 from tests.bot.console.test_console import NO_QUIET_HOURS, add_staff, csrf_of, login
 from tests.bot.push.test_delivery import eventually
@@ -335,6 +335,22 @@ async def test_a_paused_campaign_stops_being_planned_and_resumes_after_the_resum
     assert await _run(client) == 0
     assert set((await _planned_per_member(client)).values()) == {1}
     assert len(await _planned_per_member(client)) == 5
+    assert await _state(client, campaign_id) == ("done", True)
+
+
+async def test_the_dispatcher_starts_runs_only_while_leading(client: TestClient) -> None:
+    await _followers(client, 3)
+    campaign_id = await approved_campaign(client, holdout_percent=0)
+    app = client.app
+    leading = False
+    dispatcher = CampaignDispatcher(
+        app[wiring.SESSIONS], app[wiring.OUTBOX], app[wiring.CONFIG].programme.zone, lambda: leading
+    )
+    assert await dispatcher.tick() == 0
+    assert await _planned_per_member(client) == {}
+    leading = True
+    assert await dispatcher.tick() == 1
+    assert len(await _planned_per_member(client)) == 3
     assert await _state(client, campaign_id) == ("done", True)
 
 
