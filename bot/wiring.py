@@ -39,6 +39,7 @@ from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
 from handlers.intents import IntentMatcher
 from handlers.router import Router
+from scheduler.campaigns import CampaignDispatcher
 from scheduler.rating_questions import question_opener
 from scheduler.runner import ProgrammeScheduler
 
@@ -205,19 +206,12 @@ async def run_pipeline(
 
 
 async def console(app: web.Application) -> AsyncIterator[None]:
-    """The console's sessions, and its sweeps (assignment, claim timeouts, idle returns,
-    campaign runs)."""
+    """The console's sessions, and its sweeps (assignment, claim timeouts, idle returns)."""
     config = app[CONFIG]
     secure = config.server.public_url.startswith("https://")
     app[console_auth.SESSIONS] = console_auth.Sessions(app[REDIS], config.console, secure)
     stop = asyncio.Event()
-    sweeps = ConsoleSweeps(
-        app[SESSIONS],
-        Handoffs(app[REDIS]),
-        config.console,
-        app[OUTBOX],
-        config.programme.zone,
-    )
+    sweeps = ConsoleSweeps(app[SESSIONS], Handoffs(app[REDIS]), config.console)
     sweeping = asyncio.create_task(sweeps.run(stop), name="console-sweeps")
     yield
     stop.set()
@@ -226,7 +220,7 @@ async def console(app: web.Application) -> AsyncIterator[None]:
 
 async def scheduling(app: web.Application) -> AsyncIterator[None]:
     """The programme's scheduler (``[scheduler] enabled``): every process may run one; only
-    the one holding the Redis leader lock runs jobs."""
+    the one holding the Redis leader lock runs jobs and starts and plans campaign runs."""
     config = app[CONFIG]
     if not config.scheduler.enabled:
         yield
@@ -240,5 +234,12 @@ async def scheduling(app: web.Application) -> AsyncIterator[None]:
         zone=config.programme.zone,
     )
     await scheduler.start()
+    campaigns = CampaignDispatcher(
+        app[SESSIONS], app[OUTBOX], config.programme.zone, lambda: scheduler.is_leader
+    )
+    stop = asyncio.Event()
+    dispatching = asyncio.create_task(campaigns.run(stop), name="campaigns")
     yield
+    stop.set()
+    await dispatching
     await scheduler.stop()

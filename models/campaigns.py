@@ -9,14 +9,17 @@ queued; a one-off campaign is ``done`` after its run.
 Each run assigns its audience in one ``INSERT … SELECT``: a hash of member and run puts
 ``holdout_percent`` of members in the holdout (they receive nothing: the control group) and
 splits the rest between the variants by their shares. Pushes are then planned from that table
-in batches (marketing pushes: quiet hours, caps, window or mass send — bot/push/outbox.py). Stats
+in batches of members in id order (marketing pushes: quiet hours, caps, window or mass send —
+bot/push/outbox.py), each batch committed with the run's checkpoint (``planned_through``, the
+last member planned), so planning cut short by a crash resumes after it; ``planned`` says the
+whole audience is planned, and only then is a one-off campaign ``done``. Stats
 join the run's members to their deliveries and to the orders they placed within
 ``conversion_days`` of the run, per variant and for the holdout, so lift is measured.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,7 +85,10 @@ class CampaignRun(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     targeted: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The whole audience is planned. Until then, members up to planned_through (in id order)
+    # are: a planner that stopped, for whatever reason, is resumed after it.
     planned: Mapped[bool] = mapped_column(default=False)
+    planned_through: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CampaignMember(Base):
@@ -119,7 +125,9 @@ async def start_run(
     session: AsyncSession, campaign: Campaign, zone: ZoneInfo, now: datetime
 ) -> CampaignRun:
     """Create a run and assign its whole audience in one INSERT … SELECT."""
-    run = CampaignRun(campaign_id=campaign.id, started_at=now, targeted=0, planned=False)
+    run = CampaignRun(
+        campaign_id=campaign.id, started_at=now, targeted=0, planned=False, planned_through=0
+    )
     session.add(run)
     await session.flush()
     audience = Audience.model_validate(campaign.audience)
@@ -134,18 +142,82 @@ async def start_run(
     return run
 
 
-async def recipients(
-    session: AsyncSession, run_id: int, batch: int = 5000
-) -> AsyncIterator[list[tuple[int, str]]]:
-    """(member, variant) of the run's members who receive something, streamed."""
-    result = await session.stream(
+async def recipients_after(
+    session: AsyncSession, run_id: int, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """(member, variant) of the run's next ``limit`` members after member id ``after`` who
+    receive something, in id order (a keyset page on the primary key)."""
+    rows = await session.execute(
         select(CampaignMember.member_id, CampaignMember.variant)
-        .where(CampaignMember.run_id == run_id, CampaignMember.variant != HOLDOUT)
+        .where(
+            CampaignMember.run_id == run_id,
+            CampaignMember.member_id > after,
+            CampaignMember.variant != HOLDOUT,
+        )
         .order_by(CampaignMember.member_id)
-        .execution_options(yield_per=batch)
+        .limit(limit)
     )
-    async for rows in result.partitions(batch):
-        yield [(member_id, variant) for member_id, variant in rows]
+    return [(member_id, variant) for member_id, variant in rows]
+
+
+async def unfinished_runs(session: AsyncSession) -> list[tuple[int, int]]:
+    """(run, campaign) of runs whose audience is not all planned, of campaigns still approved
+    (a paused campaign's run waits for the resume; a cancelled one's is over), oldest first."""
+    rows = await session.execute(
+        select(CampaignRun.id, CampaignRun.campaign_id)
+        .join(Campaign, Campaign.id == CampaignRun.campaign_id)
+        .where(CampaignRun.planned.is_(False), Campaign.status == "approved")
+        .order_by(CampaignRun.id)
+    )
+    return [(run_id, campaign_id) for run_id, campaign_id in rows]
+
+
+async def advance_checkpoint(session: AsyncSession, run_id: int, through: int, to: int) -> bool:
+    """Move the run's checkpoint from ``through`` to ``to`` (a compare-and-set, and the
+    transaction's first write, so two planners never plan the same batch); False: another
+    planner moved it first."""
+    result = await session.execute(
+        update(CampaignRun)
+        .where(
+            CampaignRun.id == run_id,
+            CampaignRun.planned.is_(False),
+            CampaignRun.planned_through == through,
+        )
+        .values(planned_through=to)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount > 0
+
+
+async def still_approved(session: AsyncSession, campaign_id: int) -> bool:
+    """Whether the campaign may go on being planned; the row is held (shared) until the
+    transaction ends, so a cancel waits for a batch being planned and then skips it too."""
+    status = await session.scalar(
+        select(Campaign.status).where(Campaign.id == campaign_id).with_for_update(read=True)
+    )
+    return status == "approved"
+
+
+async def finish_run(session: AsyncSession, run_id: int, campaign_id: int, now: datetime) -> bool:
+    """The run's whole audience is planned: record it, and a campaign with no next run is
+    ``done``. False when the campaign is no longer approved: the caller rolls back, and a
+    paused campaign's run is finished after the resume."""
+    await session.execute(
+        update(CampaignRun)
+        .where(CampaignRun.id == run_id)
+        .values(planned=True)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == "approved")
+        .values(
+            status=case((Campaign.next_run_at.is_(None), literal("done")), else_=Campaign.status),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount > 0
 
 
 async def due_campaigns(session: AsyncSession, now: datetime) -> list[int]:
@@ -162,10 +234,9 @@ async def claim_due(
     session: AsyncSession, campaign_id: int, now: datetime, next_run_at: datetime | None
 ) -> bool:
     """Take a due run for this process (one conditional UPDATE: two processes never both do)
-    and move the campaign to its next run, or to done."""
+    and move the campaign to its next run, if any. A campaign with none stays approved until
+    its run's whole audience is planned (``finish_run``)."""
     values: dict[str, Any] = {"next_run_at": next_run_at, "updated_at": now}
-    if next_run_at is None:
-        values["status"] = "done"
     result = await session.execute(
         update(Campaign)
         .where(

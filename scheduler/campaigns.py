@@ -2,14 +2,20 @@
 submits, the approval rule, the schedule, and the dispatcher that runs what is due.
 
 Schedules live in the ``campaigns`` table (``next_run_at``), which is the persistent store:
-a restart loses nothing, and every web process's console sweep dispatches what is due with a
-conditional UPDATE, so a run happens once whichever process takes it. Crontabs are read with
+a restart loses nothing. The scheduler's leader dispatches what is due every few seconds
+(``CampaignDispatcher``; the scheduler role, not web processes): a run is claimed with a
+conditional UPDATE, so it happens once whichever process takes it, and its audience is planned
+in checkpointed batches, so a planner that stops (a crash, a lost leadership, a database
+error) is resumed where it stopped by the next pass, wherever it runs. Crontabs are read with
 APScheduler's CronTrigger, in the programme's time zone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -20,22 +26,30 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.push.outbox import Outbox
 from models.audience import Audience
+from models.base import utcnow
 from models.campaigns import (
     CAMPAIGN,
     Campaign,
     CampaignRefused,
     CampaignRun,
+    advance_checkpoint,
     claim_due,
     dedupe_key,
     due_campaigns,
-    recipients,
+    finish_run,
+    recipients_after,
     skip_queued,
     start_run,
+    still_approved,
+    unfinished_runs,
 )
 from models.deliveries import MARKETING, PlannedPush, plan
 from scheduler.crontab import crontab_trigger
 
 log = logging.getLogger(__name__)
+
+# How often the leader looks for due campaigns (a "now" campaign starts within this).
+DISPATCH_SECONDS = 5.0
 
 
 class Variant(BaseModel):
@@ -200,52 +214,125 @@ async def dispatch_due(
     zone: ZoneInfo,
     now: datetime,
     batch: int = 5000,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> int:
-    """Run every due campaign once: assign its audience, plan its pushes, enqueue them.
-    Returns how many runs started."""
+    """Start every due campaign's run (assigning its audience), then plan every run not yet
+    wholly planned — these, and any a stopped planner left — and enqueue the pushes. Stops
+    between batches once ``keep_going`` says so. Returns how many runs started."""
     started = 0
     async with sessions() as session:
         due = await due_campaigns(session, now)
     for campaign_id in due:
+        if not keep_going():
+            return started
         async with sessions.begin() as session:
             campaign = await session.get_one(Campaign, campaign_id)
             following = next_run(campaign, zone, now)
             if not await claim_due(session, campaign_id, now, following):
                 continue  # another process took it
             run = await start_run(session, campaign, zone, now)
-            texts = {v["name"]: v["text"] for v in campaign.variants}
-        await _plan_run(sessions, outbox, campaign_id, run.id, texts, now, batch)
         started += 1
-        log.info("campaign run planned", extra={"campaign": campaign_id, "run": run.id})
+        log.info("campaign run started", extra={"campaign": campaign_id, "run": run.id})
+    async with sessions() as session:
+        unfinished = await unfinished_runs(session)
+    for run_id, campaign_id in unfinished:
+        if await plan_run(sessions, outbox, run_id, campaign_id, now, batch, keep_going):
+            log.info("campaign run planned", extra={"campaign": campaign_id, "run": run_id})
     return started
 
 
-async def _plan_run(
+async def plan_run(
     sessions: async_sessionmaker[AsyncSession],
     outbox: Outbox,
-    campaign_id: int,
     run_id: int,
-    texts: dict[str, str],
+    campaign_id: int,
     now: datetime,
-    batch: int,
-) -> None:
-    async with sessions() as reader:
-        async for chunk in recipients(reader, run_id, batch):
+    batch: int = 5000,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> bool:
+    """Plan a run's pushes from its checkpoint on, a batch per transaction (the batch's rows
+    and the moved checkpoint commit together), enqueueing each batch once committed. True
+    when the whole audience is planned; False when it stopped first (``keep_going``, or the
+    campaign paused or cancelled). A batch committed but not enqueued (a crash in between) is
+    put on the stream by the delivery workers' sweep."""
+    async with sessions() as session:
+        campaign = await session.get_one(Campaign, campaign_id)
+        texts = {v["name"]: v["text"] for v in campaign.variants}
+    while keep_going():
+        async with sessions() as session:
+            through = await session.scalar(
+                select(CampaignRun.planned_through).where(CampaignRun.id == run_id)
+            )
+            chunk = await recipients_after(session, run_id, through or 0, batch)
+        async with sessions() as session:
+            if not chunk:
+                if not await finish_run(session, run_id, campaign_id, now):
+                    await session.rollback()
+                    return False
+                await session.commit()
+                return True
+            if not await advance_checkpoint(session, run_id, through or 0, chunk[-1][0]):
+                await session.rollback()
+                continue  # another planner took this batch: read the checkpoint again
+            if not await still_approved(session, campaign_id):
+                # Paused or cancelled while a large audience was being planned: plan no more
+                # of it (a cancel has skipped what was queued before; a resume goes on).
+                await session.rollback()
+                log.info("campaign run stopped", extra={"run": run_id})
+                return False
             pushes = [
                 PlannedPush(member_id, dedupe_key(run_id, member_id), {"text": texts[variant]})
                 for member_id, variant in chunk
             ]
-            async with sessions.begin() as session:
-                # Cancelled while a large audience was being planned: plan no more of it (the
-                # cancel has skipped what was queued before).
-                status = await session.scalar(
-                    select(Campaign.status).where(Campaign.id == campaign_id)
-                )
-                if status == "cancelled":
-                    log.info("campaign run cut short", extra={"run": run_id})
-                    return
-                ids = await plan(session, CAMPAIGN, MARKETING, pushes, now)
-            await outbox.enqueue(ids)
-    async with sessions.begin() as session:
-        run = await session.get_one(CampaignRun, run_id)
-        run.planned = True
+            ids = await plan(session, CAMPAIGN, MARKETING, pushes, now)
+            await session.commit()
+        await outbox.enqueue(ids)
+    return False
+
+
+class CampaignDispatcher:
+    """Runs ``dispatch_due`` every few seconds while this process leads the scheduler.
+
+    Planning a run is the scheduler's work, not a web process's: one planner at a time (the
+    leader) rather than every web process's sweep reading the same audience, and a web
+    process's requests never wait behind a million-member INSERT. A planner that loses the
+    lead stops between batches; the next leader resumes the run from its checkpoint.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        zone: ZoneInfo,
+        is_leader: Callable[[], bool],
+        interval: float = DISPATCH_SECONDS,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._zone = zone
+        self._is_leader = is_leader
+        self._interval = interval
+
+    async def tick(self, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """One pass if this process leads (runs started); nothing otherwise."""
+        if not self._is_leader():
+            return 0
+        return await dispatch_due(
+            self._sessions,
+            self._outbox,
+            self._zone,
+            utcnow(),
+            keep_going=lambda: self._is_leader() and keep_going(),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until ``stop`` is set. Stopped between batches, never cancelled: cancelling a
+        task mid-statement can leave its database connection hanging when the pool closes."""
+        while not stop.is_set():
+            try:
+                await self.tick(keep_going=lambda: not stop.is_set())
+            except Exception:
+                # The next pass resumes whatever this one left half planned.
+                log.exception("campaign dispatch failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)

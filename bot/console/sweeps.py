@@ -1,26 +1,23 @@
 """The console's clockwork, every few seconds in each web process: assign waiting
 conversations (``assignment = "auto"``), put back in the queue those claimed and left
-unanswered, return to the bot those silent for ``idle_minutes``, and start the campaign runs
-that are due (scheduler/campaigns.py). Each step is a conditional UPDATE, so processes running it at
-once never assign a conversation, or start a run, twice."""
+unanswered, and return to the bot those silent for ``idle_minutes``. Each step is a
+conditional UPDATE, so processes running it at once never assign a conversation twice.
+Campaign runs are started by the scheduler's leader, not here (scheduler/campaigns.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.console.settings import ConsoleConfig
-from bot.push.outbox import Outbox
 from bot.tasks import every
 from bot.wechat.handoff import Handoffs
 from models.base import utcnow
 from models.conversations import assign_waiting, end_idle, requeue_unanswered
 from models.members import Member
 from models.staff import Staff
-from scheduler.campaigns import dispatch_due
 
 SWEEP_SECONDS = 5.0
 
@@ -33,19 +30,14 @@ class ConsoleSweeps:
         sessions: async_sessionmaker[AsyncSession],
         handoffs: Handoffs,
         config: ConsoleConfig,
-        outbox: Outbox,
-        zone: ZoneInfo,
     ) -> None:
         self._sessions = sessions
         self._handoffs = handoffs
         self._config = config
-        self._outbox = outbox
-        self._zone = zone
 
     async def sweep(self) -> None:
-        """One pass of all four."""
+        """One pass of all three."""
         now = utcnow()
-        await dispatch_due(self._sessions, self._outbox, self._zone, now)
         async with self._sessions.begin() as session:
             requeued = await requeue_unanswered(session, now, self._config.claim_timeout_minutes)
             idle = await end_idle(session, now, self._config.idle_minutes)

@@ -14,7 +14,9 @@ later waits in a sorted set (``deliveries:delayed``) until it is due. Each worke
   (``no_channel``).
   Marketing content never goes as a template message: quiet hours defer it, the member's daily
   and weekly caps may skip it (bot/push/marketing.py), then it goes inside the window if one is
-  open, else into a mass send (batched by text, one of the member's 4 a month);
+  open, else into a mass send (batched by text, one of the member's 4 a month; a send answered
+  too late is tried again with its clientmsgid, and WeChat's 45065 then says the first went out,
+  so the batch is recorded sent);
   a ``survey`` (a rating question) first passes the quiet hours and caps as marketing does, then
   takes a service notification's channels;
 - waits for the API's shared token bucket (bot/wechat/rate_limit.py), calls WeChat, and records the
@@ -46,7 +48,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.push.marketing import MarketingLimits, MassBatch, MassQueue
-from bot.wechat.client import WeChatAPIError, WeChatClient
+from bot.wechat.client import MASS_ALREADY_SENT, WeChatAPIError, WeChatClient
 from bot.wechat.cs_window import CustomerServiceWindows
 from bot.wechat.rate_limit import RateLimiter
 from messages.outbound import image_message, template_message, text_message
@@ -231,13 +233,17 @@ class StreamConsumer:
         return [entry for _, stream_entries in batch for entry in stream_entries]
 
     async def _start(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        # A slot per send, as before; but the entries read together are claimed together and
-        # their outcomes recorded together (one task, a few statements for the whole batch).
-        for _ in entries:
-            await self._slots.acquire()
-        task = asyncio.create_task(self._handle(entries))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        # A slot per send; the entries read together are claimed together and their outcomes
+        # recorded together (one task, a few statements per batch). A batch never exceeds the
+        # slots: a task starts only once it holds all of its own, so waiting for more slots
+        # than exist (a reclaim hands over up to 100 entries) would wait for ever.
+        for start in range(0, len(entries), self._batch):
+            batch = entries[start : start + self._batch]
+            for _ in batch:
+                await self._slots.acquire()
+            task = asyncio.create_task(self._handle(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def drain(self) -> None:
         """Wait for the sends this worker has started."""
@@ -513,6 +519,21 @@ class DeliveryWorker(StreamConsumer):
                 batch.openids, batch.text, f"{batch.key}-{batch.delivery_ids[0]}"
             )
         except WeChatAPIError as exc:
+            if exc.errcode == MASS_ALREADY_SENT:
+                # The client's retry of an attempt answered too late: that attempt went out.
+                # Recorded sent, with why there is no msg_id.
+                async with self.sessions.begin() as session:
+                    await finish_many(
+                        session,
+                        batch.delivery_ids,
+                        "sent",
+                        now,
+                        channel="mass",
+                        reason="clientmsgid_exists",
+                        errcode=exc.errcode,
+                    )
+                log.info("mass send already accepted", extra={"count": len(batch.openids)})
+                return
             async with self.sessions.begin() as session:
                 await finish_many(
                     session,

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 TRANSIENT_ERRORS = frozenset({-1, 45009, 45011})
+# A mass send's clientmsgid was used already: WeChat accepted that very send before (an earlier
+# attempt whose answer was lost), so this one is not sent again.
+MASS_ALREADY_SENT = 45065
 # Refresh this long before WeChat's stated expiry; old and new tokens overlap by ~5 minutes.
 TOKEN_MARGIN_SECONDS = 120
 LOCK_TTL_MS = 15_000
@@ -207,7 +210,8 @@ class WeChatClient:
 
     async def send_mass_text(self, openids: list[str], text: str, client_msg_id: str) -> int:
         """Mass-send ``text`` to 2–10,000 followers (marketing); WeChat's msg_id for the job.
-        ``client_msg_id`` makes a repeat of the same send a 45065 instead of a second copy."""
+        ``client_msg_id`` makes a repeat of the same send a 45065 (``MASS_ALREADY_SENT``)
+        instead of a second copy, so an attempt left unanswered is safely tried again."""
         body = {
             "touser": openids,
             "msgtype": "text",

@@ -11,13 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot import wiring
+from bot.app import create_app
+from bot.console.sweeps import ConsoleSweeps
+from bot.wechat.handoff import Handoffs
+from models.campaigns import Campaign, CampaignRun
+from models.deliveries import Delivery
 from models.events import MemberEvent
+from scheduler.settings import SchedulerConfig
 from tests.bot.api.test_api import follower
 from tests.bot.push.test_delivery import OPENID, eventually, finished, upgrade
 from tests.helpers import ROOT, bot_config, run_bot
+from tests.scheduler.test_campaigns import approved_campaign
 from tests.services import free_port
 from tests.wechat_standin import WeChatStandIn
 
@@ -44,6 +51,37 @@ async def test_a_web_process_plans_and_a_worker_process_sends(
     assert (await worker.get("/healthz")).status == 200
     assert (await worker.post("/wechat", data=b"<xml/>")).status == 404
     assert (await web.get("/healthz")).status == 200
+
+
+async def test_campaigns_are_started_by_the_scheduler_leader_not_by_web_processes(
+    app_factory: Callable[..., Any], aiohttp_client: Callable[..., Any]
+) -> None:
+    web = await app_factory(roles=("web",))
+    for n in range(3):
+        await follower(web, f"o_role_camp_{n:04d}")
+    campaign_id = await approved_campaign(web, holdout_percent=0)
+    # A web process's console sweep assigns conversations; it no longer plans campaigns.
+    sweeps = ConsoleSweeps(
+        web.app[wiring.SESSIONS], Handoffs(web.app[wiring.REDIS]), web.app[wiring.CONFIG].console
+    )
+    await sweeps.sweep()
+    async with web.app[wiring.SESSIONS]() as session:
+        assert await session.scalar(select(func.count()).select_from(CampaignRun)) == 0
+    # A scheduler process gains the lead and plans the run.
+    config = web.app[wiring.CONFIG].model_copy(update={"scheduler": SchedulerConfig(jobs={})})
+    await aiohttp_client(create_app(config, roles=("scheduler",)))
+
+    async def done() -> bool:
+        async with web.app[wiring.SESSIONS]() as session:
+            campaign = await session.get_one(Campaign, campaign_id)
+            return campaign.status == "done"
+
+    await eventually(done)
+    async with web.app[wiring.SESSIONS]() as session:
+        planned = await session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.purpose == "campaign")
+        )
+    assert planned == 3
 
 
 async def _health(port: int) -> int:

@@ -3,6 +3,7 @@ holdout against the WeChat stand-in, cancellation, schedules, and the lift figur
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,10 +14,10 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
 from bot import wiring
-from bot.push.outbox import Outbox
-from models.campaigns import Campaign, CampaignMember, lift
+from bot.push.outbox import STREAM, Outbox
+from models.campaigns import Campaign, CampaignMember, CampaignRun, lift
 from models.deliveries import Delivery
-from scheduler.campaigns import dispatch_due, next_run
+from scheduler.campaigns import CampaignDispatcher, dispatch_due, next_run
 from tests.bot.api.test_api import call, follower, order
 from tests.bot.console.test_console import NO_QUIET_HOURS, add_staff, csrf_of, login
 from tests.bot.push.test_delivery import eventually
@@ -198,6 +199,159 @@ async def test_a_cancel_while_a_run_is_planned_plans_no_more_of_it(
         planned = (await session.execute(select(Delivery.status, Delivery.reason))).all()
     # Of 5, only the first batch was planned, and the cancel skipped it.
     assert planned == [("skipped", "cancelled")] * 2
+
+
+async def approved_campaign(client: TestClient, **changes: Any) -> int:
+    """A campaign submitted and approved (due now unless ``changes`` say otherwise)."""
+    await add_staff(client, "boss", "admin")
+    _, campaign = await call(client, "POST", "/campaigns", spec(**changes))
+    actions = f"/campaigns/{campaign['id']}/actions"
+    await call(client, "POST", actions, {"action": "submit"})
+    status, _ = await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    assert status == 200
+    return int(campaign["id"])
+
+
+async def _planned_per_member(client: TestClient) -> dict[int, int]:
+    async with client.app[wiring.SESSIONS]() as session:
+        rows = await session.execute(
+            select(Delivery.member_id, func.count())
+            .where(Delivery.purpose == "campaign")
+            .group_by(Delivery.member_id)
+        )
+        return dict(rows.all())
+
+
+async def _state(client: TestClient, campaign_id: int) -> tuple[str, bool]:
+    """The campaign's status, and whether its run is wholly planned."""
+    async with client.app[wiring.SESSIONS]() as session:
+        status = await session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+        (planned,) = (
+            await session.scalars(
+                select(CampaignRun.planned).where(CampaignRun.campaign_id == campaign_id)
+            )
+        ).all()
+    assert status is not None
+    return status, planned
+
+
+class _Crash(Exception):
+    """The planning process dies."""
+
+
+class _CrashOnSecondBatch(Outbox):
+    """Dies once the second batch is committed, before it is enqueued."""
+
+    batches = 0
+
+    async def enqueue(self, ids: Any, at: datetime | None = None) -> None:
+        self.batches += 1
+        if self.batches == 2:
+            raise _Crash
+        await super().enqueue(ids, at)
+
+
+async def test_planning_cut_short_resumes_where_it_stopped_and_then_the_campaign_is_done(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(delivery={"workers": 0})
+    await _followers(client, 7)
+    campaign_id = await approved_campaign(client, holdout_percent=0)
+    app = client.app
+    sessions, redis, zone = (
+        app[wiring.SESSIONS],
+        app[wiring.REDIS],
+        app[wiring.CONFIG].programme.zone,
+    )
+    with pytest.raises(_Crash):
+        await dispatch_due(sessions, _CrashOnSecondBatch(redis), zone, datetime.now(UTC), batch=2)
+    # Two batches of two committed; the one-off is not done while its audience is half planned.
+    assert sorted((await _planned_per_member(client)).values()) == [1] * 4
+    assert await _state(client, campaign_id) == ("approved", False)
+    # The restarted planner starts no new run: it resumes this one after its checkpoint.
+    assert await _run(client) == 0
+    planned = await _planned_per_member(client)
+    assert len(planned) == 7
+    assert set(planned.values()) == {1}
+    assert await _state(client, campaign_id) == ("done", True)
+    assert await _run(client) == 0
+    assert len(await _planned_per_member(client)) == 7
+    # On the stream: the first batch and what the restart planned; the batch planned but not
+    # enqueued is left to the delivery workers' sweep of queued rows.
+    assert await redis.xlen(STREAM) == 2 + 3
+
+
+async def test_two_planners_resuming_one_run_at_once_plan_each_member_once(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(delivery={"workers": 0})
+    await _followers(client, 9)
+    campaign_id = await approved_campaign(client, holdout_percent=0)
+    app = client.app
+    sessions, redis, zone = (
+        app[wiring.SESSIONS],
+        app[wiring.REDIS],
+        app[wiring.CONFIG].programme.zone,
+    )
+    with pytest.raises(_Crash):
+        await dispatch_due(sessions, _CrashOnSecondBatch(redis), zone, datetime.now(UTC), batch=2)
+    # Two processes resume it at once (say, a leader change during the restart): each on its
+    # own sessions and connections.
+    outbox = app[wiring.OUTBOX]
+    now = datetime.now(UTC)
+    await asyncio.gather(*(dispatch_due(sessions, outbox, zone, now, batch=2) for _ in range(2)))
+    planned = await _planned_per_member(client)
+    assert len(planned) == 9
+    assert set(planned.values()) == {1}
+    assert await _state(client, campaign_id) == ("done", True)
+    entries = await redis.xrange(STREAM)
+    ids = [fields[b"id"] for _, fields in entries]
+    assert len(ids) == len(set(ids)) == 9 - 2  # none twice; the crashed batch awaits the sweep
+
+
+async def test_a_paused_campaign_stops_being_planned_and_resumes_after_the_resume(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(delivery={"workers": 0})
+    await _followers(client, 5)
+    campaign_id = await approved_campaign(client, holdout_percent=0)
+    actions = f"/campaigns/{campaign_id}/actions"
+    app = client.app
+
+    class PauseAfterFirstBatch(Outbox):
+        async def enqueue(self, ids: Any, at: datetime | None = None) -> None:
+            await super().enqueue(ids, at)
+            await call(client, "POST", actions, {"action": "pause"})
+
+    zone = app[wiring.CONFIG].programme.zone
+    outbox = PauseAfterFirstBatch(app[wiring.REDIS])
+    await dispatch_due(app[wiring.SESSIONS], outbox, zone, datetime.now(UTC), batch=2)
+    assert len(await _planned_per_member(client)) == 2
+    assert await _state(client, campaign_id) == ("paused", False)
+    assert await _run(client) == 0  # paused: nothing more
+    assert len(await _planned_per_member(client)) == 2
+    status, _ = await call(client, "POST", actions, {"action": "resume"})
+    assert status == 200
+    assert await _run(client) == 0
+    assert set((await _planned_per_member(client)).values()) == {1}
+    assert len(await _planned_per_member(client)) == 5
+    assert await _state(client, campaign_id) == ("done", True)
+
+
+async def test_the_dispatcher_starts_runs_only_while_leading(client: TestClient) -> None:
+    await _followers(client, 3)
+    campaign_id = await approved_campaign(client, holdout_percent=0)
+    app = client.app
+    leading = False
+    dispatcher = CampaignDispatcher(
+        app[wiring.SESSIONS], app[wiring.OUTBOX], app[wiring.CONFIG].programme.zone, lambda: leading
+    )
+    assert await dispatcher.tick() == 0
+    assert await _planned_per_member(client) == {}
+    leading = True
+    assert await dispatcher.tick() == 1
+    assert len(await _planned_per_member(client)) == 3
+    assert await _state(client, campaign_id) == ("done", True)
 
 
 async def test_schedules_pause_and_resume(client: TestClient) -> None:

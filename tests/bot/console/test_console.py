@@ -192,8 +192,6 @@ async def test_auto_assignment_timeouts_and_idle_return(app_factory: Callable[..
         client.app[wiring.SESSIONS],
         Handoffs(client.app[wiring.REDIS]),
         client.app[wiring.CONFIG].console,
-        client.app[wiring.OUTBOX],
-        client.app[wiring.CONFIG].programme.zone,
     )
     await sweeps.sweep()
     assigned = [(await conversation_of(client, o)).assigned_to for o in members]

@@ -274,6 +274,30 @@ async def test_a_dead_workers_sends_are_taken_over_and_never_repeated(
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
 
 
+async def test_a_dead_worker_holding_more_than_concurrency_entries_stops_nothing(
+    app_factory: Callable[..., Any], standin: WeChatStandIn
+) -> None:
+    client = await app_factory(delivery={"workers": 0, "templates": TIER_TEMPLATE})
+    redis = client.app[wiring.REDIS]
+    await follower(client, OPENID)
+    ids = [await _planned(client, f"held:{n}") for n in range(11)]
+    # Idle 0: the survivor takes the dead worker's entries at once, without waiting on a clock.
+    survivor = _worker(client, concurrency=4, reclaim_idle_seconds=0)
+    await survivor.ensure_group()
+    await client.app[wiring.OUTBOX].enqueue(ids)
+    # A worker reads all eleven (more than the survivor's four slots), then dies.
+    read = await redis.xreadgroup(GROUP, "dead-worker", {STREAM: ">"}, count=100)
+    assert len(read[0][1]) == 11
+    # It used to wait for eleven of four slots, for ever; the bound only fails the old code.
+    async with asyncio.timeout(30):
+        await survivor.housekeeping()
+        await survivor.drain()
+    rows = await deliveries(client)
+    assert [(r.status, r.attempts) for r in rows] == [("sent", 1)] * 11
+    assert len(standin.sent(TEMPLATE)) == 11
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
 async def test_many_receipts_land_in_batches_even_before_the_send_is_recorded(
     app_factory: Callable[..., Any],
 ) -> None:

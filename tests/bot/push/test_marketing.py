@@ -19,7 +19,7 @@ from scheduler.scheduled_pushes import greeting_today, plan_holiday_greetings, p
 from tests.bot.api.test_api import follower
 from tests.bot.push.test_delivery import _worker, deliveries
 from tests.helpers import PLAIN, push
-from tests.wechat_standin import WeChatStandIn
+from tests.wechat_standin import Fault, WeChatStandIn
 
 MASS = "/cgi-bin/message/mass/send"
 # 10:00 in Shanghai, and 23:00.
@@ -102,6 +102,33 @@ async def test_members_without_a_window_share_one_mass_send_within_their_allowan
     again = await _marketing(client, "o_mkt_000003", "m:3b", "下一条")
     assert await worker.deliver(again, DAYTIME + timedelta(days=1)) == "skipped"
     assert (await deliveries(client))[-1].reason == "mass_allowance"
+
+
+async def test_a_mass_send_answered_late_is_recorded_sent_when_wechat_says_45065(
+    app_factory: Callable[..., Any], standin: WeChatStandIn
+) -> None:
+    client = await app_factory(
+        delivery={"workers": 0, "marketing_per_day": 5}, api_timeout_seconds=0.3
+    )
+    for openid in ("o_mkt_000005", "o_mkt_000006"):
+        await _quiet_follower(client, openid)
+    ids = [
+        await _marketing(client, "o_mkt_000005", "late:5"),
+        await _marketing(client, "o_mkt_000006", "late:6"),
+    ]
+    worker = _worker(client)
+    assert [await worker.deliver(i, DAYTIME) for i in ids] == ["batched", "batched"]
+    # WeChat takes the send but answers after the client stopped waiting; the client's retry,
+    # with the same clientmsgid, is refused with 45065: the first went out.
+    standin.fail_next(MASS, Fault(delay=1.0))
+    await worker.housekeeping()
+    (sent,) = standin.sent(MASS)
+    assert sorted(sent["touser"]) == ["o_mkt_000005", "o_mkt_000006"]
+    rows = await deliveries(client)
+    assert {(r.status, r.channel, r.reason, r.errcode) for r in rows} == {
+        ("sent", "mass", "clientmsgid_exists", 45065)
+    }
+    assert all(r.sent_at is not None for r in rows)
 
 
 @pytest.mark.parametrize(
