@@ -272,10 +272,28 @@ class StreamConsumer:
             count=100,
         )
         claimed = [entry for entry in reply[1] if entry[1]]
+        if len(claimed) < len(reply[1]):
+            await self._ack_deleted()
         if not claimed:
             return
         await self.reclaimed([int(fields[b"id"]) for _, fields in claimed], now)
         await self._start(claimed)
+
+    async def _ack_deleted(self) -> None:
+        """Acknowledge deleted entries this consumer was just handed. Redis 6.2 claims them
+        without saying which (a nil entry) and keeps them pending, so every pass would claim
+        them again; they are the ids of ours that the stream no longer has."""
+        mine = await self.redis.xpending_range(
+            self.outbox.stream, self.group, min="-", max="+", count=100, consumername=self.name
+        )
+        ids = [p["message_id"] for p in mine]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.xrange(self.outbox.stream, entry_id, entry_id)
+            found = await pipe.execute()
+        gone = [entry_id for entry_id, entries in zip(ids, found, strict=True) if not entries]
+        if gone:
+            await self.redis.xack(self.outbox.stream, self.group, *gone)
 
     async def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         ids = [int(fields[b"id"]) for _, fields in entries]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 from sqlalchemy import select, update
 
 from bot import wiring
@@ -296,6 +297,27 @@ async def test_a_dead_worker_holding_more_than_concurrency_entries_stops_nothing
     assert [(r.status, r.attempts) for r in rows] == [("sent", 1)] * 11
     assert len(standin.sent(TEMPLATE)) == 11
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_an_entry_deleted_from_the_stream_is_acknowledged_not_reclaimed_for_ever(
+    app_factory: Callable[..., Any], embedded_redis_url: str
+) -> None:
+    # Redis 6.2, the embedded default, hands a deleted entry back from XAUTOCLAIM as an empty
+    # one and keeps it pending (7 drops it itself).
+    client = await app_factory(delivery={"workers": 0})
+    embedded = Redis.from_url(embedded_redis_url)
+    try:
+        await embedded.flushall()
+        worker = _worker(client, reclaim_idle_seconds=0)
+        worker.redis = embedded
+        await worker.ensure_group()
+        entry = await embedded.xadd(STREAM, {"id": "1"})
+        await embedded.xreadgroup(GROUP, "dead-worker", {STREAM: ">"})
+        await embedded.xdel(STREAM, entry)
+        await worker.housekeeping(sweep=False)
+        assert (await embedded.xpending(STREAM, GROUP))["pending"] == 0
+    finally:
+        await embedded.aclose()
 
 
 async def test_many_receipts_land_in_batches_even_before_the_send_is_recorded(
