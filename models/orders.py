@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from dateutil.relativedelta import relativedelta
@@ -76,12 +76,14 @@ class OrderIn:
     category: str | None = None
 
     def fingerprint(self) -> str:
+        """What identifies the order's contents: the same order sent again has the same one.
+        The time is the instant in UTC, whatever offset the sender wrote it with."""
         canonical = json.dumps(
             [
                 self.shop_order_id,
                 self.member_id,
                 self.amount_fen,
-                self.paid_at.isoformat(),
+                self.paid_at.astimezone(UTC).isoformat(),
                 self.channel,
                 self.category,
             ]
