@@ -51,11 +51,17 @@ class Refund(Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     points_reversed: Mapped[int] = mapped_column(BigInteger)
     points_unrecovered: Mapped[int] = mapped_column(BigInteger)
+    # The order's points that had expired before this refund: not taken again.
+    points_expired: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OrderConflict(Exception):
     """The order or refund id was used before with different contents; nothing was written."""
+
+
+class FullyRefunded(Exception):
+    """A refund of "the rest" of an order that has nothing left to refund."""
 
 
 class RefundTooLarge(Exception):

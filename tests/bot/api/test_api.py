@@ -183,6 +183,30 @@ async def test_partial_and_full_refund_take_back_points(client: TestClient) -> N
     assert status == 409
 
 
+async def test_a_retried_full_refund_replays_the_first_result(client: TestClient) -> None:
+    await follower(client, "o_api_member01")
+    await call(client, "POST", "/orders", order("RT-1", amount_fen=20_000))  # 200 points
+    status, first = await call(client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T1"})
+    assert (status, first["amount_fen"], first["points_reversed"], first["balance"]) == (
+        200,
+        20_000,
+        200,
+        0,
+    )
+    status, again = await call(client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T1"})
+    assert (status, again) == (200, first)
+    status, again = await call(
+        client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T1", "amount_fen": 20_000}
+    )
+    assert (status, again) == (200, first)
+    status, body = await call(client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T2"})
+    assert (status, body["error"]["code"]) == (409, "fully_refunded")
+    status, body = await call(
+        client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T1", "amount_fen": 5_000}
+    )
+    assert (status, body["error"]["code"]) == (409, "refund_conflict")
+
+
 async def test_the_same_order_with_its_time_in_another_offset_is_a_replay(
     client: TestClient,
 ) -> None:
