@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
-from models.ledger import note_points_changed
+from models.ledger import lock_members, note_points_changed
 from models.members import Member
 
 # No 0/O, 1/I/L: the member types the code from a receipt.
@@ -129,6 +129,10 @@ async def claim_binding_code(
     If the follower already has a member row of their own (a follower who earned points
     before binding), its orders, ledger, lots and coupons move to the customer and the
     balances add up; the follower's row is then removed. Raises BindingRefused.
+
+    Both member rows are locked (``lock_members``, the ledger's lock order) before either is
+    read, so an order or redemption of the follower's committing meanwhile is either wholly
+    before the merge (its points in the balance that is added) or waits for it.
     """
     binding = await session.scalar(
         select(BindingCode).where(BindingCode.code == code).with_for_update()
@@ -139,12 +143,15 @@ async def claim_binding_code(
         raise BindingRefused("used")
     if binding.expires_at <= now:
         raise BindingRefused("expired")
-    customer = await session.get_one(Member, binding.member_id, with_for_update=True)
+    follower_id = await session.scalar(select(Member.id).where(Member.openid == openid))
+    await lock_members(session, (m for m in (binding.member_id, follower_id) if m is not None))
+    customer = await session.get_one(Member, binding.member_id, populate_existing=True)
     if customer.openid is not None and customer.openid != openid:
         raise BindingRefused("used")
-    follower = await session.scalar(select(Member).where(Member.openid == openid))
-    if follower is not None and follower.id != customer.id:
-        if follower.customer_ref is not None:
+    if follower_id is not None and follower_id != customer.id:
+        follower = await session.get(Member, follower_id, populate_existing=True)
+        # Bound to a customer already, or by another claim while this one waited for the lock.
+        if follower is None or follower.openid != openid or follower.customer_ref is not None:
             raise BindingRefused("taken")
         await _merge_into(session, follower, customer)
     customer.openid = openid

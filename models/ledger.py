@@ -2,11 +2,24 @@
 
 Every change is a ledger entry with a reason and an idempotency key. Earning creates a lot
 that remembers what is left of it and when it expires; spending consumes the oldest lots
-first. The member's balance is kept on the member row in the same transaction, which is also
-what serialises concurrent changes to one member: the conditional
-``UPDATE … SET points_balance = points_balance - n WHERE points_balance >= n`` either takes the
-points or changes nothing, so two redemptions can never overspend. Invariant, checked by
-``verify_ledger``: balance == sum of entries == sum of what remains in the lots.
+first. The member's balance is kept on the member row in the same transaction. Invariant,
+checked by ``verify_ledger``: balance == sum of entries == sum of what remains in the lots.
+
+Lock order (PostgreSQL; SQLite lets one writer at a time hold the whole database): a
+transaction that moves points locks, in this order and never the other way round,
+
+1. the member rows, with ``lock_members`` (ascending id when there are several),
+2. then the rows that belong to them: an order being refunded (``lock_order`` in
+   models/order_posting.py), then the member's lots.
+
+Every operation here (``credit``, ``debit``, ``take_back``, ``reverse_order_points``,
+``expire_due_lots``) and every other path that moves points
+(refunds, binding merges) starts with ``lock_members``, so a redemption, a refund, a merge
+and the nightly expiry batch touching the same members queue on the member row instead of
+deadlocking on each other's lots. The lock also makes the idempotency check exact: the same
+key arriving twice at once is answered by a replay, not by a unique-key error. The
+conditional ``UPDATE … SET points_balance = points_balance - n WHERE points_balance >= n``
+then takes the points or changes nothing, so no redemption can overspend.
 """
 
 from __future__ import annotations
@@ -137,6 +150,18 @@ async def _replay(
     return Change(entry.id, entry.points, entry.balance_after, replayed=True)
 
 
+async def lock_members(session: AsyncSession, member_ids: Iterable[int]) -> None:
+    """Lock the members' rows, in ascending id order: the first lock of every transaction
+    that moves their points (see the lock order above). A member already locked by this
+    transaction is not waited for again; a member that does not exist is skipped."""
+    ids = sorted(set(member_ids))
+    if not ids or session.bind is None or session.bind.dialect.name != "postgresql":
+        return
+    await session.execute(
+        select(Member.id).where(Member.id.in_(ids)).order_by(Member.id).with_for_update()
+    )
+
+
 def note_points_changed(session: AsyncSession, member_ids: Iterable[int]) -> None:
     """Note members whose points move in this transaction; after it commits, whoever caches
     points summaries is told (bot/database.py)."""
@@ -204,6 +229,7 @@ async def credit(
     """Add ``points`` as a new lot expiring at ``expires_at`` (earn, bonus, positive adjust)."""
     if points <= 0:
         raise ValueError("credit needs a positive number of points")
+    await lock_members(session, (member_id,))
     if replay := await _replay(session, key, member_id, points, kind):
         return replay
     balance = await _move_balance(session, member_id, points)
@@ -229,10 +255,12 @@ async def _open_lots(
     session: AsyncSession, member_id: int, first_order: int | None = None
 ) -> list[PointLot]:
     query = select(PointLot).where(PointLot.member_id == member_id, PointLot.remaining > 0)
-    ordering = [PointLot.earned_at, PointLot.id]
+    ordering: list[Any] = [PointLot.earned_at, PointLot.id]
     if first_order is not None:
-        # Lots from this order first (a refund takes back what the order earned).
-        ordering.insert(0, (PointLot.order_id != first_order))
+        # This order's lot first (a refund takes back what the order earned), then every other
+        # lot oldest first, whatever its kind: an explicit 0/1, because a comparison with a
+        # lot that has no order is NULL, which SQLite sorts first and PostgreSQL last.
+        ordering.insert(0, case((PointLot.order_id == first_order, 0), else_=1))
     return list((await session.scalars(query.order_by(*ordering).with_for_update())).all())
 
 
@@ -262,9 +290,10 @@ async def debit(
     the balance is short, in which case nothing is written."""
     if points <= 0:
         raise ValueError("debit needs a positive number of points")
+    await lock_members(session, (member_id,))
     if replay := await _replay(session, key, member_id, -points, kind):
         return replay
-    await expire_member_lots(session, member_id, at)
+    await _expire_member_lots(session, member_id, at)
     balance = await _move_balance(session, member_id, -points)
     if balance is None:
         current = await session.scalar(select(Member.points_balance).where(Member.id == member_id))
@@ -278,10 +307,13 @@ async def debit(
 
 @dataclass(frozen=True, slots=True)
 class Reversal:
-    """A refund's effect on points: taken back, and what could not be (already spent)."""
+    """A refund's effect on points: what was taken back (``change``), what could not be
+    because it was spent and the balance is short (``unrecovered``), and what was not taken
+    again because it had already expired (``expired``)."""
 
     change: Change | None
     unrecovered: int
+    expired: int = 0
 
 
 async def reverse_order_points(
@@ -290,16 +322,44 @@ async def reverse_order_points(
     order_id: int,
     points: int,
     *,
+    expired_before: int,
     reason: str,
     key: str,
     at: datetime,
 ) -> Reversal:
-    """Take back ``points`` an order earned: from the order's own lot first, then the oldest
-    others, never below zero. What was already spent and cannot be covered by the balance is
-    reported as unrecovered (written off, not a debt)."""
-    return await take_back(
-        session, member_id, points, kind="refund", reason=reason, key=key, at=at, order_id=order_id
+    """Take back ``points`` an order earned, its unspent points first: what is still in the
+    order's lot is taken back; what expired from it is not taken again (expired is not spent:
+    the member already lost it), and is reported as ``expired``. The rest was spent and is
+    taken from the member's other lots, oldest first, never below zero; what the balance
+    cannot cover is reported as unrecovered (written off, not a debt). ``expired_before``:
+    the order's expired points that earlier refunds of it already counted."""
+    if points <= 0:
+        return Reversal(None, 0)
+    await lock_members(session, (member_id,))
+    await _expire_member_lots(session, member_id, at)
+    lots = PointLot.__table__
+    own_remaining, own_expired = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(lots.c.remaining), 0),
+                func.coalesce(func.sum(lots.c.expired_points), 0),
+            ).where(lots.c.order_id == order_id)
+        )
+    ).one()
+    # int(): PostgreSQL's sum of a BIGINT is a NUMERIC.
+    uncounted_expired = max(int(own_expired) - expired_before, 0)
+    expired = min(max(points - int(own_remaining), 0), uncounted_expired)
+    reversal = await take_back(
+        session,
+        member_id,
+        points - expired,
+        kind="refund",
+        reason=reason,
+        key=key,
+        at=at,
+        order_id=order_id,
     )
+    return Reversal(reversal.change, reversal.unrecovered, expired)
 
 
 async def take_back(
@@ -313,14 +373,15 @@ async def take_back(
     at: datetime,
     order_id: int | None = None,
 ) -> Reversal:
-    """Take back up to ``points`` (a refund, a reward clawed back): from ``order_id``'s lots
-    first when given, then the oldest, never below zero; the shortfall is reported as
-    unrecovered. The same ``key`` again takes nothing more."""
+    """Take back up to ``points`` (a refund, a reward clawed back): from ``order_id``'s lot
+    first when given, then the others oldest first, never below zero; the shortfall is
+    reported as unrecovered. The same ``key`` again takes nothing more."""
     if points <= 0:
         return Reversal(None, 0)
+    await lock_members(session, (member_id,))
     if replay := await _replay(session, key, member_id, None, kind):
         return Reversal(replay, points + replay.points)
-    await expire_member_lots(session, member_id, at)
+    await _expire_member_lots(session, member_id, at)
     lots = await _open_lots(session, member_id, first_order=order_id)
     taken = _consume(lots, points)
     if taken == 0:
@@ -332,8 +393,9 @@ async def take_back(
     return Reversal(Change(entry.id, -taken, balance), points - taken)
 
 
-async def expire_member_lots(session: AsyncSession, member_id: int, now: datetime) -> int:
-    """Expire one member's due lots now (before spending, so no expired point is spent)."""
+async def _expire_member_lots(session: AsyncSession, member_id: int, now: datetime) -> int:
+    """Expire one member's due lots now (before spending, so no expired point is spent).
+    The caller holds the member's lock (``lock_members``)."""
     due = (
         await session.scalars(
             select(PointLot)
@@ -371,10 +433,10 @@ async def expire_due_lots(session: AsyncSession, now: datetime, batch: int = 20_
     """Expire every lot due by ``now``, set-based, ``batch`` members per transaction.
 
     The due members are found once through the expiry index. Per batch: lock the members
-    (PostgreSQL; SQLite serialises writers anyway), zero their due lots in one UPDATE that
-    returns what it expired, lower the balances and write one expire entry per member (each a
-    single multi-row statement). The session is committed after each batch. Returns the points
-    expired.
+    (``lock_members``: member rows before lots, as on every path), zero their due lots in one
+    UPDATE that returns what it expired, lower the balances and write one expire entry per
+    member (each a single multi-row statement). The session is committed after each batch.
+    Returns the points expired.
     """
     due = array(
         "q",
@@ -388,20 +450,17 @@ async def expire_due_lots(session: AsyncSession, now: datetime, batch: int = 20_
             ).all()
         ),
     )
-    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
     expired_total = 0
     stamp = now.isoformat()
     for start in range(0, len(due), batch):
         ids = due[start : start + batch].tolist()
-        if postgres:
-            # Same lock order as a redemption (member row, then lots): no deadlock.
-            await session.execute(
-                select(Member.id).where(Member.id.in_(ids)).order_by(Member.id).with_for_update()
-            )
+        await lock_members(session, ids)
         expired = await session.execute(
             update(PointLot)
             .where(
-                PointLot.member_id.between(ids[0], ids[-1]),
+                # Only the locked members' lots (an id range would also catch a member whose
+                # due lot was written after the search above, without its lock).
+                PointLot.member_id.in_(ids),
                 PointLot.remaining > 0,
                 PointLot.expires_at <= now,
             )

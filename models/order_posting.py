@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.ledger import Reversal, credit, reverse_order_points
+from models.ledger import Reversal, credit, lock_members, reverse_order_points
 from models.members import Member
 from models.orders import (
+    FullyRefunded,
     Order,
     OrderConflict,
     OrderIn,
@@ -22,6 +23,7 @@ from models.orders import (
     lot_expiry,
     points_for,
 )
+from models.referrals import Referral
 from models.rules import ProgrammeRules
 from models.tiers import TierChange, upgrade_if_earned
 
@@ -96,32 +98,79 @@ async def record_order(
     return OrderOutcome(order, points, balance, member.tier, upgrade, replayed=False)
 
 
+async def lock_order(session: AsyncSession, shop_order_id: str) -> Order | None:
+    """The order, read under its row lock for a refund, or None if unknown.
+
+    The lock order is members first (models/ledger.py): the members a refund may move points
+    of (the order's member and, for a referral's first order, the referrer whose reward a
+    full refund claws back) are locked before the order row, so a refund queues behind a
+    redemption, a merge or the expiry batch instead of deadlocking with it, and two refunds
+    of one order compute from what the other committed.
+    """
+    while True:
+        found = (
+            await session.execute(
+                select(Order.id, Order.member_id, Referral.referrer_id)
+                .outerjoin(Referral, Referral.first_order_id == Order.id)
+                .where(Order.shop_order_id == shop_order_id)
+            )
+        ).first()
+        if found is None:
+            return None
+        await lock_members(session, (m for m in (found.member_id, found.referrer_id) if m))
+        order = await session.scalar(
+            select(Order)
+            .where(Order.id == found.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if order is not None and order.member_id == found.member_id:
+            return order
+        # A binding merge moved the order to another member meanwhile: lock that one.
+
+
 async def refund_order(
-    session: AsyncSession, order: Order, amount_fen: int, refund_id: str, now: datetime
+    session: AsyncSession, order: Order, amount_fen: int | None, refund_id: str, now: datetime
 ) -> RefundOutcome:
-    """Refund part or all of an order and take back the points that part earned.
+    """Refund part (``amount_fen``) or the rest (None) of an order locked with ``lock_order``
+    and take back the points that part earned.
 
     Points are reversed in proportion to the refunded share, computed on the running total
-    so that refunding everything reverses exactly what was earned. Points the member already
-    spent are taken from their other points; what the balance cannot cover is written off
-    (``points_unrecovered``) rather than driving the balance negative.
+    so that refunding everything reverses exactly what was earned. The order's unspent points
+    count first: those still in its lot are taken back, those that expired are not taken
+    again (``points_expired``). Points the member already spent are taken from their other
+    points; what the balance cannot cover is written off (``points_unrecovered``) rather than
+    driving the balance negative.
+
+    The same ``refund_id`` again returns the first refund and writes nothing (without an
+    amount, or with the same one); with another order or amount it raises OrderConflict.
+    Raises FullyRefunded when the rest is asked of an order with nothing left, RefundTooLarge
+    when the amount exceeds what is left.
     """
     existing = await session.scalar(select(Refund).where(Refund.refund_id == refund_id))
     if existing is not None:
-        if existing.order_id != order.id or existing.amount_fen != amount_fen:
+        if existing.order_id != order.id or amount_fen not in (None, existing.amount_fen):
             raise OrderConflict(f"refund {refund_id} was reported with other contents")
         return RefundOutcome(existing, order, replayed=True)
     refundable = order.amount_fen - order.refunded_fen
+    if amount_fen is None:
+        if refundable <= 0:
+            raise FullyRefunded(f"order {order.shop_order_id} is already fully refunded")
+        amount_fen = refundable
     if amount_fen > refundable:
         raise RefundTooLarge(refundable)
     refunded_total = order.refunded_fen + amount_fen
     due_total = order.points_earned * refunded_total // order.amount_fen
     to_reverse = due_total - order.points_reversed
+    expired_before = await session.scalar(
+        select(func.coalesce(func.sum(Refund.points_expired), 0)).where(Refund.order_id == order.id)
+    )
     reversal: Reversal = await reverse_order_points(
         session,
         order.member_id,
         order.id,
         to_reverse,
+        expired_before=int(expired_before or 0),
         reason=f"订单 {order.shop_order_id} 退款",
         key=f"refund:{refund_id}",
         at=now,
@@ -135,6 +184,7 @@ async def refund_order(
         amount_fen=amount_fen,
         points_reversed=taken,
         points_unrecovered=reversal.unrecovered,
+        points_expired=reversal.expired,
         created_at=now,
     )
     session.add(refund)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from dateutil.relativedelta import relativedelta
@@ -51,11 +51,17 @@ class Refund(Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     points_reversed: Mapped[int] = mapped_column(BigInteger)
     points_unrecovered: Mapped[int] = mapped_column(BigInteger)
+    # The order's points that had expired before this refund: not taken again.
+    points_expired: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OrderConflict(Exception):
     """The order or refund id was used before with different contents; nothing was written."""
+
+
+class FullyRefunded(Exception):
+    """A refund of "the rest" of an order that has nothing left to refund."""
 
 
 class RefundTooLarge(Exception):
@@ -76,12 +82,14 @@ class OrderIn:
     category: str | None = None
 
     def fingerprint(self) -> str:
+        """What identifies the order's contents: the same order sent again has the same one.
+        The time is the instant in UTC, whatever offset the sender wrote it with."""
         canonical = json.dumps(
             [
                 self.shop_order_id,
                 self.member_id,
                 self.amount_fen,
-                self.paid_at.isoformat(),
+                self.paid_at.astimezone(UTC).isoformat(),
                 self.channel,
                 self.category,
             ]

@@ -37,11 +37,11 @@ from models.ledger import (
 )
 from models.ledger import ledger_page as read_ledger
 from models.members import Member
-from models.order_posting import refund_order
+from models.order_posting import lock_order, refund_order
 from models.orders import (
+    FullyRefunded,
     OrderConflict,
     RefundTooLarge,
-    find_order,
     lot_expiry,
     order_problem,
 )
@@ -301,25 +301,25 @@ async def post_refund(request: web.Request) -> web.Response:
     data = await parse_body(request, s.RefundIn)
     order_id = path_param(request, "order_id")
     async with request.config_dict[wiring.SESSIONS].begin() as session:
-        order = await find_order(session, order_id)
+        order = await lock_order(session, order_id)
         if order is None:
             raise ApiError(404, "unknown_order", "no order with this id", "order_id")
-        member = await session.get_one(Member, order.member_id, with_for_update=True)
-        amount = data.amount_fen or (order.amount_fen - order.refunded_fen)
-        if amount <= 0:
-            raise ApiError(
-                409, "fully_refunded", "the order is already fully refunded", "amount_fen"
-            )
         now = utcnow()
         try:
-            outcome = await refund_order(session, order, amount, data.refund_id, now)
+            outcome = await refund_order(session, order, data.amount_fen, data.refund_id, now)
+        except FullyRefunded:
+            raise ApiError(
+                409, "fully_refunded", "the order is already fully refunded", "amount_fen"
+            ) from None
         except RefundTooLarge as exc:
             raise ApiError(409, "refund_too_large", str(exc), "amount_fen") from None
         except OrderConflict as exc:
             raise ApiError(409, "refund_conflict", str(exc), "refund_id") from None
         if not outcome.replayed:
             await note_refund(session, _rules(request), order, now)
-        await session.refresh(member, ["points_balance"])
+        balance = (
+            await session.execute(select(Member.points_balance).where(Member.id == order.member_id))
+        ).scalar_one()
         return _json(
             s.RefundOut(
                 refund_id=data.refund_id,
@@ -327,7 +327,8 @@ async def post_refund(request: web.Request) -> web.Response:
                 amount_fen=outcome.refund.amount_fen,
                 points_reversed=outcome.refund.points_reversed,
                 points_unrecovered=outcome.refund.points_unrecovered,
-                balance=member.points_balance,
+                points_expired=outcome.refund.points_expired,
+                balance=balance,
             )
         )
 

@@ -156,6 +156,7 @@ class RefundOut(_Out):
     amount_fen: int
     points_reversed: int
     points_unrecovered: int
+    points_expired: int
     balance: int
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -194,6 +194,46 @@ async def test_partial_and_full_refund_take_back_points(client: TestClient) -> N
     assert (body["amount_fen"], body["points_reversed"], body["balance"]) == (15_000, 150, 0)
     status, body = await call(client, "POST", "/orders/R-1/refund", {"refund_id": "RF-3"})
     assert status == 409
+
+
+async def test_a_retried_full_refund_replays_the_first_result(client: TestClient) -> None:
+    await follower(client, "o_api_member01")
+    await call(client, "POST", "/orders", order("RT-1", amount_fen=20_000))  # 200 points
+    status, first = await call(client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T1"})
+    assert (status, first["amount_fen"], first["points_reversed"], first["balance"]) == (
+        200,
+        20_000,
+        200,
+        0,
+    )
+    status, again = await call(client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T1"})
+    assert (status, again) == (200, first)
+    status, again = await call(
+        client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T1", "amount_fen": 20_000}
+    )
+    assert (status, again) == (200, first)
+    status, body = await call(client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T2"})
+    assert (status, body["error"]["code"]) == (409, "fully_refunded")
+    status, body = await call(
+        client, "POST", "/orders/RT-1/refund", {"refund_id": "RF-T1", "amount_fen": 5_000}
+    )
+    assert (status, body["error"]["code"]) == (409, "refund_conflict")
+
+
+async def test_the_same_order_with_its_time_in_another_offset_is_a_replay(
+    client: TestClient,
+) -> None:
+    await follower(client, "o_api_member01")
+    paid = (NOW - timedelta(hours=1)).replace(microsecond=0)
+    beijing = order("TZ-1", paid_at=paid.astimezone(timezone(timedelta(hours=8))).isoformat())
+    status, first = await call(client, "POST", "/orders", beijing)
+    assert (status, first["points_earned"]) == (201, 100)
+    utc = beijing | {"paid_at": paid.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+    status, again = await call(client, "POST", "/orders", utc)
+    assert (status, again["points_earned"], again["balance"]) == (200, 100, 100)
+    later = beijing | {"paid_at": (paid + timedelta(seconds=1)).isoformat()}
+    status, body = await call(client, "POST", "/orders", later)
+    assert (status, body["error"]["code"]) == (409, "order_conflict")
 
 
 async def test_refund_after_points_were_spent_never_goes_negative(client: TestClient) -> None:
