@@ -53,7 +53,8 @@ async def open_redis(config: RedisConfig) -> AsyncIterator[Redis]:
             health_check_interval=30,
         )
     elif config.url:
-        client = Redis.from_url(config.url, decode_responses=False, health_check_interval=30)
+        tls = {"ssl_ca_certs": config.tls_ca_file} if config.tls_ca_file else {}
+        client = Redis.from_url(config.url, decode_responses=False, health_check_interval=30, **tls)
     else:
         embedded_path = config.embedded_path
         embedded, socket_file = await asyncio.to_thread(_start_embedded, embedded_path)

@@ -6,7 +6,8 @@ checkout, encoders, instrumentation hooks) against 5 µs here: commands are pack
 written to one connection (all of one event-loop pass in one write) and answered in order, so
 concurrent requests pipeline naturally without a pool. Everything else uses redis-py; this
 covers only the few commands the webhook needs, for a standalone Redis server (TCP, TLS or a
-Unix socket).
+Unix socket), with the same address, credentials, database and TLS settings as the redis-py
+client it is made ``like``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -101,11 +103,14 @@ class RedisPipe:
         self,
         address: dict[str, Any],
         master: Callable[[], Awaitable[tuple[str, int]]] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``address``: redis-py's connection keywords; ``master``: asked for the server's
-        address at each connection instead (a Sentinel-managed deployment's current master)."""
+        address at each connection instead (a Sentinel-managed deployment's current master);
+        ``tls``: speak TLS to a TCP server with this context."""
         self._address = address
         self._master = master
+        self._tls = tls
         self._protocol: _Protocol | None = None
         # One connection attempt that every caller awaits: a lock would hand the new connection
         # to its waiters one per loop pass, seconds for a burst of hundreds under load.
@@ -114,10 +119,16 @@ class RedisPipe:
 
     @classmethod
     def like(cls, client: Redis) -> RedisPipe:
-        """A pipe to the same server, credentials and database as a redis-py client (with
-        Sentinel, to whichever server is master when it connects)."""
+        """A pipe to the same server, credentials, database and TLS settings as a redis-py
+        client (with Sentinel, to whichever server is master when it connects)."""
         pool = client.connection_pool
-        return cls(dict(pool.connection_kwargs), getattr(pool, "get_master_address", None))
+        address = dict(pool.connection_kwargs)
+        tls = None
+        if issubclass(pool.connection_class, SSLConnection):
+            # A rediss:// URL or ssl=True: redis-py's own context for its ssl_* settings (CA,
+            # client certificate, hostname check), so the pipe trusts exactly what it trusts.
+            tls = pool.connection_class(**address).ssl_context.get()
+        return cls(address, getattr(pool, "get_master_address", None), tls)
 
     async def execute(self, *command: Any) -> Any:
         """Send one command and return its reply (errors raise redis-py's exceptions)."""
@@ -161,6 +172,7 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         address = self._address
         timeout = address.get("socket_connect_timeout") or COMMAND_TIMEOUT
+        protocol: _Protocol | None = None
         try:
             async with asyncio.timeout(timeout):
                 if address.get("path"):
@@ -169,24 +181,31 @@ class RedisPipe:
                     host, port = address.get("host", "localhost"), address.get("port", 6379)
                     if self._master is not None:
                         host, port = await self._master()
-                    tls = ssl.create_default_context() if address.get("ssl") else None
-                    _, protocol = await loop.create_connection(_Protocol, host, port, ssl=tls)
+                    _, protocol = await loop.create_connection(_Protocol, host, port, ssl=self._tls)
+                # AUTH and SELECT are answered before the connection is shared, so no other
+                # command can reach Redis ahead of them, nor use a connection they failed on.
+                for reply in [_send(protocol, *command) for command in self._setup()]:
+                    await reply
         except (OSError, TimeoutError, RedisError) as exc:
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.close()
             raise RedisConnectionError(f"cannot connect to Redis ({exc})") from None
-        # AUTH and SELECT are written before the connection is shared, so no other command can
-        # reach Redis ahead of them.
-        setup = []
-        if address.get("password"):
-            credentials = [address.get("username") or "default", address["password"]]
-            setup.append(_send(protocol, "AUTH", *credentials))
-        if address.get("db"):
-            setup.append(_send(protocol, "SELECT", address["db"]))
         self._protocol = protocol
         if self._watchdog is None:
             self._watchdog = loop.call_later(COMMAND_TIMEOUT / 4, self._check_stuck)
-        for reply in setup:
-            await reply
         return protocol
+
+    def _setup(self) -> list[tuple[Any, ...]]:
+        """The commands a new connection starts with: AUTH (the password alone unless a user
+        is named, as servers before Redis 6 know only that form) and SELECT."""
+        commands: list[tuple[Any, ...]] = []
+        password = self._address.get("password")
+        if password:
+            username = self._address.get("username")
+            commands.append(("AUTH", username, password) if username else ("AUTH", password))
+        if self._address.get("db"):
+            commands.append(("SELECT", self._address["db"]))
+        return commands
 
     def _check_stuck(self) -> None:
         protocol = self._protocol
