@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from bot import wiring
+from bot.app import create_app
+from bot.config import RedisConfig
 from bot.wechat.interactions import InteractionFlusher
 from bot.wechat.webhook_client import SignedRequest
 from messages import copy
+from tests.conftest import make_config
 from tests.helpers import PLAIN, get_member, member_count, push, redis_untouched
+from tests.services import tcp_redis_server, tls_files
 
 
 async def test_text_message_gets_a_text_reply_to_the_sender(client: TestClient) -> None:
@@ -201,3 +208,23 @@ async def test_url_verification_echoes_echostr(client: TestClient) -> None:
     request.params["signature"] = "f" * 40
     response = await client.get("/wechat", params={**request.params, "echostr": "4375120948"})
     assert response.status == 403
+
+
+async def test_members_get_answers_over_a_tls_redis(
+    aiohttp_client: Callable[..., Any], db_url: str, tmp_path: Path
+) -> None:
+    # The webhook's pipe used to speak plaintext to the TLS port: "busy" for everyone, while
+    # /healthz (redis-py only) said ok.
+    files = tls_files(tmp_path)
+    with tcp_redis_server(tls=files) as port:
+        url = f"rediss://127.0.0.1:{port}/0"
+        config = make_config(db_url, url).model_copy(
+            update={"redis": RedisConfig(url=url, tls_ca_file=str(files.ca))}
+        )
+        client = await aiohttp_client(create_app(config))
+        answer = await push(client, PLAIN, PLAIN.text("o_tls_0000001", "帮助"))
+        assert answer.reply is not None
+        assert answer.reply["Content"].startswith("您好，我是会员小助手")
+        health = await client.get("/healthz")
+        assert (health.status, (await health.json())["redis_pipe"]) == (200, "ok")
+        await client.close()
