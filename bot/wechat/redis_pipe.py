@@ -28,7 +28,8 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A command unanswered this long means the server or the link is stuck: drop the connection so
-# every waiting request fails fast (the webhook then answers "busy" within WeChat's 5 s).
+# every waiting request fails fast. The webhook does not wait this long: it gives each command a
+# deadline inside its reply budget.
 COMMAND_TIMEOUT = 2.0
 
 
@@ -43,7 +44,8 @@ class LuaScript:
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        # (sent at, reply, the timer of its deadline), in the order the commands were sent.
+        self.waiting: deque[tuple[float, asyncio.Future[Any], asyncio.TimerHandle | None]] = deque()
         self.transport: asyncio.Transport | None = None
         # Commands written in one pass of the event loop leave in one write: a socket write
         # per command was the pipe's largest cost under load.
@@ -55,8 +57,10 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            _, future = self.waiting.popleft()
-            if future.done():
+            _, future, deadline = self.waiting.popleft()
+            if deadline is not None:
+                deadline.cancel()
+            if future.done():  # its caller stopped waiting
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 text = str(reply)
@@ -83,17 +87,29 @@ class _Protocol(asyncio.Protocol):
 
     def fail_all(self, error: Exception) -> None:
         while self.waiting:
-            _, future = self.waiting.popleft()
+            _, future, deadline = self.waiting.popleft()
+            if deadline is not None:
+                deadline.cancel()
             if not future.done():
                 future.set_exception(error)
 
 
-def _send(protocol: _Protocol, *command: Any) -> asyncio.Future[Any]:
-    """Send ``command`` (in order with every other); the future is its reply."""
-    future = asyncio.get_running_loop().create_future()
-    protocol.waiting.append((time.monotonic(), future))
+def _send(protocol: _Protocol, *command: Any, deadline: float | None = None) -> asyncio.Future[Any]:
+    """Send ``command`` (in order with every other); the future is its reply, or a
+    TimeoutError once the event loop's clock reaches ``deadline``."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    # A timer on the reply itself: cheaper than a timeout around the caller's await, and it
+    # leaves the reply's place in the queue, so later replies still find theirs.
+    timer = loop.call_at(deadline, _expire, future) if deadline is not None else None
+    protocol.waiting.append((time.monotonic(), future, timer))
     protocol.send(hiredis.pack_command(command))
     return future
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(RedisTimeoutError("Redis did not answer within the deadline"))
 
 
 class RedisPipe:
@@ -130,13 +146,16 @@ class RedisPipe:
             tls = pool.connection_class(**address).ssl_context.get()
         return cls(address, getattr(pool, "get_master_address", None), tls)
 
-    async def execute(self, *command: Any) -> Any:
-        """Send one command and return its reply (errors raise redis-py's exceptions)."""
+    async def execute(self, *command: Any, deadline: float | None = None) -> Any:
+        """Send one command and return its reply (errors raise redis-py's exceptions).
+
+        ``deadline`` (the event loop's clock, ``loop.time()``): stop waiting then, connecting
+        included, with redis-py's TimeoutError. The command may still run after it."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
-            protocol = await self._connect()
+            protocol = await self._connect(deadline)
         try:
-            return await _send(protocol, *command)
+            return await _send(protocol, *command, deadline=deadline)
         except ResponseError as exc:
             # A master demoted by a failover answers writes with READONLY: reconnect, and so
             # find the new master, for the next command.
@@ -144,13 +163,20 @@ class RedisPipe:
                 protocol.transport.close()
             raise
 
-    async def run_script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA ``script``; on NOSCRIPT (first use, or Redis restarted) load it and retry."""
+    async def run_script(
+        self, script: LuaScript, keys: list[str], args: list[Any], deadline: float | None = None
+    ) -> Any:
+        """EVALSHA ``script``; on NOSCRIPT (first use, or Redis restarted) load it and retry;
+        all of it by ``deadline`` (see ``execute``)."""
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.execute(
+                "EVALSHA", script.sha, len(keys), *keys, *args, deadline=deadline
+            )
         except NoScriptError:
-            await self.execute("SCRIPT", "LOAD", script.source)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            await self.execute("SCRIPT", "LOAD", script.source, deadline=deadline)
+            return await self.execute(
+                "EVALSHA", script.sha, len(keys), *keys, *args, deadline=deadline
+            )
 
     async def close(self) -> None:
         """Close the connection; commands still waiting fail."""
@@ -160,11 +186,17 @@ class RedisPipe:
             self._protocol.transport.close()
         self._protocol = None
 
-    async def _connect(self) -> _Protocol:
+    async def _connect(self, deadline: float | None) -> _Protocol:
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._open())
         # Shielded: one caller giving up must not cancel the attempt the others await.
-        return await asyncio.shield(self._connecting)
+        if deadline is None:
+            return await asyncio.shield(self._connecting)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(self._connecting)
+        except TimeoutError:
+            raise RedisTimeoutError("no connection to Redis within the deadline") from None
 
     async def _open(self) -> _Protocol:
         if self._protocol is not None and self._protocol.transport is not None:
@@ -210,7 +242,7 @@ class RedisPipe:
     def _check_stuck(self) -> None:
         protocol = self._protocol
         if protocol is not None and protocol.waiting:
-            sent_at, _ = protocol.waiting[0]
+            sent_at, _, _ = protocol.waiting[0]
             if time.monotonic() - sent_at > COMMAND_TIMEOUT and protocol.transport is not None:
                 protocol.fail_all(RedisTimeoutError("Redis did not answer in time"))
                 protocol.transport.abort()

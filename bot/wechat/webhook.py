@@ -3,6 +3,11 @@
 Checks the signature and timestamp, decrypts in safe mode, parses, passes the gate (dedupe and
 interaction record), hands the message to the dispatcher under a time budget, renders and,
 in safe mode, encrypts the reply.
+
+The budget (``reply_budget_seconds``) runs from the request's arrival, and every wait on the
+way is bounded by it: the gate (past its deadline: the busy reply, nothing done), the handler
+(past its share: ``success`` now, the reply later by customer-service message) and storing the
+outcome for retries (past the deadline: answered anyway).
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ from models.ratings import OpenQuestion
 log = logging.getLogger(__name__)
 
 SUCCESS = "success"
+# The end of the budget kept for storing the outcome and answering (at most a quarter of it): a
+# healthy Redis stores it in about a millisecond, and a slow one must not hold the answer.
+STORE_SHARE = 0.25
 _MESSAGE_KINDS = frozenset({"text", "image", "voice", "video", "shortvideo", "location", "link"})
 _WINDOW_EVENTS = frozenset({"click", "subscribe", "subscribe_scan", "scan"})
 _DECRYPT_ERRORS = (
@@ -125,7 +133,12 @@ class Webhook:
         return web.Response(text=echostr)
 
     async def receive(self, request: web.Request) -> web.Response:
-        """A pushed message or event: answer well inside WeChat's 5 seconds."""
+        """A pushed message or event: answer within the reply budget from its arrival."""
+        loop = asyncio.get_running_loop()
+        budget = self._config.reply_budget_seconds
+        deadline = loop.time() + budget
+        # Past this the gate gives up and the handler goes on without the request.
+        work_deadline = deadline - min(STORE_SHARE, budget / 4)
         fields: dict[str, Any] = request[LOG_FIELDS]
         try:
             body = await self._read_body(request)
@@ -148,16 +161,20 @@ class Webhook:
 
         key = dedupe_key(msg.openid, parsed.msg_id, parsed.created, msg.event, msg.key)
         try:
-            admission = await self._gate.admit(key, msg.openid, _window(msg))
+            admission = await self._gate.admit(key, msg.openid, _window(msg), work_deadline)
         except RedisError:
-            # Without dedupe a retry could act twice: say we are busy and do nothing.
-            log.error("redis unavailable; answered busy")
+            # Without dedupe a retry could act twice, and without the member's state (a person
+            # talking to them, an open question) the handler could answer wrongly: say we are
+            # busy and do nothing. A passive reply, so WeChat shows it and does not retry.
+            log.error("redis unavailable or too slow; answered busy")
             busy = render_reply(TextReply(copy.BUSY), msg.openid, parsed.account)
             return self._answer(fields, "busy", busy, encrypted, nonce)
 
         if not admission.first:
             self._metrics.dedupe_hits.inc()
-            return await self._answer_retry(fields, key, admission.earlier, encrypted, nonce)
+            return await self._answer_retry(
+                fields, key, admission.earlier, encrypted, nonce, deadline
+            )
 
         msg.member_id = admission.member_id
         if admission.question:
@@ -165,10 +182,10 @@ class Webhook:
         msg.handoff = admission.handoff
         msg.not_understood = admission.not_understood
         task = asyncio.create_task(self._dispatcher.dispatch(msg))
-        done, _ = await asyncio.wait((task,), timeout=self._config.reply_budget_seconds)
+        done, _ = await asyncio.wait((task,), timeout=max(0.0, work_deadline - loop.time()))
         if not done:
             self._tasks.spawn(self._reply_later(task, msg), name=f"reply-later:{key}")
-            await self._remember(self._gate.mark_async(key))
+            await self._remember(self._gate.mark_async(key, deadline))
             return self._answer(fields, "async", "", encrypted, nonce)
         try:
             reply = task.result()
@@ -176,7 +193,7 @@ class Webhook:
             log.exception("handler failed", extra={"type": fields["type"]})
             reply, fields["error"] = TextReply(copy.BUSY), True
         xml_reply = render_reply(reply, msg.openid, parsed.account) if reply else ""
-        await self._remember(self._gate.remember_reply(key, xml_reply))
+        await self._remember(self._gate.remember_reply(key, xml_reply, deadline))
         return self._answer(fields, "replied" if reply else "no_reply", xml_reply, encrypted, nonce)
 
     async def _remember(self, write: Awaitable[None]) -> None:
@@ -246,10 +263,21 @@ class Webhook:
             raise Rejected(400, "body is not UTF-8") from None
 
     async def _answer_retry(
-        self, fields: dict[str, Any], key: str, earlier: bytes, encrypted: bool, nonce: str
+        self,
+        fields: dict[str, Any],
+        key: str,
+        earlier: bytes,
+        encrypted: bool,
+        nonce: str,
+        deadline: float,
     ) -> web.Response:
         if earlier == PENDING:
-            earlier = await self._gate.wait_for_outcome(key, self._config.reply_budget_seconds)
+            try:
+                earlier = await self._gate.wait_for_outcome(key, deadline)
+            except RedisError:
+                # The first attempt is still responsible for the answer; this one acts on
+                # nothing, so "success" is safe.
+                log.error("redis unavailable while a retry waited; answered success")
         if earlier.startswith(REPLY):
             return self._answer(fields, "duplicate", earlier[1:].decode(), encrypted, nonce)
         return self._answer(

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.config import RedisConfig
 from bot.redis_server import open_redis
@@ -171,3 +172,38 @@ def test_tls_ca_file_needs_a_rediss_url_and_a_file(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="is not a file"):
         RedisConfig(url="rediss://127.0.0.1:6380/0", tls_ca_file=str(tmp_path / "missing.pem"))
     assert RedisConfig(url="rediss://127.0.0.1:6380/0", tls_ca_file=str(ca)).tls_ca_file
+
+
+async def test_a_deadline_ends_the_wait_and_later_replies_keep_their_order(
+    redis: Redis, redis_url: str
+) -> None:
+    await redis.set("a", "1")
+    await redis.set("b", "2")
+    async with RedisRelay(redis_url) as relay:
+        pipe = RedisPipe.like(Redis.from_url(relay.url))
+        loop = asyncio.get_running_loop()
+        assert await pipe.execute("PING", deadline=loop.time() + 5) == b"PONG"
+        relay.delay = 0.5
+        late = asyncio.ensure_future(pipe.execute("GET", "a", deadline=loop.time() + 0.1))
+        on_time = asyncio.ensure_future(pipe.execute("GET", "b"))
+        with pytest.raises(RedisTimeoutError):
+            await late
+        assert not on_time.done()  # the deadline was only that command's
+        assert await on_time == b"2"
+        relay.delay = 0.0
+        assert await pipe.execute("GET", "a", deadline=loop.time() + 5) == b"1"
+        await pipe.close()
+
+
+async def test_a_deadline_bounds_connecting_too() -> None:
+    # A server that accepts connections and never answers, so AUTH hangs.
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    pipe = RedisPipe({"host": "127.0.0.1", "port": port, "password": "x"})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RedisTimeoutError):
+        await pipe.execute("PING", deadline=started + 0.2)
+    assert loop.time() - started < 1
+    await pipe.close()
+    silent.close()
