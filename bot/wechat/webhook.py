@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import logging
 import struct
 import time
@@ -33,6 +34,7 @@ from bot.metrics import Metrics
 from bot.request_log import LOG_FIELDS
 from bot.tasks import BackgroundTasks
 from bot.wechat.client import WeChatAPIError, WeChatClient
+from bot.wechat.cs_window import WINDOW_ERRORS, CustomerServiceWindows
 from bot.wechat.gate import (
     ASYNC,
     EVENT_WINDOW,
@@ -42,6 +44,7 @@ from bot.wechat.gate import (
     InboundGate,
     dedupe_key,
 )
+from bot.wechat.rate_limit import RateLimiter
 from bot.wechat.settings import WeChatConfig
 from bot.wechat.xml_codec import (
     BadMessage,
@@ -106,7 +109,11 @@ class Webhook:
         wechat: WeChatClient,
         metrics: Metrics,
         tasks: BackgroundTasks,
+        windows: CustomerServiceWindows,
+        limiter: RateLimiter,
     ) -> None:
+        """``windows`` and ``limiter``: the customer-service windows and the API's shared rate
+        limits, which late replies obey like every other customer-service message."""
         self._config = config
         self._token = config.token.get_secret_value()
         self._crypto = (
@@ -119,6 +126,8 @@ class Webhook:
         self._wechat = wechat
         self._metrics = metrics
         self._tasks = tasks
+        self._windows = windows
+        self._limiter = limiter
 
     async def verify(self, request: web.Request) -> web.Response:
         """URL verification: echo ``echostr`` when the signature is WeChat's."""
@@ -305,7 +314,9 @@ class Webhook:
         return web.Response(status=rejected.status, text=rejected.reason)
 
     async def _reply_later(self, task: asyncio.Task[Reply | None], msg: Inbound) -> None:
-        """Send a late reply as a customer-service message once the handler finishes."""
+        """Send a late reply as a customer-service message once the handler finishes: like
+        any other, it takes a slot of the member's window (none left: it is not sent, as
+        WeChat would refuse it) and a token of the API's rate limit shared with the pushes."""
         try:
             reply = await task
         except Exception:
@@ -314,10 +325,22 @@ class Webhook:
         payload = custom_message(msg.openid, reply) if reply else None
         if payload is None:
             return
+        openid = mask_openid(msg.openid)
+        try:
+            if not await self._windows.take_slot(msg.openid):
+                log.warning("late reply not sent: window closed or spent", extra={"openid": openid})
+                return
+            await self._limiter.take("custom")
+        except RedisError:
+            log.error("late reply not sent: redis unavailable", extra={"openid": openid})
+            return
         try:
             await self._wechat.send_custom_message(payload)
         except WeChatAPIError as exc:
             log.warning(
-                "late reply not delivered",
-                extra={"errcode": exc.errcode, "openid": mask_openid(msg.openid)},
+                "late reply not delivered", extra={"errcode": exc.errcode, "openid": openid}
             )
+            if exc.errcode in WINDOW_ERRORS:
+                # WeChat knows best: the window is closed or spent for every sender.
+                with contextlib.suppress(RedisError):
+                    await self._windows.close(msg.openid)
