@@ -229,12 +229,14 @@ class RedisPipe:
 
     def _setup(self) -> list[tuple[Any, ...]]:
         """The commands a new connection starts with: AUTH (the password alone unless a user
-        is named, as servers before Redis 6 know only that form) and SELECT."""
+        is named, as servers before Redis 6 know only that form), the client's name, SELECT."""
         commands: list[tuple[Any, ...]] = []
         password = self._address.get("password")
         if password:
             username = self._address.get("username")
             commands.append(("AUTH", username, password) if username else ("AUTH", password))
+        if self._address.get("client_name"):
+            commands.append(("CLIENT", "SETNAME", self._address["client_name"]))
         if self._address.get("db"):
             commands.append(("SELECT", self._address["db"]))
         return commands
