@@ -146,7 +146,7 @@ class Webhook:
         loop = asyncio.get_running_loop()
         budget = self._config.reply_budget_seconds
         deadline = loop.time() + budget
-        # Past this the gate gives up and the handler goes on without the request.
+        # The gate and the handler must be done by then; the rest is for storing the outcome.
         work_deadline = deadline - min(STORE_SHARE, budget / 4)
         fields: dict[str, Any] = request[LOG_FIELDS]
         try:
