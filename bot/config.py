@@ -86,6 +86,9 @@ class RedisConfig(_Section):
     names (``sentinels`` and ``sentinel_service``), followed through failovers."""
 
     url: str = ""
+    # With a rediss:// url: the CA certificate (PEM) the server's certificate must chain to,
+    # when it is not one the system already trusts.
+    tls_ca_file: str = ""
     embedded_path: str = "data/redis.db"
     # "host:port" of each sentinel; with these, url stays empty.
     sentinels: list[str] = []
@@ -117,6 +120,11 @@ class RedisConfig(_Section):
     def _one_way(self) -> RedisConfig:
         if self.sentinels and self.url:
             raise ValueError("give url or sentinels, not both")
+        if self.tls_ca_file:
+            if not self.url.startswith("rediss://"):
+                raise ValueError("tls_ca_file needs a rediss:// url")
+            if not Path(self.tls_ca_file).is_file():
+                raise ValueError(f"tls_ca_file {self.tls_ca_file!r} is not a file")
         return self
 
     @property

@@ -1,8 +1,10 @@
-"""``GET /healthz`` (database and Redis, each named when down) and ``GET /metrics``."""
+"""``GET /healthz`` (the database, Redis through redis-py, and Redis through the webhook's
+pipe, each named when down) and ``GET /metrics``."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from redis.exceptions import ResponseError
@@ -23,10 +25,10 @@ async def _check_database(app: web.Application) -> str:
     return "ok"
 
 
-async def _check_redis(app: web.Application) -> str:
+async def _check_redis(ping: Callable[[], Awaitable[object]]) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            await app[wiring.REDIS].ping()
+            await ping()
     except ResponseError as exc:
         # Redis answers but refuses: its error's first word says why (MISCONF: it cannot
         # write its data files, e.g. a full disk).
@@ -37,11 +39,19 @@ async def _check_redis(app: web.Application) -> str:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 when the database and Redis both answer; 503 naming what is down."""
-    database, redis = await asyncio.gather(_check_database(request.app), _check_redis(request.app))
-    healthy = database == "ok" and redis == "ok"
+    """200 when the database and Redis answer, Redis both to redis-py and to the webhook's
+    pipe (which connects on its own, and could fail alone); 503 naming what is down."""
+    app = request.app
+    pipe = app[wiring.PIPE]
+    checks = {
+        "database": _check_database(app),
+        "redis": _check_redis(app[wiring.REDIS].ping),
+        "redis_pipe": _check_redis(lambda: pipe.execute("PING")),
+    }
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    healthy = all(result == "ok" for result in results.values())
     return web.json_response(
-        {"status": "ok" if healthy else "degraded", "database": database, "redis": redis},
+        {"status": "ok" if healthy else "degraded", **results},
         status=200 if healthy else 503,
     )
 

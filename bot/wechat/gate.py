@@ -5,6 +5,9 @@ member's customer-service window, queues the interaction time for the database f
 returns the member id cached from an earlier message (so a known member's message needs no SQL
 before its handler runs) and the member's open question (bot/wechat/questions.py), if any. A retry
 finds the first attempt's outcome: its reply, ``success``, or "still working".
+
+The webhook's calls take a ``deadline`` (the event loop's clock) inside its reply budget: past
+it, redis-py's TimeoutError, and the webhook answers without waiting any longer.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ MEMBER_ID_TTL = 7 * 24 * 3600
 # A member's message opens 48 hours and 5 replies; a click, follow or scan 1 minute and 3.
 MESSAGE_WINDOW = (48 * 3600, 5)
 EVENT_WINDOW = (60, 3)
+# How often a retry looks whether the first attempt has finished.
+_POLL = 0.02
 
 _ADMIT = """
 local seen = redis.call('GET', KEYS[1])
@@ -80,7 +85,9 @@ class InboundGate:
         self._ttl = ttl_seconds
         self._admit = LuaScript(_ADMIT)
 
-    async def admit(self, key: str, openid: str, window: tuple[int, int] | None) -> Admission:
+    async def admit(
+        self, key: str, openid: str, window: tuple[int, int] | None, deadline: float
+    ) -> Admission:
         """Claim ``key`` for this attempt; record the interaction when ``window`` is given."""
         ttl, quota = window or (0, 0)
         earlier, member_id, *state = await self._redis.run_script(
@@ -95,6 +102,7 @@ class InboundGate:
                 STREAK_KEY.format(openid=openid),
             ],
             args=[self._ttl, int(time.time()), openid, ttl, quota, MEMBER_ID_TTL],
+            deadline=deadline,
         )
         if not state:  # a retry: the script stopped at the dedupe key
             return Admission(first=False, earlier=earlier)
@@ -114,20 +122,21 @@ class InboundGate:
             "SET", MEMBER_ID_KEY.format(openid=openid), member_id, "EX", MEMBER_ID_TTL
         )
 
-    async def remember_reply(self, key: str, reply_xml: str) -> None:
+    async def remember_reply(self, key: str, reply_xml: str, deadline: float) -> None:
         """Keep the reply so that a retry gets the same answer without running again."""
-        await self._redis.execute("SET", key, REPLY + reply_xml.encode(), "EX", self._ttl)
+        reply = REPLY + reply_xml.encode()
+        await self._redis.execute("SET", key, reply, "EX", self._ttl, deadline=deadline)
 
-    async def mark_async(self, key: str) -> None:
+    async def mark_async(self, key: str, deadline: float) -> None:
         """The webhook answered ``success``; retries should too."""
-        await self._redis.execute("SET", key, ASYNC, "EX", self._ttl)
+        await self._redis.execute("SET", key, ASYNC, "EX", self._ttl, deadline=deadline)
 
-    async def wait_for_outcome(self, key: str, budget: float) -> bytes:
-        """Poll until the first attempt finishes or ``budget`` runs out (then PENDING)."""
-        deadline = time.monotonic() + budget
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-            value = await self._redis.execute("GET", key)
+    async def wait_for_outcome(self, key: str, deadline: float) -> bytes:
+        """Poll until the first attempt finishes or ``deadline`` passes (then PENDING)."""
+        loop = asyncio.get_running_loop()
+        while loop.time() + _POLL < deadline:
+            await asyncio.sleep(_POLL)
+            value = await self._redis.execute("GET", key, deadline=deadline)
             if value != PENDING:
                 return value or ASYNC
         return PENDING

@@ -6,7 +6,8 @@ checkout, encoders, instrumentation hooks) against 5 µs here: commands are pack
 written to one connection (all of one event-loop pass in one write) and answered in order, so
 concurrent requests pipeline naturally without a pool. Everything else uses redis-py; this
 covers only the few commands the webhook needs, for a standalone Redis server (TCP, TLS or a
-Unix socket).
+Unix socket), with the same address, credentials, database and TLS settings as the redis-py
+client it is made ``like``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A command unanswered this long means the server or the link is stuck: drop the connection so
-# every waiting request fails fast (the webhook then answers "busy" within WeChat's 5 s).
+# every waiting request fails fast. The webhook does not wait this long: it gives each command a
+# deadline inside its reply budget.
 COMMAND_TIMEOUT = 2.0
 
 
@@ -41,7 +44,8 @@ class LuaScript:
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        # (sent at, reply, the timer of its deadline), in the order the commands were sent.
+        self.waiting: deque[tuple[float, asyncio.Future[Any], asyncio.TimerHandle | None]] = deque()
         self.transport: asyncio.Transport | None = None
         # Commands written in one pass of the event loop leave in one write: a socket write
         # per command was the pipe's largest cost under load.
@@ -53,8 +57,10 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            _, future = self.waiting.popleft()
-            if future.done():
+            _, future, deadline = self.waiting.popleft()
+            if deadline is not None:
+                deadline.cancel()
+            if future.done():  # its caller stopped waiting
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 text = str(reply)
@@ -81,17 +87,29 @@ class _Protocol(asyncio.Protocol):
 
     def fail_all(self, error: Exception) -> None:
         while self.waiting:
-            _, future = self.waiting.popleft()
+            _, future, deadline = self.waiting.popleft()
+            if deadline is not None:
+                deadline.cancel()
             if not future.done():
                 future.set_exception(error)
 
 
-def _send(protocol: _Protocol, *command: Any) -> asyncio.Future[Any]:
-    """Send ``command`` (in order with every other); the future is its reply."""
-    future = asyncio.get_running_loop().create_future()
-    protocol.waiting.append((time.monotonic(), future))
+def _send(protocol: _Protocol, *command: Any, deadline: float | None = None) -> asyncio.Future[Any]:
+    """Send ``command`` (in order with every other); the future is its reply, or a
+    TimeoutError once the event loop's clock reaches ``deadline``."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    # A timer on the reply itself: cheaper than a timeout around the caller's await, and it
+    # leaves the reply's place in the queue, so later replies still find theirs.
+    timer = loop.call_at(deadline, _expire, future) if deadline is not None else None
+    protocol.waiting.append((time.monotonic(), future, timer))
     protocol.send(hiredis.pack_command(command))
     return future
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(RedisTimeoutError("Redis did not answer within the deadline"))
 
 
 class RedisPipe:
@@ -101,11 +119,14 @@ class RedisPipe:
         self,
         address: dict[str, Any],
         master: Callable[[], Awaitable[tuple[str, int]]] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``address``: redis-py's connection keywords; ``master``: asked for the server's
-        address at each connection instead (a Sentinel-managed deployment's current master)."""
+        address at each connection instead (a Sentinel-managed deployment's current master);
+        ``tls``: speak TLS to a TCP server with this context."""
         self._address = address
         self._master = master
+        self._tls = tls
         self._protocol: _Protocol | None = None
         # One connection attempt that every caller awaits: a lock would hand the new connection
         # to its waiters one per loop pass, seconds for a burst of hundreds under load.
@@ -114,18 +135,27 @@ class RedisPipe:
 
     @classmethod
     def like(cls, client: Redis) -> RedisPipe:
-        """A pipe to the same server, credentials and database as a redis-py client (with
-        Sentinel, to whichever server is master when it connects)."""
+        """A pipe to the same server, credentials, database and TLS settings as a redis-py
+        client (with Sentinel, to whichever server is master when it connects)."""
         pool = client.connection_pool
-        return cls(dict(pool.connection_kwargs), getattr(pool, "get_master_address", None))
+        address = dict(pool.connection_kwargs)
+        tls = None
+        if issubclass(pool.connection_class, SSLConnection):
+            # A rediss:// URL or ssl=True: redis-py's own context for its ssl_* settings (CA,
+            # client certificate, hostname check), so the pipe trusts exactly what it trusts.
+            tls = pool.connection_class(**address).ssl_context.get()
+        return cls(address, getattr(pool, "get_master_address", None), tls)
 
-    async def execute(self, *command: Any) -> Any:
-        """Send one command and return its reply (errors raise redis-py's exceptions)."""
+    async def execute(self, *command: Any, deadline: float | None = None) -> Any:
+        """Send one command and return its reply (errors raise redis-py's exceptions).
+
+        ``deadline`` (the event loop's clock, ``loop.time()``): stop waiting then, connecting
+        included, with redis-py's TimeoutError. The command may still run after it."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
-            protocol = await self._connect()
+            protocol = await self._connect(deadline)
         try:
-            return await _send(protocol, *command)
+            return await _send(protocol, *command, deadline=deadline)
         except ResponseError as exc:
             # A master demoted by a failover answers writes with READONLY: reconnect, and so
             # find the new master, for the next command.
@@ -133,13 +163,20 @@ class RedisPipe:
                 protocol.transport.close()
             raise
 
-    async def run_script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA ``script``; on NOSCRIPT (first use, or Redis restarted) load it and retry."""
+    async def run_script(
+        self, script: LuaScript, keys: list[str], args: list[Any], deadline: float | None = None
+    ) -> Any:
+        """EVALSHA ``script``; on NOSCRIPT (first use, or Redis restarted) load it and retry;
+        all of it by ``deadline`` (see ``execute``)."""
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.execute(
+                "EVALSHA", script.sha, len(keys), *keys, *args, deadline=deadline
+            )
         except NoScriptError:
-            await self.execute("SCRIPT", "LOAD", script.source)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            await self.execute("SCRIPT", "LOAD", script.source, deadline=deadline)
+            return await self.execute(
+                "EVALSHA", script.sha, len(keys), *keys, *args, deadline=deadline
+            )
 
     async def close(self) -> None:
         """Close the connection; commands still waiting fail."""
@@ -149,11 +186,17 @@ class RedisPipe:
             self._protocol.transport.close()
         self._protocol = None
 
-    async def _connect(self) -> _Protocol:
+    async def _connect(self, deadline: float | None) -> _Protocol:
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._open())
         # Shielded: one caller giving up must not cancel the attempt the others await.
-        return await asyncio.shield(self._connecting)
+        if deadline is None:
+            return await asyncio.shield(self._connecting)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(self._connecting)
+        except TimeoutError:
+            raise RedisTimeoutError("no connection to Redis within the deadline") from None
 
     async def _open(self) -> _Protocol:
         if self._protocol is not None and self._protocol.transport is not None:
@@ -161,6 +204,7 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         address = self._address
         timeout = address.get("socket_connect_timeout") or COMMAND_TIMEOUT
+        protocol: _Protocol | None = None
         try:
             async with asyncio.timeout(timeout):
                 if address.get("path"):
@@ -169,29 +213,38 @@ class RedisPipe:
                     host, port = address.get("host", "localhost"), address.get("port", 6379)
                     if self._master is not None:
                         host, port = await self._master()
-                    tls = ssl.create_default_context() if address.get("ssl") else None
-                    _, protocol = await loop.create_connection(_Protocol, host, port, ssl=tls)
+                    _, protocol = await loop.create_connection(_Protocol, host, port, ssl=self._tls)
+                # AUTH and SELECT are answered before the connection is shared, so no other
+                # command can reach Redis ahead of them, nor use a connection they failed on.
+                for reply in [_send(protocol, *command) for command in self._setup()]:
+                    await reply
         except (OSError, TimeoutError, RedisError) as exc:
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.close()
             raise RedisConnectionError(f"cannot connect to Redis ({exc})") from None
-        # AUTH and SELECT are written before the connection is shared, so no other command can
-        # reach Redis ahead of them.
-        setup = []
-        if address.get("password"):
-            credentials = [address.get("username") or "default", address["password"]]
-            setup.append(_send(protocol, "AUTH", *credentials))
-        if address.get("db"):
-            setup.append(_send(protocol, "SELECT", address["db"]))
         self._protocol = protocol
         if self._watchdog is None:
             self._watchdog = loop.call_later(COMMAND_TIMEOUT / 4, self._check_stuck)
-        for reply in setup:
-            await reply
         return protocol
+
+    def _setup(self) -> list[tuple[Any, ...]]:
+        """The commands a new connection starts with: AUTH (the password alone unless a user
+        is named, as servers before Redis 6 know only that form), the client's name, SELECT."""
+        commands: list[tuple[Any, ...]] = []
+        password = self._address.get("password")
+        if password:
+            username = self._address.get("username")
+            commands.append(("AUTH", username, password) if username else ("AUTH", password))
+        if self._address.get("client_name"):
+            commands.append(("CLIENT", "SETNAME", self._address["client_name"]))
+        if self._address.get("db"):
+            commands.append(("SELECT", self._address["db"]))
+        return commands
 
     def _check_stuck(self) -> None:
         protocol = self._protocol
         if protocol is not None and protocol.waiting:
-            sent_at, _ = protocol.waiting[0]
+            sent_at, _, _ = protocol.waiting[0]
             if time.monotonic() - sent_at > COMMAND_TIMEOUT and protocol.transport is not None:
                 protocol.fail_all(RedisTimeoutError("Redis did not answer in time"))
                 protocol.transport.abort()

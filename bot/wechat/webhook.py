@@ -3,12 +3,18 @@
 Checks the signature and timestamp, decrypts in safe mode, parses, passes the gate (dedupe and
 interaction record), hands the message to the dispatcher under a time budget, renders and,
 in safe mode, encrypts the reply.
+
+The budget (``reply_budget_seconds``) runs from the request's arrival, and every wait on the
+way is bounded by it: the gate (past its deadline: the busy reply, nothing done), the handler
+(past its share: ``success`` now, the reply later by customer-service message) and storing the
+outcome for retries (past the deadline: answered anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import logging
 import struct
 import time
@@ -28,6 +34,7 @@ from bot.metrics import Metrics
 from bot.request_log import LOG_FIELDS
 from bot.tasks import BackgroundTasks
 from bot.wechat.client import WeChatAPIError, WeChatClient
+from bot.wechat.cs_window import WINDOW_ERRORS, CustomerServiceWindows
 from bot.wechat.gate import (
     ASYNC,
     EVENT_WINDOW,
@@ -37,6 +44,7 @@ from bot.wechat.gate import (
     InboundGate,
     dedupe_key,
 )
+from bot.wechat.rate_limit import RateLimiter
 from bot.wechat.settings import WeChatConfig
 from bot.wechat.xml_codec import (
     BadMessage,
@@ -54,6 +62,9 @@ from models.ratings import OpenQuestion
 log = logging.getLogger(__name__)
 
 SUCCESS = "success"
+# The end of the budget kept for storing the outcome and answering (at most a quarter of it): a
+# healthy Redis stores it in about a millisecond, and a slow one must not hold the answer.
+STORE_SHARE = 0.25
 _MESSAGE_KINDS = frozenset({"text", "image", "voice", "video", "shortvideo", "location", "link"})
 _WINDOW_EVENTS = frozenset({"click", "subscribe", "subscribe_scan", "scan"})
 _DECRYPT_ERRORS = (
@@ -98,7 +109,11 @@ class Webhook:
         wechat: WeChatClient,
         metrics: Metrics,
         tasks: BackgroundTasks,
+        windows: CustomerServiceWindows,
+        limiter: RateLimiter,
     ) -> None:
+        """``windows`` and ``limiter``: the customer-service windows and the API's shared rate
+        limits, which late replies obey like every other customer-service message."""
         self._config = config
         self._token = config.token.get_secret_value()
         self._crypto = (
@@ -111,6 +126,8 @@ class Webhook:
         self._wechat = wechat
         self._metrics = metrics
         self._tasks = tasks
+        self._windows = windows
+        self._limiter = limiter
 
     async def verify(self, request: web.Request) -> web.Response:
         """URL verification: echo ``echostr`` when the signature is WeChat's."""
@@ -125,7 +142,12 @@ class Webhook:
         return web.Response(text=echostr)
 
     async def receive(self, request: web.Request) -> web.Response:
-        """A pushed message or event: answer well inside WeChat's 5 seconds."""
+        """A pushed message or event: answer within the reply budget from its arrival."""
+        loop = asyncio.get_running_loop()
+        budget = self._config.reply_budget_seconds
+        deadline = loop.time() + budget
+        # The gate and the handler must be done by then; the rest is for storing the outcome.
+        work_deadline = deadline - min(STORE_SHARE, budget / 4)
         fields: dict[str, Any] = request[LOG_FIELDS]
         try:
             body = await self._read_body(request)
@@ -148,16 +170,20 @@ class Webhook:
 
         key = dedupe_key(msg.openid, parsed.msg_id, parsed.created, msg.event, msg.key)
         try:
-            admission = await self._gate.admit(key, msg.openid, _window(msg))
+            admission = await self._gate.admit(key, msg.openid, _window(msg), work_deadline)
         except RedisError:
-            # Without dedupe a retry could act twice: say we are busy and do nothing.
-            log.error("redis unavailable; answered busy")
+            # Without dedupe a retry could act twice, and without the member's state (a person
+            # talking to them, an open question) the handler could answer wrongly: say we are
+            # busy and do nothing. A passive reply, so WeChat shows it and does not retry.
+            log.error("redis unavailable or too slow; answered busy")
             busy = render_reply(TextReply(copy.BUSY), msg.openid, parsed.account)
             return self._answer(fields, "busy", busy, encrypted, nonce)
 
         if not admission.first:
             self._metrics.dedupe_hits.inc()
-            return await self._answer_retry(fields, key, admission.earlier, encrypted, nonce)
+            return await self._answer_retry(
+                fields, key, admission.earlier, encrypted, nonce, deadline
+            )
 
         msg.member_id = admission.member_id
         if admission.question:
@@ -165,10 +191,10 @@ class Webhook:
         msg.handoff = admission.handoff
         msg.not_understood = admission.not_understood
         task = asyncio.create_task(self._dispatcher.dispatch(msg))
-        done, _ = await asyncio.wait((task,), timeout=self._config.reply_budget_seconds)
+        done, _ = await asyncio.wait((task,), timeout=max(0.0, work_deadline - loop.time()))
         if not done:
             self._tasks.spawn(self._reply_later(task, msg), name=f"reply-later:{key}")
-            await self._remember(self._gate.mark_async(key))
+            await self._remember(self._gate.mark_async(key, deadline))
             return self._answer(fields, "async", "", encrypted, nonce)
         try:
             reply = task.result()
@@ -176,7 +202,7 @@ class Webhook:
             log.exception("handler failed", extra={"type": fields["type"]})
             reply, fields["error"] = TextReply(copy.BUSY), True
         xml_reply = render_reply(reply, msg.openid, parsed.account) if reply else ""
-        await self._remember(self._gate.remember_reply(key, xml_reply))
+        await self._remember(self._gate.remember_reply(key, xml_reply, deadline))
         return self._answer(fields, "replied" if reply else "no_reply", xml_reply, encrypted, nonce)
 
     async def _remember(self, write: Awaitable[None]) -> None:
@@ -246,10 +272,21 @@ class Webhook:
             raise Rejected(400, "body is not UTF-8") from None
 
     async def _answer_retry(
-        self, fields: dict[str, Any], key: str, earlier: bytes, encrypted: bool, nonce: str
+        self,
+        fields: dict[str, Any],
+        key: str,
+        earlier: bytes,
+        encrypted: bool,
+        nonce: str,
+        deadline: float,
     ) -> web.Response:
         if earlier == PENDING:
-            earlier = await self._gate.wait_for_outcome(key, self._config.reply_budget_seconds)
+            try:
+                earlier = await self._gate.wait_for_outcome(key, deadline)
+            except RedisError:
+                # The first attempt is still responsible for the answer; this one acts on
+                # nothing, so "success" is safe.
+                log.error("redis unavailable while a retry waited; answered success")
         if earlier.startswith(REPLY):
             return self._answer(fields, "duplicate", earlier[1:].decode(), encrypted, nonce)
         return self._answer(
@@ -277,7 +314,9 @@ class Webhook:
         return web.Response(status=rejected.status, text=rejected.reason)
 
     async def _reply_later(self, task: asyncio.Task[Reply | None], msg: Inbound) -> None:
-        """Send a late reply as a customer-service message once the handler finishes."""
+        """Send a late reply as a customer-service message once the handler finishes: like
+        any other, it takes a slot of the member's window (none left: it is not sent, as
+        WeChat would refuse it) and a token of the API's rate limit shared with the pushes."""
         try:
             reply = await task
         except Exception:
@@ -286,10 +325,22 @@ class Webhook:
         payload = custom_message(msg.openid, reply) if reply else None
         if payload is None:
             return
+        openid = mask_openid(msg.openid)
+        try:
+            if not await self._windows.take_slot(msg.openid):
+                log.warning("late reply not sent: window closed or spent", extra={"openid": openid})
+                return
+            await self._limiter.take("custom")
+        except RedisError:
+            log.error("late reply not sent: redis unavailable", extra={"openid": openid})
+            return
         try:
             await self._wechat.send_custom_message(payload)
         except WeChatAPIError as exc:
             log.warning(
-                "late reply not delivered",
-                extra={"errcode": exc.errcode, "openid": mask_openid(msg.openid)},
+                "late reply not delivered", extra={"errcode": exc.errcode, "openid": openid}
             )
+            if exc.errcode in WINDOW_ERRORS:
+                # WeChat knows best: the window is closed or spent for every sender.
+                with contextlib.suppress(RedisError):
+                    await self._windows.close(msg.openid)

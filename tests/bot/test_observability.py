@@ -9,17 +9,38 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bot import wiring
 from bot.app import create_app
 from bot.logs import LogfmtFormatter, mask_phone_numbers
 from tests.conftest import make_config
 from tests.helpers import PLAIN, push
-from tests.services import redis_server
+from tests.services import free_port, redis_server
 
 
 async def test_healthz_ok(client: TestClient) -> None:
     response = await client.get("/healthz")
     assert response.status == 200
-    assert await response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert await response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+        "redis_pipe": "ok",
+    }
+
+
+async def test_healthz_names_the_webhooks_pipe_when_it_cannot_reach_redis(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The webhook's pipe connects on its own (it once spoke plaintext to a TLS Redis while
+    # redis-py spoke TLS): every member got "busy" while /healthz said ok.
+    pipe = client.app[wiring.PIPE]
+    await pipe.close()
+    monkeypatch.setattr(pipe, "_address", {"host": "127.0.0.1", "port": free_port()})
+    response = await client.get("/healthz")
+    assert response.status == 503
+    body = await response.json()
+    assert (body["redis"], body["database"]) == ("ok", "ok")
+    assert body["redis_pipe"] == "down: ConnectionError"
 
 
 async def test_healthz_names_redis_when_it_is_down(

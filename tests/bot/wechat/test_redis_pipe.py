@@ -8,13 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.config import RedisConfig
+from bot.redis_server import open_redis
 from bot.wechat import redis_pipe
 from bot.wechat.redis_pipe import LuaScript, RedisPipe
-from tests.services import redis_server
+from tests.services import RedisRelay, redis_server, tcp_redis_server, tls_files
 
 
 async def test_replies_come_back_in_order_under_concurrency(redis: Redis) -> None:
@@ -110,3 +114,96 @@ async def test_auth_and_select_reach_redis_before_anything_else(redis: Redis) ->
     assert await pipe.execute("DBSIZE") == 50
     await pipe.execute("FLUSHDB")
     await pipe.close()
+
+
+async def test_tls_redis_with_a_private_ca(tmp_path: Path) -> None:
+    # rediss:// used to be spoken in plaintext to the TLS port: every member got "busy".
+    files = tls_files(tmp_path)
+    with tcp_redis_server(tls=files) as port:
+        config = RedisConfig(url=f"rediss://127.0.0.1:{port}/0", tls_ca_file=str(files.ca))
+        async with open_redis(config) as client:
+            pipe = RedisPipe.like(client)
+            assert await pipe.execute("SET", "over-tls", "yes") == b"OK"
+            assert await client.get("over-tls") == b"yes"
+            await pipe.close()
+
+
+async def test_tls_redis_refuses_a_certificate_of_another_ca(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    (tmp_path / "other").mkdir()
+    stranger = tls_files(tmp_path / "other")
+    with tcp_redis_server(tls=files) as port:
+        client = Redis.from_url(f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=str(stranger.ca))
+        pipe = RedisPipe.like(client)
+        with pytest.raises(RedisConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            await pipe.execute("PING")
+        await client.aclose()
+
+
+async def test_password_alone_is_sent_as_auth_with_one_argument() -> None:
+    # Servers before Redis 6 know only AUTH <password>; AUTH default <password> fails there.
+    with redis_server(extra=["--requirepass", "s3cret"]) as url:
+        async with RedisRelay(url) as relay:
+            pipe = RedisPipe.like(Redis.from_url(f"redis://:s3cret@127.0.0.1:{relay.port}/0"))
+            assert await pipe.execute("ACL", "WHOAMI") == b"default"
+            await pipe.close()
+    assert relay.commands[0] == [b"AUTH", b"s3cret"]
+
+
+async def test_user_and_password_authenticate_as_that_user() -> None:
+    alice = ["--user", "alice", "on", ">wonderland", "~*", "&*", "+@all"]
+    with tcp_redis_server("--requirepass", "not-alices", *alice) as port:
+        pipe = RedisPipe.like(Redis.from_url(f"redis://alice:wonderland@127.0.0.1:{port}/2"))
+        assert await pipe.execute("ACL", "WHOAMI") == b"alice"
+        await pipe.close()
+        wrong = RedisPipe.like(Redis.from_url(f"redis://alice:guess@127.0.0.1:{port}/2"))
+        with pytest.raises(RedisConnectionError, match="WRONGPASS"):
+            await wrong.execute("PING")
+        # The failed connection is not kept: the next command tries again, and fails again.
+        with pytest.raises(RedisConnectionError, match="WRONGPASS"):
+            await wrong.execute("PING")
+
+
+def test_tls_ca_file_needs_a_rediss_url_and_a_file(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here")
+    with pytest.raises(ValidationError, match="needs a rediss:// url"):
+        RedisConfig(url="redis://127.0.0.1:6379/0", tls_ca_file=str(ca))
+    with pytest.raises(ValidationError, match="is not a file"):
+        RedisConfig(url="rediss://127.0.0.1:6380/0", tls_ca_file=str(tmp_path / "missing.pem"))
+    assert RedisConfig(url="rediss://127.0.0.1:6380/0", tls_ca_file=str(ca)).tls_ca_file
+
+
+async def test_a_deadline_ends_the_wait_and_later_replies_keep_their_order(
+    redis: Redis, redis_url: str
+) -> None:
+    await redis.set("a", "1")
+    await redis.set("b", "2")
+    async with RedisRelay(redis_url) as relay:
+        pipe = RedisPipe.like(Redis.from_url(relay.url))
+        loop = asyncio.get_running_loop()
+        assert await pipe.execute("PING", deadline=loop.time() + 5) == b"PONG"
+        relay.delay = 0.5
+        late = asyncio.ensure_future(pipe.execute("GET", "a", deadline=loop.time() + 0.1))
+        on_time = asyncio.ensure_future(pipe.execute("GET", "b"))
+        with pytest.raises(RedisTimeoutError):
+            await late
+        assert not on_time.done()  # the deadline was only that command's
+        assert await on_time == b"2"
+        relay.delay = 0.0
+        assert await pipe.execute("GET", "a", deadline=loop.time() + 5) == b"1"
+        await pipe.close()
+
+
+async def test_a_deadline_bounds_connecting_too() -> None:
+    # A server that accepts connections and never answers, so AUTH hangs.
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    pipe = RedisPipe({"host": "127.0.0.1", "port": port, "password": "x"})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RedisTimeoutError):
+        await pipe.execute("PING", deadline=started + 0.2)
+    assert loop.time() - started < 1
+    await pipe.close()
+    silent.close()

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from redis.asyncio import Redis
+
 from bot import wiring
 from handlers import build_router
 from handlers.inbound import Inbound
@@ -14,16 +16,20 @@ from handlers.router import Router, event, kind
 from messages import copy
 from messages.replies import TextReply
 from tests.helpers import PLAIN, push
-from tests.wechat_standin import WeChatStandIn
+from tests.wechat_standin import Fault, WeChatStandIn
 
 
 class CountingCapability:
-    """A capability that takes ``delay`` seconds and counts how often it really ran."""
+    """A capability that takes ``delay`` seconds (or until ``hold`` is set, when given) and
+    counts how often it really ran."""
 
-    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+    def __init__(
+        self, delay: float = 0.0, fail: bool = False, hold: asyncio.Event | None = None
+    ) -> None:
         self.runs = 0
         self.delay = delay
         self.fail = fail
+        self.hold = hold
         self.router = Router("counting")
         self.router.on(kind("text"))(self.answer)
         self.router.on(event("click"))(self.answer)
@@ -33,6 +39,8 @@ class CountingCapability:
     async def answer(self, msg: Inbound) -> TextReply:
         self.runs += 1
         await asyncio.sleep(self.delay)
+        if self.hold is not None:
+            await self.hold.wait()
         if self.fail:
             raise RuntimeError("boom")
         return TextReply(f"第{self.runs}次回答：{msg.text or msg.key}")
@@ -83,6 +91,52 @@ async def test_slow_handler_answers_success_then_replies_by_customer_service(
         {"touser": "o_slow_000001", "msgtype": "text", "text": {"content": "第1次回答：查一下"}}
     ]
     assert capability.runs == 1
+
+
+async def _answered_success_while_held(
+    app_factory: Callable[..., Any], openid: str, msg_id: int
+) -> tuple[Any, asyncio.Event]:
+    """A member's text whose handler waits for the returned event: answered ``success``."""
+    hold = asyncio.Event()
+    capability = CountingCapability(hold=hold)
+    client = await app_factory(router=capability.root, reply_budget_seconds=0.2)
+    answer = await push(client, PLAIN, PLAIN.text(openid, "查一下", msg_id=msg_id))
+    assert answer.body == "success"
+    return client, hold
+
+
+async def test_late_reply_takes_a_window_slot_and_a_shared_rate_limit_token(
+    app_factory: Callable[..., Any], standin: WeChatStandIn, redis: Redis
+) -> None:
+    client, hold = await _answered_success_while_held(app_factory, "o_late_000001", 626262)
+    hold.set()
+    await client.app[wiring.TASKS].close(grace=5)
+    assert len(standin.sent()) == 1
+    # One of the 5 messages the member's text allows, counted like the pushes' and console's.
+    assert await redis.hget("cs:window:o_late_000001", "sent") == b"1"
+    # And one token of the customer-service API's bucket, shared with every other sender.
+    assert float(await redis.hget("ratelimit:custom", "tokens") or 0) == 199.0
+
+
+async def test_late_reply_is_not_sent_when_the_window_is_spent(
+    app_factory: Callable[..., Any], standin: WeChatStandIn, redis: Redis
+) -> None:
+    client, hold = await _answered_success_while_held(app_factory, "o_late_000002", 636363)
+    await redis.hset("cs:window:o_late_000002", "sent", 5)  # pushes spent it meanwhile
+    hold.set()
+    await client.app[wiring.TASKS].close(grace=5)
+    assert standin.sent() == []
+
+
+async def test_late_reply_refused_for_the_window_closes_it(
+    app_factory: Callable[..., Any], standin: WeChatStandIn, redis: Redis
+) -> None:
+    client, hold = await _answered_success_while_held(app_factory, "o_late_000003", 646464)
+    standin.fail_next("/cgi-bin/message/custom/send", Fault(errcode=45047))
+    hold.set()
+    await client.app[wiring.TASKS].close(grace=5)
+    assert standin.sent() == []
+    assert not await redis.exists("cs:window:o_late_000003")
 
 
 async def test_failing_handler_says_busy_once(app_factory: Callable[..., Any]) -> None:

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from bot import wiring
+from bot.app import create_app
+from bot.config import RedisConfig
 from bot.wechat.interactions import InteractionFlusher
 from bot.wechat.webhook_client import SignedRequest
+from handlers import build_router
+from handlers.inbound import Inbound
+from handlers.router import Router, kind
 from messages import copy
+from messages.replies import TextReply
+from tests.conftest import make_config
 from tests.helpers import PLAIN, get_member, member_count, push, redis_untouched
+from tests.services import RedisRelay, tcp_redis_server, tls_files
+from tests.wechat_standin import WeChatStandIn
 
 
 async def test_text_message_gets_a_text_reply_to_the_sender(client: TestClient) -> None:
@@ -201,3 +214,120 @@ async def test_url_verification_echoes_echostr(client: TestClient) -> None:
     request.params["signature"] = "f" * 40
     response = await client.get("/wechat", params={**request.params, "echostr": "4375120948"})
     assert response.status == 403
+
+
+async def test_members_get_answers_over_a_tls_redis(
+    aiohttp_client: Callable[..., Any], db_url: str, tmp_path: Path
+) -> None:
+    # The webhook's pipe used to speak plaintext to the TLS port: "busy" for everyone, while
+    # /healthz (redis-py only) said ok.
+    files = tls_files(tmp_path)
+    with tcp_redis_server(tls=files) as port:
+        url = f"rediss://127.0.0.1:{port}/0"
+        config = make_config(db_url, url).model_copy(
+            update={"redis": RedisConfig(url=url, tls_ca_file=str(files.ca))}
+        )
+        client = await aiohttp_client(create_app(config))
+        answer = await push(client, PLAIN, PLAIN.text("o_tls_0000001", "帮助"))
+        assert answer.reply is not None
+        assert answer.reply["Content"].startswith("您好，我是会员小助手")
+        health = await client.get("/healthz")
+        assert (health.status, (await health.json())["redis_pipe"]) == (200, "ok")
+        await client.close()
+
+
+class HeldCapability:
+    """Answers texts, once ``release`` is set; ``on_enter`` runs as a handler starts."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.release.set()
+        self.on_enter: Callable[[], None] = lambda: None
+        router = Router("held")
+        router.on(kind("text"))(self.answer)
+        self.root = Router("root")
+        self.root.include(router, build_router())
+
+    async def answer(self, msg: Inbound) -> TextReply:
+        self.on_enter()
+        await self.release.wait()
+        return TextReply(f"答复：{msg.text}")
+
+
+async def _timed_push(client: TestClient, openid: str, text: str, msg_id: int) -> tuple[float, Any]:
+    started = time.monotonic()
+    answer = await push(client, PLAIN, PLAIN.text(openid, text, msg_id=msg_id))
+    return time.monotonic() - started, answer
+
+
+# Every answer below must come within the budget measured from the request's arrival; the
+# slack only covers the test client's own round trip.
+BUDGET, SLACK = 1.0, 0.2
+
+
+async def test_a_slow_redis_at_the_gate_gets_the_busy_reply_within_the_budget(
+    app_factory: Callable[..., Any], redis_url: str
+) -> None:
+    async with RedisRelay(redis_url) as relay:
+        capability = HeldCapability()
+        client = await app_factory(
+            router=capability.root, redis_at=relay.url, reply_budget_seconds=BUDGET
+        )
+        await _timed_push(client, "o_budget_00001", "你好", 1)  # connected, script loaded
+        relay.delay = 3.0  # longer than the pipe's own watchdog waits
+        elapsed, answer = await _timed_push(client, "o_budget_00001", "你好", 2)
+        relay.delay = 0.0
+        await client.close()
+    assert answer.reply is not None
+    assert answer.reply["Content"] == copy.BUSY
+    assert elapsed < BUDGET + SLACK
+
+
+async def test_the_budget_runs_from_arrival_so_a_slow_gate_leaves_the_handler_less(
+    app_factory: Callable[..., Any], redis_url: str, standin: WeChatStandIn
+) -> None:
+    async with RedisRelay(redis_url) as relay:
+        capability = HeldCapability()
+        client = await app_factory(
+            router=capability.root, redis_at=relay.url, reply_budget_seconds=BUDGET
+        )
+        await _timed_push(client, "o_budget_00002", "你好", 3)  # a known member, warm pipe
+        relay.delay = BUDGET / 2  # the gate takes half the budget
+        capability.release.clear()  # and the handler longer than what is left
+
+        def gate_passed() -> None:
+            relay.delay = 0.0
+
+        capability.on_enter = gate_passed
+        elapsed, answer = await _timed_push(client, "o_budget_00002", "慢慢查", 4)
+        capability.release.set()
+        await client.app[wiring.TASKS].close(grace=5)
+        await client.close()
+    assert answer.body == "success"
+    assert elapsed < BUDGET + SLACK
+    # The reply follows as a customer-service message.
+    assert standin.sent() == [
+        {"touser": "o_budget_00002", "msgtype": "text", "text": {"content": "答复：慢慢查"}}
+    ]
+
+
+async def test_a_slow_redis_after_the_handler_does_not_hold_the_reply(
+    app_factory: Callable[..., Any], redis_url: str
+) -> None:
+    async with RedisRelay(redis_url) as relay:
+        capability = HeldCapability()
+        client = await app_factory(
+            router=capability.root, redis_at=relay.url, reply_budget_seconds=BUDGET
+        )
+        await _timed_push(client, "o_budget_00003", "你好", 5)
+
+        def redis_slows_down() -> None:
+            relay.delay = 3.0  # storing the reply for retries will not be answered in time
+
+        capability.on_enter = redis_slows_down
+        elapsed, answer = await _timed_push(client, "o_budget_00003", "查积分", 6)
+        relay.delay = 0.0
+        await client.close()
+    assert answer.reply is not None
+    assert answer.reply["Content"] == "答复：查积分"
+    assert elapsed < BUDGET + SLACK
