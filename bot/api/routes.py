@@ -52,6 +52,8 @@ from scheduler.rating_questions import plan_after_order
 
 api = ApiSpec("Loyalty programme API", "1")
 Model = TypeVar("Model", bound=BaseModel)
+# The name of the caller whose token the request carried ([api] token and tokens).
+CALLER = web.RequestKey("api_caller", str)
 
 
 class ApiError(web.HTTPException):
