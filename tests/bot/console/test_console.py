@@ -256,7 +256,7 @@ async def test_member_messages_reach_the_console_feed_at_once(console: TestClien
         await say(client, "人工")
         await say(client, "订单没收到 <script>")
         events = []
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(60):
             while len(events) < 2:
                 line = await stream.content.readline()
                 if line.startswith(b"data: "):
