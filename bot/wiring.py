@@ -23,7 +23,7 @@ from bot.metrics import Metrics
 from bot.push.notifications import notify_forever
 from bot.push.outbox import DeliveryWorker, Outbox
 from bot.push.receipts import ReceiptFlusher, ReceiptQueue
-from bot.push.shop_hooks import HookWorker, fan_out_forever, hooks_outbox
+from bot.push.shop_hooks import HookWorker, fan_out_forever, hooks_http, hooks_outbox
 from bot.redis_server import open_redis
 from bot.tasks import BackgroundTasks
 from bot.wechat.client import WeChatClient
@@ -193,8 +193,9 @@ async def run_pipeline(
         loops.append(asyncio.create_task(notifier, name="event-notifier"))
     flusher = ReceiptFlusher(redis, sessions).run(stop)
     loops.append(asyncio.create_task(flusher, name="receipts"))
-    # Shop systems' endpoints get their own connection pool, apart from WeChat's.
-    async with aiohttp.ClientSession() as http:
+    # Shop systems' endpoints get their own connection pool, apart from WeChat's, which
+    # connects to public addresses only (unless [hooks] allow_private_targets).
+    async with hooks_http(config.hooks) as http:
         senders = [
             HookWorker(
                 name=f"{socket.gethostname()}-{os.getpid()}-hooks-{n}",

@@ -113,10 +113,11 @@ def make_config(
     programme: dict[str, Any] | None = None,
     console: dict[str, Any] | None = None,
     hooks: dict[str, Any] | None = None,
+    api: dict[str, Any] | None = None,
     **wechat: Any,
 ) -> Config:
     """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``,
-    ``programme``, ``console`` and ``hooks`` set those tables."""
+    ``programme``, ``console`` and ``hooks`` set those tables, ``api`` adds to [api]."""
     return Config.model_validate(
         {
             "wechat": {
@@ -129,7 +130,7 @@ def make_config(
             },
             "database": {"url": db_url},
             "redis": {"url": redis_url},
-            "api": {"token": API_TOKEN},
+            "api": {"token": API_TOKEN, **(api or {})},
             "delivery": delivery or {},
             "programme": programme or {},
             "console": console or {},
@@ -159,10 +160,12 @@ def app_factory(
         console: dict[str, Any] | None = None,
         roles: tuple[str, ...] = ROLES,
         hooks: dict[str, Any] | None = None,
+        api: dict[str, Any] | None = None,
         **wechat: Any,
     ) -> TestClient:
         """``redis_at``: another Redis server than the test one (flushed first);
-        ``programme``, ``console`` and ``hooks``: those tables of the configuration;
+        ``programme``, ``console`` and ``hooks``: those tables of the configuration; ``api``:
+        keys added to [api];
         ``roles``: what the process plays (``serve --role``)."""
         if redis_at is not None:
             other = Redis.from_url(redis_at)
@@ -170,7 +173,7 @@ def app_factory(
             await other.aclose()
         base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
         config = make_config(
-            db_url, redis_at or redis_url, base, delivery, programme, console, hooks, **wechat
+            db_url, redis_at or redis_url, base, delivery, programme, console, hooks, api, **wechat
         )
         return await aiohttp_client(create_app(config, router=router, roles=roles))
 

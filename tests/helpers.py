@@ -17,6 +17,7 @@ from bot.push.shop_hooks import STREAM as HOOK_STREAM
 from bot.wechat.webhook_client import SignedRequest, WebhookClient
 from models.members import Member
 from tests.conftest import AES_KEY, API_TOKEN, APPID, SECRET, TOKEN
+from tests.services import STARTUP_SECONDS, child_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,21 +61,17 @@ async def redis_untouched(redis: Redis) -> bool:
 
 
 async def run_bot(config: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    """Run ``python -m bot --config CONFIG ARGS`` (with ``stdin`` as its input)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--config",
-        str(config),
-        *args,
+    """Run ``python -m bot --config CONFIG ARGS`` (with ``stdin`` as its input); stopped,
+    with whatever it started, if it outlives the test's patience or the test."""
+    async with child_process(
+        *(sys.executable, "-m", "bot", "--config", str(config), *args),
         stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
-    )
-    data = stdin.encode() if stdin is not None else None
-    out, err = await asyncio.wait_for(process.communicate(data), timeout=120)
+    ) as process:
+        data = stdin.encode() if stdin is not None else None
+        out, err = await asyncio.wait_for(process.communicate(data), timeout=STARTUP_SECONDS)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 

@@ -1,4 +1,9 @@
-"""Real servers for the tests: a Redis server and a throwaway PostgreSQL cluster."""
+"""Real servers and processes for the tests: a Redis server, a throwaway PostgreSQL cluster,
+and ``child_process`` for anything else a test starts.
+
+The machine running the suite may be busy (two cores shared with other work), so start-ups
+wait on readiness (a socket, a port, /healthz) under a generous ceiling, never a short clock;
+and whatever a test starts is stopped however the test ends, its children with it."""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ import datetime
 import glob
 import ipaddress
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +31,89 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+# How long a start-up may take on a loaded machine before a test gives up on it: a ceiling,
+# not a wait (every start-up polls for readiness and goes on as soon as it is there).
+STARTUP_SECONDS = 120.0
+# How long a stopped process may take to exit cleanly before it and its children are killed.
+STOP_GRACE_SECONDS = 30.0
+# Every process a test starts carries this in its environment, with a mark of its own, and so
+# does everything it starts in turn: found by it, even a daemon that left the process group.
+MARK = "BOT_TEST_PROCESS"
+
+
+def marked(mark: str, folder: Path | None = None) -> list[int]:
+    """The processes still running with ``mark`` in their environment or, given a ``folder``,
+    working in it: a Redis server overwrites its environment with its process title, but the
+    embedded one works in its data folder."""
+    needle = f"{MARK}={mark}".encode()
+    inside = str(folder.resolve()) if folder is not None else None
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdecimal() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cwd = os.readlink(entry / "cwd") if inside else ""
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        if needle in environ.split(b"\0") or (
+            inside and (cwd == inside or cwd.startswith(inside + os.sep))
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+def _kill(pid: int, sig: int, group: bool = False) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        (os.killpg if group else os.kill)(pid, sig)
+
+
+@contextlib.asynccontextmanager
+async def child_process(
+    *command: str,
+    grace: float = STOP_GRACE_SECONDS,
+    folder: Path | None = None,
+    **options: Any,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run ``command`` (``asyncio.create_subprocess_exec``'s ``options``) in a process group of
+    its own, marked in its environment. However the block ends — passed, failed, timed out,
+    cancelled — the process group gets SIGTERM, then after ``grace`` seconds SIGKILL, and so
+    does any marked process still running (a daemon it started that left the group), and any
+    working in ``folder`` (a data folder only this process uses)."""
+    mark = secrets.token_hex(8)
+    env = {**(options.pop("env", None) or os.environ), MARK: mark}
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, start_new_session=True, **options
+    )
+    process.mark = mark  # type: ignore[attr-defined]  # for tests that look for what it left
+    try:
+        yield process
+    finally:
+        await _stop_tree(process, mark, grace, folder)
+
+
+async def _stop_tree(
+    process: asyncio.subprocess.Process, mark: str, grace: float, folder: Path | None
+) -> None:
+    if process.returncode is None:
+        _kill(process.pid, signal.SIGTERM, group=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(process.wait()), grace)
+    _kill(process.pid, signal.SIGKILL, group=True)
+    for pid in marked(mark, folder):
+        _kill(pid, signal.SIGKILL)
+    await process.wait()
+
+
+def stop_popen(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop a server the test started: SIGTERM, then SIGKILL if it has not exited in time."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def redis_server_binary(embedded: bool = False) -> str:
@@ -73,11 +163,12 @@ def redis_server(
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for(lambda: sock.exists(), "redis-server")
+        _wait_for(lambda: sock.exists() or process.poll() is not None, "redis-server")
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
         yield f"unix://{sock}"
     finally:
-        process.terminate()
-        process.wait(10)
+        stop_popen(process)
         if owned:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -294,7 +385,9 @@ class PostgresServer:
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        self._ctl("-o", options, "-l", str(self.folder / "server.log"), "-w", "start")
+        log = str(self.folder / "server.log")
+        timeout = str(int(STARTUP_SECONDS))
+        self._ctl("-o", options, "-l", log, "-w", "-t", timeout, "start")
 
     def stop(self) -> None:
         """Stop at once, as a crash would (what was committed survives)."""
@@ -346,9 +439,9 @@ def postgres_cluster() -> Iterator[str]:
         yield server.url
 
 
-def _wait_for(ready: object, what: str, timeout: float = 10.0) -> None:
+def _wait_for(ready: Callable[[], bool], what: str, timeout: float = STARTUP_SECONDS) -> None:
     deadline = time.monotonic() + timeout
-    while not ready():  # type: ignore[operator]
+    while not ready():
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not start within {timeout} s")
         time.sleep(0.02)

@@ -18,7 +18,7 @@ from bot.api import (
     hook_routes,  # noqa: F401 - its endpoints register on import
     schemas,
 )
-from bot.api.routes import ApiError, api
+from bot.api.routes import CALLER, ApiError, api
 from bot.api.settings import ApiConfig
 from bot.wechat.rate_limit import RateLimiter
 
@@ -68,6 +68,7 @@ def create_api_app(config: ApiConfig) -> web.Application:
             if caller is None:
                 raise _with_challenge(ApiError(401, "unauthorized", "missing or wrong token"))
             await within_limit(request, caller)
+            request[CALLER] = caller
         try:
             return await handler(request)
         except web.HTTPNotFound:

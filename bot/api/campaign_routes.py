@@ -1,6 +1,12 @@
 """Campaigns through the JSON API, for teams that drive them from their own tools: preview an
-audience, draft, submit, approve (naming the approving staff member), pause, resume, cancel,
-and read the figures. The same rules as in the console (scheduler/campaigns.py)."""
+audience, draft, submit, approve, pause, resume, cancel, and read the figures. The same rules
+as in the console (scheduler/campaigns.py).
+
+Approving is a person's act (the four-eyes rule), so a request cannot name who approves: only
+a caller bound to one staff member (``[api] approvers``) approves, as that person, with their
+role and only while their account is active; the approval is in the audit log like one made
+in the console. Every other caller is refused with 403 and approves in the console instead. A
+bound caller's drafts are that person's, so they cannot approve their own."""
 
 from __future__ import annotations
 
@@ -12,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot import wiring
 from bot.api import schemas as s
-from bot.api.routes import ApiError, _json, api, id_param, parse_body
+from bot.api.routes import CALLER, ApiError, _json, api, id_param, parse_body
 from models.audience import Audience, preview
 from models.base import utcnow
 from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
-from models.staff import find_staff
+from models.staff import audit, find_staff
 from scheduler.campaigns import CampaignSpec, new_campaign, transition
 
 API_AUTHOR = "api"
@@ -47,10 +53,9 @@ class CampaignOut(BaseModel):
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    action: Literal["submit", "approve", "pause", "resume", "cancel"]
-    # Who approves (a staff username): never the author; an admin unless the console allows
-    # another marketer.
-    approver: str | None = Field(default=None, max_length=32)
+    action: Literal["submit", "approve", "pause", "resume", "cancel"] = Field(
+        description="approve: only by a caller bound to a staff member ([api] approvers)"
+    )
 
 
 class VariantStatsOut(BaseModel):
@@ -69,6 +74,11 @@ class VariantStatsOut(BaseModel):
 class CampaignStatsOut(BaseModel):
     campaign: CampaignOut
     variants: list[VariantStatsOut]
+
+
+def _person_of(request: web.Request) -> str | None:
+    """The staff member the calling token is bound to (``[api] approvers``), if any."""
+    return request.config_dict[wiring.CONFIG].api.approvers.get(request[CALLER])
 
 
 def _out(campaign: Campaign) -> CampaignOut:
@@ -116,7 +126,7 @@ async def post_audience_preview(request: web.Request) -> web.Response:
 async def post_campaign(request: web.Request) -> web.Response:
     spec = await parse_body(request, CampaignSpec)
     async with request.config_dict[wiring.SESSIONS].begin() as session:
-        campaign = new_campaign(spec, API_AUTHOR, utcnow())
+        campaign = new_campaign(spec, _person_of(request) or API_AUTHOR, utcnow())
         session.add(campaign)
         await session.flush()
         return _json(_out(campaign), 201)
@@ -127,18 +137,30 @@ async def post_campaign(request: web.Request) -> web.Response:
     "/campaigns/{campaign_id}/actions",
     "Submit, approve, pause, resume or cancel a campaign",
     body=ActionIn,
-    responses={200: CampaignOut, 404: s.ErrorOut, 409: s.ErrorOut},
+    responses={200: CampaignOut, 403: s.ErrorOut, 404: s.ErrorOut, 409: s.ErrorOut},
 )
 async def post_campaign_action(request: web.Request) -> web.Response:
     campaign_id = id_param(request, "campaign_id", "unknown_campaign", "campaign")
     data = await parse_body(request, ActionIn)
     config = request.config_dict[wiring.CONFIG]
+    person = _person_of(request)
+    now = utcnow()
     async with request.config_dict[wiring.SESSIONS].begin() as session:
-        who, role = API_AUTHOR, "api"
+        who, role, approver = person or API_AUTHOR, "api", None
         if data.action == "approve":
-            approver = await find_staff(session, data.approver or "")
+            if person is None:
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    "this caller cannot approve campaigns: approve in the console, or with a "
+                    "token bound to a staff member ([api] approvers)",
+                    "action",
+                )
+            approver = await find_staff(session, person)
             if approver is None or approver.disabled:
-                raise ApiError(422, "invalid", "name an active staff member", "approver")
+                raise ApiError(
+                    403, "forbidden", "the staff member this token is bound to is not active"
+                )
             who, role = approver.username, approver.role
         try:
             campaign = await transition(
@@ -149,7 +171,7 @@ async def post_campaign_action(request: web.Request) -> web.Response:
                 role,
                 config.console.campaign_approval,
                 config.programme.zone,
-                utcnow(),
+                now,
             )
         except LookupError:
             raise ApiError(
@@ -157,6 +179,15 @@ async def post_campaign_action(request: web.Request) -> web.Response:
             ) from None
         except CampaignRefused as exc:
             raise ApiError(409, "refused", str(exc), "action") from None
+        if approver is not None:
+            await audit(
+                session,
+                approver.id,
+                "campaign_approve",
+                now,
+                target=str(campaign_id),
+                api_caller=request[CALLER],
+            )
         return _json(_out(campaign))
 
 

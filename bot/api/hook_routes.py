@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot import wiring
 from bot.api import schemas as s
 from bot.api.routes import ApiError, _json, api, id_param, parse_body, parse_query
-from bot.push.shop_hooks import hooks_outbox
+from bot.push.shop_hooks import hooks_outbox, target_problem
 from models.base import utcnow
 from models.hooks import (
     TYPES,
@@ -33,7 +33,12 @@ class SubscriberIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    url: str = Field(min_length=1, max_length=500, description="http(s) URL events are POSTed to")
+    url: str = Field(
+        min_length=1,
+        max_length=500,
+        description="http(s) URL events are POSTed to; its host must resolve to public "
+        "addresses only, unless [hooks] allow_private_targets",
+    )
     types: list[EventType] = Field(min_length=1, max_length=len(TYPES))
 
     @field_validator("url")
@@ -108,6 +113,10 @@ def _out(subscriber: HookSubscriber) -> dict[str, object]:
 )
 async def post_hook(request: web.Request) -> web.Response:
     data = await parse_body(request, SubscriberIn)
+    allow_private = request.config_dict[wiring.CONFIG].hooks.allow_private_targets
+    problem = await target_problem(data.url, allow_private)
+    if problem is not None:
+        raise ApiError(422, "invalid", problem, "url")
     async with request.config_dict[wiring.SESSIONS].begin() as session:
         taken = await session.scalar(
             select(HookSubscriber.id).where(HookSubscriber.name == data.name)

@@ -52,6 +52,8 @@ from models.tiers import member_stats, progress
 
 api = ApiSpec("Loyalty programme API", "1")
 Model = TypeVar("Model", bound=BaseModel)
+# The name of the caller whose token the request carried ([api] token and tokens).
+CALLER = web.RequestKey("api_caller", str)
 
 
 class ApiError(web.HTTPException):

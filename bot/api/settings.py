@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -19,6 +19,11 @@ class ApiConfig(_Section):
     # Requests a minute per token, in bursts of up to rate_burst; 0: unlimited.
     rate_per_minute: float = Field(default=1200.0, ge=0)
     rate_burst: int = Field(default=200, ge=1)
+    # Callers that may approve campaigns, each bound to one staff member (caller = username),
+    # e.g. {alice_tool = "alice"}: approving is a person's act, so such a token is that
+    # person's credential, and the staff member's role and status decide as in the console.
+    # No other caller approves; the shared `default` token can never be bound.
+    approvers: dict[str, str] = {}
 
     @field_validator("tokens")
     @classmethod
@@ -27,6 +32,15 @@ class ApiConfig(_Section):
             if len(token.get_secret_value()) < 16:
                 raise ValueError(f"{name}: a token needs at least 16 characters")
         return tokens
+
+    @model_validator(mode="after")
+    def _approvers_are_own_callers(self) -> ApiConfig:
+        for caller, username in self.approvers.items():
+            if caller not in self.tokens:
+                raise ValueError(f"approvers: {caller} must be a caller of its own in [api] tokens")
+            if not 1 <= len(username) <= 32:
+                raise ValueError(f"approvers: {caller} must name a staff username")
+        return self
 
     def callers(self) -> dict[str, bytes]:
         """Each caller's name and the Authorization header that identifies it."""

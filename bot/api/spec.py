@@ -140,6 +140,7 @@ _STATUS_TEXT = {
     201: "Created",
     400: "Bad request",
     401: "Missing or wrong token",
+    403: "This caller may not do this",
     404: "Not found",
     409: "Conflict",
     413: "Body too large",

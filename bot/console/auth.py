@@ -10,7 +10,9 @@
   ``X-CSRF-Token`` header), compared in constant time. The login form, before any session,
   uses a double-submit cookie.
 - Failed logins are counted per username and per address; past ``login_failures`` the login
-  pauses for ``login_pause_minutes`` without checking the password.
+  pauses for ``login_pause_minutes`` without checking the password. The address is the peer's,
+  or behind proxies the right-most X-Forwarded-For hop that is not a ``trusted_proxies`` one:
+  hops further left are whatever the client sent, so a caller cannot choose its own address.
 - ``requires(*roles)`` guards a route: no session → the login page (or 401 for a non-GET),
   another role → 403.
 """
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
@@ -197,12 +200,36 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def client_address(request: web.Request) -> str:
-    """The caller's address: behind a local proxy (nginx on this host), the first
-    X-Forwarded-For hop; otherwise the peer, as a header from anyone else can be forged."""
-    remote = request.remote or "unknown"
-    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-    return forwarded if forwarded and remote in ("127.0.0.1", "::1") else remote
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(request: web.Request, trusted_proxies: Sequence[Network]) -> str:
+    """The caller's address, for the login throttle and the audit log.
+
+    A proxy appends the address it saw to X-Forwarded-For (nginx's
+    ``$proxy_add_x_forwarded_for``), after whatever the client sent. So, starting from the peer
+    and walking the hops from the right, the first address that is not a trusted proxy is the
+    caller; the hops left of it are the client's own words and are never read. A peer that is
+    not a trusted proxy is the caller, whatever the header says."""
+    hops = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+    earlier = reversed([hop.strip() for hop in hops if hop.strip()])
+    address = request.remote or "unknown"
+    while _is_trusted(address, trusted_proxies):
+        hop = next(earlier, None)
+        if hop is None:
+            break  # proxies all the way: the left-most is as far as anyone can tell
+        address = hop
+    return address[:64]  # a Redis key part: a hop that is not an address stays short
+
+
+def _is_trusted(address: str, trusted_proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
+    return any(ip in network for network in trusted_proxies)
 
 
 def template_context(request: web.Request, **values: Any) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import time
+from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 
 class _Section(BaseModel):
@@ -35,6 +36,9 @@ class ConsoleConfig(_Section):
     # Failed logins per username (and per address) before login pauses for login_pause_minutes.
     login_failures: int = Field(default=5, ge=1, le=100)
     login_pause_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # Proxies whose X-Forwarded-For is believed (addresses or networks): the caller is the
+    # right-most hop that is not one of them. Empty: the peer's address, whatever the header.
+    trusted_proxies: list[IPvAnyNetwork] = [IPv4Network("127.0.0.1/32"), IPv6Network("::1/128")]
 
     @property
     def service_hours(self) -> tuple[time, time]:

@@ -83,7 +83,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     username = _field(form, "username").strip()[:32]
     password = _field(form, "password")[:200]
     sessions = request.config_dict[SESSIONS]
-    address = client_address(request)
+    address = client_address(request, request.config_dict[wiring.CONFIG].console.trusted_proxies)
     now = utcnow()
     if await sessions.paused(username, address):
         return _login_error(request, token, console_copy.LOGIN_PAUSED, 429)

@@ -59,3 +59,7 @@ class HooksConfig(_Section):
     retry_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     retry_hours: float = Field(default=24.0, gt=0, le=24 * 14)
     reclaim_idle_seconds: int = Field(default=60, ge=1, le=3600)
+    # Subscribers' URLs may not reach loopback, link-local, private or other non-public
+    # addresses (a request forgery into this network), checked at registration and again at
+    # every connection; true only where the shop systems live on such a network.
+    allow_private_targets: bool = False

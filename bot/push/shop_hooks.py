@@ -16,7 +16,16 @@ ids go on the stream ``hooks`` after it commits. A worker claims a batch (``queu
 A 2xx answer delivers. Anything else (another status, a timeout, a refused connection) is
 tried again with exponential backoff and jitter until the row's ``retry_until`` (a day), then
 it is failed; the console and the API can replay it. A worker that dies mid-send leaves its
-rows to be sent again by another: the receiver dedupes by the idempotency key.
+rows to be sent again by another: the receiver dedupes by the idempotency key. What went wrong
+is recorded as a short category (``HTTP 503``, ``timeout``, ``connect_error`` …), never the
+exception's text, which the API and the console show to their callers.
+
+Subscribers are registered by API callers, so a URL could aim the workers at this network
+(``http://127.0.0.1:6379``, a cloud metadata address). Unless ``[hooks]
+allow_private_targets``, loopback, link-local, private and other non-public addresses are
+refused when a URL is registered (``target_problem``) and again for every connection the
+workers open (``hooks_http``'s socket factory sees each address actually connected to), so a
+name that resolves elsewhere later, or an IP literal stored before, reaches nothing either.
 """
 
 from __future__ import annotations
@@ -24,10 +33,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from redis.asyncio import Redis
@@ -55,6 +68,80 @@ GROUP = "hook-senders"
 SWEEP_AFTER = timedelta(minutes=10)
 SIGNATURE_VERSION = "v1"
 USER_AGENT = "loyalty-hooks/1"
+
+
+RESOLVE_SECONDS = 5.0
+
+
+class RefusedAddress(OSError):
+    """A connection to an address subscribers may not reach."""
+
+
+def public_address(address: str) -> bool:
+    """Whether an IP address is one on the public internet (not loopback, link-local,
+    private, shared, reserved or multicast; an IPv4 address mapped into IPv6 counts as
+    itself)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone is not the address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _public_socket(addr_info: tuple[int, int, int, str, tuple[Any, ...]]) -> socket.socket:
+    """The socket for one address a worker is about to connect to, if that address is public.
+    The check is on the address connected to, after resolution: nothing resolved earlier
+    (at registration, or by another lookup) can be swapped in."""
+    family, type_, proto, _, sockaddr = addr_info
+    if not public_address(str(sockaddr[0])):
+        # One message for every refusal: aiohappyeyeballs keeps the type only when all the
+        # errors of a host's addresses read the same.
+        raise RefusedAddress("address not allowed for shop events")
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
+def hooks_http(config: HooksConfig) -> aiohttp.ClientSession:
+    """The HTTP session the workers POST with: its own connection pool, and unless
+    ``allow_private_targets`` only public addresses are connected to."""
+    guard = None if config.allow_private_targets else _public_socket
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=guard))
+
+
+async def target_problem(url: str, allow_private: bool) -> str | None:
+    """Why a subscriber's URL is refused (its host resolves to no public address, or does
+    not resolve), or None. The workers check again at every connection."""
+    parts = urlsplit(url)
+    if allow_private or parts.hostname is None:
+        return None
+    try:
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            found = await asyncio.get_running_loop().getaddrinfo(
+                parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
+            )
+    except (OSError, TimeoutError, UnicodeError):
+        return "its host does not resolve to an address"
+    if not found or not all(public_address(str(info[4][0])) for info in found):
+        return "must reach a public address, not a loopback, link-local or private one"
+    return None
+
+
+def failure_category(exc: BaseException) -> str:
+    """What went wrong with an attempt, as the short category stored and shown (the
+    exception's own text can carry addresses and the receiver's answers)."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, RefusedAddress):
+            return "refused_address"
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return "dns_error"
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return "tls_error"
+        return "connect_error"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return "connection_lost"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid_url"
+    return "http_error"
 
 
 def hooks_outbox(redis: Redis) -> Outbox:
@@ -192,7 +279,11 @@ class HookWorker(StreamConsumer):
                 return HookOutcome(hook.id, "delivered", response_status=status)
             error = f"HTTP {status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = type(exc).__name__ if isinstance(exc, TimeoutError) else repr(exc)
+            error = failure_category(exc)
+            # The detail stays in this log, for operators; callers read the category.
+            log.info(
+                "shop event attempt failed", extra={"hook_delivery": hook.id, "detail": repr(exc)}
+            )
         return self._later(hook, status, error)
 
     def _later(self, hook: ClaimedHook, status: int | None, error: str) -> HookOutcome:

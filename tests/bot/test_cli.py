@@ -25,7 +25,7 @@ from models.members import find_member
 from tests.bot.test_roles import _health
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN, make_config
 from tests.helpers import run_bot
-from tests.services import free_port
+from tests.services import STARTUP_SECONDS, child_process, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,25 +44,18 @@ async def test_chat_command_talks_through_the_webhook(
         f'[api]\ntoken = "{API_TOKEN}"\n',
         encoding="utf-8",
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--config",
-        str(config),
-        "chat",
-        "--openid",
-        "o_chat_tester1",
-        "--url",
-        str(server.make_url("/wechat")),
+    async with child_process(
+        *(sys.executable, "-m", "bot", "--config", str(config), "chat"),
+        *("--openid", "o_chat_tester1", "--url", str(server.make_url("/wechat"))),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(
-        process.communicate("/follow\n帮助\n/unfollow\n/quit\n".encode()), timeout=60
-    )
+    ) as process:
+        out, err = await asyncio.wait_for(
+            process.communicate("/follow\n帮助\n/unfollow\n/quit\n".encode()),
+            timeout=STARTUP_SECONDS,
+        )
     text = out.decode()
     assert process.returncode == 0, err.decode()
     assert "欢迎关注" in text

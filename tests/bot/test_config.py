@@ -94,6 +94,11 @@ def test_secrets_do_not_show_in_repr(tmp_path: Path) -> None:
             'token = "mytoken"\n[redis]\nurl = "redis://r:6379/0"\nsentinels = ["s:26379"]',
             "give url or sentinels, not both",
         ),
+        # The shared token is never a person's: it cannot be bound to one to approve campaigns.
+        (
+            'token = "mytoken"\n[api.approvers]\ndefault = "boss"',
+            "approvers: default must be a caller of its own in [api] tokens",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, change: str, expected: str) -> None:

@@ -23,7 +23,7 @@ from messages import copy
 from tests.bot.test_faults import Service
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
 from tests.helpers import PLAIN, ROOT, run_bot
-from tests.services import free_port
+from tests.services import STARTUP_SECONDS, free_port
 
 WITHIN = 5.0
 
@@ -107,25 +107,24 @@ async def test_a_full_disk_slows_nobody_and_heals(data_dir: Path, tmp_path: Path
     config = _config(tmp_path, data_dir, port)
     code, _, err = await run_bot(config, "migrate")
     assert code == 0, err
-    service = Service(tmp_path, config, port)
-    await service.start()
+    service = Service(tmp_path, config, port, data_dir)
     try:
-        before = await _round(service.url, "a")
-        assert all(text not in (copy.BUSY, "success") for _, _, text in before)
+        async with service:
+            before = await _round(service.url, "a")
+            assert all(text not in (copy.BUSY, "success") for _, _, text in before)
 
-        filler = _fill(data_dir)
-        full = await _round(service.url, "b")
-        full += await _round(service.url, "c")
-        full_health = await service.health()
-        filler.unlink()
-        await service.healthy(15)  # Redis retries its append-only file once a second
-        status, health = await service.health()
-        after_full = await _round(service.url, "d")
+            filler = _fill(data_dir)
+            full = await _round(service.url, "b")
+            full += await _round(service.url, "c")
+            full_health = await service.health()
+            filler.unlink()
+            # Redis retries its append-only file once a second.
+            await service.healthy(STARTUP_SECONDS)
+            status, health = await service.health()
+            after_full = await _round(service.url, "d")
     except BaseException:
         print(service.log_tail())
         raise
-    finally:
-        await service.stop()
 
     # Every answer in time, never a server error; refused work said so briefly.
     for seconds, code, text in full:

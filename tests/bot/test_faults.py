@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -28,10 +30,14 @@ from bot.migrate import upgrade
 from messages import copy
 from models.deliveries import Delivery
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
-from tests.helpers import PLAIN, ROOT
+from tests.helpers import PLAIN, ROOT, run_bot
 from tests.services import (
+    STARTUP_SECONDS,
+    STOP_GRACE_SECONDS,
     PostgresServer,
+    child_process,
     free_port,
+    marked,
     postgres_bin_dir,
     postgres_server,
     redis_server,
@@ -62,46 +68,73 @@ def pg() -> Iterator[PostgresServer]:
 
 
 class Service:
-    """``python -m bot serve`` as a process of its own."""
+    """``python -m bot serve`` as a process of its own: ``async with Service(...)`` starts it
+    and waits until /healthz says everything is up; leaving the block, however, stops it and
+    whatever it started (tests/services.py's ``child_process``), including the embedded Redis
+    server working in ``data``."""
 
-    def __init__(self, folder: Path, config: Path, port: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        config: Path,
+        port: int,
+        data: Path | None = None,
+        startup: float = STARTUP_SECONDS,
+        grace: float = STOP_GRACE_SECONDS,
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self._log = folder / "service.log"
         self._config = config
+        self._data = data
+        self._startup = startup
+        self._grace = grace
+        self._running = contextlib.AsyncExitStack()
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
-        log = self._log.open("ab")
-        self.process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "bot", "--config", str(self._config), "serve"),
-            stdout=log,
-            stderr=log,
-            cwd=ROOT,
+    async def __aenter__(self) -> Service:
+        log = self._running.enter_context(self._log.open("ab"))
+        command = (sys.executable, "-m", "bot", "--config", str(self._config), "serve")
+        started = child_process(
+            *command, grace=self._grace, folder=self._data, stdout=log, stderr=log, cwd=ROOT
         )
-        await self.healthy(60)
+        try:
+            self.process = await self._running.enter_async_context(started)
+            await self.healthy(self._startup)
+        except BaseException:
+            await self._running.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._running.aclose()
 
     async def healthy(self, within: float) -> None:
-        """Wait until /healthz says everything is up."""
-        async with asyncio.timeout(within):
-            while (await self.health())[0] != 200:  # noqa: ASYNC110 - another process
-                await asyncio.sleep(0.2)
+        """Wait until /healthz says everything is up (at most ``within`` seconds)."""
+        try:
+            async with asyncio.timeout(within):
+                while (await self.health())[0] != 200:
+                    if self.process is not None and self.process.returncode is not None:
+                        raise AssertionError(f"the service exited:\n{self.log_tail()}")
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            raise AssertionError(
+                f"the service was not healthy within {within} s:\n{self.log_tail()}"
+            ) from None
 
     async def health(self) -> tuple[int, dict[str, Any]]:
+        """/healthz's status and body; (0, {}) while it does not answer."""
         try:
             async with (
                 aiohttp.ClientSession() as http,
-                http.get(f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=5)) as r,
+                http.get(f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=30)) as r,
             ):
                 return r.status, await r.json()
-        except aiohttp.ClientError:
+        except (aiohttp.ClientError, TimeoutError):
             return 0, {}
 
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), 30)
-
     def log_tail(self) -> str:
+        if not self._log.exists():
+            return "(no log)"
         return "\n".join(self._log.read_text(errors="replace").splitlines()[-40:])
 
 
@@ -164,7 +197,7 @@ async def _pushes(url: str) -> list[Delivery]:
 
 
 async def _settled(url: str, count: int) -> list[Delivery]:
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(STARTUP_SECONDS):
         while True:
             rows = await _pushes(url)
             if len(rows) >= count and all(r.status not in ("queued", "sending") for r in rows):
@@ -178,7 +211,7 @@ def _replied(answer: Answer) -> bool:
 
 async def _answered_since(answers: list[Answer], since: float) -> None:
     """Wait until a member gets a real answer (not 系统繁忙) sent after ``since``."""
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(STARTUP_SECONDS):
         while not any(a.at > since and _replied(a) for a in answers):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
 
@@ -218,9 +251,8 @@ async def test_the_service_rides_out_wechat_redis_and_database_faults(
         encoding="utf-8",
     )
     service = Service(tmp_path, config, port)
-    await service.start()
     try:
-        async with _talking(service.url) as answers:
+        async with service, _talking(service.url) as answers:
             for openid in MEMBERS:
                 async with aiohttp.ClientSession() as http:
                     request = PLAIN.sign(PLAIN.event(openid, "subscribe"))
@@ -263,7 +295,7 @@ async def test_the_service_rides_out_wechat_redis_and_database_faults(
             assert (status, health["redis"][:4], health["database"]) == (503, "down", "ok")
             await asyncio.sleep(2.0)
             redis.enter_context(redis_server(redis_folder, persistent=True))
-            await service.healthy(30)
+            await service.healthy(STARTUP_SECONDS)
             redis_back = time.monotonic()
             await _answered_since(answers, redis_back)
 
@@ -280,14 +312,14 @@ async def test_the_service_rides_out_wechat_redis_and_database_faults(
             assert (status, body["error"]["code"]) == (503, "unavailable")
             await asyncio.sleep(2.0)
             await asyncio.to_thread(pg.start)
-            await service.healthy(60)
+            await service.healthy(STARTUP_SECONDS)
             recovered = time.monotonic()
 
             # Afterwards the service works as before: ¥3,000 more makes each member gold. One
             # answer comes after the worker stopped waiting (WeChat did send it): not resent.
             standin.fail_next(TEMPLATE, Fault(delay=2.0))
             for n, openid in enumerate(MEMBERS):
-                async with asyncio.timeout(30):
+                async with asyncio.timeout(STARTUP_SECONDS):
                     while True:
                         status, body = await _api(
                             service.url, "POST", "/orders", _order(f"G-{n}", openid, 300_000)
@@ -320,5 +352,52 @@ async def test_the_service_rides_out_wechat_redis_and_database_faults(
         print(service.log_tail())
         raise
     finally:
-        await service.stop()
         redis.close()
+
+
+async def test_a_failing_test_leaves_no_process_behind(tmp_path: Path) -> None:
+    # The embedded defaults: the service starts a Redis server that daemonizes, leaving the
+    # service's process group; found in its data folder all the same.
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    config = tmp_path / "bot.toml"
+    config.write_text(
+        f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
+        f'[server]\nport = {port}\n[database]\nurl = "sqlite:///{data}/bot.db"\n'
+        f'[redis]\nurl = ""\nembedded_path = "{data}/redis.db"\n'
+        f'[api]\ntoken = "{API_TOKEN}"\n[scheduler]\nenabled = false\n',
+        encoding="utf-8",
+    )
+    code, _, err = await run_bot(config, "migrate")
+    assert code == 0, err
+
+    def left() -> list[str]:
+        """What still runs of the test's: by command line (pgrep), or in its data folder."""
+        found = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, check=False)
+        return found.stdout.decode().split() + [str(pid) for pid in marked("-", data)]
+
+    # A test fails while the service runs, and the service is hung: SIGTERM does nothing.
+    marks: list[str] = []
+
+    async def fail_while_hung() -> None:
+        async with Service(tmp_path, config, port, data, grace=1.0) as service:
+            assert service.process is not None
+            marks.append(service.process.mark)  # type: ignore[attr-defined]
+            assert len(marked(marks[0], data)) >= 2  # the service and its Redis server
+            os.kill(service.process.pid, signal.SIGSTOP)
+            raise RuntimeError("a forced failure")
+
+    with pytest.raises(RuntimeError, match="a forced failure"):
+        await fail_while_hung()
+    assert marked(marks[0], data) == []
+    assert left() == []
+
+    # A start-up that never becomes healthy (its Redis is nowhere) is stopped too.
+    config.write_text(
+        config.read_text().replace('url = ""', f'url = "unix://{tmp_path}/none.sock"'),
+        encoding="utf-8",
+    )
+    with pytest.raises(AssertionError, match="the service"):
+        await Service(tmp_path, config, port, data, startup=3.0).__aenter__()
+    assert left() == []

@@ -31,6 +31,7 @@ from models.referrals import Referral, link_for
 from models.rules import ProgrammeRules
 from models.tiers import TierChange
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
+from tests.services import STARTUP_SECONDS, child_process
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ProgrammeRules()
@@ -565,15 +566,13 @@ def write_config(tmp_path: Path, db_url: str, redis_url: str) -> Path:
 async def run_cli(*args: str | Path, code: str | None = None) -> tuple[int, str, str]:
     """``python -m bot ARGS`` (or ``python -c CODE ARGS``); exit status, stdout, stderr."""
     command = ["-c", code] if code else ["-m", "bot"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *command,
-        *map(str, args),
+    async with child_process(
+        *(sys.executable, *command, *map(str, args)),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    ) as process:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=STARTUP_SECONDS)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 

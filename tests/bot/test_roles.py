@@ -24,8 +24,8 @@ from scheduler.settings import SchedulerConfig
 from tests.bot.api.test_api import follower
 from tests.bot.push.test_delivery import OPENID, eventually, finished, upgrade
 from tests.helpers import ROOT, bot_config, run_bot
-from tests.scheduler.test_campaigns import approved_campaign
-from tests.services import free_port
+from tests.scheduler.test_campaigns import APPROVERS, approved_campaign
+from tests.services import STARTUP_SECONDS, child_process, free_port
 from tests.wechat_standin import WeChatStandIn
 
 
@@ -56,7 +56,7 @@ async def test_a_web_process_plans_and_a_worker_process_sends(
 async def test_campaigns_are_started_by_the_scheduler_leader_not_by_web_processes(
     app_factory: Callable[..., Any], aiohttp_client: Callable[..., Any]
 ) -> None:
-    web = await app_factory(roles=("web",))
+    web = await app_factory(roles=("web",), api=APPROVERS)
     for n in range(3):
         await follower(web, f"o_role_camp_{n:04d}")
     campaign_id = await approved_campaign(web, holdout_percent=0)
@@ -86,7 +86,7 @@ async def test_campaigns_are_started_by_the_scheduler_leader_not_by_web_processe
 
 async def _health(port: int) -> int:
     """The status of the process's /healthz, once it answers."""
-    async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+    async with aiohttp.ClientSession() as http, asyncio.timeout(STARTUP_SECONDS):
         while True:
             try:
                 async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
@@ -101,18 +101,16 @@ async def test_worker_and_scheduler_processes_run_and_stop_on_sigterm(
     config = bot_config(tmp_path, db_url, redis_url)
     for role in ("worker", "scheduler"):
         port = free_port()
-        process = await asyncio.create_subprocess_exec(
+        async with child_process(
             *(sys.executable, "-m", "bot", "--config", str(config)),
             *("serve", "--role", role, "--port", str(port)),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=ROOT,
-        )
-        try:
+        ) as process:
             assert await _health(port) == 200
-        finally:
             process.send_signal(signal.SIGTERM)
-            out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+            out, err = await asyncio.wait_for(process.communicate(), timeout=STARTUP_SECONDS)
         assert process.returncode == 0, err.decode()
         assert f"running as {role}; health on http://127.0.0.1:{port}/healthz" in out.decode()
 

@@ -23,7 +23,7 @@ from bot.app import create_app
 from bot.config import RedisConfig
 from tests.conftest import make_config
 from tests.helpers import PLAIN, push
-from tests.services import free_port, redis_server_binary
+from tests.services import STARTUP_SECONDS, free_port, redis_server_binary, stop_popen
 
 SERVICE = "loyalty"
 
@@ -37,7 +37,7 @@ class Group:
 
     def kill(self, port: int) -> None:
         self.processes[port].kill()
-        self.processes[port].wait(10)
+        self.processes[port].wait()
 
 
 def _redis(folder: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -78,8 +78,7 @@ def sentinel_group() -> Iterator[Group]:
         yield Group(master, replica, sentinel, processes)
     finally:
         for process in processes.values():
-            process.terminate()
-            process.wait(10)
+            stop_popen(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -96,7 +95,7 @@ async def _role(port: int) -> str | None:
 
 async def _ready(group: Group) -> None:
     """The replica in sync and the sentinel watching both."""
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(STARTUP_SECONDS):
         while True:
             sentinel = Redis(host="127.0.0.1", port=group.sentinel)
             try:
@@ -137,7 +136,7 @@ async def test_the_service_finds_the_master_and_follows_a_failover(
     group.kill(group.master)
     # Until the sentinel has promoted the replica the webhook may answer "busy"; after it,
     # the same app writes to the new master without a restart.
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(STARTUP_SECONDS):
         while await _role(group.replica) != "master":  # noqa: ASYNC110 - another process
             await asyncio.sleep(0.1)
         n = 0

@@ -17,6 +17,7 @@ from bot import wiring
 from bot.push.outbox import STREAM, Outbox
 from models.campaigns import Campaign, CampaignMember, CampaignRun, lift
 from models.deliveries import Delivery
+from models.staff import AuditEntry, Staff
 from scheduler.campaigns import CampaignDispatcher, dispatch_due, next_run
 from tests.bot.api.test_api import call, follower, order
 from tests.bot.console.test_console import NO_QUIET_HOURS, add_staff, csrf_of, login
@@ -24,6 +25,23 @@ from tests.bot.push.test_delivery import eventually
 from tests.wechat_standin import WeChatStandIn
 
 AUDIENCE = {"root": {"all": [{"field": "tier", "op": "in", "value": ["basic"]}]}}
+# Callers bound to staff members: the only ones that approve through the API.
+BOSS_TOKEN = "token-of-boss-the-admin-01"
+MIA_TOKEN = "token-of-mia-the-marketer1"
+TOOL_TOKEN = "token-of-an-unbound-tool-1"
+APPROVERS = {
+    "tokens": {"boss_tool": BOSS_TOKEN, "mia_tool": MIA_TOKEN, "tool": TOOL_TOKEN},
+    "approvers": {"boss_tool": "boss", "mia_tool": "mia"},
+}
+
+
+def as_caller(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def approve(client: TestClient, actions: str, token: str = BOSS_TOKEN) -> tuple[int, Any]:
+    """Approve through the API as the staff member ``token`` is bound to."""
+    return await call(client, "POST", actions, {"action": "approve"}, as_caller(token))
 
 
 def test_lift_against_a_hand_computed_example() -> None:
@@ -78,7 +96,7 @@ async def _run(client: TestClient, at: datetime | None = None) -> int:
 async def test_a_campaign_from_draft_to_figures(
     app_factory: Callable[..., Any], standin: WeChatStandIn
 ) -> None:
-    client = await app_factory(delivery={**NO_QUIET_HOURS, "marketing_per_day": 5})
+    client = await app_factory(delivery={**NO_QUIET_HOURS, "marketing_per_day": 5}, api=APPROVERS)
     openids = await _followers(client, 40)
     status, shown = await call(client, "POST", "/audiences/preview", {"audience": AUDIENCE})
     assert (status, shown["count"], shown["with_mass_allowance"]) == (200, 40, 40)
@@ -87,16 +105,15 @@ async def test_a_campaign_from_draft_to_figures(
     status, campaign = await call(client, "POST", "/campaigns", spec())
     assert (status, campaign["status"]) == (201, "draft")
     actions = f"/campaigns/{campaign['id']}/actions"
-    assert (await call(client, "POST", actions, {"action": "approve", "approver": "x"}))[0] == 422
     await add_staff(client, "boss", "admin")
     await add_staff(client, "mia", "marketer")
-    status, body = await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    status, body = await approve(client, actions)
     assert (status, body["error"]["code"]) == (409, "refused")  # not submitted yet
     assert (await call(client, "POST", actions, {"action": "submit"}))[0] == 200
-    status, body = await call(client, "POST", actions, {"action": "approve", "approver": "mia"})
+    status, body = await approve(client, actions, MIA_TOKEN)
     assert status == 409
     assert "role" in body["error"]["message"]
-    status, body = await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    status, body = await approve(client, actions)
     assert (status, body["status"], body["approved_by"]) == (200, "approved", "boss")
 
     assert await _run(client) == 1
@@ -148,14 +165,57 @@ async def test_a_campaign_from_draft_to_figures(
     assert figures["B"]["converted"] == 0
 
 
+async def test_approval_is_a_person_s_act_never_a_name_in_a_request(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(console={"campaign_approval": "another_marketer"}, api=APPROVERS)
+    boss = await add_staff(client, "boss", "admin")
+    await add_staff(client, "mia", "marketer")
+    _, first = await call(client, "POST", "/campaigns", spec())
+    actions = f"/campaigns/{first['id']}/actions"
+    assert (await call(client, "POST", actions, {"action": "submit"}))[0] == 200
+    # A request cannot say who approves, and a caller not bound to a person cannot approve.
+    status, body = await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    assert (status, body["error"]["field"]) == (422, "approver")
+    for headers in (None, as_caller(TOOL_TOKEN)):
+        status, body = await call(client, "POST", actions, {"action": "approve"}, headers)
+        assert (status, body["error"]["code"]) == (403, "forbidden")
+    # A bound token stops approving when its person's account is disabled.
+    async with client.app[wiring.SESSIONS].begin() as session:
+        await session.execute(update(Staff).where(Staff.id == boss).values(disabled=True))
+    status, body = await approve(client, actions)
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    async with client.app[wiring.SESSIONS]() as session:
+        assert (await session.get_one(Campaign, first["id"])).status == "pending"
+        assert (await session.scalars(select(AuditEntry))).all() == []
+
+    # A bound caller's draft is its person's: never approved by the same person.
+    async with client.app[wiring.SESSIONS].begin() as session:
+        await session.execute(update(Staff).where(Staff.id == boss).values(disabled=False))
+    status, second = await call(client, "POST", "/campaigns", spec(), as_caller(MIA_TOKEN))
+    assert (status, second["created_by"]) == (201, "mia")
+    actions = f"/campaigns/{second['id']}/actions"
+    await call(client, "POST", actions, {"action": "submit"}, as_caller(MIA_TOKEN))
+    status, body = await approve(client, actions, MIA_TOKEN)
+    assert (status, body["error"]["code"]) == (409, "refused")
+    assert "other than its author" in body["error"]["message"]
+    status, body = await approve(client, actions)
+    assert (status, body["approved_by"]) == (200, "boss")
+    async with client.app[wiring.SESSIONS]() as session:
+        (entry,) = (await session.scalars(select(AuditEntry))).all()
+    assert (entry.staff_id, entry.action) == (boss, "campaign_approve")
+    assert entry.target == str(second["id"])
+    assert entry.detail == {"api_caller": "boss_tool"}
+
+
 async def test_cancel_skips_what_is_still_queued(app_factory: Callable[..., Any]) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    client = await app_factory(delivery={"workers": 0}, api=APPROVERS)
     await _followers(client, 5)
     await add_staff(client, "boss", "admin")
     _, campaign = await call(client, "POST", "/campaigns", spec(holdout_percent=0))
     actions = f"/campaigns/{campaign['id']}/actions"
     await call(client, "POST", actions, {"action": "submit"})
-    await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    await approve(client, actions)
     assert await _run(client) == 1
     status, body = await call(client, "POST", actions, {"action": "cancel"})
     assert (status, body["status"]) == (200, "cancelled")
@@ -175,13 +235,13 @@ async def test_cancel_skips_what_is_still_queued(app_factory: Callable[..., Any]
 async def test_a_cancel_while_a_run_is_planned_plans_no_more_of_it(
     app_factory: Callable[..., Any],
 ) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    client = await app_factory(delivery={"workers": 0}, api=APPROVERS)
     await _followers(client, 5)
     await add_staff(client, "boss", "admin")
     _, campaign = await call(client, "POST", "/campaigns", spec(holdout_percent=0))
     actions = f"/campaigns/{campaign['id']}/actions"
     await call(client, "POST", actions, {"action": "submit"})
-    await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    await approve(client, actions)
     app = client.app
 
     class CancelAfterFirstBatch(Outbox):
@@ -207,7 +267,7 @@ async def approved_campaign(client: TestClient, **changes: Any) -> int:
     _, campaign = await call(client, "POST", "/campaigns", spec(**changes))
     actions = f"/campaigns/{campaign['id']}/actions"
     await call(client, "POST", actions, {"action": "submit"})
-    status, _ = await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    status, _ = await approve(client, actions)
     assert status == 200
     return int(campaign["id"])
 
@@ -254,7 +314,7 @@ class _CrashOnSecondBatch(Outbox):
 async def test_planning_cut_short_resumes_where_it_stopped_and_then_the_campaign_is_done(
     app_factory: Callable[..., Any],
 ) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    client = await app_factory(delivery={"workers": 0}, api=APPROVERS)
     await _followers(client, 7)
     campaign_id = await approved_campaign(client, holdout_percent=0)
     app = client.app
@@ -284,7 +344,7 @@ async def test_planning_cut_short_resumes_where_it_stopped_and_then_the_campaign
 async def test_two_planners_resuming_one_run_at_once_plan_each_member_once(
     app_factory: Callable[..., Any],
 ) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    client = await app_factory(delivery={"workers": 0}, api=APPROVERS)
     await _followers(client, 9)
     campaign_id = await approved_campaign(client, holdout_percent=0)
     app = client.app
@@ -312,7 +372,7 @@ async def test_two_planners_resuming_one_run_at_once_plan_each_member_once(
 async def test_a_paused_campaign_stops_being_planned_and_resumes_after_the_resume(
     app_factory: Callable[..., Any],
 ) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    client = await app_factory(delivery={"workers": 0}, api=APPROVERS)
     await _followers(client, 5)
     campaign_id = await approved_campaign(client, holdout_percent=0)
     actions = f"/campaigns/{campaign_id}/actions"
@@ -338,7 +398,10 @@ async def test_a_paused_campaign_stops_being_planned_and_resumes_after_the_resum
     assert await _state(client, campaign_id) == ("done", True)
 
 
-async def test_the_dispatcher_starts_runs_only_while_leading(client: TestClient) -> None:
+async def test_the_dispatcher_starts_runs_only_while_leading(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(api=APPROVERS)
     await _followers(client, 3)
     campaign_id = await approved_campaign(client, holdout_percent=0)
     app = client.app
@@ -354,7 +417,8 @@ async def test_the_dispatcher_starts_runs_only_while_leading(client: TestClient)
     assert await _state(client, campaign_id) == ("done", True)
 
 
-async def test_schedules_pause_and_resume(client: TestClient) -> None:
+async def test_schedules_pause_and_resume(app_factory: Callable[..., Any]) -> None:
+    client = await app_factory(api=APPROVERS)
     await _followers(client, 3)
     await add_staff(client, "boss", "admin")
     later = datetime.now(UTC) + timedelta(hours=2)
@@ -363,7 +427,7 @@ async def test_schedules_pause_and_resume(client: TestClient) -> None:
     )
     actions = f"/campaigns/{campaign['id']}/actions"
     await call(client, "POST", actions, {"action": "submit"})
-    _, body = await call(client, "POST", actions, {"action": "approve", "approver": "boss"})
+    _, body = await approve(client, actions)
     assert datetime.fromisoformat(body["next_run_at"]) == later
     assert await _run(client) == 0  # not yet
     await call(client, "POST", actions, {"action": "pause"})

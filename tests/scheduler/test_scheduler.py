@@ -27,6 +27,7 @@ from scheduler.runner import ProgrammeScheduler
 from scheduler.runs import JobRuns
 from scheduler.settings import DEFAULT_SCHEDULE, SchedulerConfig
 from tests.helpers import ROOT
+from tests.services import STARTUP_SECONDS, child_process
 
 RULES = ProgrammeRules()
 ZONE = RULES.zone  # Asia/Shanghai: UTC+8, no daylight saving
@@ -387,9 +388,7 @@ async def test_a_killed_leader_process_is_replaced_within_the_ttl(
         await redis.rpush("test:runs", "here " + ctx.now.isoformat())
         return "here ticked"
 
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _PROCESS, db_url, redis_url, str(ttl), cwd=ROOT
-    )
+    started = child_process(sys.executable, "-c", _PROCESS, db_url, redis_url, str(ttl), cwd=ROOT)
     here = ProgrammeScheduler(
         SchedulerConfig(leader_ttl_seconds=ttl, jobs={}),
         database_url=db_url,
@@ -401,19 +400,17 @@ async def test_a_killed_leader_process_is_replaced_within_the_ttl(
         triggers={"tick": CronTrigger(second="*", timezone=ZONE)},
     )
     try:
-        await count("child", 1, within=10)  # imports and start-up
-        await here.start()
-        await count("child", 2, within=3)
-        assert not here.is_leader
-        child.send_signal(signal.SIGKILL)  # no release, no clean-up of any kind
-        await child.wait()
-        took = await wait_for(lambda: here.is_leader, within=ttl + 0.5)
-        assert took <= ttl + 0.2
-        await count("here", 2, within=4)
-    finally:
-        if child.returncode is None:
-            child.kill()
+        async with started as child:
+            await count("child", 1, within=STARTUP_SECONDS)  # imports and start-up
+            await here.start()
+            await count("child", 2, within=3)
+            assert not here.is_leader
+            child.send_signal(signal.SIGKILL)  # no release, no clean-up of any kind
             await child.wait()
+            took = await wait_for(lambda: here.is_leader, within=ttl + 0.5)
+            assert took <= ttl + 0.2
+            await count("here", 2, within=4)
+    finally:
         await here.stop()
 
     recorded = await runs()

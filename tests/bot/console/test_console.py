@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -11,12 +12,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
+from multidict import CIMultiDict
 from sqlalchemy import select, update
 
 from bot import wiring
 from bot.console.app import create_console_app
-from bot.console.auth import COOKIE, hash_password
+from bot.console.auth import COOKIE, client_address, hash_password
 from bot.console.sweeps import ConsoleSweeps
 from bot.wechat.handoff import Handoffs
 from models.base import utcnow
@@ -49,13 +51,19 @@ async def add_staff(client: TestClient, username: str, role: str, online: bool =
         return staff.id
 
 
-async def login(client: TestClient, username: str, password: str = PASSWORD) -> int:
+async def login(
+    client: TestClient,
+    username: str,
+    password: str = PASSWORD,
+    headers: dict[str, str] | None = None,
+) -> int:
     page = await (await client.get("/console/login")).text()
     token = re.search(r'name="csrf" value="([^"]+)"', page)
     assert token
     response = await client.post(
         "/console/login",
         data={"csrf": token[1], "username": username, "password": password},
+        headers=headers,
         allow_redirects=False,
     )
     return response.status
@@ -246,7 +254,7 @@ async def test_member_messages_reach_the_console_feed_at_once(console: TestClien
         await say(client, "人工")
         await say(client, "订单没收到 <script>")
         events = []
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(60):
             while len(events) < 2:
                 line = await stream.content.readline()
                 if line.startswith(b"data: "):
@@ -402,6 +410,59 @@ async def test_logins_are_throttled_and_sessions_renewed(console: TestClient) ->
     cookie = (await client.get("/console/login")).headers.get("Set-Cookie", "")
     assert "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
+
+
+async def test_a_login_throttle_by_address_cannot_be_escaped_through_x_forwarded_for(
+    console: TestClient,
+) -> None:
+    # Behind nginx (the test client's 127.0.0.1 is the trusted proxy), which appends the
+    # address it saw to whatever X-Forwarded-For the client sent.
+    client = console
+    await add_staff(client, "agent_li", "agent")
+    for n in range(5):
+        spoofed = {"X-Forwarded-For": f"10.9.9.{n}, 203.0.113.9"}
+        assert await login(client, f"nobody{n}", "wrong password!", spoofed) == 401
+    # The same caller, under yet another first hop and a real username: paused by address.
+    spoofed = {"X-Forwarded-For": "10.9.9.77, 203.0.113.9"}
+    assert await login(client, "agent_li", headers=spoofed) == 429
+    redis = client.app[wiring.REDIS]
+    assert await redis.get("console:login:failures:203.0.113.9") == b"5"
+    assert await redis.keys("console:login:failures:10.9.9.*") == []
+    # Someone else behind the same proxy is not held back.
+    assert await login(client, "agent_li", headers={"X-Forwarded-For": "198.51.100.4"}) == 303
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "expected"),
+    [
+        # nginx on this host appended the client it saw; the first hop is the client's own.
+        ("127.0.0.1", ["6.6.6.6, 203.0.113.9"], ["127.0.0.1"], "203.0.113.9"),
+        # Two proxies of ours: the load balancer's hop is skipped as well.
+        (
+            "127.0.0.1",
+            ["6.6.6.6, 203.0.113.9, 10.0.0.5"],
+            ["127.0.0.1", "10.0.0.0/8"],
+            "203.0.113.9",
+        ),
+        # Several headers read as one list, in order.
+        ("::1", ["6.6.6.6", "203.0.113.9"], ["::1"], "203.0.113.9"),
+        ("::ffff:127.0.0.1", ["203.0.113.9"], ["127.0.0.1"], "203.0.113.9"),
+        # A peer that is no proxy of ours: the header is not read.
+        ("198.51.100.4", ["6.6.6.6"], ["127.0.0.1"], "198.51.100.4"),
+        ("127.0.0.1", ["6.6.6.6"], [], "127.0.0.1"),
+        # No header, or only proxies: as far as can be told.
+        ("127.0.0.1", [], ["127.0.0.1"], "127.0.0.1"),
+        ("127.0.0.1", ["10.0.0.7, 10.0.0.5"], ["127.0.0.1", "10.0.0.0/8"], "10.0.0.7"),
+        ("127.0.0.1", ["6.6.6.6, not-an-address"], ["127.0.0.1"], "not-an-address"),
+    ],
+)
+def test_the_caller_is_the_right_most_hop_no_trusted_proxy_added(
+    peer: str, forwarded: list[str], trusted: list[str], expected: str
+) -> None:
+    headers = CIMultiDict(("X-Forwarded-For", value) for value in forwarded)
+    request = make_mocked_request("POST", "/console/login", headers=headers).clone(remote=peer)
+    networks = [ipaddress.ip_network(t) for t in trusted]
+    assert client_address(request, networks) == expected
 
 
 async def test_notes_transfer_and_what_staff_typed_stays_text(console: TestClient) -> None:

@@ -1,5 +1,8 @@
 """Events for shop systems: a receiver on 127.0.0.1 gets each event once, signed as the README
-says, retried with backoff through failures, given up after the retry window and replayable."""
+says, retried with backoff through failures, given up after the retry window and replayable.
+The receiver is on a private address, so these tests allow it explicitly
+(``allow_private_targets``); by default such targets are refused at registration and when
+connecting."""
 
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from bot import wiring
-from bot.push.shop_hooks import HookWorker, fan_out_all, hooks_outbox
+from bot.push.shop_hooks import HookWorker, fan_out_all, hooks_outbox, public_address
 from bot.wiring import questions_store
 from models.base import utcnow
 from models.events import MemberEvent
-from models.hooks import HookDelivery
+from models.hooks import HookDelivery, add_subscriber
 from models.members import find_member
 from models.personal_data import erase_member
 from models.ratings import OpenQuestion
@@ -35,6 +38,7 @@ from tests.bot.push.test_delivery import eventually
 from tests.helpers import PLAIN, push
 from tests.models.test_ratings import say
 from tests.models.test_referrals import ALICE, BOB, follow_through, share_code
+from tests.services import free_port
 
 OPENID = "o_hook_member01"
 ALL_TYPES = [
@@ -44,7 +48,8 @@ ALL_TYPES = [
     "rating.low",
     "member.unsubscribed",
 ]
-FAST = {"retry_base_seconds": 0.1, "retry_max_seconds": 0.2}
+# The receivers listen on 127.0.0.1, which only this setting lets subscribers reach.
+FAST = {"retry_base_seconds": 0.1, "retry_max_seconds": 0.2, "allow_private_targets": True}
 
 
 @dataclass
@@ -378,3 +383,92 @@ async def test_an_erased_member_s_unsent_events_never_go(
     await asyncio.sleep(1.0)  # retries were due every 0.1-0.2 s
     assert await rows(client) == []
     assert len(receiver.received) <= received + 1  # at most the attempt already in flight
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379/",
+        "http://localhost:8080/events",
+        "http://10.1.2.3/events",
+        "http://172.16.0.9/events",
+        "http://192.168.1.20/events",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/events",
+        "http://0.0.0.0:8080/events",
+        "http://[::1]:8080/events",
+        "http://[fe80::1]/events",
+        "http://[fd00::5]/events",
+        "http://[::ffff:127.0.0.1]/events",
+        "http://2130706433/events",  # 127.0.0.1 as one number
+        "https://no-such-host.invalid/events",
+    ],
+)
+async def test_private_and_unresolvable_targets_are_refused_at_registration(
+    client: TestClient, url: str
+) -> None:
+    body = {"name": "probe", "url": url, "types": ["points.changed"]}
+    status, answer = await call(client, "POST", "/hooks", body)
+    assert (status, answer["error"]["field"]) == (422, "url"), answer
+    _, listed = await call(client, "GET", "/hooks")
+    assert listed["subscribers"] == []
+
+
+async def test_a_public_target_is_registered(client: TestClient) -> None:
+    body = {"name": "erp", "url": "https://8.8.8.8/events", "types": ["points.changed"]}
+    assert (await call(client, "POST", "/hooks", body))[0] == 201
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("127.0.0.2", False),
+        ("::ffff:10.0.0.1", False),
+        ("fe80::1%eth0", False),
+        ("224.0.0.1", False),
+        ("255.255.255.255", False),
+    ],
+)
+def test_which_addresses_are_public(address: str, public: bool) -> None:
+    assert public_address(address) is public
+
+
+async def test_a_target_that_turns_private_is_refused_when_connecting(
+    app_factory: Callable[..., Any], receiver: Receiver
+) -> None:
+    # Private targets are not allowed. Two subscribers got in anyway: a name that resolved to
+    # a public address at registration and to 127.0.0.1 now (DNS rebinding), and an IP
+    # literal stored before the rule. Neither is connected to.
+    client = await app_factory(hooks={**FAST, "allow_private_targets": False, "retry_hours": 1e-3})
+    async with client.app[wiring.SESSIONS].begin() as session:
+        for name, url in (
+            ("rebound", receiver.url.replace("127.0.0.1", "localhost")),
+            ("literal", receiver.url),
+        ):
+            await add_subscriber(session, name, url, ["points.changed"], "s" * 64, utcnow())
+    await follower(client, OPENID)
+    await call(client, "POST", "/orders", order("H-11", OPENID))
+    delivered = await eventually(lambda: settled(client, 2))
+    assert [(r.status, r.error, r.response_status) for r in delivered] == [
+        ("failed", "refused_address", None)
+    ] * 2
+    assert receiver.received == []
+
+
+async def test_a_failed_connection_is_recorded_as_a_category_not_its_text(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(hooks={**FAST, "retry_hours": 1e-3})
+    closed = f"http://127.0.0.1:{free_port()}/events"  # nothing listens there
+    status, body = await call(
+        client, "POST", "/hooks", {"name": "erp", "url": closed, "types": ["points.changed"]}
+    )
+    assert status == 201
+    await follower(client, OPENID)
+    await call(client, "POST", "/orders", order("H-12", OPENID))
+    await eventually(lambda: settled(client, 1))
+    _, log = await call(client, "GET", f"/hooks/{body['id']}/deliveries")
+    (delivery,) = log["deliveries"]
+    assert (delivery["status"], delivery["error"]) == ("failed", "connect_error")

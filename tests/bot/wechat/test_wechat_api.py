@@ -34,7 +34,9 @@ def make_client(
     def make(**options: Any) -> WeChatClient:
         settings: dict[str, Any] = {
             "base_url": str(standin.server.make_url("")),
-            "timeout": 1.0,
+            # A ceiling for a loaded machine (50 concurrent calls must fit in it); the tests of
+            # unanswered calls set a short one, against a longer delay.
+            "timeout": 30.0,
             "backoff": 0.01,
             "max_attempts": 3,
             "metrics": Metrics(),
@@ -147,9 +149,9 @@ async def test_an_unanswered_message_is_not_sent_again(
     standin: WeChatStandIn,
 ) -> None:
     # WeChat is slow: it acts on the request after the client has stopped waiting.
-    standin.fail_next(SEND, Fault(delay=0.5), Fault(delay=0.5))
+    standin.fail_next(SEND, Fault(delay=3.0), Fault(delay=3.0))
     with pytest.raises(WeChatAPIError) as raised:
-        await make_client(timeout=0.2, max_attempts=3).send_custom_message(TEXT)
+        await make_client(timeout=1.0, max_attempts=3).send_custom_message(TEXT)
     assert (raised.value.errcode, raised.value.unanswered) == (None, True)
     await asyncio.sleep(0.6)
     assert len(standin.sent()) == 1  # delivered once, by the one attempt made
@@ -160,8 +162,8 @@ async def test_an_unanswered_call_that_sends_nothing_is_retried(
     make_client: Callable[..., WeChatClient],
     standin: WeChatStandIn,
 ) -> None:
-    standin.fail_next("/cgi-bin/qrcode/create", Fault(delay=0.5))
-    code = await make_client(timeout=0.2, max_attempts=2).create_qr_code("ref_abc", 3600)
+    standin.fail_next("/cgi-bin/qrcode/create", Fault(delay=3.0))
+    code = await make_client(timeout=1.0, max_attempts=2).create_qr_code("ref_abc", 3600)
     assert code.ticket
 
 
