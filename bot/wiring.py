@@ -37,8 +37,8 @@ from bot.wechat.referral_links import ReferralShares
 from bot.wechat.webhook import Webhook
 from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
-from handlers.intents import IntentMatcher
 from handlers.router import Router
+from handlers.understanding.pipeline import Understander
 from scheduler.rating_questions import question_opener
 from scheduler.runner import ProgrammeScheduler
 
@@ -105,7 +105,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     """The webhook, its dispatcher and the background work it starts."""
     config = app[CONFIG]
     router = app[ROUTER]
-    matcher = IntentMatcher(config.chat.keywords, config.chat.menu_keys)
+    matcher = Understander.from_config(config.chat, config.programme)
     gate = InboundGate(app[PIPE], config.wechat.dedupe_ttl_seconds)
     services = Services(
         intents=matcher,

@@ -28,10 +28,19 @@ class Dispatcher:
         self.services = services
 
     def resolve_intent(self, msg: Inbound) -> str | None:
-        """What the member's words or menu key ask for, if anything we know."""
+        """What the member's words or menu key ask for, if anything we know. While a question
+        is open or a person has the conversation, free text is an answer to them: only the
+        exact keywords are looked for."""
+        words = self.services.intents
         if msg.kind == "event":
-            return self.services.intents.for_menu_key(msg.key) if msg.event == "click" else None
-        return self.services.intents.for_text(msg.text)
+            return words.for_menu_key(msg.key) if msg.event == "click" else None
+        if not msg.text:
+            return None
+        if msg.question is not None or msg.handoff is not None:
+            msg.understood = words.exactly(msg.text)
+        else:
+            msg.understood = words.understand(msg.text)
+        return msg.understood.intent if msg.understood is not None else None
 
     async def dispatch(self, msg: Inbound) -> Reply | None:
         """The reply to ``msg`` (None: nothing to say), after its side effects are committed.

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
-from handlers.intents import IntentMatcher
+from handlers.understanding.pipeline import Understander, Understanding
 from models.ledger import PointsSummary
 from models.members import Member
 from models.ratings import OpenQuestion
@@ -87,7 +87,7 @@ class HandoffDesk(Protocol):
 class Services:
     """What handlers share, wired once by the app factory."""
 
-    intents: IntentMatcher
+    intents: Understander
     sessions: async_sessionmaker[AsyncSession]
     # Read-only answers use an autocommit connection: no BEGIN/COMMIT round trips.
     reader: AsyncEngine
@@ -131,6 +131,8 @@ class Inbound:
     msg_id: int = 0  # MsgId, or MsgID of a TEMPLATESENDJOBFINISH
     status: str = ""  # Status of a TEMPLATESENDJOBFINISH
     intent: str | None = None
+    # What the understanding step made of the text: slots, confidence, further intents, choices.
+    understood: Understanding | None = None
     state: str | None = None
     # The question the member has open (a rating), read with the message's Redis work.
     question: OpenQuestion | None = None
