@@ -126,6 +126,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         service_hours=config.console.service_hours,
         public_url=config.server.public_url,
         capabilities=tuple(dict.fromkeys(router.intents())),
+        faq_answers={key: entry.answer for key, entry in config.chat.faq.items()},
     )
     app[SERVICES] = services
     dispatcher = Dispatcher(router, services)

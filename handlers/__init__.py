@@ -7,6 +7,7 @@ from handlers import (
     binding,
     coupons,
     fallback,
+    faq,
     follow,
     handoff,
     help,
@@ -15,6 +16,7 @@ from handlers import (
     recap,
     receipts,
     referral,
+    smalltalk,
     tier,
 )
 from handlers.router import Router
@@ -35,6 +37,8 @@ def build_router() -> Router:
         recap.router,
         referral.router,
         binding.router,
+        faq.router,
+        smalltalk.router,
         fallback.router,
     )
     return root

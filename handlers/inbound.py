@@ -107,6 +107,8 @@ class Services:
     # Where members' phones reach this service (links in replies).
     public_url: str = "http://127.0.0.1:8080"
     capabilities: tuple[str, ...] = ()
+    # The brand's FAQ answers by key (``[chat.faq]``).
+    faq_answers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -173,6 +175,10 @@ class Inbound:
                 raise RuntimeError("message has no member")
             self.member = await self.db.get_one(Member, self.member_id)
         return self.member
+
+    def slot(self, name: str) -> str | None:
+        """A slot the understanding step read from the text (a date, a tier, a FAQ key)."""
+        return self.understood.slots.get(name) if self.understood is not None else None
 
     @property
     def svc(self) -> Services:

@@ -113,10 +113,11 @@ def make_config(
     programme: dict[str, Any] | None = None,
     console: dict[str, Any] | None = None,
     hooks: dict[str, Any] | None = None,
+    chat: dict[str, Any] | None = None,
     **wechat: Any,
 ) -> Config:
     """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``,
-    ``programme``, ``console`` and ``hooks`` set those tables."""
+    ``programme``, ``console``, ``hooks`` and ``chat`` set those tables."""
     return Config.model_validate(
         {
             "wechat": {
@@ -134,6 +135,7 @@ def make_config(
             "programme": programme or {},
             "console": console or {},
             "hooks": hooks or {},
+            "chat": chat or {},
             # Tests of the scheduler start their own (tests/scheduler/test_scheduler.py).
             "scheduler": {"enabled": False},
             "source": "tests",
@@ -159,10 +161,11 @@ def app_factory(
         console: dict[str, Any] | None = None,
         roles: tuple[str, ...] = ROLES,
         hooks: dict[str, Any] | None = None,
+        chat: dict[str, Any] | None = None,
         **wechat: Any,
     ) -> TestClient:
         """``redis_at``: another Redis server than the test one (flushed first);
-        ``programme``, ``console`` and ``hooks``: those tables of the configuration;
+        ``programme``, ``console``, ``hooks`` and ``chat``: those tables of the configuration;
         ``roles``: what the process plays (``serve --role``)."""
         if redis_at is not None:
             other = Redis.from_url(redis_at)
@@ -170,7 +173,7 @@ def app_factory(
             await other.aclose()
         base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
         config = make_config(
-            db_url, redis_at or redis_url, base, delivery, programme, console, hooks, **wechat
+            db_url, redis_at or redis_url, base, delivery, programme, console, hooks, chat, **wechat
         )
         return await aiohttp_client(create_app(config, router=router, roles=roles))
 

@@ -1,7 +1,7 @@
 """The classifier step: a member's normalised text to a probability per intent.
 
 Features are character n-grams (1-3) of the text and n-grams (2-4) of its toneless pinyin, so
-「鸡分」 (a homophone typo) and 「jifen」 (typed in pinyin) land where 「积分」 does. A logistic
+「鸡分」 (a homophone typo) and 「jifen」 (typed in pinyin) land where 「积分」 does. A linear
 SVM (scikit-learn's ``LinearSVC``) is fitted on the labelled lines in ``corpus/`` plus the brand's
 own words; training is deterministic and takes a fraction of a second, so every process trains
 at start-up and nothing is downloaded or stored. (A logistic regression scored no better in

@@ -39,7 +39,7 @@ ACCEPT = 0.3
 # costs a person's time and the member's wait, a clarification only one more message.
 ACCEPT_HUMAN = 0.6
 # An intent is offered as a choice when at least this likely.
-OFFER = 0.08
+OFFER = 0.05
 MAX_CHOICES = 3
 # Intents that can share a reply with another (「查一下积分和等级」).
 COMBINABLE = frozenset(
@@ -212,12 +212,11 @@ class Understander:
         faq = self._faq_hit(normal)
         if faq is not None:
             return faq
+        # FAQ entries are not offered: their names are the brand's, not the bot's.
         choices = tuple(
-            dict.fromkeys(
-                FAQ if name.startswith(FAQ_PREFIX) else name
-                for name, p in ranked[:4]
-                if p >= OFFER and name not in _NOT_OFFERED
-            )
+            name
+            for name, p in ranked
+            if p >= OFFER and name not in _NOT_OFFERED and not name.startswith(FAQ_PREFIX)
         )[:MAX_CHOICES]
         if top == OUT_OF_SCOPE and confidence >= ACCEPT:
             choices = ()
