@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from handlers import (
     binding,
+    birthday,
+    consent,
     coupons,
     fallback,
     faq,
@@ -37,6 +39,8 @@ def build_router() -> Router:
         recap.router,
         referral.router,
         binding.router,
+        birthday.router,
+        consent.router,
         faq.router,
         smalltalk.router,
         fallback.router,

@@ -46,14 +46,13 @@ class Dispatcher:
 
     async def understand(self, msg: Inbound) -> None:
         """Fill in ``msg.intent`` (and ``msg.understood``): a recognised voice message counts
-        as typed text; a digit answers the choices the bot offered last."""
+        as typed text; a short answer to the bot's own question (a digit, a date, 「是」)
+        means what the question offered."""
         if msg.kind == "voice" and msg.text and msg.handoff is None:
             msg.kind = "text"
         msg.intent = self.resolve_intent(msg)
-        if msg.intent is None and msg.kind == "text" and msg.question is None:
-            number = clarify.choice_number(msg.text)
-            if number is not None and msg.handoff is None:
-                msg.intent = await clarify.chosen(msg, number)
+        if msg.kind == "text" and msg.question is None and msg.handoff is None:
+            await clarify.answer(msg)
 
     async def _answer(self, msg: Inbound) -> Reply | None:
         """The handler's reply; a message that asked for several things gets every answer."""

@@ -22,6 +22,8 @@ CAPABILITIES = {
     "referral": "获取专属推荐链接与二维码",
     "my_referrals": "查看推荐好友的进度与奖励",
     "redeem": "了解积分怎么用",
+    "birthday": "登记生日，生日月消费享多倍积分",
+    "opt_out": "退订营销推送（服务通知照常）",
     "human": "转接人工客服",
 }
 

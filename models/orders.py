@@ -110,7 +110,13 @@ def order_problem(
 def points_for(rules: ProgrammeRules, member: Member, amount_fen: int, paid_at: datetime) -> int:
     """¥1 = 1 point × the member's tier multiplier, doubled (setting) in the birthday month."""
     multiplier = rules.tier(member.tier).multiplier
-    if member.birthday and paid_at.astimezone(rules.zone).month == member.birthday.month:
+    local = paid_at.astimezone(rules.zone).date()
+    if (
+        member.birthday
+        and local.month == member.birthday.month
+        # A birthday given in chat counts from the next month: none moves it to earn now.
+        and (member.birthday_bonus_from is None or local >= member.birthday_bonus_from)
+    ):
         multiplier *= rules.points.birthday_multiplier
     points = (Decimal(amount_fen) * multiplier / 100).to_integral_value(ROUND_FLOOR)
     return int(points)
