@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Config
@@ -34,6 +35,7 @@ from bot.wechat.points_cache import PointsCache
 from bot.wechat.questions import Questions
 from bot.wechat.redis_pipe import RedisPipe
 from bot.wechat.referral_links import ReferralShares
+from bot.wechat.taught import TaughtPhrasings
 from bot.wechat.webhook import Webhook
 from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
@@ -57,6 +59,7 @@ WEBHOOK = web.AppKey("webhook", Webhook)
 ROUTER = web.AppKey("router", Router)
 SERVICES = web.AppKey("services", Services)
 OUTBOX = web.AppKey("outbox", Outbox)
+TAUGHT = web.AppKey("taught", TaughtPhrasings)
 
 
 def questions_store(redis: Redis, config: Config) -> Questions:
@@ -136,11 +139,20 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
     flusher = InteractionFlusher(app[REDIS], app[SESSIONS])
     flushing = asyncio.create_task(flusher.run(stop), name="interaction-flush")
+    taught = TaughtPhrasings(
+        app[REDIS], services.reader, app[SESSIONS], matcher, config.chat.miss_retention_days
+    )
+    app[TAUGHT] = taught
+    with contextlib.suppress(RedisError, SQLAlchemyError, OSError):  # the loop retries
+        await taught.refresh()
+    learning = asyncio.create_task(
+        taught.run(stop, config.chat.taught_refresh_seconds), name="taught-phrasings"
+    )
     yield
     await tasks.close()
     # It flushes once more as it stops; what a failure leaves in Redis, the next process writes.
     stop.set()
-    await flushing
+    await asyncio.gather(flushing, learning)
 
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:

@@ -3,7 +3,8 @@
 When the understanding step had likely intents in mind, the member is asked to pick one by
 number (「您是想：1 查询积分 2 查看会员等级 3 转人工客服」); when it had none, the same numbered
 question offers the main things the bot does. A person is brought in only when the message
-after such a question is not understood either (or when the member picks 转人工客服).
+after such a question is not understood either (or when the member picks 转人工客服). Every
+such message is kept for the console's misses page (models/misses.py).
 A recognised voice message is understood as text by the dispatcher; one without WeChat's
 recognition is answered with a request to type.
 """
@@ -15,8 +16,11 @@ from handlers.handoff import hand_over
 from handlers.help import help_text
 from handlers.inbound import Inbound
 from handlers.router import Router, kind
+from handlers.understanding.normalise import normalise
 from messages import chat_copy, copy, handoff_copy
 from messages.replies import Reply, TextReply
+from models.base import utcnow
+from models.misses import record_miss
 
 router = Router("fallback")
 # Texts in a row the bot did not understand (read by the webhook's gate); the dispatcher clears
@@ -33,6 +37,9 @@ async def not_understood(msg: Inbound) -> Reply:
     key = STREAK_KEY.format(openid=msg.openid)
     redis = msg.svc.redis
     msg.keeps_streak = True
+    if msg.member_id is not None:  # kept for the console's misses page, to be taught
+        normal = msg.understood.text if msg.understood is not None else normalise(msg.text).text
+        await record_miss(msg.db, normal, msg.member_id, msg.text, utcnow())
     if msg.not_understood + 1 >= HAND_OVER_AFTER:
         await redis.delete(key)
         return await hand_over(msg, "not_understood", lead=handoff_copy.NOT_UNDERSTOOD)

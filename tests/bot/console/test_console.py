@@ -286,6 +286,8 @@ ROUTES = {
     ("GET", "/console/dashboard"): ("marketer", "admin"),
     ("GET", "/console/hooks"): ("admin",),
     ("POST", "/console/hooks/deliveries/{id}/replay"): ("admin",),
+    ("GET", "/console/misses"): ("agent", "admin"),
+    ("POST", "/console/misses/{id}/teach"): ("agent", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 
