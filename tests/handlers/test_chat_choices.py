@@ -3,6 +3,7 @@ in any common form, from the next month) and the marketing opt-out (退订 / 恢
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -10,12 +11,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot import wiring
+from bot.database import create_engine
 from handlers.understanding.slots import NO_YEAR
 from messages import chat_copy
 from models.deliveries import MARKETING, SERVICE, PlannedPush, plan
-from models.members import Member, find_member
+from models.members import Member, ensure_member, find_member, record_birthday_once
 from models.orders import points_for
 from models.rules import ProgrammeRules
 from tests.bot.api.test_api import follower
@@ -79,7 +82,7 @@ async def test_a_birthday_is_given_once_only(client: TestClient) -> None:
     await say(client, "是")
     reply = await say(client, "我的生日是4月1日")
     assert reply == chat_copy.BIRTHDAY_ALREADY.format(month=3, day=5)
-    assert await say(client, "是") != chat_copy.BIRTHDAY_RECORDED  # no confirmation pending
+    assert not (await say(client, "是") or "").startswith("已登记")  # no confirmation pending
     member = await get_member(client, OPENID)
     assert member is not None
     assert member.birthday == date(NO_YEAR, 3, 5)
@@ -109,7 +112,7 @@ async def test_bad_dates_get_a_clear_answer_and_record_nothing(
     client: TestClient, typed: str, expected: str
 ) -> None:
     assert await say(client, typed) == expected
-    assert await say(client, "是") != chat_copy.BIRTHDAY_RECORDED
+    assert not (await say(client, "是") or "").startswith("已登记")
     member = await get_member(client, OPENID)
     assert member is not None
     assert member.birthday is None
@@ -121,6 +124,30 @@ async def test_no_drops_the_date(client: TestClient) -> None:
     member = await get_member(client, OPENID)
     assert member is not None
     assert member.birthday is None
+
+
+async def test_confirmations_at_once_record_one_birthday(db_url: str) -> None:
+    """Two 「是」 racing (two devices, a retry): real concurrent sessions, one wins."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers; the race is PostgreSQL's")
+    engine = create_engine(db_url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        async with sessions.begin() as session:
+            member = await ensure_member(session, "o_birthday_race", datetime.now(UTC))
+            member_id = member.id
+
+        async def confirm(day: date) -> bool:
+            async with sessions.begin() as session:
+                return await record_birthday_once(session, member_id, day, date(2027, 1, 1))
+
+        results = await asyncio.gather(*(confirm(date(NO_YEAR, 3, d)) for d in range(1, 9)))
+        assert sorted(results) == [False] * 7 + [True]
+        async with sessions() as session:
+            recorded = (await session.get_one(Member, member_id)).birthday
+        assert recorded == date(NO_YEAR, 3, results.index(True) + 1)
+    finally:
+        await engine.dispose()
 
 
 def test_a_birthday_given_in_chat_earns_the_bonus_from_the_next_month() -> None:
