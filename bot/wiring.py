@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Config
@@ -36,11 +37,12 @@ from bot.wechat.questions import Questions
 from bot.wechat.rate_limit import RateLimiter
 from bot.wechat.redis_pipe import RedisPipe
 from bot.wechat.referral_links import ReferralShares
+from bot.wechat.taught import TaughtPhrasings
 from bot.wechat.webhook import Webhook
 from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
-from handlers.intents import IntentMatcher
 from handlers.router import Router
+from handlers.understanding.pipeline import Understander
 from scheduler.campaigns import CampaignDispatcher
 from scheduler.rating_questions import question_opener
 from scheduler.runner import ProgrammeScheduler
@@ -60,6 +62,7 @@ WEBHOOK = web.AppKey("webhook", Webhook)
 ROUTER = web.AppKey("router", Router)
 SERVICES = web.AppKey("services", Services)
 OUTBOX = web.AppKey("outbox", Outbox)
+TAUGHT = web.AppKey("taught", TaughtPhrasings)
 
 
 def questions_store(redis: Redis, config: Config) -> Questions:
@@ -108,7 +111,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     """The webhook, its dispatcher and the background work it starts."""
     config = app[CONFIG]
     router = app[ROUTER]
-    matcher = IntentMatcher(config.chat.keywords, config.chat.menu_keys)
+    matcher = Understander.from_config(config.chat, config.programme)
     gate = InboundGate(app[PIPE], config.wechat.dedupe_ttl_seconds)
     services = Services(
         intents=matcher,
@@ -129,6 +132,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         service_hours=config.console.service_hours,
         public_url=config.server.public_url,
         capabilities=tuple(dict.fromkeys(router.intents())),
+        faq_answers={key: entry.answer for key, entry in config.chat.faq.items()},
     )
     app[SERVICES] = services
     dispatcher = Dispatcher(router, services)
@@ -147,11 +151,20 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
     flusher = InteractionFlusher(app[REDIS], app[SESSIONS])
     flushing = asyncio.create_task(flusher.run(stop), name="interaction-flush")
+    taught = TaughtPhrasings(
+        app[REDIS], services.reader, app[SESSIONS], matcher, config.chat.miss_retention_days
+    )
+    app[TAUGHT] = taught
+    with contextlib.suppress(RedisError, SQLAlchemyError, OSError):  # the loop retries
+        await taught.refresh()
+    learning = asyncio.create_task(
+        taught.run(stop, config.chat.taught_refresh_seconds), name="taught-phrasings"
+    )
     yield
     await tasks.close()
     # It flushes once more as it stops; what a failure leaves in Redis, the next process writes.
     stop.set()
-    await flushing
+    await asyncio.gather(flushing, learning)
 
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from handlers import (
     binding,
+    birthday,
+    consent,
     coupons,
     fallback,
+    faq,
     follow,
     handoff,
     help,
@@ -15,6 +18,7 @@ from handlers import (
     recap,
     receipts,
     referral,
+    smalltalk,
     tier,
 )
 from handlers.router import Router
@@ -35,6 +39,10 @@ def build_router() -> Router:
         recap.router,
         referral.router,
         binding.router,
+        birthday.router,
+        consent.router,
+        faq.router,
+        smalltalk.router,
         fallback.router,
     )
     return root

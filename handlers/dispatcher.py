@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from handlers import clarify
 from handlers.fallback import STREAK_KEY
 from handlers.inbound import Inbound, Services
 from handlers.router import Declined, Router
-from messages.replies import Reply
+from messages import chat_copy
+from messages.replies import Reply, TextReply
 from models.members import ensure_member, member_id_for
 
 # Events that are not a member talking to us, or whose handler manages the member itself.
@@ -28,10 +30,45 @@ class Dispatcher:
         self.services = services
 
     def resolve_intent(self, msg: Inbound) -> str | None:
-        """What the member's words or menu key ask for, if anything we know."""
+        """What the member's words or menu key ask for, if anything we know. While a question
+        is open or a person has the conversation, free text is an answer to them: only the
+        exact keywords are looked for."""
+        words = self.services.intents
         if msg.kind == "event":
-            return self.services.intents.for_menu_key(msg.key) if msg.event == "click" else None
-        return self.services.intents.for_text(msg.text)
+            return words.for_menu_key(msg.key) if msg.event == "click" else None
+        if not msg.text:
+            return None
+        if msg.question is not None or msg.handoff is not None:
+            msg.understood = words.exactly(msg.text)
+        else:
+            msg.understood = words.understand(msg.text)
+        return msg.understood.intent if msg.understood is not None else None
+
+    async def understand(self, msg: Inbound) -> None:
+        """Fill in ``msg.intent`` (and ``msg.understood``): a recognised voice message counts
+        as typed text; a short answer to the bot's own question (a digit, a date, 「是」)
+        means what the question offered."""
+        if msg.kind == "voice" and msg.text and msg.handoff is None:
+            msg.kind = "text"
+        msg.intent = self.resolve_intent(msg)
+        if msg.kind == "text" and msg.question is None and msg.handoff is None:
+            await clarify.answer(msg)
+
+    async def _answer(self, msg: Inbound) -> Reply | None:
+        """The handler's reply; a message that asked for several things gets every answer."""
+        handler = self.router.resolve(msg)
+        reply = await handler(msg) if handler is not None else None
+        further = msg.understood.also if msg.understood is not None and msg.intent else ()
+        if not further or not isinstance(reply, TextReply):
+            return reply
+        parts = [reply.text]
+        for name in further:
+            msg.intent = name
+            more = self.router.resolve(msg)
+            answer = await more(msg) if more is not None else None
+            if isinstance(answer, TextReply):
+                parts.append(answer.text)
+        return TextReply(chat_copy.SEPARATOR.join(parts))
 
     async def dispatch(self, msg: Inbound) -> Reply | None:
         """The reply to ``msg`` (None: nothing to say), after its side effects are committed.
@@ -40,7 +77,7 @@ class Dispatcher:
         otherwise the member is looked up, or created for a follower we have not seen.
         """
         msg.services = self.services
-        msg.intent = self.resolve_intent(msg)
+        await self.understand(msg)
         known = msg.member_id
         try:
             if known is None and (msg.kind != "event" or msg.event not in _NO_MEMBER_EVENTS):
@@ -49,14 +86,14 @@ class Dispatcher:
                 if msg.member_id is None:
                     msg.member = await ensure_member(msg.db, msg.openid, msg.sent_at)
                     msg.member_id = msg.member.id
-            handler = self.router.resolve(msg)
             try:
-                reply = await handler(msg) if handler is not None else None
+                reply = await self._answer(msg)
             except Declined:
-                # Whatever open state made the handler take the message is not for it.
+                # Whatever open state made the handler take the message is not for it: the
+                # text is understood afresh, as if nothing were open.
                 msg.question, msg.handoff = None, None
-                handler = self.router.resolve(msg)
-                reply = await handler(msg) if handler is not None else None
+                await self.understand(msg)
+                reply = await self._answer(msg)
             if msg.session is not None:
                 await msg.session.commit()
         finally:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
-from handlers.intents import IntentMatcher
+from handlers.understanding.pipeline import Understander, Understanding
 from models.ledger import PointsSummary
 from models.members import Member
 from models.ratings import OpenQuestion
@@ -87,7 +87,7 @@ class HandoffDesk(Protocol):
 class Services:
     """What handlers share, wired once by the app factory."""
 
-    intents: IntentMatcher
+    intents: Understander
     sessions: async_sessionmaker[AsyncSession]
     # Read-only answers use an autocommit connection: no BEGIN/COMMIT round trips.
     reader: AsyncEngine
@@ -107,6 +107,8 @@ class Services:
     # Where members' phones reach this service (links in replies).
     public_url: str = "http://127.0.0.1:8080"
     capabilities: tuple[str, ...] = ()
+    # The brand's FAQ answers by key (``[chat.faq]``).
+    faq_answers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -131,6 +133,8 @@ class Inbound:
     msg_id: int = 0  # MsgId, or MsgID of a TEMPLATESENDJOBFINISH
     status: str = ""  # Status of a TEMPLATESENDJOBFINISH
     intent: str | None = None
+    # What the understanding step made of the text: slots, confidence, further intents, choices.
+    understood: Understanding | None = None
     state: str | None = None
     # The question the member has open (a rating), read with the message's Redis work.
     question: OpenQuestion | None = None
@@ -171,6 +175,10 @@ class Inbound:
                 raise RuntimeError("message has no member")
             self.member = await self.db.get_one(Member, self.member_id)
         return self.member
+
+    def slot(self, name: str) -> str | None:
+        """A slot the understanding step read from the text (a date, a tier, a FAQ key)."""
+        return self.understood.slots.get(name) if self.understood is not None else None
 
     @property
     def svc(self) -> Services:

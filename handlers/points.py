@@ -1,4 +1,5 @@
-"""积分: the balance, what expires soon and when, and the last three changes."""
+"""积分: the balance, what expires soon and when, and the last three changes; when points
+expire, the latest orders' points, and how points are used."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ from datetime import timedelta
 
 from handlers.inbound import Inbound
 from handlers.router import Router, intent
-from messages import copy
+from messages import chat_copy, copy
 from messages.replies import TextReply
 from models.base import utcnow
+from models.ledger import expiring_soon
+from models.orders import latest_orders
 
 router = Router("points")
+# How far ahead 积分什么时候过期 looks, and how many expiry dates it lists.
+_EXPIRY_HORIZON = timedelta(days=800)
+_EXPIRY_SHOWN = 3
 
 
 @router.on(intent("points"))
@@ -41,3 +47,57 @@ async def show_points(msg: Inbound) -> TextReply:
                 )
             )
     return TextReply("\n".join(lines))
+
+
+@router.on(intent("points_expiry"))
+async def show_expiry(msg: Inbound) -> TextReply:
+    """积分什么时候过期: what expires when (the next dates first), then the rule."""
+    rules = msg.svc.rules
+    now = utcnow()
+    if msg.member_id is None:
+        raise RuntimeError("points asked without a member")
+    async with msg.reading() as connection:
+        expiring = await expiring_soon(connection, msg.member_id, now, now + _EXPIRY_HORIZON)
+    lines = [chat_copy.EXPIRY_TITLE] if expiring else [chat_copy.EXPIRY_NONE]
+    for expires_at, points in expiring[:_EXPIRY_SHOWN]:
+        last_day = (expires_at.astimezone(rules.zone) - timedelta(seconds=1)).date()
+        lines.append(chat_copy.EXPIRY_LINE.format(points=points, day=last_day))
+    if rules.points.expiry_policy == "end_of_next_year":
+        lines.append(chat_copy.EXPIRY_RULE_YEAR_END)
+    else:
+        lines.append(chat_copy.EXPIRY_RULE_ROLLING.format(months=rules.points.expiry_months))
+    return TextReply("\n".join(lines))
+
+
+@router.on(intent("points_missing"))
+async def show_latest_orders(msg: Inbound) -> TextReply:
+    """积分怎么还没到账: the latest orders with the points each earned, and what to do when
+    one is missing."""
+    rules = msg.svc.rules
+    if msg.member_id is None:
+        raise RuntimeError("points asked without a member")
+    async with msg.reading() as connection:
+        orders = await latest_orders(connection, msg.member_id)
+    lines = [chat_copy.ORDERS_TITLE] if orders else [chat_copy.ORDERS_NONE]
+    for paid_at, order, amount_fen, points in orders:
+        lines.append(
+            chat_copy.ORDER_LINE.format(
+                day=paid_at.astimezone(rules.zone),
+                order=order,
+                yuan=copy.fen_to_yuan(amount_fen),
+                points=points,
+            )
+        )
+    lines.append(chat_copy.ORDERS_NOTE)
+    return TextReply("\n".join(lines))
+
+
+@router.on(intent("redeem"))
+async def how_to_use_points(msg: Inbound) -> TextReply:
+    """积分怎么用: how points are spent today (at the till, by the shop), with the balance."""
+    if msg.member_id is None:
+        raise RuntimeError("points asked without a member")
+    summary = await msg.svc.points.summary(
+        msg.member_id, utcnow(), msg.reading, in_transaction=msg.session is not None
+    )
+    return TextReply(chat_copy.REDEEM.format(balance=summary.balance if summary else 0))

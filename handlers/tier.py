@@ -1,4 +1,5 @@
-"""等级 / 会员 and 权益: the member's tier, exactly what reaches the next, and its benefits."""
+"""等级 / 会员 and 权益: the member's tier, exactly what reaches the next (「怎么升级」「离钻石
+还差多少」「会不会降级」 get the same answer), and the benefits of theirs or a named tier."""
 
 from __future__ import annotations
 
@@ -52,9 +53,13 @@ async def show_tier(msg: Inbound) -> TextReply:
 
 @router.on(intent("benefits"))
 async def show_benefits(msg: Inbound) -> TextReply:
-    """Answer 权益: the current tier's benefits, and what the next tier adds."""
-    member = await msg.load_member()
+    """Answer 权益: the benefits of the tier the member names (「钻石会员有什么权益」), else of
+    their own tier and what the next one adds."""
     rules = msg.svc.rules
+    named = msg.slot("tier")
+    member = await msg.load_member()
+    if named is not None and named != member.tier:
+        return TextReply("\n".join(_benefits(rules.tier(named))))
     current = rules.tier(member.tier)
     lines = _benefits(current)
     index = rules.tiers.index(current)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from messages import referral_copy
 
-HELP_TITLE = "您好，我是会员小助手。回复下列关键词即可："
+HELP_TITLE = "您好，我是会员小助手。直接说出您的问题，或回复下列关键词："
 HELP_COMING_SOON = "您好，我是会员小助手。更多会员服务即将上线，敬请期待！"
 HELP_LINE = "【{keyword}】{what}"
 HELP_FOOTER = "随时回复【{keyword}】查看本菜单。"
@@ -21,6 +21,9 @@ CAPABILITIES = {
     "recap": "查看您的年度会员回顾",
     "referral": "获取专属推荐链接与二维码",
     "my_referrals": "查看推荐好友的进度与奖励",
+    "redeem": "了解积分怎么用",
+    "birthday": "登记生日，生日月消费享多倍积分",
+    "opt_out": "退订营销推送（服务通知照常）",
     "human": "转接人工客服",
 }
 

@@ -11,6 +11,7 @@ from models.events import MemberEvent
 from models.hooks import HookDelivery, HookSubscriber
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
+from models.misses import ChatMiss, ChatMissText
 from models.orders import Order, Refund
 from models.ratings import FollowUp, Rating
 from models.recap import MemberRecap
@@ -26,6 +27,8 @@ __all__ = [
     "Campaign",
     "CampaignMember",
     "CampaignRun",
+    "ChatMiss",
+    "ChatMissText",
     "Conversation",
     "ConversationMessage",
     "Coupon",

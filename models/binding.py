@@ -188,7 +188,11 @@ async def _merge_into(session: AsyncSession, follower: Member, customer: Member)
     customer.subscribed_at = follower.subscribed_at or customer.subscribed_at
     customer.unsubscribed_at = follower.unsubscribed_at
     customer.last_interaction_at = follower.last_interaction_at
-    customer.birthday = customer.birthday or follower.birthday
+    if customer.birthday is None:
+        customer.birthday = follower.birthday
+        customer.birthday_bonus_from = follower.birthday_bonus_from
+    # The follower's 退订 was theirs: it goes with the openid.
+    customer.marketing_opted_out_at = follower.marketing_opted_out_at
     # The follower's row goes; its openid must be free before the customer takes it.
     follower.openid = None
     await session.flush()

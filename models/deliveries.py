@@ -6,8 +6,8 @@ push; the Redis stream that workers read (messages/outbox.py) only carries row i
 
 Status, in order: ``queued`` (waiting, perhaps until ``not_before``), ``sending`` (a worker has
 claimed it and is calling WeChat), then one of ``sent``, ``failed`` (with ``errcode``) or
-``skipped`` (with ``reason``: ``no_channel``, ``unsubscribed``, ``interrupted``, …). For a
-template message WeChat reports the final outcome later (TEMPLATESENDJOBFINISH), kept in
+``skipped`` (with ``reason``: ``no_channel``, ``unsubscribed``, ``opted_out``, ``interrupted``,
+…). For a template message WeChat reports the final outcome later (TEMPLATESENDJOBFINISH), kept in
 ``final_status``.
 """
 
@@ -162,6 +162,8 @@ class Claimed:
     member_id: int
     openid: str | None
     subscribed: bool
+    # The member said 退订: marketing pushes are skipped.
+    opted_out: bool = False
 
 
 async def claim_many(
@@ -194,16 +196,19 @@ async def claim_many(
     if not rows:
         return []
     found = {
-        member_id: (openid, subscribed)
-        for member_id, openid, subscribed in await session.execute(
-            select(members.c.id, members.c.openid, members.c.subscribed).where(
-                members.c.id.in_({row.member_id for row in rows})
-            )
+        member_id: (openid, subscribed, opted_out_at is not None)
+        for member_id, openid, subscribed, opted_out_at in await session.execute(
+            select(
+                members.c.id,
+                members.c.openid,
+                members.c.subscribed,
+                members.c.marketing_opted_out_at,
+            ).where(members.c.id.in_({row.member_id for row in rows}))
         )
     }
     claimed = []
     for row in rows:
-        openid, subscribed = found.get(row.member_id, (None, False))
+        openid, subscribed, opted_out = found.get(row.member_id, (None, False, False))
         claimed.append(
             Claimed(
                 id=row.id,
@@ -214,6 +219,7 @@ async def claim_many(
                 member_id=row.member_id,
                 openid=openid,
                 subscribed=bool(subscribed),
+                opted_out=opted_out,
             )
         )
     return claimed

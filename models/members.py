@@ -43,6 +43,9 @@ class Member(Base):
     name: Mapped[str | None] = mapped_column(String(64))
     phone: Mapped[str | None] = mapped_column(String(20))
     birthday: Mapped[date | None] = mapped_column(Date)
+    # A birthday the member gave in chat earns the birthday-month bonus from this day (the
+    # first of the next month); None: from the start (set by staff or the shop).
+    birthday_bonus_from: Mapped[date | None] = mapped_column(Date)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     # Derived from the ledger and kept in step with it in the same transaction; the row is
     # also the lock that serialises a member's point changes. `ledger verify` checks it.
@@ -55,6 +58,8 @@ class Member(Base):
     subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_interaction_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # 退订: marketing pushes are skipped from then on (service notices still go); None: not.
+    marketing_opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -116,6 +121,36 @@ async def record_unsubscribe(session: AsyncSession, openid: str, at: datetime) -
         return False
     await record_event(session, member_id, UNSUBSCRIBED_EVENT, {}, at)
     return True
+
+
+async def record_birthday_once(
+    session: AsyncSession, member_id: int, day: date, bonus_from: date
+) -> bool:
+    """Record a birthday the member gave themselves, only if none is on record (one
+    conditional UPDATE: two confirmations at once record one); False when one already was."""
+    table = Member.__table__
+    recorded = await session.scalar(
+        update(table)
+        .where(table.c.id == member_id, table.c.birthday.is_(None))
+        .values(birthday=day, birthday_bonus_from=bonus_from)
+        .returning(table.c.id)
+    )
+    return recorded is not None
+
+
+async def set_marketing_opt_out(
+    session: AsyncSession, member_id: int, opted_out: bool, at: datetime
+) -> bool:
+    """Opt the member out of marketing pushes (or back in); False when it already was so."""
+    table = Member.__table__
+    column = table.c.marketing_opted_out_at
+    changed = await session.scalar(
+        update(table)
+        .where(table.c.id == member_id, column.is_(None) if opted_out else column.is_not(None))
+        .values(marketing_opted_out_at=at if opted_out else None)
+        .returning(table.c.id)
+    )
+    return changed is not None
 
 
 async def record_interactions(session: AsyncSession, latest: Mapping[str, float]) -> int:

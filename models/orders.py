@@ -11,7 +11,7 @@ from decimal import ROUND_FLOOR, Decimal
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import BigInteger, ForeignKey, Index, String, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
@@ -118,7 +118,13 @@ def order_problem(
 def points_for(rules: ProgrammeRules, member: Member, amount_fen: int, paid_at: datetime) -> int:
     """¥1 = 1 point × the member's tier multiplier, doubled (setting) in the birthday month."""
     multiplier = rules.tier(member.tier).multiplier
-    if member.birthday and paid_at.astimezone(rules.zone).month == member.birthday.month:
+    local = paid_at.astimezone(rules.zone).date()
+    if (
+        member.birthday
+        and local.month == member.birthday.month
+        # A birthday given in chat counts from the next month: none moves it to earn now.
+        and (member.birthday_bonus_from is None or local >= member.birthday_bonus_from)
+    ):
         multiplier *= rules.points.birthday_multiplier
     points = (Decimal(amount_fen) * multiplier / 100).to_integral_value(ROUND_FLOOR)
     return int(points)
@@ -138,3 +144,19 @@ def lot_expiry(rules: ProgrammeRules, earned_at: datetime) -> datetime:
 async def find_order(session: AsyncSession, shop_order_id: str) -> Order | None:
     """The order with the shop's id, if recorded."""
     return await session.scalar(select(Order).where(Order.shop_order_id == shop_order_id))
+
+
+async def latest_orders(
+    db: AsyncSession | AsyncConnection, member_id: int, limit: int = 3
+) -> list[tuple[datetime, str, int, int]]:
+    """The member's latest orders as (paid at, shop order id, amount in fen, points earned)."""
+    orders = Order.__table__
+    rows = await db.execute(
+        select(
+            orders.c.paid_at, orders.c.shop_order_id, orders.c.amount_fen, orders.c.points_earned
+        )
+        .where(orders.c.member_id == member_id)
+        .order_by(orders.c.paid_at.desc(), orders.c.id.desc())
+        .limit(limit)
+    )
+    return [(at, ref, int(amount), int(points)) for at, ref, amount, points in rows]

@@ -6,8 +6,9 @@ Export gathers every row that names the member, table by table, as JSON-ready di
 Erasure removes what identifies the person and what they said, and keeps what the programme's
 totals need: the member row stays (orders, ledger entries and lots point to it, so every
 balance still adds up and ``ledger verify`` passes) but loses openid, shop customer id, name,
-phone, birthday and tags; conversation messages and rating comments are blanked; push, event
-and shop-event payloads are emptied (shop events not yet sent are dropped); recaps, referral
+phone, birthday and tags; conversation messages and rating comments are blanked, and the words
+kept from messages the bot did not understand are deleted; push, event and shop-event payloads
+are emptied (shop events not yet sent are dropped); recaps, referral
 links and open binding codes are deleted. The audit log keeps its entries (they record what
 staff did, not what the member said).
 """
@@ -30,6 +31,7 @@ from models.events import MemberEvent
 from models.hooks import HookDelivery
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
+from models.misses import ChatMissText, forget_member_texts
 from models.orders import Order, Refund
 from models.ratings import FollowUp, Rating
 from models.recap import MemberRecap
@@ -54,6 +56,7 @@ _BY_MEMBER: tuple[Any, ...] = (
     CampaignMember,
     ReferralLink,
     HookDelivery,
+    ChatMissText,
 )
 
 
@@ -139,6 +142,8 @@ async def erase_member(session: AsyncSession, member: Member, now: datetime) -> 
         update(HookDelivery).where(HookDelivery.member_id == member.id).values(body="{}")
     )
     changed["hook_deliveries"] = result.rowcount or 0
+    # Their words in messages the bot did not understand (the counted phrasings stay).
+    changed["chat_miss_texts"] = await forget_member_texts(session, member.id)
     for model in (MemberRecap, BindingCode, ReferralLink):
         result = await session.execute(delete(model).where(model.member_id == member.id))
         changed[model.__tablename__] = result.rowcount or 0
@@ -147,6 +152,7 @@ async def erase_member(session: AsyncSession, member: Member, now: datetime) -> 
     member.name = None
     member.phone = None
     member.birthday = None
+    member.birthday_bonus_from = None
     member.tags = []
     member.subscribed = False
     member.unsubscribed_at = member.unsubscribed_at or now

@@ -114,10 +114,11 @@ def make_config(
     console: dict[str, Any] | None = None,
     hooks: dict[str, Any] | None = None,
     api: dict[str, Any] | None = None,
+    chat: dict[str, Any] | None = None,
     **wechat: Any,
 ) -> Config:
     """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``,
-    ``programme``, ``console`` and ``hooks`` set those tables, ``api`` adds to [api]."""
+    ``programme``, ``console``, ``hooks`` and ``chat`` set those tables, ``api`` adds to [api]."""
     return Config.model_validate(
         {
             "wechat": {
@@ -135,6 +136,7 @@ def make_config(
             "programme": programme or {},
             "console": console or {},
             "hooks": hooks or {},
+            "chat": chat or {},
             # Tests of the scheduler start their own (tests/scheduler/test_scheduler.py).
             "scheduler": {"enabled": False},
             "source": "tests",
@@ -161,11 +163,12 @@ def app_factory(
         roles: tuple[str, ...] = ROLES,
         hooks: dict[str, Any] | None = None,
         api: dict[str, Any] | None = None,
+        chat: dict[str, Any] | None = None,
         **wechat: Any,
     ) -> TestClient:
         """``redis_at``: another Redis server than the test one (flushed first);
-        ``programme``, ``console`` and ``hooks``: those tables of the configuration; ``api``:
-        keys added to [api];
+        ``programme``, ``console``, ``hooks`` and ``chat``: those tables of the configuration;
+        ``api``: keys added to [api];
         ``roles``: what the process plays (``serve --role``)."""
         if redis_at is not None:
             other = Redis.from_url(redis_at)
@@ -173,7 +176,16 @@ def app_factory(
             await other.aclose()
         base = str(standin.server.make_url("/"))  # type: ignore[attr-defined]
         config = make_config(
-            db_url, redis_at or redis_url, base, delivery, programme, console, hooks, api, **wechat
+            db_url,
+            redis_at or redis_url,
+            base,
+            delivery,
+            programme,
+            console,
+            hooks,
+            api=api,
+            chat=chat,
+            **wechat,
         )
         return await aiohttp_client(create_app(config, router=router, roles=roles))
 

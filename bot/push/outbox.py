@@ -464,6 +464,8 @@ class DeliveryWorker(StreamConsumer):
         if not claimed.openid or not claimed.subscribed:
             return Outcome(claimed.id, "skipped", reason="unsubscribed")
         if claimed.category == MARKETING:
+            if claimed.opted_out:  # 退订 in chat; service notices still go
+                return Outcome(claimed.id, "skipped", reason="opted_out")
             return await self._marketing(claimed, claimed.openid, now)
         if claimed.category == SURVEY and (held := await self._hold(claimed, now)) is not None:
             return held

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from bot import wiring
 from models.conversations import ConversationMessage
 from models.members import Member
+from models.misses import ChatMiss, ChatMissText
 from models.ratings import OpenQuestion, Rating
 from models.staff import AuditEntry
 from tests.bot.api.test_api import call, follower, order
@@ -33,6 +34,7 @@ async def test_export_then_erase(
     store = client.app[wiring.SERVICES].questions
     await store.open(OPENID, OpenQuestion("q:pipl", "csat", "order", "P-1", 1.0))
     await push(client, PLAIN, PLAIN.text(OPENID, "5 快递员电话13900001111"))
+    await push(client, PLAIN, PLAIN.text(OPENID, "我的咖啡豆 手机13900002222"))  # not understood
     config = bot_config(tmp_path, db_url, redis_url)
 
     code, out, _ = await run_bot(config, "member", "export", OPENID)
@@ -44,6 +46,7 @@ async def test_export_then_erase(
     assert len(data["ledger_entries"]) == 1
     assert any("朝阳区" in m["content"] for m in data["conversation_messages"])
     assert data["ratings"][0]["comment"] == "快递员电话13900001111"
+    assert [t["text"] for t in data["chat_miss_texts"]] == ["我的咖啡豆 手机13900002222"]
 
     code, _, err = await run_bot(config, "member", "erase", OPENID)
     assert code == 2
@@ -56,11 +59,15 @@ async def test_export_then_erase(
         texts = (await session.scalars(select(ConversationMessage.content))).all()
         comments = (await session.scalars(select(Rating.comment))).all()
         actions = (await session.scalars(select(AuditEntry.action))).all()
+        kept = (await session.scalars(select(ChatMissText.text))).all()
+        phrasings = (await session.scalars(select(ChatMiss.phrasing))).all()
     assert (member.openid, member.name, member.phone, member.birthday) == (None, None, None, None)
     assert member.tags == []
     assert member.points_balance == data["member"]["points_balance"]  # the books keep
     assert not any("朝阳区" in t for t in texts)
     assert comments == [None]
+    assert kept == []  # the member's own words are gone; the masked phrasing stays counted
+    assert phrasings == ["我的咖啡豆 手机#"]
     assert {"member_export", "member_erase"} <= set(actions)
     assert await client.app[wiring.REDIS].get(f"member:id:{OPENID}") is None
     code, out, _ = await run_bot(config, "ledger", "verify")

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from handlers.inbound import Inbound
-from handlers.intents import IntentMatcher, normalize
+from handlers.intents import normalize
 from handlers.router import Router, event, intent, kind, state
+from handlers.understanding.keywords import IntentMatcher
 
 
 def _msg(**fields: object) -> Inbound:

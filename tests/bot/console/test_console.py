@@ -166,15 +166,15 @@ async def test_the_member_ends_it_and_two_misunderstandings_hand_over(
 ) -> None:
     client = console
     await follower(client, MEMBER)
-    assert "没有听懂" in await say(client, "嗯嗯")
+    assert "没有听懂" in await say(client, "今天天气怎么样")
     assert "积分" in await say(client, "积分")  # understood: the count starts again
-    assert "没有听懂" in await say(client, "嗯嗯")
-    assert "转接人工客服" in await say(client, "哦")
+    assert "没有听懂" in await say(client, "今天天气怎么样")
+    assert "转接人工客服" in await say(client, "讲个笑话")
     assert (await conversation_of(client)).reason == "not_understood"
     assert "人工服务已结束" in await say(client, "结束")
     conversation = await conversation_of(client)
     assert (conversation.status, conversation.outcome) == ("returned", "member_left")
-    assert "没有听懂" in await say(client, "嗯嗯")
+    assert "没有听懂" in await say(client, "今天天气怎么样")
 
 
 async def test_wechat_mode_transfers_to_wechats_own_customer_service(
@@ -239,7 +239,7 @@ async def test_auto_assignment_timeouts_and_idle_return(app_factory: Callable[..
     await sweeps.sweep()
     ended = await conversation_of(client, members[0])
     assert (ended.status, ended.outcome) == ("returned", "idle")
-    assert "没有听懂" in await say(client, "嗯", members[0])
+    assert "没有听懂" in await say(client, "今天天气怎么样", members[0])
 
 
 async def test_member_messages_reach_the_console_feed_at_once(console: TestClient) -> None:
@@ -292,6 +292,8 @@ ROUTES = {
     ("GET", "/console/dashboard"): ("marketer", "admin"),
     ("GET", "/console/hooks"): ("admin",),
     ("POST", "/console/hooks/deliveries/{id}/replay"): ("admin",),
+    ("GET", "/console/misses"): ("agent", "admin"),
+    ("POST", "/console/misses/{id}/teach"): ("agent", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 

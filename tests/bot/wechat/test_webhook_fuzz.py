@@ -20,6 +20,7 @@ from redis import Redis as SyncRedis
 from sqlalchemy import create_engine as sync_engine
 from sqlalchemy import func, select
 
+from bot import wiring
 from bot.app import create_app
 from messages import copy
 from models.members import Member
@@ -196,11 +197,15 @@ def _check_chat(loop: asyncio.AbstractEventLoop, client: TestClient, text: str) 
     # after which the bot rightly stays silent.
     xml = PLAIN.text(f"o_fuzz_{secrets.token_hex(6)}", text.replace("]]>", ""))
     signed = PLAIN.sign(xml)
+    late_before = client.app[wiring.METRICS].webhook_messages.labels("text", "async")._value.get()
     status, body, _ = _post(loop, client, signed.body, signed.params)
     assert status in (200, 400), (status, body[:200])  # 400: characters XML cannot carry
     if status == 200:
         reply = PLAIN.read_reply(body, signed)
-        if reply is None:  # WeChat never sends an empty text; the bot says nothing back
+        late = client.app[wiring.METRICS].webhook_messages.labels("text", "async")
+        if reply is None and late._value.get() > late_before:
+            pass  # understood as a request that calls WeChat (a referral QR): answered later
+        elif reply is None:  # WeChat never sends an empty text; the bot says nothing back
             assert not text.strip(), body[:200]
         else:
             assert reply["Content"] not in ("", copy.BUSY)  # not a handler that failed

@@ -1,0 +1,72 @@
+"""Step one: the member's text in one canonical form, so the later steps see fewer variants.
+
+NFKC (full-width letters, digits and punctuation fold to ASCII), case, traditional characters to
+simplified (OpenCC's ``t2s`` tables, shipped with the package), emoji and other symbols dropped,
+repeated punctuation collapsed, filler particles (呢/呀/吗/啊/哈…) removed, and a greeting in
+front of a real request (「你好，我想查积分」) taken off.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import opencc
+
+# Filler particles at the end of a sentence carry no request. 吧 and 了 stay: 「算了」「不要了」
+# and 「好吧」 mean something; inside a sentence (什么, 吗啡) nothing is touched.
+_FILLERS = re.compile(r"(?<=\w)[呢呀吗嘛啊哈呐哇噢喔哦嗯]+(?=[^\w]|$)")
+# A greeting at the start, followed by more text (the request). 在吗 / 在不在 are greetings.
+_GREETING = re.compile(
+    r"^(?:(?:hi|hello|hey|哈喽|哈罗|嗨|您好|你好|早上好|上午好|中午好|下午好|晚上好|早安|晚安"
+    r"|亲爱的|亲|在吗|在不在|请问|麻烦问一下|麻烦|打扰一下|客服你好|小助手)[\s,，.。!！~、:：]*)+"
+)
+_PUNCTUATION_RUN = re.compile(r"([^\w\s])\1+")
+_SPACES = re.compile(r"\s+")
+# Emoji that say something on their own (「👍」 is an answer); other symbols are dropped.
+_EMOJI_WORDS = str.maketrans({"👍": "好", "👌": "好的", "🙏": "谢谢", "👋": "你好", "🎂": "生日"})
+# Unicode categories dropped: symbols (emoji, dingbats), marks and format characters (zero-width
+# joiners, variation selectors, bidi controls).
+_DROPPED = frozenset({"So", "Sk", "Cf", "Cs", "Co", "Cn", "Mn", "Me", "Cc"})
+
+
+@lru_cache(maxsize=1)
+def _converter() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+@dataclass(frozen=True, slots=True)
+class Normalised:
+    """The text as the later steps read it; ``greeting``: a greeting was taken off the front,
+    or the text is only a greeting."""
+
+    text: str
+    greeting: bool = False
+
+
+def fold(text: str) -> str:
+    """NFKC, case, simplified characters, no symbols, single punctuation, single spaces."""
+    folded = unicodedata.normalize("NFKC", text.translate(_EMOJI_WORDS)).casefold()
+    folded = _converter().convert(folded)
+    kept = "".join(
+        " " if ch.isspace() else ch for ch in folded if unicodedata.category(ch) not in _DROPPED
+    )
+    kept = _PUNCTUATION_RUN.sub(r"\1", kept)
+    return _SPACES.sub(" ", kept).strip()
+
+
+def normalise(text: str) -> Normalised:
+    """The canonical form of a member's message (see the module's docstring)."""
+    folded = fold(text)
+    greeting = False
+    match = _GREETING.match(folded)
+    if match and match.end() < len(folded):
+        folded, greeting = folded[match.end() :], True
+    elif match:
+        return Normalised(folded.strip(" ,，.。!！~、"), greeting=True)
+    stripped = _FILLERS.sub("", folded)
+    # Punctuation at either end says nothing, unless it is all there is ("?" asks for help).
+    stripped = stripped.strip(" \t。.!！~～、，,?？:：;；…")
+    return Normalised(stripped or folded.strip(), greeting)
