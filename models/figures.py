@@ -266,7 +266,7 @@ def _set_target(figure: Figure, rule: Target | None, year_before: str) -> None:
         figure.target = rule.at_least
     elif rule.at_most is not None:
         figure.target = rule.at_most
-    elif rule.change_percent is not None and base is not None:
+    elif rule.change_percent is not None and base:  # a change on nothing is no target
         figure.target = base * (1 + rule.change_percent / 100)
 
 

@@ -284,6 +284,7 @@ ROUTES = {
     ("POST", "/console/campaigns/{id}/action"): ("marketer", "admin"),
     ("POST", "/console/campaigns/{id}/test"): ("marketer", "admin"),
     ("GET", "/console/dashboard"): ("marketer", "admin"),
+    ("GET", "/console/reports/monthly"): ("marketer", "admin"),
     ("GET", "/console/hooks"): ("admin",),
     ("POST", "/console/hooks/deliveries/{id}/replay"): ("admin",),
 }
