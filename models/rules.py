@@ -244,6 +244,8 @@ class ProgrammeRules(_Rules):
     referrals: ReferralRules = ReferralRules()
     ratings: RatingRules = RatingRules()
     targets: ProgrammeTargets = ProgrammeTargets()
+    # Where the scheduler keeps each month's 《效果跟踪表》 (HTML and CSV; never deleted).
+    reports_folder: str = Field(default="data/reports", min_length=1)
 
     @field_validator("timezone")
     @classmethod

@@ -35,6 +35,9 @@ async def test_ledger_verify_exits_non_zero_on_a_mismatch(
 
 async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) -> None:
     config = bot_config(tmp_path, db_url, redis_url)
+    # The monthly report lands in the test's folder, not in the checkout's data/.
+    with config.open("a", encoding="utf-8") as extra:
+        extra.write(f'[programme]\nreports_folder = "{tmp_path / "reports"}"\n')
     code, out, _ = await run_bot(config, "jobs", "list")
     assert code == 0
     names = {line.split()[0] for line in out.splitlines()}
@@ -52,6 +55,7 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "referral-rewards",
         "nps-sample",
         "prune-events",
+        "monthly-report",
     }
     for job in sorted(names):
         code, out, err = await run_bot(config, "jobs", "run", job)
