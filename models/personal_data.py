@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.binding import BindingCode
+from models.birthdays import BirthdayGift
 from models.campaigns import CampaignMember
 from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
@@ -54,6 +55,7 @@ _BY_MEMBER: tuple[Any, ...] = (
     CampaignMember,
     ReferralLink,
     HookDelivery,
+    BirthdayGift,
 )
 
 
@@ -139,6 +141,10 @@ async def erase_member(session: AsyncSession, member: Member, now: datetime) -> 
         update(HookDelivery).where(HookDelivery.member_id == member.id).values(body="{}")
     )
     changed["hook_deliveries"] = result.rowcount or 0
+    result = await session.execute(
+        update(BirthdayGift).where(BirthdayGift.member_id == member.id).values(tracking_number=None)
+    )
+    changed["birthday_gifts"] = result.rowcount or 0
     for model in (MemberRecap, BindingCode, ReferralLink):
         result = await session.execute(delete(model).where(model.member_id == member.id))
         changed[model.__tablename__] = result.rowcount or 0

@@ -171,6 +171,15 @@ class RatingRules(_Rules):
     nps_low: int = Field(default=6, ge=0, le=10)
 
 
+class BirthdayGiftRules(_Rules):
+    """Who gets a physical birthday gift, shipped by the brand (seed 002: 生日定制礼遇 for the
+    core segment; DOMAIN.md: 钻石会员's 生日定制礼). The console tracks its fulfilment."""
+
+    name: str = Field(default="生日定制礼", min_length=1, max_length=32)
+    tiers: list[str] = ["diamond"]
+    segments: list[str] = ["core"]
+
+
 class Target(_Rules):
     """A figure's target: at least or at most a value, or a change on the same month a year
     before (``change_percent``: -50 means half of last year's figure). None of them: no target."""
@@ -241,6 +250,7 @@ class ProgrammeRules(_Rules):
     winback_segments: list[str] = ["at_risk", "dormant"]
     # The coupon a member gets on their birthday (a kind from ``coupons``; empty: greeting only).
     birthday_coupon: str = "birthday_gift"
+    birthday_gifts: BirthdayGiftRules = BirthdayGiftRules()
     referrals: ReferralRules = ReferralRules()
     ratings: RatingRules = RatingRules()
     targets: ProgrammeTargets = ProgrammeTargets()

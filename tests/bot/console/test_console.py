@@ -285,6 +285,9 @@ ROUTES = {
     ("POST", "/console/campaigns/{id}/test"): ("marketer", "admin"),
     ("GET", "/console/dashboard"): ("marketer", "admin"),
     ("GET", "/console/reports/monthly"): ("marketer", "admin"),
+    ("GET", "/console/birthdays"): ("marketer", "admin"),
+    ("GET", "/console/birthdays.csv"): ("marketer", "admin"),
+    ("POST", "/console/birthdays/{id}/gift"): ("marketer", "admin"),
     ("GET", "/console/hooks"): ("admin",),
     ("POST", "/console/hooks/deliveries/{id}/replay"): ("admin",),
 }

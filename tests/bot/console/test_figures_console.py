@@ -1,10 +1,12 @@
 """The dashboard's figures against their targets, its month picker, and the monthly report's
-download, over HTTP and in a real browser (on tests/models/test_figures.py's data set)."""
+download, over HTTP and in a real browser (on tests/models/test_figures.py's data set); the
+birthday lists with masked phones and gift shipping."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -13,6 +15,7 @@ from playwright.async_api import Page, expect
 from bot import wiring
 from models.base import utcnow
 from models.figures import FIGURES
+from models.members import Member
 from tests.bot.console.test_campaign_browser import sign_in
 from tests.bot.console.test_console import add_staff, login
 from tests.models.test_figures import _delivery, _load
@@ -115,3 +118,50 @@ async def test_a_marketer_picks_a_month_in_the_browser(
     await expect(charts).to_have_count(len(FIGURES))
     loaded = await charts.evaluate_all("els => els.filter(e => e.complete && e.naturalWidth > 0)")
     assert len(loaded) == len(FIGURES)
+
+
+async def test_birthday_lists_mask_phones_for_marketers_and_track_shipping(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory()
+    zone = client.app[wiring.CONFIG].programme.zone
+    today = utcnow().astimezone(zone).date()
+    born = today.replace(year=1990) if (today.month, today.day) != (2, 29) else date(1992, 2, 29)
+    async with client.app[wiring.SESSIONS].begin() as session:
+        lily = Member(
+            openid="o_bday_lily", name="莉莉", phone="13812345678", birthday=born, tier="diamond"
+        )
+        session.add_all([lily, Member(openid="o_bday_none", name="无生日", tier="diamond")])
+        await session.flush()
+        lily_id = lily.id
+    await add_staff(client, "mia", "marketer")
+    await add_staff(client, "boss", "admin")
+    assert await login(client, "mia") == 303
+    page = await (await client.get("/console/birthdays")).text()
+    assert "莉莉" in page
+    assert "无生日" not in page
+    assert "138****5678" in page
+    assert "13812345678" not in page
+    assert "钻石会员" in page
+    assert "生日礼券" in page
+    assert "生日定制礼" in page
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token
+    response = await client.post(
+        f"/console/birthdays/{lily_id}/gift",
+        data={"csrf": token[1], "year": str(today.year), "tracking_number": "SF1234567890"},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    page = await (await client.get("/console/birthdays")).text()
+    assert "已寄出" in page
+    assert "SF1234567890" in page
+    response = await client.get("/console/birthdays.csv?range=week")
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="birthdays-')
+    text = await response.text()
+    assert "138****5678" in text
+    assert "已寄出,SF1234567890" in text
+    await client.post("/console/logout", data={"csrf": token[1]})
+    assert await login(client, "boss") == 303
+    assert "13812345678" in await (await client.get("/console/birthdays")).text()
+    assert (await client.get("/console/birthdays?range=year")).status == 400
