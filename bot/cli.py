@@ -120,17 +120,34 @@ def _migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 def _demo(config: Config, args: argparse.Namespace) -> int:
-    from bot.demo import DEMO_OPENIDS, load_demo
+    import time
+
+    from bot.demo import DEMO_OPENIDS, DemoRefused, load_demo
     from bot.store import open_store
+
+    if args.members < 0:
+        print("demo: --members cannot be negative", file=sys.stderr)
+        return 2
+    if not _schema_is_current(config):
+        return 2
 
     async def run() -> int:
         async with open_store(config) as sessions:
-            return await load_demo(sessions, config.programme, if_empty=args.if_empty)
+            return await load_demo(
+                sessions, config.programme, if_empty=args.if_empty, members=args.members
+            )
 
-    loaded = asyncio.run(run())
-    print(f"demo data: {loaded} members loaded" if loaded else "demo data: database not empty")
-    if loaded:
-        print(f"  chat as one: python -m bot chat --openid {DEMO_OPENIDS[0]}")
+    started = time.perf_counter()
+    try:
+        loaded = asyncio.run(run())
+    except DemoRefused as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    if not loaded:
+        print("demo data: database not empty")
+        return 0
+    print(f"demo data: {loaded:,} members loaded ({time.perf_counter() - started:.1f} s)")
+    print(f"  chat as one: python -m bot chat --openid {DEMO_OPENIDS[0]}")
     return 0
 
 
@@ -475,8 +492,16 @@ def _parser() -> argparse.ArgumentParser:
         help="delivery consumers in this process (default [delivery] workers)",
     )
     add("migrate", _migrate, "apply database migrations")
-    demo = add("demo", _demo, "load demo members")
-    demo.add_argument("--if-empty", action="store_true", help="only into an empty database")
+    demo = add("demo", _demo, "load a demo brand into an empty database")
+    demo.add_argument(
+        "--if-empty", action="store_true", help="a database with members: do nothing, exit 0"
+    )
+    demo.add_argument(
+        "--members",
+        type=int,
+        default=3000,
+        help="members besides the ten to chat as (default 3000; more for benchmarks)",
+    )
     importer = add("import", _import, "import members or orders from a CSV file")
     importer.add_argument("kind", choices=["members", "orders"])
     importer.add_argument("file", help="the CSV file, with a header row")

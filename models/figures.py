@@ -612,8 +612,9 @@ async def _first_repeat(
 async def _winback_contacts(
     session: AsyncSession, rules: ProgrammeRules, out: _Collector, start: datetime, end: datetime
 ) -> None:
-    """Win-back and 唤醒 against the holdout: each cohort's rate among the members a win-back
-    offer or campaign reached in the month, and among those a campaign held out."""
+    """Win-back and 唤醒 against the holdout: each cohort's rate among the members a campaign
+    held out in the month (runs started in it), and among the others a win-back offer or a
+    campaign reached in it."""
     h = _history(rules, start, end)
     at_risk, dormant = _cohorts(rules, h, start)
     contacted = exists().where(
@@ -631,7 +632,8 @@ async def _winback_contacts(
         CampaignRun.started_at < end,
     )
     cohort = case((at_risk, literal("winback")), (dormant, literal("wakeup")), else_=literal(""))
-    group = case((contacted, literal("contacted")), (held_out, literal(HOLDOUT)), else_="")
+    # A campaign's holdout may still get the monthly win-back offer: held out comes first.
+    group = case((held_out, literal(HOLDOUT)), (contacted, literal("contacted")), else_="")
     rows = await session.execute(
         select(cohort, group, func.count(case((h.c.in_month > 0, 1))), func.count())
         .select_from(h)
