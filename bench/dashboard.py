@@ -39,7 +39,6 @@ from models.dashboard import (  # noqa: E402
     members_by,
     pushes_by_purpose,
     referral_funnel,
-    retention,
 )
 from models.ratings import satisfaction_report  # noqa: E402
 from models.rules import ProgrammeRules  # noqa: E402
@@ -185,7 +184,6 @@ async def measure(url: str) -> list[float]:
         figures: dict[str, Callable[[], Awaitable[Any]]] = {
             "members by tier": lambda: members_by(session, "tier"),
             "members by segment": lambda: members_by(session, "segment"),
-            "repurchase and churn": lambda: retention(session, now),
             "CSAT and NPS by month": lambda: satisfaction_report(
                 session, now - timedelta(days=180), now, "month"
             ),

@@ -1,4 +1,5 @@
-"""The command line: serve, migrate, demo, import, ledger, jobs, menu, staff, member, chat."""
+"""The command line: serve, migrate, demo, import, ledger, jobs, report, menu, staff, member,
+chat."""
 
 from __future__ import annotations
 
@@ -119,17 +120,34 @@ def _migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 def _demo(config: Config, args: argparse.Namespace) -> int:
-    from bot.demo import DEMO_OPENIDS, load_demo
+    import time
+
+    from bot.demo import DEMO_OPENIDS, DemoRefused, load_demo
     from bot.store import open_store
+
+    if args.members < 0:
+        print("demo: --members cannot be negative", file=sys.stderr)
+        return 2
+    if not _schema_is_current(config):
+        return 2
 
     async def run() -> int:
         async with open_store(config) as sessions:
-            return await load_demo(sessions, config.programme, if_empty=args.if_empty)
+            return await load_demo(
+                sessions, config.programme, if_empty=args.if_empty, members=args.members
+            )
 
-    loaded = asyncio.run(run())
-    print(f"demo data: {loaded} members loaded" if loaded else "demo data: database not empty")
-    if loaded:
-        print(f"  chat as one: python -m bot chat --openid {DEMO_OPENIDS[0]}")
+    started = time.perf_counter()
+    try:
+        loaded = asyncio.run(run())
+    except DemoRefused as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    if not loaded:
+        print("demo data: database not empty")
+        return 0
+    print(f"demo data: {loaded:,} members loaded ({time.perf_counter() - started:.1f} s)")
+    print(f"  chat as one: python -m bot chat --openid {DEMO_OPENIDS[0]}")
     return 0
 
 
@@ -245,6 +263,56 @@ def _jobs(config: Config, args: argparse.Namespace) -> int:
         return 0
     outcome = asyncio.run(run())
     print(f"{job.name}: {outcome} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _report(config: Config, args: argparse.Namespace) -> int:
+    import tempfile
+    import time
+    from datetime import UTC, datetime
+
+    from dateutil.relativedelta import relativedelta
+
+    from bot.report import BadMonth, parse_month, write_report
+    from bot.store import open_store
+    from models.figures import programme_figures
+
+    rules = config.programme
+    now = datetime.now(UTC)
+    today = now.astimezone(rules.zone).date()
+    try:
+        month = (
+            parse_month(args.month, today)
+            if args.month
+            else today.replace(day=1) - relativedelta(months=1)
+        )
+    except BadMonth as exc:
+        print(f"report error: --month {exc}", file=sys.stderr)
+        return 2
+    folder = Path(args.out or rules.reports_folder)
+    try:
+        # Find an unwritable folder now, not after the figures have been computed.
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        print(f"report error: cannot write to {folder}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if not _schema_is_current(config):
+        return 2
+
+    async def run() -> tuple[Path, Path]:
+        async with open_store(config) as sessions, sessions() as session:
+            report = await programme_figures(session, rules, month, now)
+        return write_report(report, rules, folder, now)
+
+    started = time.perf_counter()
+    try:
+        html, csv = asyncio.run(run())
+    except OSError as exc:
+        print(f"report error: cannot write to {folder}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"report {month:%Y-%m}: {html} and {csv} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 
@@ -424,8 +492,16 @@ def _parser() -> argparse.ArgumentParser:
         help="delivery consumers in this process (default [delivery] workers)",
     )
     add("migrate", _migrate, "apply database migrations")
-    demo = add("demo", _demo, "load demo members")
-    demo.add_argument("--if-empty", action="store_true", help="only into an empty database")
+    demo = add("demo", _demo, "load a demo brand into an empty database")
+    demo.add_argument(
+        "--if-empty", action="store_true", help="a database with members: do nothing, exit 0"
+    )
+    demo.add_argument(
+        "--members",
+        type=int,
+        default=3000,
+        help="members besides the ten to chat as (default 3000; more for benchmarks)",
+    )
     importer = add("import", _import, "import members or orders from a CSV file")
     importer.add_argument("kind", choices=["members", "orders"])
     importer.add_argument("file", help="the CSV file, with a header row")
@@ -440,6 +516,10 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument(
         "--dry-run", action="store_true", help="print the audience and a sample; keep nothing"
     )
+    report = add("report", _report, "write a month's 《效果跟踪表》 as HTML and CSV")
+    report.add_argument("kind", choices=["monthly"])
+    report.add_argument("--month", help="YYYY-MM, a month that has ended (default: last month)")
+    report.add_argument("--out", help="the folder (default: [programme] reports_folder)")
     menu = add("menu", _menu_push, "create the official account's custom menu through the API")
     menu.add_argument("action", choices=["push"])
     menu.add_argument("--dry-run", action="store_true", help="print the menu, send nothing")

@@ -34,3 +34,66 @@ TEMPLATE_NOTE = "如有疑问，回复“人工”联系客服。"
 def template_fields(text: str) -> dict[str, str]:
     """The fields a service-reply template message can draw on."""
     return {"title": TEMPLATE_TITLE, "content": text, "note": TEMPLATE_NOTE}
+
+
+# The programme's figures (models/figures.py), as the dashboard and the monthly report name them.
+FIGURE_NAMES = {
+    "repurchase_12m": "年度复购率",
+    "first_repeat_90d": "首单复购率（90天）",
+    "churn": "客户流失率",
+    "aov": "客单价",
+    "ltv_12m": "人均12个月净消费",
+    "high_value_share": "高价值会员占比",
+    "active_members": "活跃会员（当月消费）",
+    "follows": "新增关注",
+    "bindings": "会员绑定",
+    "unfollows": "取消关注",
+    "points_earned": "发放积分",
+    "points_redeemed": "兑换积分",
+    "points_expired": "过期积分",
+    "benefit_use": "权益使用率（券核销率）",
+    "participation": "计划参与率",
+    "winback": "流失风险挽回率",
+    "wakeup": "沉睡唤醒率",
+    "referral_rate": "推荐率（新关注中经推荐）",
+    "csat": "客户满意度",
+    "nps": "NPS 净推荐值",
+    "pickup_in_target": "及时接入率（1小时内）",
+    "resolved_24h": "24小时解决率",
+}
+SEGMENT_NAMES = {
+    "core": "核心忠诚",
+    "important": "重要价值",
+    "potential": "潜力培养",
+    "at_risk": "流失风险",
+    "dormant": "沉睡",
+    "other": "其他",
+    "none": "未分群",
+}
+# Push purposes (models/deliveries.py rows), as the dashboard lists them.
+PURPOSE_NAMES = {
+    "birthday": "生日礼遇",
+    "points_expiring": "积分到期提醒",
+    "holiday": "节日祝福",
+    "winback": "唤醒挽回",
+    "tier_keeping": "保级提醒",
+    "tier_upgraded": "升级祝贺",
+    "referral_rewarded": "推荐奖励",
+    "referral_star": "推荐之星",
+    "referral_qr": "推荐二维码",
+    "campaign": "营销活动",
+    "annual_recap": "年度回顾",
+    "csat_order": "订单满意度调研",
+    "csat_conversation": "服务满意度调研",
+    "nps_sample": "NPS 调研",
+    "service_reply": "客服回复",
+    "handoff_ended": "人工服务结束",
+}
+# Breakdowns of a figure beyond tier and segment.
+CONTACTED = "已触达"
+HOLDOUT = "对照组"
+NO_TARGET = "—"
+MET = "达标"
+MISSED = "未达标"
+BAD_MONTH = "无法查看“{month}”：请选择已有的月份（如 2026-11）。"
+MONTH_NOT_ENDED = "“{month}”尚未结束，月度报告只能下载已结束的月份。"

@@ -3,6 +3,7 @@ Imports nothing of ours but models."""
 
 from models.base import Base
 from models.binding import BindingCode
+from models.birthdays import BirthdayGift
 from models.campaigns import Campaign, CampaignMember, CampaignRun
 from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
@@ -24,6 +25,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "BindingCode",
+    "BirthdayGift",
     "Campaign",
     "CampaignMember",
     "CampaignRun",

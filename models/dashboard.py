@@ -2,30 +2,23 @@
 members (bench/dashboard.py times them on a million).
 
 - members by tier and by segment (followers and customers alike);
-- repurchase rate: of the members who bought in the last 12 months, the share who bought at
-  least twice;
-- churn: of the members who bought in the 12 months before that, the share who have not
-  bought since;
 - the referral funnel (links made → friends who followed → first orders → rewarded), and
   pushes sent or skipped by purpose in the last 30 days.
 
-Coupon use comes from models/coupons.py, CSAT and NPS by month from models/ratings.py.
+The programme's figures against their targets (repurchase, churn, CSAT, NPS, coupon use…) are
+models/figures.py's; coupon counts by kind come from models/coupons.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.deliveries import Delivery
 from models.members import Member
-from models.orders import Order
 from models.referrals import Referral, ReferralLink
-
-YEAR = timedelta(days=365)
 
 
 async def members_by(session: AsyncSession, column: str) -> dict[str, int]:
@@ -33,50 +26,6 @@ async def members_by(session: AsyncSession, column: str) -> dict[str, int]:
     field = Member.tier if column == "tier" else func.coalesce(Member.segment, "none")
     rows = await session.execute(select(field, func.count()).group_by(field).order_by(field))
     return {str(name): int(count) for name, count in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """Repurchase and churn, with what they are computed from."""
-
-    buyers: int  # bought in the last 12 months
-    repeat_buyers: int  # of those, bought at least twice
-    earlier_buyers: int  # bought in the 12 months before
-    lapsed: int  # of those, no order in the last 12 months
-
-    @property
-    def repurchase_rate(self) -> float | None:
-        return self.repeat_buyers / self.buyers if self.buyers else None
-
-    @property
-    def churn_rate(self) -> float | None:
-        return self.lapsed / self.earlier_buyers if self.earlier_buyers else None
-
-
-async def retention(session: AsyncSession, now: datetime) -> Retention:
-    """Repurchase and churn over the last two years of orders, in one pass over them."""
-    recent, earlier = now - YEAR, now - 2 * YEAR
-    per_member = (
-        select(
-            Order.member_id,
-            func.count(case((Order.paid_at >= recent, 1))).label("recent"),
-            func.count(case((Order.paid_at < recent, 1))).label("earlier"),
-        )
-        .where(Order.paid_at >= earlier, Order.paid_at < now)
-        .group_by(Order.member_id)
-        .subquery()
-    )
-    row = (
-        await session.execute(
-            select(
-                func.count(case((per_member.c.recent >= 1, 1))),
-                func.count(case((per_member.c.recent >= 2, 1))),
-                func.count(case((per_member.c.earlier >= 1, 1))),
-                func.count(case(((per_member.c.earlier >= 1) & (per_member.c.recent == 0), 1))),
-            )
-        )
-    ).one()
-    return Retention(*(int(v) for v in row))
 
 
 async def referral_funnel(session: AsyncSession) -> dict[str, int]:

@@ -23,6 +23,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.binding import BindingCode
+from models.birthdays import BirthdayGift
 from models.campaigns import CampaignMember
 from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
@@ -56,6 +57,7 @@ _BY_MEMBER: tuple[Any, ...] = (
     CampaignMember,
     ReferralLink,
     HookDelivery,
+    BirthdayGift,
     ChatMissText,
 )
 
@@ -144,6 +146,10 @@ async def erase_member(session: AsyncSession, member: Member, now: datetime) -> 
     changed["hook_deliveries"] = result.rowcount or 0
     # Their words in messages the bot did not understand (the counted phrasings stay).
     changed["chat_miss_texts"] = await forget_member_texts(session, member.id)
+    result = await session.execute(
+        update(BirthdayGift).where(BirthdayGift.member_id == member.id).values(tracking_number=None)
+    )
+    changed["birthday_gifts"] = result.rowcount or 0
     for model in (MemberRecap, BindingCode, ReferralLink):
         result = await session.execute(delete(model).where(model.member_id == member.id))
         changed[model.__tablename__] = result.rowcount or 0

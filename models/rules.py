@@ -171,6 +171,65 @@ class RatingRules(_Rules):
     nps_low: int = Field(default=6, ge=0, le=10)
 
 
+class BirthdayGiftRules(_Rules):
+    """Who gets a physical birthday gift, shipped by the brand (seed 002: 生日定制礼遇 for the
+    core segment; DOMAIN.md: 钻石会员's 生日定制礼). The console tracks its fulfilment."""
+
+    name: str = Field(default="生日定制礼", min_length=1, max_length=32)
+    tiers: list[str] = ["diamond"]
+    segments: list[str] = ["core"]
+
+
+class Target(_Rules):
+    """A figure's target: at least or at most a value, or a change on the same month a year
+    before (``change_percent``: -50 means half of last year's figure). None of them: no target."""
+
+    at_least: float | None = None
+    at_most: float | None = None
+    change_percent: float | None = Field(default=None, gt=-100, le=1000)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Target:
+        if sum(v is not None for v in (self.at_least, self.at_most, self.change_percent)) > 1:
+            raise ValueError("give one of at_least, at_most, change_percent")
+        return self
+
+
+class ProgrammeTargets(_Rules):
+    """The targets the programme is judged on (DOMAIN.md "Figures", the seeds' values), in the
+    figure's unit: percent for rates, NPS points, fen for money. models/figures.py defines
+    every figure; the thresholds below shape three of them."""
+
+    repurchase_12m: Target = Target(at_least=75)
+    first_repeat_90d: Target = Target(at_least=40)
+    churn: Target = Target(change_percent=-50)
+    aov: Target = Target(change_percent=55)
+    ltv_12m: Target = Target(change_percent=80)
+    high_value_share: Target = Target(change_percent=40)
+    benefit_use: Target = Target(at_least=70)
+    participation: Target = Target(at_least=85)
+    winback: Target = Target(at_least=25)
+    wakeup: Target = Target(at_least=15)
+    csat: Target = Target(at_least=98)
+    nps: Target = Target(at_least=50)
+    # The seeds give the times (1 hour, 24 hours), not the share: 95% is ours.
+    pickup_in_target: Target = Target(at_least=95)
+    resolved_24h: Target = Target(at_least=95)
+    # A high-value member spent at least this much (net) in 12 months (seed 002: ¥5,000).
+    high_value_spend_fen: int = Field(default=500_000, ge=1)
+    # Service levels: picked up (first reply) within pickup_minutes of joining the queue,
+    # resolved (closed or handed back by an agent) within resolve_hours.
+    pickup_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    resolve_hours: int = Field(default=24, ge=1, le=24 * 30)
+
+    def target(self, figure: str) -> Target | None:
+        """The target set for ``figure``, or None when it has none."""
+        found = getattr(self, figure, None)
+        if not isinstance(found, Target) or found == Target():
+            return None
+        return found
+
+
 class ProgrammeRules(_Rules):
     """Everything the domain operations need to know about the programme."""
 
@@ -191,8 +250,12 @@ class ProgrammeRules(_Rules):
     winback_segments: list[str] = ["at_risk", "dormant"]
     # The coupon a member gets on their birthday (a kind from ``coupons``; empty: greeting only).
     birthday_coupon: str = "birthday_gift"
+    birthday_gifts: BirthdayGiftRules = BirthdayGiftRules()
     referrals: ReferralRules = ReferralRules()
     ratings: RatingRules = RatingRules()
+    targets: ProgrammeTargets = ProgrammeTargets()
+    # Where the scheduler keeps each month's 《效果跟踪表》 (HTML and CSV; never deleted).
+    reports_folder: str = Field(default="data/reports", min_length=1)
 
     @field_validator("timezone")
     @classmethod

@@ -10,13 +10,17 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
+from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.push.outbox import Outbox
+from bot.report import write_report
 from models.coupons import expire_coupons
 from models.deliveries import Delivery
+from models.figures import programme_figures
 from models.hooks import KEPT, prune
 from models.ledger import expire_due_lots
 from models.members import Member
@@ -122,6 +126,17 @@ async def _prune_events(ctx: JobContext) -> str:
     return f"{hooks} shop-event deliveries and {events} member events older than 30 days deleted"
 
 
+async def _monthly_report(ctx: JobContext) -> str:
+    """Last month's 《效果跟踪表》 into ``reports_folder``: run on the 1st, it reports the
+    month that just ended (run on any other day, the last month that has ended)."""
+    today = ctx.now.astimezone(ctx.rules.zone).date()
+    month = today.replace(day=1) - relativedelta(months=1)
+    async with ctx.sessions() as session:
+        report = await programme_figures(session, ctx.rules, month, ctx.now)
+    html, csv = write_report(report, ctx.rules, Path(ctx.rules.reports_folder), ctx.now)
+    return f"{month:%Y-%m} written to {html} and {csv}"
+
+
 JOBS = {
     job.name: job
     for job in (
@@ -172,6 +187,11 @@ JOBS = {
             "prune-events",
             "delete member events and shop-event deliveries acted on over 30 days ago",
             _prune_events,
+        ),
+        Job(
+            "monthly-report",
+            "last month's 《效果跟踪表》 (HTML and CSV) into [programme] reports_folder",
+            _monthly_report,
         ),
         Job(
             "annual-recap",

@@ -30,6 +30,8 @@ DEFAULT_SCHEDULE = {
     "referral-rewards": "20 * * * *",
     "nps-sample": "0 10 5 * *",
     "prune-events": "40 3 * * *",
+    # Last month's 《效果跟踪表》, on the 1st after the night's jobs (segments refresh at 03:00).
+    "monthly-report": "0 6 1 * *",
 }
 
 

@@ -16,14 +16,16 @@ from sqlalchemy import select
 from bot import wiring
 from bot.console.auth import STAFF, requires, template_context
 from bot.console.charts import bars
+from bot.report import BadMonth, figure_views, parse_month
 from bot.validation import first_error
 from bot.wechat.client import WeChatAPIError
+from messages import console_copy as copy
 from models.audience import Audience, preview
 from models.base import utcnow
 from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
 from models.coupons import coupon_stats
-from models.dashboard import members_by, pushes_by_purpose, referral_funnel, retention
-from models.ratings import satisfaction_report
+from models.dashboard import members_by, pushes_by_purpose, referral_funnel
+from models.figures import programme_figures
 from models.staff import audit
 from scheduler.campaigns import ACTIONS, CampaignSpec, actions_for, new_campaign, transition
 
@@ -280,27 +282,34 @@ async def test_send(request: web.Request) -> web.StreamResponse:
 @routes.get("/dashboard")
 @requires(*MARKETING)
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    """The programme's figures, as server-drawn SVG charts."""
+    """The programme's figures for a month (``?month=YYYY-MM``, this month by default):
+    target, actual and deviation with a 12-month trend each, then who the members are."""
     config = _config(request)
     rules = config.programme
     zone = rules.zone
     now = utcnow()
     today = now.astimezone(zone).date()
-    start = datetime.combine(today.replace(day=1) - timedelta(days=180), time.min, zone)
-    end_at = datetime.combine(today + timedelta(days=1), time.min, zone)
+    error = None
+    try:
+        month = parse_month(
+            request.query.get("month") or f"{today:%Y-%m}", today, allow_current=True
+        )
+    except BadMonth:
+        error = copy.BAD_MONTH.format(month=request.query.get("month", ""))
+        month = today.replace(day=1)
     async with request.config_dict[wiring.SESSIONS]() as db:
+        report = await programme_figures(db, rules, month, now)
         tiers = await members_by(db, "tier")
         segments = await members_by(db, "segment")
-        kept = await retention(db, now)
-        monthly = await satisfaction_report(db, start, end_at, "month")
         coupons = await coupon_stats(db)
         funnel = await referral_funnel(db)
         pushes = await pushes_by_purpose(db, now - timedelta(days=30))
     names = {t.code: t.name for t in rules.tiers}
     charts = {
         "tiers": bars("会员等级分布", [(names.get(k, k), v) for k, v in tiers.items()]),
-        "segments": bars("会员分群", list(segments.items())),
-        "csat": bars("CSAT（%）", [(r.group, r.csat_percent or 0.0) for r in monthly], unit="%"),
+        "segments": bars(
+            "会员分群", [(copy.SEGMENT_NAMES.get(k, k), v) for k, v in segments.items()]
+        ),
         "funnel": bars(
             "推荐漏斗",
             [
@@ -310,7 +319,10 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
                 ("已奖励", funnel["rewarded"]),
             ],
         ),
-        "pushes": bars("近30天推送（已发送）", [(k, v["sent"]) for k, v in pushes.items()]),
+        "pushes": bars(
+            "近30天推送（已发送）",
+            [(copy.PURPOSE_NAMES.get(k, k), v["sent"]) for k, v in pushes.items()],
+        ),
     }
     coupon_rows = [
         (rules.coupon_kind(kind).name if rules.coupon_kind(kind) else kind, figures)
@@ -323,9 +335,12 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
             request,
             # Markup: charts.py builds the SVG and escapes every label itself.
             charts={k: Markup(v) for k, v in charts.items()},
-            retention=kept,
-            monthly=monthly,
+            month=month,
+            this_month=today.replace(day=1),
+            error=error,
+            figures=figure_views(report, rules),
             coupons=coupon_rows,
-            pushes=pushes,
+            pushes=[(copy.PURPOSE_NAMES.get(k, k), v) for k, v in pushes.items()],
         ),
+        status=400 if error else 200,
     )
