@@ -139,15 +139,21 @@ class Understander:
         )
 
     @classmethod
-    def from_config(cls, chat: ChatConfig, rules: ProgrammeRules) -> Understander:
-        """The pipeline for ``[chat]`` and the programme's tiers."""
+    def from_config(
+        cls,
+        chat: ChatConfig,
+        rules: ProgrammeRules,
+        corpus: Iterable[tuple[str, str]] | None = None,
+    ) -> Understander:
+        """The pipeline for ``[chat]`` and the programme's tiers (trained on ``corpus``, by
+        default ``corpus/train.tsv``; cross-validation passes the folds)."""
         tiers: dict[str, str] = {}
         for tier in rules.tiers:
             for alias in (tier.name, tier.name.removesuffix("会员"), tier.code):
                 if len(alias) >= _MIN_LEXICON:
                     tiers[normalise(alias).text] = tier.code
         faq = {key: entry.patterns for key, entry in chat.faq.items()}
-        return cls(chat.keywords, chat.menu_keys, faq, tiers)
+        return cls(chat.keywords, chat.menu_keys, faq, tiers, corpus)
 
     def teach(self, taught: Mapping[str, tuple[str, str]]) -> None:
         """Replace what staff taught: normalised phrasing → (intent, FAQ key or "")."""

@@ -3,13 +3,14 @@ refusals, two requests in one, and the held-out figures."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import pytest
 
 from bot.config import load_config
 from handlers.understanding.classifier import pinyin_of
-from handlers.understanding.evaluation import evaluate
+from handlers.understanding.evaluation import cross_validate, evaluate
 from handlers.understanding.normalise import normalise
 from handlers.understanding.pipeline import DATA, Understander, read_corpus
 from handlers.understanding.slots import NO_YEAR, find_date
@@ -134,3 +135,22 @@ def test_heldout_figures(understander: Understander) -> None:
     assert report.lines >= 300
     assert report.accuracy >= 0.88
     assert report.handover_share <= 0.005
+
+
+def test_cross_validation_scores_every_training_line_once() -> None:
+    """``bench/understanding.py --cv`` tunes on the training part alone: each line is
+    understood once, by a pipeline trained without it."""
+    config = load_config(str(ROOT / "config.example.toml"), environ={})
+    rows = read_corpus(DATA / "train.tsv")[::4]
+    trained_on: list[int] = []
+
+    def train(lines: Sequence[tuple[str, str]]) -> Understander:
+        trained_on.append(len(lines))
+        return Understander.from_config(config.chat, config.programme, lines)
+
+    report = cross_validate(train, rows, folds=3)
+    assert report.lines == len(rows)
+    assert sum(total for _, total in report.by_intent.values()) == len(rows)
+    assert len(trained_on) == 3
+    assert all(len(rows) * 0.6 < n < len(rows) * 0.7 for n in trained_on)
+    assert report.accuracy > 0.5
