@@ -35,6 +35,14 @@ def understander() -> Understander:
         ("我是什么会员啊", "我是什么会员", False),
         ("在吗", "在吗", True),
         ("👍", "好", False),
+        # A greeting followed only by punctuation, or naming whom it greets, stays a greeting
+        # (it was 「?」, the help keyword, and 「客服」, a request for a person).
+        ("在吗？？", "在吗", True),
+        ("您好！在吗？", "您好!在吗", True),
+        ("你好客服", "你好客服", True),
+        ("老板好啊，积分多少", "积分多少", True),
+        ("你好客服电话多少", "客服电话多少", True),
+        ("history", "history", False),
     ],
 )
 def test_normalise(typed: str, expected: str, greeting: bool) -> None:
@@ -102,6 +110,13 @@ def test_everyday_phrasings(
     found = understander.understand(typed)
     assert found.intent == intent
     assert dict(found.slots) == slots
+
+
+@pytest.mark.parametrize("typed", ["在吗？？", "你好客服", "您好！在吗？", "小助手好"])
+def test_a_greeting_is_not_a_keyword_after_it(understander: Understander, typed: str) -> None:
+    """「在吗？？」 was read as 「?」 (the help menu), 「你好客服」 as 「客服」 (a person, without
+    the member asking for one)."""
+    assert understander.understand(typed).intent == "greeting"
 
 
 def test_two_requests_in_one_message(understander: Understander) -> None:
