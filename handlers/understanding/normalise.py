@@ -84,3 +84,9 @@ def normalise(text: str) -> Normalised:
     # Punctuation at either end says nothing, unless it is all there is ("?" asks for help).
     stripped = stripped.strip(" \t。.!！~～、，,?？:：;；…")
     return Normalised(stripped or folded.strip(), greeting)
+
+
+def is_greeting(text: str) -> bool:
+    """Whether a normalised ``text`` is a greeting and nothing more (「在吗」「你好客服」)."""
+    match = _GREETING.match(text)
+    return match is not None and _NOTHING_MORE.fullmatch(text, match.end()) is not None

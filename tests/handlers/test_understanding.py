@@ -11,6 +11,7 @@ import pytest
 from bot.config import load_config
 from handlers.understanding.classifier import pinyin_of
 from handlers.understanding.evaluation import cross_validate, evaluate
+from handlers.understanding.lexicon import lexicon_intent
 from handlers.understanding.normalise import normalise
 from handlers.understanding.pipeline import DATA, Understander, read_corpus
 from handlers.understanding.slots import NO_YEAR, find_date
@@ -117,6 +118,36 @@ def test_a_greeting_is_not_a_keyword_after_it(understander: Understander, typed:
     """「在吗？？」 was read as 「?」 (the help menu), 「你好客服」 as 「客服」 (a person, without
     the member asking for one)."""
     assert understander.understand(typed).intent == "greeting"
+
+
+@pytest.mark.parametrize(
+    ("typed", "intent"),
+    [
+        ("好的，谢谢！", "thanks"),
+        ("嗯嗯收到啦", "thanks"),
+        ("666", "thanks"),
+        ("那不用了哈，谢谢", "decline"),
+        ("不了谢谢", "decline"),
+        ("我推荐了几个人", "my_referrals"),
+        ("我邀请的朋友注册了吗", "my_referrals"),
+        ("推荐记录", "my_referrals"),
+        ("取消退订", "opt_in"),
+        ("我的推荐码", None),
+        ("不要推送", None),
+        ("好处", None),
+    ],
+)
+def test_domain_lexicon(typed: str, intent: str | None) -> None:
+    """Whole formulaic messages and the distinctions n-grams blur; anything else is left to
+    the classifier (None)."""
+    assert lexicon_intent(normalise(typed).text) == intent
+
+
+def test_the_lexicon_wins_where_the_classifier_hesitates(understander: Understander) -> None:
+    found = understander.understand("那不用了哈，谢谢")
+    assert (found.intent, found.source) == ("decline", "lexicon")
+    assert understander.understand("我的推荐码").intent == "referral"
+    assert understander.understand("不要再给我推送了").intent == "opt_out"
 
 
 def test_two_requests_in_one_message(understander: Understander) -> None:
