@@ -8,7 +8,8 @@ Two kinds of message are better read by a pattern than by n-grams:
   the answer is most certain. These patterns match only the whole (normalised) message;
 - distinctions the n-grams blur: 「我推荐了几个」「我邀请的人」 ask how one's referrals are doing
   (``my_referrals``), where 推荐/邀请 alone mostly ask for the link (``referral``); 「取消退订」
-  asks to receive messages again, though 取消 and 退订 each mean stopping them.
+  asks to receive messages again, though 取消 and 退订 each mean stopping them; 「不再接收推送」
+  「不要给我发广告」 refuse the messages (``opt_out``), not what was just offered (``decline``).
 
 Every pattern is checked by cross-validation on the training part (``bench/understanding.py
 --cv``): a pattern that takes a line from its right intent there does not stay. The brand's
@@ -51,8 +52,19 @@ _MY_REFERRALS = re.compile(
     r"|排名|情况|结果|成绩)"
 )
 
-# Taking a refusal back; reading 取消 or 退订 alone would stop the messages instead.
-_OPT_IN = re.compile(r"(?:取消|撤销|撤回)退订|不退订|退订错|^(?:re)?subscribe")
+# Taking a refusal back; reading 取消 or 退订 alone would stop the messages instead. Wanting
+# messages (想收, 继续推送) counts only when no 不/别 comes right before it (不想收 is a refusal).
+_OPT_IN = re.compile(
+    r"(?:取消|撤销|撤回)退订|不(?:想|要)?退订|退订错|^(?:re)?subscribe"
+    r"|(?<![不别])(?:想|要|可以|继续|重新|恢复)(?:再|给我)?(?:收到?|接收|推送|订阅)"
+)
+# Refusing the messages themselves: a negation, then receiving or sending them (「不再接收推送」
+# 「不要给我发广告」), or cancelling a subscription. Without this, 不/不用 reads as a plain decline.
+_OPT_OUT = re.compile(
+    r"(?:不|别|不再|不想|不要|不用|不想再|不要再|别再)(?:再)?(?:给我)?(?:收到?|接收|推送|推|发)"
+    r"(?:推送|消息|广告|活动|通知|短信|营销|了|$)"
+    r"|取消(?:订阅|推送|通知|营销|活动推送|所有通知)|^(?:unsubscribe|unsub|opt out|opt me out)"
+)
 
 # Formulas are short; longer messages are not tried against them (which also bounds the work
 # their nested repetitions can cost).
@@ -63,6 +75,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 _SEARCHED: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("opt_in", _OPT_IN),
+    ("opt_out", _OPT_OUT),
     ("my_referrals", _MY_REFERRALS),
 )
 

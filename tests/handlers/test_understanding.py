@@ -132,8 +132,13 @@ def test_a_greeting_is_not_a_keyword_after_it(understander: Understander, typed:
         ("我邀请的朋友注册了吗", "my_referrals"),
         ("推荐记录", "my_referrals"),
         ("取消退订", "opt_in"),
+        ("我又想收到推送了", "opt_in"),
+        ("不想收到推送", "opt_out"),
+        ("不要给我发广告", "opt_out"),
+        ("不用推送了", "opt_out"),
+        ("取消订阅", "opt_out"),
         ("我的推荐码", None),
-        ("不要推送", None),
+        ("不要转人工", None),
         ("好处", None),
     ],
 )
@@ -148,6 +153,7 @@ def test_the_lexicon_wins_where_the_classifier_hesitates(understander: Understan
     assert (found.intent, found.source) == ("decline", "lexicon")
     assert understander.understand("我的推荐码").intent == "referral"
     assert understander.understand("不要再给我推送了").intent == "opt_out"
+    assert understander.understand("不用转人工了").intent == "decline"
 
 
 def test_two_requests_in_one_message(understander: Understander) -> None:
