@@ -55,11 +55,13 @@ def _print_report(title: str, report: Report, show_lines: bool) -> None:
             print(f"  [{label} → {got}] {text}")
 
 
-def _cross_validation(config: Config, rows: Sequence[tuple[str, str]], folds: int) -> Report:
+def _cross_validation(
+    config: Config, rows: Sequence[tuple[str, str]], folds: int, seed: int
+) -> Report:
     def train(lines: Sequence[tuple[str, str]]) -> Understander:
         return Understander.from_config(config.chat, config.programme, lines)
 
-    return cross_validate(train, rows, folds)
+    return cross_validate(train, rows, folds, seed)
 
 
 def main() -> None:
@@ -68,6 +70,9 @@ def main() -> None:
     parser.add_argument("--part", choices=("heldout", "train"), default="heldout")
     parser.add_argument(
         "--cv", type=int, metavar="K", help="K-fold cross-validation on the training part"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=17, help="how --cv shuffles the lines into folds"
     )
     parser.add_argument(
         "--wrong", action="store_true", help="list the training lines it got wrong (--part train)"
@@ -79,7 +84,7 @@ def main() -> None:
     config = load_config(args.config, environ={})
     train_rows = read_corpus(DATA / "train.tsv")
     if args.cv is not None:
-        report = _cross_validation(config, train_rows, args.cv)
+        report = _cross_validation(config, train_rows, args.cv, args.seed)
         _print_report(f"{args.cv}-fold cross-validation on train", report, show_lines=True)
         return
     started = time.process_time()
