@@ -18,11 +18,25 @@ import opencc
 # Filler particles at the end of a sentence carry no request. 吧 and 了 stay: 「算了」「不要了」
 # and 「好吧」 mean something; inside a sentence (什么, 吗啡) nothing is touched.
 _FILLERS = re.compile(r"(?<=\w)[呢呀吗嘛啊哈呐哇噢喔哦嗯]+(?=[^\w]|$)")
-# A greeting at the start, followed by more text (the request). 在吗 / 在不在 are greetings.
+# A greeting at the start, followed by more text (the request). 在吗 / 在不在 are greetings, and
+# so is a greeting with whom it addresses (「你好客服」「老板好」「你好机器人」): the member is
+# saying hello, not asking for a person. An addressee counts only where a separator or the end
+# follows (「你好客服电话多少」 keeps its 客服). English words only as whole words (not history).
+_SEPARATORS = r"[\s,，.。!！~、:：?]"
+_PARTICLES = "呢呀吗嘛啊哈呐哇噢喔哦嗯"
+_ADDRESSEE = r"(?:客服|小助手|小助理|助手|小编|亲亲|亲|老板|美女|帅哥|机器人)"
+_END = rf"(?={_SEPARATORS}|[{_PARTICLES}]|$)"
 _GREETING = re.compile(
-    r"^(?:(?:hi|hello|hey|哈喽|哈罗|嗨|您好|你好|早上好|上午好|中午好|下午好|晚上好|早安|晚安"
-    r"|亲爱的|亲|在吗|在不在|请问|麻烦问一下|麻烦|打扰一下|客服你好|小助手)[\s,，.。!！~、:：]*)+"
+    r"^(?:(?:"
+    r"(?:(?:hi|hello|hey)(?![a-z])|哈喽|哈罗|嗨|您好|你好|早上好|上午好|中午好|下午好|晚上好"
+    rf"|早安|晚安)(?:{_ADDRESSEE}{_END})?"
+    rf"|{_ADDRESSEE}(?:你好|您好|好){_END}"
+    r"|亲爱的|亲|在吗|在不在|请问|麻烦问一下|麻烦|打扰一下|小助手"
+    rf")(?:{_SEPARATORS}|[{_PARTICLES}])*)+"
 )
+# What may follow a greeting without being a request: punctuation and particles (「在吗？？」
+# 「你好哦」 are greetings, not 「?」 asking for help).
+_NOTHING_MORE = re.compile(rf"[\W_{_PARTICLES}]*")
 _PUNCTUATION_RUN = re.compile(r"([^\w\s])\1+")
 _SPACES = re.compile(r"\s+")
 # Emoji that say something on their own (「👍」 is an answer); other symbols are dropped.
@@ -62,11 +76,17 @@ def normalise(text: str) -> Normalised:
     folded = fold(text)
     greeting = False
     match = _GREETING.match(folded)
-    if match and match.end() < len(folded):
+    if match and not _NOTHING_MORE.fullmatch(folded, match.end()):
         folded, greeting = folded[match.end() :], True
     elif match:
-        return Normalised(folded.strip(" ,，.。!！~、"), greeting=True)
+        return Normalised(folded.strip(" ,，.。!！~、:：?"), greeting=True)
     stripped = _FILLERS.sub("", folded)
     # Punctuation at either end says nothing, unless it is all there is ("?" asks for help).
     stripped = stripped.strip(" \t。.!！~～、，,?？:：;；…")
     return Normalised(stripped or folded.strip(), greeting)
+
+
+def is_greeting(text: str) -> bool:
+    """Whether a normalised ``text`` is a greeting and nothing more (「在吗」「你好客服」)."""
+    match = _GREETING.match(text)
+    return match is not None and _NOTHING_MORE.fullmatch(text, match.end()) is not None
