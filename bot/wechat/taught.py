@@ -10,6 +10,7 @@ DELETE is idempotent, so several processes doing it is harmless).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from datetime import timedelta
 
@@ -47,7 +48,8 @@ class TaughtPhrasings:
         self._understander = understander
         self._retention = timedelta(days=retention_days)
         self._seen: bytes | None = None
-        self._forgotten_at = 0.0
+        # The first tick forgets at once, whatever the machine's uptime (monotonic's origin).
+        self._forgotten_at = -math.inf
 
     async def refresh(self) -> bool:
         """Reload the taught phrasings if they changed since the last look; True if so."""
