@@ -13,7 +13,7 @@ import shutil
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
 # Root in CI has no user namespaces for the sandbox; /dev/shm may be small in containers.
@@ -22,6 +22,9 @@ LOCALE = "zh-CN"
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 # Playwright's default of 30 s per action makes a broken page slow to report.
 ACTION_TIMEOUT_MS = 10_000
+# What a page shows after a server-sent event or a fetch: a ceiling, not a wait (expect polls
+# and passes as soon as the page shows it); Playwright's 5 s default fails on a loaded machine.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="session")
