@@ -32,7 +32,8 @@ computation per that time however many views.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -53,7 +54,7 @@ from sqlalchemy import (
     union,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert, local_period
@@ -301,12 +302,9 @@ async def programme_figures(
     values = {} if refresh else await _stored(session, keys, now)
     missing = [m for m, key in zip(months, keys, strict=True) if key not in values]
     computed: dict[str, dict[str, Groups]] = {}
-    if missing:
-        computed = await _compute(session, rules, missing, now)
-    breakdowns = reported in computed or not values[reported][1]
-    if breakdowns:
-        computed.setdefault(reported, {f.code: {} for f in FIGURES})
-        await _breakdowns(session, rules, computed, reported, first, now)
+    breakdowns = reported not in values or not values[reported][1]
+    if missing or breakdowns:
+        computed = await _compute(session, rules, missing, now, first if breakdowns else None)
     if computed:
         await _store(session, rules, computed, reported, now)
         await session.commit()
@@ -384,21 +382,13 @@ async def _store(
     reported: str,
     now: datetime,
 ) -> None:
-    """Store the months computed, replacing what was there; a month's rows are written with
-    ON CONFLICT so two computations of the same month at once both succeed."""
+    """Store what was computed: whole months (replacing what was there) and the reported
+    month's breakdowns (added to it when the rest was stored). Rows are written with ON
+    CONFLICT, so two computations of the same month at once both succeed."""
     insert = dialect_insert(session)
-    keys = list(computed)
-    full = {key: key == reported for key in keys}
-    # Only the reported month's breakdowns were computed: keep its other rows if stored.
-    breakdowns_only = [
-        key
-        for key in keys
-        if key == reported
-        and not any(g == ALL for groups in computed[key].values() for g in groups)
-    ]
-    replaced = [key for key in keys if key not in breakdowns_only]
-    if replaced:
-        await session.execute(delete(StoredFigure).where(StoredFigure.month.in_(replaced)))
+    whole = [key for key in computed if key != reported or ALL in computed[key]["aov"]]
+    if whole:
+        await session.execute(delete(StoredFigure).where(StoredFigure.month.in_(whole)))
     rows = [
         {"month": key, "figure": code, "grp": group, "numerator": n, "denominator": d}
         for key, figures in computed.items()
@@ -416,14 +406,14 @@ async def _store(
                 },
             )
         )
-    for key in breakdowns_only:
+    if reported in computed and reported not in whole:
         await session.execute(
-            update(StoredMonth).where(StoredMonth.month == key).values(breakdowns=True)
+            update(StoredMonth).where(StoredMonth.month == reported).values(breakdowns=True)
         )
-    for key in replaced:
+    for key in whole:
         ended = _month_end(key, rules) <= now
         statement = insert(StoredMonth.__table__).values(
-            month=key, computed_at=now, final=ended, breakdowns=full[key]
+            month=key, computed_at=now, final=ended, breakdowns=key == reported
         )
         await session.execute(
             statement.on_conflict_do_update(
@@ -443,39 +433,72 @@ def _month_end(key: str, rules: ProgrammeRules) -> datetime:
 
 
 async def _compute(
-    session: AsyncSession, rules: ProgrammeRules, months: list[date], now: datetime
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    months: list[date],
+    now: datetime,
+    breakdowns: date | None = None,
 ) -> dict[str, dict[str, Groups]]:
-    """Every figure of ``months`` (not necessarily consecutive), by tier and segment."""
+    """Every figure of ``months`` (not necessarily consecutive), by tier and segment, and the
+    breakdowns of the month ``breakdowns`` (one of them, or one stored without them)."""
     keys = [f"{m:%Y-%m}" for m in months]
-    collector = _Collector(keys)
+    collector = _Collector([*keys, *([f"{breakdowns:%Y-%m}"] if breakdowns else [])])
     bounds = [month_bounds(m, rules, now) for m in months]
-    span = (bounds[0][0], max(end for _, end in bounds))
-    await _orders_by_month(session, collector, span)
-    await _participation(session, collector, span)
-    await _coupons(session, collector, span)
-    await _points(session, collector, span)
-    await _growth(session, collector, span)
-    await _ratings(session, collector, span)
-    await _conversations(session, rules, collector, span)
-    await _trailing(session, rules, collector, dict(zip(keys, bounds, strict=True)))
+
+    async def trailing(db: AsyncSession) -> None:
+        if months:
+            await _trailing(db, rules, collector, dict(zip(keys, bounds, strict=True)))
+
+    async def bucketed(db: AsyncSession) -> None:
+        if months:
+            span = (bounds[0][0], max(end for _, end in bounds))
+            await _orders_by_month(db, collector, span)
+            await _participation(db, collector, span)
+            await _coupons(db, collector, span)
+            await _points(db, collector, span)
+            await _growth(db, collector, span)
+            await _ratings(db, collector, span)
+            await _conversations(db, rules, collector, span)
+        if breakdowns is not None:
+            await _breakdowns(db, rules, collector, breakdowns, now)
+
+    await _side_by_side(session, trailing, bucketed)
+    for key in keys:  # a month computed whole has an overall value for every figure
+        for groups in collector.values[key].values():
+            groups.setdefault(ALL, (0.0, 0.0))
     return collector.values
 
 
-async def _breakdowns(
-    session: AsyncSession,
-    rules: ProgrammeRules,
-    into: dict[str, dict[str, Groups]],
-    key: str,
-    month: date,
-    now: datetime,
+async def _side_by_side(
+    session: AsyncSession, *works: Callable[[AsyncSession], Awaitable[None]]
 ) -> None:
-    """The reported month's breakdowns: benefit use by coupon kind and reason, win-back and
-    唤醒 among the contacted and the holdout."""
-    collector = _Collector([key])
-    collector.values[key] = into[key]
+    """Run ``works`` (read-only) at once on PostgreSQL, each on a connection of its own: a
+    statement uses one core, and the longest (``_trailing``) is about half of the work.
+    Elsewhere (SQLite, or a session bound to a connection) one after the other."""
+    engine = session.bind
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+        for work in works:
+            await work(session)
+        return
+
+    async def apart(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        async with AsyncSession(engine) as own:
+            await work(own)
+
+    async with asyncio.TaskGroup() as group:
+        for work in works:
+            group.create_task(apart(work))
+
+
+async def _breakdowns(
+    session: AsyncSession, rules: ProgrammeRules, out: _Collector, month: date, now: datetime
+) -> None:
+    """A month's breakdowns: benefit use by coupon kind and reason, win-back and 唤醒 among
+    the contacted and the holdout."""
+    key = f"{month:%Y-%m}"
     start, end = month_bounds(month, rules, now)
-    await _coupon_kinds(session, collector, key, start, end)
-    await _winback_contacts(session, rules, collector, key, start, end)
+    await _coupon_kinds(session, out, key, start, end)
+    await _winback_contacts(session, rules, out, key, start, end)
 
 
 def _set_target(figure: Figure, rule: Target | None, year_before: str) -> None:
@@ -495,32 +518,24 @@ def _set_target(figure: Figure, rule: Target | None, year_before: str) -> None:
 async def _orders_by_month(
     session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]
 ) -> None:
-    """客单价 (net spend / purchases) and active members (members with a purchase)."""
+    """客单价 (net spend / purchases)."""
     month = local_period(session, Order.paid_at, span[0], "month")
     tier, segment = _groups()
     rows = await session.execute(
-        select(
-            month,
-            tier,
-            segment,
-            func.sum(_net()),
-            func.count(),
-            func.count(func.distinct(Order.member_id)),
-        )
+        select(month, tier, segment, func.sum(_net()), func.count())
         .join(Member, Member.id == Order.member_id)
         .where(Order.paid_at >= span[0], Order.paid_at < span[1], _net() > 0)
         .group_by(month, tier, segment)
     )
-    for key, t, s, spend, orders, buyers in rows:
+    for key, t, s, spend, orders in rows:
         out.add("aov", key, t, s, spend, orders)
-        out.add("active_members", key, t, s, buyers, buyers)
 
 
 async def _participation(
     session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]
 ) -> None:
-    """Of the members with a purchase in the month, those who used a benefit in it: redeemed
-    a coupon or spent points."""
+    """Active members (members with a purchase in the month) and, of them, those who used a
+    benefit in it (participation): redeemed a coupon or spent points."""
     buyers = (
         select(
             local_period(session, Order.paid_at, span[0], "month").label("month"),
@@ -558,8 +573,9 @@ async def _participation(
         )
         .group_by(buyers.c.month, tier, segment)
     )
-    for key, t, s, users, count in rows:
-        out.add("participation", key, t, s, users, count)
+    for key, t, s, users, buyers in rows:
+        out.add("participation", key, t, s, users, buyers)
+        out.add("active_members", key, t, s, buyers, buyers)
 
 
 async def _coupons(session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]) -> None:
