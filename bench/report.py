@@ -117,12 +117,14 @@ async def measure(url: str) -> float:
         await forget(month)
         await report()
 
-    async def dashboard(cold: bool) -> None:
+    async def dashboard(cold: bool = False, expired: bool = False) -> None:
         if cold:
             async with sessions() as session:
                 await session.execute(delete(StoredMonth))
                 await session.execute(delete(StoredFigure))
                 await session.commit()
+        if expired:  # the month so far is older than LIVE_SECONDS: computed again
+            await forget(today.replace(day=1))
         # What GET /console/dashboard does (bot/console/campaign_views.py), less the template.
         async with sessions() as db:
             figures = await programme_figures(db, rules, today.replace(day=1), now)
@@ -137,8 +139,13 @@ async def measure(url: str) -> float:
     await _timed("whole report, earlier months stored (steady state)", RUNS, steady)
     await _timed("whole report, every month stored", RUNS, report)
     print(f"  sizes: HTML {sizes[0] / 1024:.0f} KiB, CSV {sizes[1]:,} rows")
-    await _timed("dashboard, first view (nothing stored)", 1, lambda: dashboard(True))
-    await _timed("dashboard, repeat view", RUNS, lambda: dashboard(False))
+    await _timed("dashboard, first view (nothing stored)", 1, lambda: dashboard(cold=True))
+    await _timed("dashboard, repeat view", RUNS, dashboard)
+    await _timed(
+        "dashboard, first view after 5 minutes (past months stored)",
+        RUNS,
+        lambda: dashboard(expired=True),
+    )
     await engine.dispose()
     worst = max(cold)
     verdict = "ok" if worst < GOAL_SECONDS else f"OVER the {GOAL_SECONDS:.0f} s goal"

@@ -51,7 +51,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    union,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -82,7 +82,7 @@ WINBACK_PURPOSES = ("winback", "campaign")
 LIVE_SECONDS = 300
 FIRST_REPEAT_DAYS = 90
 # Columns per month of _trailing's statement.
-MEASURES = 13
+MEASURES = 15
 # Per month and figure: group ("all", "tier:<code>", "segment:<code>", or a breakdown such as
 # "kind:<coupon kind>", "contacted") → (numerator, denominator).
 Groups = dict[str, Pair]
@@ -453,7 +453,6 @@ async def _compute(
         if months:
             span = (bounds[0][0], max(end for _, end in bounds))
             await _orders_by_month(db, collector, span)
-            await _participation(db, collector, span)
             await _coupons(db, collector, span)
             await _points(db, collector, span)
             await _growth(db, collector, span)
@@ -518,7 +517,8 @@ def _set_target(figure: Figure, rule: Target | None, year_before: str) -> None:
 async def _orders_by_month(
     session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]
 ) -> None:
-    """客单价 (net spend / purchases)."""
+    """客单价 (net spend / purchases); active members and participation are counted with the
+    trailing windows (``_trailing``)."""
     month = local_period(session, Order.paid_at, span[0], "month")
     tier, segment = _groups()
     rows = await session.execute(
@@ -529,53 +529,6 @@ async def _orders_by_month(
     )
     for key, t, s, spend, orders in rows:
         out.add("aov", key, t, s, spend, orders)
-
-
-async def _participation(
-    session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]
-) -> None:
-    """Active members (members with a purchase in the month) and, of them, those who used a
-    benefit in it (participation): redeemed a coupon or spent points."""
-    buyers = (
-        select(
-            local_period(session, Order.paid_at, span[0], "month").label("month"),
-            Order.member_id.label("member_id"),
-        )
-        .where(Order.paid_at >= span[0], Order.paid_at < span[1], _net() > 0)
-        .distinct()
-        .subquery()
-    )
-    used = union(
-        select(
-            local_period(session, Coupon.redeemed_at, span[0], "month").label("month"),
-            Coupon.member_id.label("member_id"),
-        ).where(
-            Coupon.status == "redeemed",
-            Coupon.redeemed_at >= span[0],
-            Coupon.redeemed_at < span[1],
-        ),
-        select(
-            local_period(session, LedgerEntry.created_at, span[0], "month").label("month"),
-            LedgerEntry.member_id.label("member_id"),
-        ).where(
-            LedgerEntry.kind == "redeem",
-            LedgerEntry.created_at >= span[0],
-            LedgerEntry.created_at < span[1],
-        ),
-    ).subquery()
-    tier, segment = _groups()
-    rows = await session.execute(
-        select(buyers.c.month, tier, segment, func.count(used.c.member_id), func.count())
-        .select_from(buyers)
-        .join(Member, Member.id == buyers.c.member_id)
-        .outerjoin(
-            used, and_(used.c.month == buyers.c.month, used.c.member_id == buyers.c.member_id)
-        )
-        .group_by(buyers.c.month, tier, segment)
-    )
-    for key, t, s, users, buyers in rows:
-        out.add("participation", key, t, s, users, buyers)
-        out.add("active_members", key, t, s, buyers, buyers)
 
 
 async def _coupons(session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]) -> None:
@@ -822,10 +775,36 @@ async def _trailing(
             columns.append(func.max(case((p.paid < edge, p.paid))).label(f"l{i}"))
     facts = select(*columns).group_by(p.member_id).subquery("facts")
     f = facts.c
+    # Benefits used (a coupon redeemed, points spent), per member: how many in each month.
+    span = (min(start for start, _ in months.values()), latest)
+    used_at = union_all(
+        select(Coupon.member_id.label("member_id"), Coupon.redeemed_at.label("at")).where(
+            Coupon.status == "redeemed",
+            Coupon.redeemed_at >= span[0],
+            Coupon.redeemed_at < span[1],
+        ),
+        select(LedgerEntry.member_id, LedgerEntry.created_at).where(
+            LedgerEntry.kind == "redeem",
+            LedgerEntry.created_at >= span[0],
+            LedgerEntry.created_at < span[1],
+        ),
+    ).subquery("used_at")
+    u = used_at.c
+    used = (
+        select(
+            u.member_id,
+            *(
+                func.count(case((and_(u.at >= start, u.at < end), 1))).label(f"u{i}")
+                for i, (start, end) in enumerate(months.values())
+            ),
+        )
+        .group_by(u.member_id)
+        .subquery("used")
+    )
     high = rules.targets.high_value_spend_fen
     days = timedelta(days=FIRST_REPEAT_DAYS)
     measures = []
-    for start, end in months.values():
+    for index, (start, end) in enumerate(months.values()):
         year_ago, two_years_ago = end - relativedelta(months=12), end - relativedelta(months=24)
         count_to = {e: f[f"n{at[e]}"] for e in (start, end, year_ago, two_years_ago)}
         recent = count_to[end] - count_to[year_ago]
@@ -850,12 +829,16 @@ async def _trailing(
             func.count(case((cohort, 1))),
             # Members with a purchase before the end: a group without any has no figures.
             func.count(case((count_to[end] > 0, 1))),
+            # Active members (a purchase in the month), and those of them who used a benefit.
+            func.count(case((bought, 1))),
+            func.count(case((bought & (func.coalesce(used.c[f"u{index}"], 0) > 0), 1))),
         ]
     tier, segment = _groups()
     query = (
         select(tier, segment, *measures)
         .select_from(facts)
         .join(Member, Member.id == f.member_id)
+        .outerjoin(used, used.c.member_id == f.member_id)
         .group_by(tier, segment)
     )
     for t, s, *values in await session.execute(query):
@@ -864,7 +847,10 @@ async def _trailing(
             buyers, repeat, earlier, lapsed, spend, high_value, risk, won, asleep, woken = (
                 month_values[:10]
             )
-            repeated, cohort_size, history = month_values[10:]
+            repeated, cohort_size, history, active, participants = month_values[10:]
+            if active:
+                out.add("active_members", key, t, s, active, active)
+                out.add("participation", key, t, s, participants, active)
             if cohort_size:
                 out.add("first_repeat_90d", key, t, s, repeated, cohort_size)
             if not history:
