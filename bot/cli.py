@@ -303,7 +303,7 @@ def _report(config: Config, args: argparse.Namespace) -> int:
 
     async def run() -> tuple[Path, Path]:
         async with open_store(config) as sessions, sessions() as session:
-            report = await programme_figures(session, rules, month, now)
+            report = await programme_figures(session, rules, month, now, refresh=args.recompute)
         return write_report(report, rules, folder, now)
 
     started = time.perf_counter()
@@ -520,6 +520,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("kind", choices=["monthly"])
     report.add_argument("--month", help="YYYY-MM, a month that has ended (default: last month)")
     report.add_argument("--out", help="the folder (default: [programme] reports_folder)")
+    report.add_argument(
+        "--recompute",
+        action="store_true",
+        help="compute every month again instead of reading the stored figures",
+    )
     menu = add("menu", _menu_push, "create the official account's custom menu through the API")
     menu.add_argument("action", choices=["push"])
     menu.add_argument("--dry-run", action="store_true", help="print the menu, send nothing")

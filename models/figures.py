@@ -16,21 +16,48 @@ README "Programme figures" writes out the formula of each. Common ground:
 Everything is set-based SQL: figures bucketed by month (orders, coupons, points, ratings,
 conversations, growth) are one grouped statement over the whole trend; figures over trailing
 windows (repurchase, churn, spend per member, high-value share, win-back and 唤醒, first
-repeat) are one statement per month over each member's purchases.
+repeat) are one statement for every month at once: one pass over the purchases, grouped by
+member, gives each member's running count and net spend at every window edge the months need,
+and each month's windows are differences of those (``_trailing``).
+
+Stored figures (tables ``programme_figures`` and ``programme_figure_months``): a month that has
+ended is computed once, by the monthly job or whoever asks first, and read from the tables
+after that, so a report computes only the months not stored yet and the dashboard's trend is a
+read. Its figures are those of that first computation: a refund, or the redemption of a coupon
+issued in it, arriving later does not change them (``refresh=True``, i.e. ``bot report monthly
+--recompute``, computes the months again). A month still running is stored too, but reused
+only for ``LIVE_SECONDS``: the dashboard's current month is at most that old, and costs one
+computation per that time however many views.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import and_, case, exists, func, literal, or_, select, union
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    Boolean,
+    Float,
+    String,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import local_period
+from models.base import Base, UTCDateTime, dialect_insert, local_period
 from models.binding import BindingCode
 from models.campaigns import HOLDOUT, CampaignMember, CampaignRun
 from models.conversations import Conversation
@@ -51,6 +78,40 @@ NO_SEGMENT = "none"
 TREND_MONTHS = 12
 # Deliveries that count as a win-back contact (the monthly offer, and marketers' campaigns).
 WINBACK_PURPOSES = ("winback", "campaign")
+# How long a month still running is reused from the store before it is computed again.
+LIVE_SECONDS = 300
+FIRST_REPEAT_DAYS = 90
+# Columns per month of _trailing's statement.
+MEASURES = 15
+# Per month and figure: group ("all", "tier:<code>", "segment:<code>", or a breakdown such as
+# "kind:<coupon kind>", "contacted") → (numerator, denominator).
+Groups = dict[str, Pair]
+
+
+class StoredFigure(Base):
+    """One group's (numerator, denominator) of one figure in one month, as computed."""
+
+    __tablename__ = "programme_figures"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    figure: Mapped[str] = mapped_column(String(32), primary_key=True)
+    group: Mapped[str] = mapped_column("grp", String(220), primary_key=True)
+    numerator: Mapped[float] = mapped_column(Float)
+    denominator: Mapped[float] = mapped_column(Float)
+
+
+class StoredMonth(Base):
+    """A month whose figures are stored: when they were computed, whether the month had ended
+    then (``final``: kept for good; otherwise reused for ``LIVE_SECONDS``), and whether its
+    breakdowns (coupon kinds and reasons, win-back contacts and holdout) are there: they are
+    computed for the month a report is about, not for the months of its trend."""
+
+    __tablename__ = "programme_figure_months"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    final: Mapped[bool] = mapped_column(Boolean)
+    breakdowns: Mapped[bool] = mapped_column(Boolean)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,71 +250,254 @@ def _within(session: AsyncSession, later: Any, earlier: Any, seconds: int) -> An
 
 
 class _Collector:
-    """Sums (numerator, denominator) per figure, month and group from grouped rows."""
+    """Sums (numerator, denominator) per month, figure and group from grouped rows; months
+    not being computed are ignored."""
 
-    def __init__(self, months: list[str], reported: str) -> None:
-        self.months = months
-        self.reported = reported
-        self.figures: dict[str, Figure] = {
-            f.code: Figure(f, months={m: (0.0, 0.0) for m in months}) for f in FIGURES
+    def __init__(self, months: Iterable[str]) -> None:
+        self.values: dict[str, dict[str, Groups]] = {
+            m: {f.code: {} for f in FIGURES} for m in months
         }
 
     def add(self, code: str, month: str, tier: str, segment: str, num: Any, den: Any) -> None:
-        figure = self.figures[code]
-        if month not in figure.months:
+        figures = self.values.get(month)
+        if figures is None:
             return
         pair = (float(num or 0), float(den or 0))
-        figure.months[month] = _plus(figure.months[month], pair)
-        if month == self.reported and tier != ALL:
-            figure.by_tier[tier] = _plus(figure.by_tier.get(tier, (0.0, 0.0)), pair)
-            figure.by_segment[segment] = _plus(figure.by_segment.get(segment, (0.0, 0.0)), pair)
+        groups = figures[code]
+        for group in (ALL, f"tier:{tier}", f"segment:{segment}"):
+            groups[group] = _plus(groups.get(group, (0.0, 0.0)), pair)
 
-    def extra(self, code: str, key: str, num: Any, den: Any) -> None:
-        figure = self.figures[code]
-        pair = (float(num or 0), float(den or 0))
-        figure.extra[key] = _plus(figure.extra.get(key, (0.0, 0.0)), pair)
+    def extra(self, code: str, month: str, key: str, num: Any, den: Any) -> None:
+        groups = self.values[month][code]
+        groups[key] = _plus(groups.get(key, (0.0, 0.0)), (float(num or 0), float(den or 0)))
 
 
 def _plus(a: Pair, b: Pair) -> Pair:
     return (a[0] + b[0], a[1] + b[1])
 
 
-def _groups(grouped: bool) -> tuple[Any, Any]:
-    """The member's tier and segment as group columns (or one group)."""
-    if not grouped:
-        return literal(ALL), literal(ALL)
+def _groups() -> tuple[Any, Any]:
+    """The member's tier and segment as group columns."""
     return Member.tier, func.coalesce(Member.segment, NO_SEGMENT)
 
 
 async def programme_figures(
-    session: AsyncSession, rules: ProgrammeRules, month: date, now: datetime
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    month: date,
+    now: datetime,
+    *,
+    refresh: bool = False,
 ) -> MonthReport:
     """Every figure for ``month``: its trend over the 12 months to it (and the month a year
-    before, for targets set as a change), by tier and segment, and against its target."""
+    before, for targets set as a change), by tier and segment, and against its target.
+
+    Months stored (module docstring) are read; the others are computed together, stored, and
+    the session committed. ``refresh``: compute every month again and replace what is stored.
+    """
     first = month.replace(day=1)
     months = [first - relativedelta(months=n) for n in range(TREND_MONTHS, -1, -1)]
     keys = [f"{m:%Y-%m}" for m in months]
-    collector = _Collector(keys, keys[-1])
+    reported = keys[-1]
+    values = {} if refresh else await _stored(session, keys, now)
+    missing = [m for m, key in zip(months, keys, strict=True) if key not in values]
+    computed: dict[str, dict[str, Groups]] = {}
+    breakdowns = reported not in values or not values[reported][1]
+    if missing or breakdowns:
+        computed = await _compute(session, rules, missing, now, first if breakdowns else None)
+    if computed:
+        await _store(session, rules, computed, reported, now)
+        await session.commit()
+    by_month = {key: values[key][0] if key in values else {} for key in keys}
+    for key, figures in computed.items():
+        if key in values:  # the reported month's breakdowns, added to what was stored
+            for code, groups in figures.items():
+                by_month[key][code].update(groups)
+        else:
+            by_month[key] = figures
     start, end = month_bounds(first, rules, now)
-    range_start = month_bounds(months[0], rules, now)[0]
-    span = (range_start, end)
-    await _orders_by_month(session, collector, span)
-    await _participation(session, collector, span)
-    await _coupons(session, collector, span, start, end)
-    await _points(session, collector, span)
-    await _growth(session, collector, span)
-    await _ratings(session, collector, span)
-    await _conversations(session, rules, collector, span)
-    for index, each in enumerate(months):
-        bounds = month_bounds(each, rules, now)
-        grouped = index == len(months) - 1
-        await _trailing(session, rules, collector, keys[index], bounds, grouped)
-        await _first_repeat(session, collector, keys[index], bounds, grouped)
-    await _winback_contacts(session, rules, collector, start, end)
-    figures = collector.figures
-    for figure in figures.values():
+    report = MonthReport(first, start, end, _figures(by_month, keys))
+    for figure in report.figures.values():
         _set_target(figure, rules.targets.target(figure.code), keys[0])
-    return MonthReport(first, start, end, figures)
+    return report
+
+
+def _figures(by_month: dict[str, dict[str, Groups]], keys: list[str]) -> dict[str, Figure]:
+    """Figures from groups by month: overall for every month, the rest for the last."""
+    reported = keys[-1]
+    figures = {}
+    for definition in FIGURES:
+        code = definition.code
+        figure = Figure(definition)
+        for key in keys:
+            figure.months[key] = by_month[key].get(code, {}).get(ALL, (0.0, 0.0))
+        for group, pair in by_month[reported].get(code, {}).items():
+            kind, _, name = group.partition(":")
+            if kind == "tier":
+                figure.by_tier[name] = pair
+            elif kind == "segment":
+                figure.by_segment[name] = pair
+            elif group != ALL:
+                figure.extra[group] = pair
+        figures[code] = figure
+    return figures
+
+
+async def _stored(
+    session: AsyncSession, keys: list[str], now: datetime
+) -> dict[str, tuple[dict[str, Groups], bool]]:
+    """The months of ``keys`` stored and still good (final, or computed less than
+    ``LIVE_SECONDS`` ago): their groups by figure, and whether they have their breakdowns."""
+    fresh_after = now - timedelta(seconds=LIVE_SECONDS)
+    months = await session.execute(
+        select(StoredMonth.month, StoredMonth.breakdowns).where(
+            StoredMonth.month.in_(keys),
+            or_(StoredMonth.final.is_(True), StoredMonth.computed_at > fresh_after),
+        )
+    )
+    found: dict[str, tuple[dict[str, Groups], bool]] = {
+        key: ({f.code: {} for f in FIGURES}, bool(full)) for key, full in months
+    }
+    if not found:
+        return found
+    rows = await session.execute(
+        select(
+            StoredFigure.month,
+            StoredFigure.figure,
+            StoredFigure.group,
+            StoredFigure.numerator,
+            StoredFigure.denominator,
+        ).where(StoredFigure.month.in_(list(found)))
+    )
+    for key, code, group, numerator, denominator in rows:
+        if code in BY_CODE:  # a figure since retired is ignored
+            found[key][0][code][group] = (numerator, denominator)
+    return found
+
+
+async def _store(
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    computed: dict[str, dict[str, Groups]],
+    reported: str,
+    now: datetime,
+) -> None:
+    """Store what was computed: whole months (replacing what was there) and the reported
+    month's breakdowns (added to it when the rest was stored). Rows are written with ON
+    CONFLICT, so two computations of the same month at once both succeed."""
+    insert = dialect_insert(session)
+    whole = [key for key in computed if key != reported or ALL in computed[key]["aov"]]
+    if whole:
+        await session.execute(delete(StoredFigure).where(StoredFigure.month.in_(whole)))
+    rows = [
+        {"month": key, "figure": code, "grp": group, "numerator": n, "denominator": d}
+        for key, figures in computed.items()
+        for code, groups in figures.items()
+        for group, (n, d) in groups.items()
+    ]
+    for offset in range(0, len(rows), 1000):
+        statement = insert(StoredFigure.__table__).values(rows[offset : offset + 1000])
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["month", "figure", "grp"],
+                set_={
+                    "numerator": statement.excluded.numerator,
+                    "denominator": statement.excluded.denominator,
+                },
+            )
+        )
+    if reported in computed and reported not in whole:
+        await session.execute(
+            update(StoredMonth).where(StoredMonth.month == reported).values(breakdowns=True)
+        )
+    for key in whole:
+        ended = _month_end(key, rules) <= now
+        statement = insert(StoredMonth.__table__).values(
+            month=key, computed_at=now, final=ended, breakdowns=key == reported
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["month"],
+                set_={
+                    "computed_at": statement.excluded.computed_at,
+                    "final": statement.excluded.final,
+                    "breakdowns": statement.excluded.breakdowns,
+                },
+            )
+        )
+
+
+def _month_end(key: str, rules: ProgrammeRules) -> datetime:
+    year, month = (int(part) for part in key.split("-"))
+    return datetime.combine(date(year, month, 1) + relativedelta(months=1), time.min, rules.zone)
+
+
+async def _compute(
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    months: list[date],
+    now: datetime,
+    breakdowns: date | None = None,
+) -> dict[str, dict[str, Groups]]:
+    """Every figure of ``months`` (not necessarily consecutive), by tier and segment, and the
+    breakdowns of the month ``breakdowns`` (one of them, or one stored without them)."""
+    keys = [f"{m:%Y-%m}" for m in months]
+    collector = _Collector([*keys, *([f"{breakdowns:%Y-%m}"] if breakdowns else [])])
+    bounds = [month_bounds(m, rules, now) for m in months]
+
+    async def trailing(db: AsyncSession) -> None:
+        if months:
+            await _trailing(db, rules, collector, dict(zip(keys, bounds, strict=True)))
+
+    async def bucketed(db: AsyncSession) -> None:
+        if months:
+            span = (bounds[0][0], max(end for _, end in bounds))
+            await _orders_by_month(db, collector, span)
+            await _coupons(db, collector, span)
+            await _points(db, collector, span)
+            await _growth(db, collector, span)
+            await _ratings(db, collector, span)
+            await _conversations(db, rules, collector, span)
+        if breakdowns is not None:
+            await _breakdowns(db, rules, collector, breakdowns, now)
+
+    await _side_by_side(session, trailing, bucketed)
+    for key in keys:  # a month computed whole has an overall value for every figure
+        for groups in collector.values[key].values():
+            groups.setdefault(ALL, (0.0, 0.0))
+    return collector.values
+
+
+async def _side_by_side(
+    session: AsyncSession, *works: Callable[[AsyncSession], Awaitable[None]]
+) -> None:
+    """Run ``works`` (read-only) at once on PostgreSQL, each on a connection of its own: a
+    statement uses one core, and the longest (``_trailing``) is about half of the work.
+    Elsewhere (SQLite, or a session bound to a connection) one after the other."""
+    engine = session.bind
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+        for work in works:
+            await work(session)
+        return
+
+    async def apart(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        async with AsyncSession(engine) as own:
+            await work(own)
+
+    async with asyncio.TaskGroup() as group:
+        for work in works:
+            group.create_task(apart(work))
+
+
+async def _breakdowns(
+    session: AsyncSession, rules: ProgrammeRules, out: _Collector, month: date, now: datetime
+) -> None:
+    """A month's breakdowns: benefit use by coupon kind and reason, win-back and 唤醒 among
+    the contacted and the holdout."""
+    key = f"{month:%Y-%m}"
+    start, end = month_bounds(month, rules, now)
+    await _coupon_kinds(session, out, key, start, end)
+    await _winback_contacts(session, rules, out, key, start, end)
 
 
 def _set_target(figure: Figure, rule: Target | None, year_before: str) -> None:
@@ -273,84 +517,24 @@ def _set_target(figure: Figure, rule: Target | None, year_before: str) -> None:
 async def _orders_by_month(
     session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]
 ) -> None:
-    """客单价 (net spend / purchases) and active members (members with a purchase)."""
+    """客单价 (net spend / purchases); active members and participation are counted with the
+    trailing windows (``_trailing``)."""
     month = local_period(session, Order.paid_at, span[0], "month")
-    tier, segment = _groups(True)
+    tier, segment = _groups()
     rows = await session.execute(
-        select(
-            month,
-            tier,
-            segment,
-            func.sum(_net()),
-            func.count(),
-            func.count(func.distinct(Order.member_id)),
-        )
+        select(month, tier, segment, func.sum(_net()), func.count())
         .join(Member, Member.id == Order.member_id)
         .where(Order.paid_at >= span[0], Order.paid_at < span[1], _net() > 0)
         .group_by(month, tier, segment)
     )
-    for key, t, s, spend, orders, buyers in rows:
+    for key, t, s, spend, orders in rows:
         out.add("aov", key, t, s, spend, orders)
-        out.add("active_members", key, t, s, buyers, buyers)
 
 
-async def _participation(
-    session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]
-) -> None:
-    """Of the members with a purchase in the month, those who used a benefit in it: redeemed
-    a coupon or spent points."""
-    buyers = (
-        select(
-            local_period(session, Order.paid_at, span[0], "month").label("month"),
-            Order.member_id.label("member_id"),
-        )
-        .where(Order.paid_at >= span[0], Order.paid_at < span[1], _net() > 0)
-        .distinct()
-        .subquery()
-    )
-    used = union(
-        select(
-            local_period(session, Coupon.redeemed_at, span[0], "month").label("month"),
-            Coupon.member_id.label("member_id"),
-        ).where(
-            Coupon.status == "redeemed",
-            Coupon.redeemed_at >= span[0],
-            Coupon.redeemed_at < span[1],
-        ),
-        select(
-            local_period(session, LedgerEntry.created_at, span[0], "month").label("month"),
-            LedgerEntry.member_id.label("member_id"),
-        ).where(
-            LedgerEntry.kind == "redeem",
-            LedgerEntry.created_at >= span[0],
-            LedgerEntry.created_at < span[1],
-        ),
-    ).subquery()
-    tier, segment = _groups(True)
-    rows = await session.execute(
-        select(buyers.c.month, tier, segment, func.count(used.c.member_id), func.count())
-        .select_from(buyers)
-        .join(Member, Member.id == buyers.c.member_id)
-        .outerjoin(
-            used, and_(used.c.month == buyers.c.month, used.c.member_id == buyers.c.member_id)
-        )
-        .group_by(buyers.c.month, tier, segment)
-    )
-    for key, t, s, users, count in rows:
-        out.add("participation", key, t, s, users, count)
-
-
-async def _coupons(
-    session: AsyncSession,
-    out: _Collector,
-    span: tuple[datetime, datetime],
-    start: datetime,
-    end: datetime,
-) -> None:
-    """权益使用率: of the coupons issued in a month, the share redeemed (by now); for the
-    reported month also by kind and by the rule that issued them (the coupon's reason)."""
+async def _coupons(session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]) -> None:
+    """权益使用率: of the coupons issued in a month, the share redeemed (by now)."""
     month = local_period(session, Coupon.issued_at, span[0], "month")
-    tier, segment = _groups(True)
+    tier, segment = _groups()
     redeemed = func.count(case((Coupon.status == "redeemed", 1)))
     rows = await session.execute(
         select(month, tier, segment, redeemed, func.count())
@@ -360,20 +544,27 @@ async def _coupons(
     )
     for key, t, s, used, issued in rows:
         out.add("benefit_use", key, t, s, used, issued)
+
+
+async def _coupon_kinds(
+    session: AsyncSession, out: _Collector, key: str, start: datetime, end: datetime
+) -> None:
+    """权益使用率 of one month by coupon kind and by the rule that issued them (the reason)."""
+    redeemed = func.count(case((Coupon.status == "redeemed", 1)))
     rows = await session.execute(
         select(Coupon.kind, Coupon.reason, redeemed, func.count())
         .where(Coupon.issued_at >= start, Coupon.issued_at < end)
         .group_by(Coupon.kind, Coupon.reason)
     )
     for kind, reason, used, issued in rows:
-        out.extra("benefit_use", f"kind:{kind}", used, issued)
-        out.extra("benefit_use", f"reason:{reason}", used, issued)
+        out.extra("benefit_use", key, f"kind:{kind}", used, issued)
+        out.extra("benefit_use", key, f"reason:{reason}", used, issued)
 
 
 async def _points(session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]) -> None:
     """Points earned (orders and bonuses), redeemed and expired, from the ledger."""
     month = local_period(session, LedgerEntry.created_at, span[0], "month")
-    tier, segment = _groups(True)
+    tier, segment = _groups()
     kind = LedgerEntry.kind
     rows = await session.execute(
         select(
@@ -397,7 +588,7 @@ async def _points(session: AsyncSession, out: _Collector, span: tuple[datetime, 
 async def _growth(session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]) -> None:
     """Follows (a member's latest follow), unfollows (still unfollowed), bindings, and the
     referral rate: of the followers new in a month, those a member referred."""
-    tier, segment = _groups(True)
+    tier, segment = _groups()
     for code, column in (("follows", Member.subscribed_at), ("unfollows", Member.unsubscribed_at)):
         month = local_period(session, column, span[0], "month")
         condition = [column >= span[0], column < span[1]]
@@ -469,7 +660,7 @@ async def _conversations(
     targets = rules.targets
     c = Conversation
     month = local_period(session, c.queued_at, span[0], "month")
-    tier, segment = _groups(True)
+    tier, segment = _groups()
     picked = _within(session, c.first_response_at, c.queued_at, targets.pickup_minutes * 60)
     resolved = and_(
         c.outcome.in_(("closed", "handed_back")),
@@ -494,129 +685,197 @@ async def _conversations(
 
 
 def _history(rules: ProgrammeRules, start: datetime, end: datetime) -> Any:
-    """Per member with a purchase before ``end``: purchases and net spend in the 12 months to
-    ``end`` and in the 12 before them, purchases before ``start`` and the last of them, and
-    purchases in [start, end)."""
-    year_ago = end - relativedelta(months=12)
-    two_years_ago = end - relativedelta(months=24)
-    paid, net = Order.paid_at, _net()
-    recent = paid >= year_ago
+    """Per member with a purchase before ``end``: purchases before ``start`` and the last of
+    them, and purchases in [start, end)."""
+    paid = Order.paid_at
     return (
         select(
             Order.member_id.label("member_id"),
-            func.count(case((recent, 1))).label("recent"),
-            func.coalesce(func.sum(case((recent, net))), 0).label("recent_net"),
-            func.count(case(((paid < year_ago) & (paid >= two_years_ago), 1))).label("earlier"),
             func.count(case((paid < start, 1))).label("before"),
             func.max(case((paid < start, paid))).label("last_before"),
             func.count(case((paid >= start, 1))).label("in_month"),
         )
-        .where(paid < end, net > 0)
+        .where(paid < end, _net() > 0)
         .group_by(Order.member_id)
         .subquery("history")
     )
 
 
-def _cohorts(rules: ProgrammeRules, history: Any, start: datetime) -> tuple[Any, Any]:
+def _cohorts(rules: ProgrammeRules, last_before: Any, before: Any, start: datetime) -> Any:
     """At the month's start, by the segment rules' order: at risk (no purchase for
     ``at_risk_idle_days``, at least ``at_risk_min_orders`` before), else dormant (no purchase
     for ``dormant_idle_days``, at most ``dormant_max_orders``)."""
     seg = rules.segments
     at_risk = and_(
-        history.c.last_before < start - timedelta(days=seg.at_risk_idle_days),
-        history.c.before >= seg.at_risk_min_orders,
+        last_before < start - timedelta(days=seg.at_risk_idle_days),
+        before >= seg.at_risk_min_orders,
     )
     dormant = and_(
         ~at_risk,
-        history.c.last_before < start - timedelta(days=seg.dormant_idle_days),
-        history.c.before <= seg.dormant_max_orders,
+        last_before < start - timedelta(days=seg.dormant_idle_days),
+        before <= seg.dormant_max_orders,
     )
     return at_risk, dormant
+
+
+def _edges(months: dict[str, tuple[datetime, datetime]]) -> list[datetime]:
+    """Every window edge the months need: each month's start and end, and the end 12 and 24
+    months before (a month still running ends now, so its windows end at now too)."""
+    edges = set()
+    for start, end in months.values():
+        edges.update((start, end, end - relativedelta(months=12), end - relativedelta(months=24)))
+    return sorted(edges)
 
 
 async def _trailing(
     session: AsyncSession,
     rules: ProgrammeRules,
     out: _Collector,
-    key: str,
-    bounds: tuple[datetime, datetime],
-    grouped: bool,
+    months: dict[str, tuple[datetime, datetime]],
 ) -> None:
-    """One month's figures over trailing windows, in one pass over members' purchases:
-    repurchase, churn, net spend per buyer, high-value share, win-back and 唤醒."""
-    start, end = bounds
-    h = _history(rules, start, end)
-    at_risk, dormant = _cohorts(rules, h, start)
-    bought = h.c.in_month > 0
-    tier, segment = _groups(grouped)
-    query = select(
-        tier,
-        segment,
-        func.count(case((h.c.recent >= 1, 1))),
-        func.count(case((h.c.recent >= 2, 1))),
-        func.count(case((h.c.earlier >= 1, 1))),
-        func.count(case(((h.c.earlier >= 1) & (h.c.recent == 0), 1))),
-        func.coalesce(func.sum(case((h.c.recent >= 1, h.c.recent_net))), 0),
-        func.count(case((h.c.recent_net >= rules.targets.high_value_spend_fen, 1))),
-        func.count(case((at_risk, 1))),
-        func.count(case((at_risk & bought, 1))),
-        func.count(case((dormant, 1))),
-        func.count(case((dormant & bought, 1))),
-    ).select_from(h)
-    if grouped:
-        query = query.join(Member, Member.id == h.c.member_id).group_by(tier, segment)
-    for row in await session.execute(query):
-        t, s, buyers, repeat, earlier, lapsed, spend, high, risk, won, asleep, woken = row
-        out.add("repurchase_12m", key, t, s, repeat, buyers)
-        out.add("churn", key, t, s, lapsed, earlier)
-        out.add("ltv_12m", key, t, s, spend, buyers)
-        out.add("high_value_share", key, t, s, high, buyers)
-        out.add("winback", key, t, s, won, risk)
-        out.add("wakeup", key, t, s, woken, asleep)
+    """Every month's figures over trailing windows, in one statement: repurchase, churn, net
+    spend per buyer, high-value share, win-back and 唤醒, first repeat.
 
-
-async def _first_repeat(
-    session: AsyncSession,
-    out: _Collector,
-    key: str,
-    bounds: tuple[datetime, datetime],
-    grouped: bool,
-) -> None:
-    """首单复购率: of the members whose first purchase's 90 days ended in the month (first
-    purchase in [start − 90 d, end − 90 d)), those with a second purchase within the 90 days."""
-    start, end = bounds
-    days = timedelta(days=90)
-    firsts = (
-        select(Order.member_id.label("member_id"), func.min(Order.paid_at).label("first"))
-        .where(Order.paid_at < end, _net() > 0)
-        .group_by(Order.member_id)
-        .having(func.min(Order.paid_at) >= start - days, func.min(Order.paid_at) < end - days)
-        .subquery("firsts")
+    One pass over the purchases grouped by member gives, at each edge (``_edges``), the
+    member's purchases before it, their net spend and the last of them; a window [a, b) is
+    the difference of its edges. The same pass gives the first purchase and the purchases in
+    the 90 days from it. Then the members' figures are summed per month by tier and segment.
+    Per month, over the members with a purchase before its end: purchases and net spend in
+    the 12 months to the end, in the 12 before them, before the month's start (the last of
+    them), and in the month."""
+    edges = _edges(months)
+    at = {edge: i for i, edge in enumerate(edges)}
+    latest = edges[-1]
+    paid, net = Order.paid_at, _net()
+    purchases = (
+        select(
+            Order.member_id.label("member_id"),
+            paid.label("paid"),
+            net.label("net"),
+            func.min(paid).over(partition_by=Order.member_id).label("first"),
+        )
+        .where(paid < latest, net > 0)
+        .subquery("purchases")
     )
-    again = (
-        select(firsts.c.member_id, func.count(Order.id).label("purchases"))
-        .join(Order, Order.member_id == firsts.c.member_id)
-        .where(_net() > 0, _within(session, Order.paid_at, firsts.c.first, 90 * 86400))
-        .group_by(firsts.c.member_id)
-        .subquery("again")
+    p = purchases.c
+    starts = {start for start, _ in months.values()}
+    ends = {e for _, end in months.values() for e in (end, end - relativedelta(months=12))}
+    columns = [
+        p.member_id,
+        func.min(p.first).label("first"),
+        func.count(case((_within(session, p.paid, p.first, FIRST_REPEAT_DAYS * 86400), 1))).label(
+            "early"
+        ),
+    ]
+    for edge, i in at.items():
+        columns.append(func.count(case((p.paid < edge, 1))).label(f"n{i}"))
+        if edge in ends:
+            columns.append(func.sum(case((p.paid < edge, p.net), else_=0)).label(f"s{i}"))
+        if edge in starts:
+            columns.append(func.max(case((p.paid < edge, p.paid))).label(f"l{i}"))
+    facts = select(*columns).group_by(p.member_id).subquery("facts")
+    f = facts.c
+    # Benefits used (a coupon redeemed, points spent), per member: how many in each month.
+    span = (min(start for start, _ in months.values()), latest)
+    used_at = union_all(
+        select(Coupon.member_id.label("member_id"), Coupon.redeemed_at.label("at")).where(
+            Coupon.status == "redeemed",
+            Coupon.redeemed_at >= span[0],
+            Coupon.redeemed_at < span[1],
+        ),
+        select(LedgerEntry.member_id, LedgerEntry.created_at).where(
+            LedgerEntry.kind == "redeem",
+            LedgerEntry.created_at >= span[0],
+            LedgerEntry.created_at < span[1],
+        ),
+    ).subquery("used_at")
+    u = used_at.c
+    used = (
+        select(
+            u.member_id,
+            *(
+                func.count(case((and_(u.at >= start, u.at < end), 1))).label(f"u{i}")
+                for i, (start, end) in enumerate(months.values())
+            ),
+        )
+        .group_by(u.member_id)
+        .subquery("used")
     )
-    tier, segment = _groups(grouped)
-    query = select(tier, segment, func.count(case((again.c.purchases >= 2, 1))), func.count())
-    query = query.select_from(again)
-    if grouped:
-        query = query.join(Member, Member.id == again.c.member_id).group_by(tier, segment)
-    for t, s, repeated, cohort in await session.execute(query):
-        out.add("first_repeat_90d", key, t, s, repeated, cohort)
+    high = rules.targets.high_value_spend_fen
+    days = timedelta(days=FIRST_REPEAT_DAYS)
+    measures = []
+    for index, (start, end) in enumerate(months.values()):
+        year_ago, two_years_ago = end - relativedelta(months=12), end - relativedelta(months=24)
+        count_to = {e: f[f"n{at[e]}"] for e in (start, end, year_ago, two_years_ago)}
+        recent = count_to[end] - count_to[year_ago]
+        recent_net = f[f"s{at[end]}"] - f[f"s{at[year_ago]}"]
+        earlier = count_to[year_ago] - count_to[two_years_ago]
+        before = count_to[start]
+        bought = count_to[end] - before > 0
+        at_risk, dormant = _cohorts(rules, f[f"l{at[start]}"], before, start)
+        cohort = and_(f.first >= start - days, f.first < end - days)
+        measures += [
+            func.count(case((recent >= 1, 1))),
+            func.count(case((recent >= 2, 1))),
+            func.count(case((earlier >= 1, 1))),
+            func.count(case(((earlier >= 1) & (recent == 0), 1))),
+            func.coalesce(func.sum(case((recent >= 1, recent_net))), 0),
+            func.count(case(((count_to[end] > 0) & (recent_net >= high), 1))),
+            func.count(case((at_risk, 1))),
+            func.count(case((at_risk & bought, 1))),
+            func.count(case((dormant, 1))),
+            func.count(case((dormant & bought, 1))),
+            func.count(case((cohort & (f.early >= 2), 1))),
+            func.count(case((cohort, 1))),
+            # Members with a purchase before the end: a group without any has no figures.
+            func.count(case((count_to[end] > 0, 1))),
+            # Active members (a purchase in the month), and those of them who used a benefit.
+            func.count(case((bought, 1))),
+            func.count(case((bought & (func.coalesce(used.c[f"u{index}"], 0) > 0), 1))),
+        ]
+    tier, segment = _groups()
+    query = (
+        select(tier, segment, *measures)
+        .select_from(facts)
+        .join(Member, Member.id == f.member_id)
+        .outerjoin(used, used.c.member_id == f.member_id)
+        .group_by(tier, segment)
+    )
+    for t, s, *values in await session.execute(query):
+        for index, key in enumerate(months):
+            month_values = values[index * MEASURES : (index + 1) * MEASURES]
+            buyers, repeat, earlier, lapsed, spend, high_value, risk, won, asleep, woken = (
+                month_values[:10]
+            )
+            repeated, cohort_size, history, active, participants = month_values[10:]
+            if active:
+                out.add("active_members", key, t, s, active, active)
+                out.add("participation", key, t, s, participants, active)
+            if cohort_size:
+                out.add("first_repeat_90d", key, t, s, repeated, cohort_size)
+            if not history:
+                continue
+            out.add("repurchase_12m", key, t, s, repeat, buyers)
+            out.add("churn", key, t, s, lapsed, earlier)
+            out.add("ltv_12m", key, t, s, spend, buyers)
+            out.add("high_value_share", key, t, s, high_value, buyers)
+            out.add("winback", key, t, s, won, risk)
+            out.add("wakeup", key, t, s, woken, asleep)
 
 
 async def _winback_contacts(
-    session: AsyncSession, rules: ProgrammeRules, out: _Collector, start: datetime, end: datetime
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    out: _Collector,
+    key: str,
+    start: datetime,
+    end: datetime,
 ) -> None:
     """Win-back and 唤醒 against the holdout: each cohort's rate among the members a campaign
     held out in the month (runs started in it), and among the others a win-back offer or a
     campaign reached in it."""
     h = _history(rules, start, end)
-    at_risk, dormant = _cohorts(rules, h, start)
+    at_risk, dormant = _cohorts(rules, h.c.last_before, h.c.before, start)
     contacted = exists().where(
         Delivery.member_id == h.c.member_id,
         Delivery.purpose.in_(WINBACK_PURPOSES),
@@ -642,7 +901,7 @@ async def _winback_contacts(
     )
     for code, where, won, count in rows:
         if where:
-            out.extra(code, where, won, count)
+            out.extra(code, key, where, won, count)
 
 
 def lift(figure: Figure) -> float | None:

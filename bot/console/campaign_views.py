@@ -283,7 +283,11 @@ async def test_send(request: web.Request) -> web.StreamResponse:
 @requires(*MARKETING)
 async def dashboard(request: web.Request) -> web.StreamResponse:
     """The programme's figures for a month (``?month=YYYY-MM``, this month by default):
-    target, actual and deviation with a 12-month trend each, then who the members are."""
+    target, actual and deviation with a 12-month trend each, then who the members are.
+
+    The figures of months that have ended are read from where they are stored, and the month
+    still running is reused for 5 minutes (models/figures.py, ``LIVE_SECONDS``), so a view
+    costs reads except the first after those 5 minutes."""
     config = _config(request)
     rules = config.programme
     zone = rules.zone

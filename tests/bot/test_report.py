@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.database import create_engine, create_sessionmaker
 from bot.push.outbox import Outbox
-from models.figures import FIGURES
+from models.figures import FIGURES, StoredFigure
 from models.rules import ProgrammeRules
 from scheduler.jobs import JOBS, JobContext
 from tests.helpers import bot_config, run_bot
@@ -154,3 +155,38 @@ async def test_the_report_opens_in_a_browser_with_every_chart(
         "els => els.filter(e => e.complete && e.naturalWidth > 0).map(e => e.dataset.chart)"
     )
     assert shown == [f.code for f in FIGURES]
+
+
+async def test_the_command_reads_stored_months_and_recompute_replaces_them(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    await _loaded(db_url)
+    config = bot_config(tmp_path, db_url, redis_url)
+    out = tmp_path / "out"
+    args = ("report", "monthly", "--month", "2026-10", "--out", str(out))
+    code, _, err = await run_bot(config, *args)
+    assert code == 0, err
+    engine = create_engine(db_url)
+    async with create_sessionmaker(engine)() as session:
+        await session.execute(
+            update(StoredFigure)
+            .where(StoredFigure.month == "2026-10", StoredFigure.figure == "aov")
+            .where(StoredFigure.group == "all")
+            .values(numerator=1, denominator=1)
+        )
+        await session.commit()
+    await engine.dispose()
+
+    def aov() -> str:
+        rows = csv.DictReader((out / "report-2026-10.csv").read_text("utf-8-sig").splitlines())
+        found = [
+            r for r in rows if (r["month"], r["figure"], r["group"]) == ("2026-10", "aov", "all")
+        ]
+        return found[0]["value"]
+
+    code, _, err = await run_bot(config, *args)
+    assert code == 0, err
+    assert aov() == "1.0"  # what is stored is what is reported
+    code, _, err = await run_bot(config, *args, "--recompute")
+    assert code == 0, err
+    assert aov() == "15000.0"

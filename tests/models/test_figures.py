@@ -20,12 +20,15 @@ Members, by what they did (¥ amounts):
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.database import create_engine, create_sessionmaker
@@ -34,7 +37,16 @@ from models.campaigns import Campaign, CampaignMember, CampaignRun
 from models.conversations import Conversation
 from models.coupons import Coupon
 from models.deliveries import Delivery
-from models.figures import FIGURES, MonthReport, lift, programme_figures
+from models.figures import (
+    FIGURES,
+    LIVE_SECONDS,
+    MonthReport,
+    StoredFigure,
+    StoredMonth,
+    _compute,
+    lift,
+    programme_figures,
+)
 from models.ledger import LedgerEntry
 from models.members import Member
 from models.orders import Order
@@ -350,3 +362,124 @@ async def test_targets_and_deviation(report: MonthReport) -> None:
     assert report.figures["churn"].met is None
     assert report.figures["wakeup"].met is True  # 50% against at least 15%
     assert report.figures["follows"].target is None
+
+
+# Stored figures: a month computed once is read after that; a running month for LIVE_SECONDS.
+
+
+class _Statements:
+    """Counts the statements an engine runs that read members' purchases."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        engine = sessions.kw["bind"]
+        self.seen: list[str] = []
+        event.listen(engine.sync_engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.seen.append(statement)
+
+    @property
+    def over_orders(self) -> int:
+        return sum(1 for s in self.seen if re.search(r"\bFROM orders\b", s))
+
+
+async def test_a_stored_month_is_read_not_computed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        await _load(session)
+        first = await programme_figures(session, RULES, MONTH, NOW.astimezone(UTC))
+    async with sessions() as session:
+        stored = await session.scalar(select(func.count()).select_from(StoredMonth))
+        assert stored == 13  # the month, its trend and the month a year before: all ended
+        # What is stored is what is shown: change September's 客单价 in the table.
+        await session.execute(
+            update(StoredFigure)
+            .where(
+                StoredFigure.month == "2026-09",
+                StoredFigure.figure == "aov",
+                StoredFigure.group == "all",
+            )
+            .values(numerator=12_345, denominator=1)
+        )
+        await session.commit()
+    statements = _Statements(sessions)
+    async with sessions() as session:
+        again = await programme_figures(session, RULES, MONTH, NOW.astimezone(UTC))
+    assert statements.over_orders == 0
+    assert again.figures["aov"].months["2026-09"] == (12_345, 1)
+    for code, figure in first.figures.items():
+        other = again.figures[code]
+        assert (other.by_tier, other.by_segment, other.extra) == (
+            figure.by_tier,
+            figure.by_segment,
+            figure.extra,
+        ), code
+        assert other.actual == figure.actual
+    # refresh=True computes every month again and replaces what was stored.
+    async with sessions() as session:
+        fresh = await programme_figures(session, RULES, MONTH, NOW.astimezone(UTC), refresh=True)
+    assert statements.over_orders > 0
+    assert fresh.figures["aov"].months["2026-09"] == first.figures["aov"].months["2026-09"]
+
+
+async def test_a_running_month_is_reused_only_for_a_few_minutes(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    november, now = date(2026, 11, 1), NOW.astimezone(UTC)
+    async with sessions() as session:
+        await _load(session)
+        first = await programme_figures(session, RULES, november, now)
+    assert first.figures["aov"].months["2026-11"] == (99_900, 1)  # A's ¥999 on 1 November
+    statements = _Statements(sessions)
+    async with sessions() as session:
+        soon = await programme_figures(session, RULES, november, now + timedelta(seconds=60))
+    assert statements.over_orders == 0
+    assert soon.figures["aov"].months == first.figures["aov"].months
+    # Later than LIVE_SECONDS, the running month alone is computed again, with what is new.
+    later = now + timedelta(seconds=LIVE_SECONDS + 1)
+    async with sessions() as session:
+        a = await session.scalar(select(Member).where(Member.name == "A"))
+        assert a is not None
+        session.add(_order(a, local(2026, 11, 20, 12, 1), 1))
+        await session.commit()
+        refreshed = await programme_figures(session, RULES, november, later)
+        months = dict((await session.execute(select(StoredMonth.month, StoredMonth.final))).all())
+    assert statements.over_orders > 0
+    assert refreshed.figures["aov"].months["2026-11"] == (100_000, 2)
+    assert refreshed.figures["aov"].months["2026-10"] == first.figures["aov"].months["2026-10"]
+    assert months["2026-11"] is False
+    assert months["2026-10"] is True
+
+
+async def test_a_trend_month_gets_its_breakdowns_when_it_is_reported(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        await _load(session)
+        # November's report stores October as part of its trend, without breakdowns.
+        await programme_figures(
+            session, RULES, date(2026, 11, 1), local(2026, 12, 5).astimezone(UTC)
+        )
+        october = await programme_figures(session, RULES, MONTH, NOW.astimezone(UTC))
+    assert october.figures["benefit_use"].extra["kind:cash_10"] == (1, 2)
+    assert october.figures["wakeup"].extra == {"contacted": (1, 1), "holdout": (0, 1)}
+    assert october.figures["repurchase_12m"].months["2026-10"] == (4, 6)
+    async with sessions() as session:
+        again = await programme_figures(session, RULES, MONTH, NOW.astimezone(UTC))
+    assert again.figures["wakeup"].extra == october.figures["wakeup"].extra
+
+
+async def test_months_computed_together_equal_each_alone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The trailing windows of 13 months share one pass; each month alone gives the same."""
+    now = NOW.astimezone(UTC)
+    months = [MONTH - relativedelta(months=n) for n in range(12, -1, -1)] + [date(2026, 11, 1)]
+    async with sessions() as session:
+        await _load(session)
+        together = await _compute(session, RULES, months, now)
+        for month in months:
+            key = f"{month:%Y-%m}"
+            alone = await _compute(session, RULES, [month], now)
+            assert alone[key] == together[key], key

@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Page, expect
+from sqlalchemy import event, update
 
 from bot import wiring
 from models.base import utcnow
-from models.figures import FIGURES
+from models.figures import FIGURES, StoredFigure
 from models.members import Member
 from tests.bot.console.test_campaign_browser import sign_in
 from tests.bot.console.test_console import add_staff, login
@@ -165,3 +166,39 @@ async def test_birthday_lists_mask_phones_for_marketers_and_track_shipping(
     assert await login(client, "boss") == 303
     assert "13812345678" in await (await client.get("/console/birthdays")).text()
     assert (await client.get("/console/birthdays?range=year")).status == 400
+
+
+async def test_a_repeat_view_reads_the_stored_figures(app_factory: Callable[..., Any]) -> None:
+    client = await _marketer(app_factory)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(client.app[wiring.ENGINE].sync_engine, "before_cursor_execute", record)
+
+    def over_orders() -> int:
+        return sum(1 for s in statements if re.search(r"\bFROM orders\b", s))
+
+    first = await (await client.get("/console/dashboard")).text()  # this month, so far
+    assert over_orders() > 0
+    statements.clear()
+    again = await (await client.get("/console/dashboard")).text()
+    assert over_orders() == 0  # the trend and the month so far (under 5 minutes old) are read
+    assert _row(again, "aov") == _row(first, "aov")
+    # A month that has ended is read from what is stored.
+    assert "66.7%" in _row(
+        await (await client.get("/console/dashboard?month=2026-10")).text(), "repurchase_12m"
+    )
+    async with client.app[wiring.SESSIONS]() as session:
+        await session.execute(
+            update(StoredFigure)
+            .where(StoredFigure.month == "2026-10", StoredFigure.figure == "repurchase_12m")
+            .where(StoredFigure.group == "all")
+            .values(numerator=1, denominator=8)
+        )
+        await session.commit()
+    statements.clear()
+    page = await (await client.get("/console/dashboard?month=2026-10")).text()
+    assert over_orders() == 0
+    assert "12.5%" in _row(page, "repurchase_12m")
