@@ -1,0 +1,140 @@
+"""Where the webhook's serving process spends its busy time under bench/peers.py's load.
+
+    python bench/profile_webhook.py [--mode plain|safe] [--mixed] [--requests 30000]
+
+Starts ours as bench/peers.py does (one web process and its embedded Redis on core 0, this
+process generating the load on core 1), warms it up, then samples the serving process with
+py-spy (bench/requirements.txt) while the load runs. Prints the share of its busy samples (py-spy
+leaves out the samples where it waits for the network) spent in each part of the request, and
+the functions with the most samples of their own. ``--output`` keeps py-spy's collapsed stacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import uvloop
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import peers  # noqa: E402
+import webhook as ours  # noqa: E402
+
+# A sample counts for the part its innermost matching frame belongs to (the first of the list
+# that frame matches); a sample in run_app alone is uvloop's own C code (epoll, callbacks).
+EVENT_LOOP = "event loop (uvloop's C code: epoll, socket writes, callbacks)"
+PARTS: list[tuple[str, tuple[str, ...]]] = [
+    ("request log line (logging)", ("logging/__init__.py", "bot/logs.py", "request_log.py")),
+    ("metrics (prometheus_client)", ("prometheus_client",)),
+    ("Redis pipe", ("redis_pipe.py", "hiredis")),
+    ("XML parse (wechatpy/xmltodict)", ("parse_inbound", "xmltodict", "wechatpy/parser")),
+    ("reply render", ("render_reply", "wechatpy/replies")),
+    ("AES (safe mode)", ("wechatpy/crypto", "cryptography")),
+    ("signature check", ("_check_signature", "check_signature")),
+    ("SQL (SQLAlchemy, aiosqlite, asyncpg)", ("sqlalchemy", "aiosqlite", "asyncpg")),
+    ("handlers and dispatcher", ("handlers/", "messages/")),
+    ("webhook's own code", ("bot/wechat/webhook.py", "bot/wechat/gate.py")),
+    (
+        "aiohttp (HTTP parse, request, response)",
+        ("aiohttp/web_", "aiohttp/http", "aiohttp/streams", "aiohttp/helpers", "multidict", "yarl"),
+    ),
+    ("asyncio / uvloop (tasks, wait, timers)", ("asyncio/", "uvloop", "<built-in>")),
+]
+
+
+def _frames(stack: str) -> list[str]:
+    return stack.split(";")
+
+
+def _part(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, patterns in PARTS:
+            if any(pattern in frame for pattern in patterns):
+                return name
+    return EVENT_LOOP if len(frames) == 1 and "run_app" in frames[0] else "other"
+
+
+def summarise(collapsed: Path, top: int = 25) -> str:
+    """The breakdown of py-spy's collapsed stacks: by part, then by function's own samples."""
+    parts: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = _frames(stack)
+        own[frames[-1]] += count
+        parts[_part(frames)] += count
+    lines = [f"busy samples: {total}", "by part (first match from the top of the list):"]
+    for name in [*(name for name, _ in PARTS), EVENT_LOOP, "other"]:
+        if parts[name]:
+            lines.append(f"  {parts[name] / total:6.1%}  {name}")
+    lines.append(f"functions with the most samples of their own (top {top}):")
+    for frame, count in own.most_common(top):
+        lines.append(f"  {count / total:6.1%}  {frame}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["plain", "safe"], default="plain")
+    parser.add_argument("--mixed", action="store_true", help="the mixed load of bench/peers.py")
+    parser.add_argument("--requests", type=int, default=30000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--members", type=int, default=5000)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--output", help="keep py-spy's collapsed stacks in this file")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {peers.LOAD_CPU})
+    folder = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    collapsed = Path(args.output) if args.output else folder / "profile.txt"
+    seeded = args.members // 2 if args.mixed else args.members
+    with peers._ours(args.mode, seeded) as server:
+        client, url = server.client, server.target.url
+        if args.mixed:
+            warmup = ours._build_requests(client, url, seeded, seeded)
+            requests = peers._mixed_requests(client, url, args.requests, args.members)
+        else:
+            warmup = ours._build_requests(client, url, args.members, args.members)
+            requests = ours._build_requests(client, url, args.requests, args.members)
+        uvloop.run(ours._run(url, warmup, args.concurrency))
+        spy = subprocess.Popen(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record", "--pid", str(server.target.server()[0]), "--rate", str(args.rate),
+                "--format", "raw", "--output", str(collapsed), "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            elapsed, latencies, errors = uvloop.run(ours._run(url, requests, args.concurrency))
+        finally:
+            spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
+            _, stderr = spy.communicate(timeout=60)
+        shutil.rmtree(server.folder, ignore_errors=True)
+    print(
+        f"profile mode={args.mode} mixed={args.mixed} requests={len(latencies)} "
+        f"concurrency={args.concurrency}: {len(latencies) / elapsed:,.0f} requests/s, "
+        f"{errors} errors; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    if not collapsed.exists():
+        raise SystemExit(f"py-spy wrote nothing: {stderr.decode()[-500:]}")
+    print(summarise(collapsed))
+    if not args.output:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
