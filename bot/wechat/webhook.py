@@ -301,7 +301,7 @@ class Webhook:
         self, fields: dict[str, Any], outcome: str, xml_reply: str, encrypted: bool, nonce: str
     ) -> web.Response:
         fields["outcome"] = outcome
-        self._metrics.webhook_messages.labels(fields.get("type", ""), outcome).inc()
+        self._metrics.count_message(fields.get("type", ""), outcome)
         if not xml_reply:
             return web.Response(text=SUCCESS)
         if encrypted and self._crypto is not None:
@@ -310,7 +310,7 @@ class Webhook:
 
     def _reject(self, request: web.Request, rejected: Rejected) -> web.Response:
         request[LOG_FIELDS]["outcome"] = f"rejected:{rejected.reason}"
-        self._metrics.webhook_messages.labels("", "rejected").inc()
+        self._metrics.count_message("", "rejected")
         return web.Response(status=rejected.status, text=rejected.reason)
 
     async def _reply_later(self, task: asyncio.Task[Reply | None], msg: Inbound) -> None:
