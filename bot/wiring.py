@@ -145,7 +145,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         limiter=RateLimiter(app[REDIS], config.delivery.rate_per_second),
     )
     stop = asyncio.Event()
-    flusher = InteractionFlusher(app[REDIS], app[SESSIONS])
+    flusher = InteractionFlusher(app[PIPE], app[SESSIONS])
     flushing = asyncio.create_task(flusher.run(stop), name="interaction-flush")
     yield
     await tasks.close()

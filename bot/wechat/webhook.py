@@ -98,6 +98,29 @@ def _window(msg: Inbound) -> tuple[int, int] | None:
     return None
 
 
+async def _done_by(task: asyncio.Task[Any], deadline: float) -> bool:
+    """Wait for ``task`` until the event loop's clock reaches ``deadline``; whether it is done.
+    The task runs on either way. One future and one timer: ``asyncio.wait`` with a timeout
+    costs a set, a waiter, a timer and a callback per task on every message."""
+    if task.done():
+        return True
+    loop = task.get_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def release(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(release)
+    timer = loop.call_at(deadline, release)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(release)
+    return task.done()
+
+
 class Webhook:
     """The endpoint's behaviour, wired by the app factory."""
 
@@ -190,9 +213,8 @@ class Webhook:
             msg.question = OpenQuestion.loads(admission.question)
         msg.handoff = admission.handoff
         msg.not_understood = admission.not_understood
-        task = asyncio.create_task(self._dispatcher.dispatch(msg))
-        done, _ = await asyncio.wait((task,), timeout=max(0.0, work_deadline - loop.time()))
-        if not done:
+        task = loop.create_task(self._dispatcher.dispatch(msg))
+        if not await _done_by(task, work_deadline):
             self._tasks.spawn(self._reply_later(task, msg), name=f"reply-later:{key}")
             await self._remember(self._gate.mark_async(key, deadline))
             return self._answer(fields, "async", "", encrypted, nonce)
