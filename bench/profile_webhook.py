@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
 import uvloop
 
 BENCH = Path(__file__).resolve().parent
@@ -118,16 +119,25 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip
+        process = psutil.Process(server.target.server()[0])
+        cpu, switches = process.cpu_times(), process.num_ctx_switches()
         try:
             elapsed, latencies, errors = uvloop.run(ours._run(url, requests, args.concurrency))
+            cpu_after, switches_after = process.cpu_times(), process.num_ctx_switches()
         finally:
             spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
             _, stderr = spy.communicate(timeout=60)
         shutil.rmtree(server.folder, ignore_errors=True)
+    n = len(latencies)
+    used = cpu_after.user + cpu_after.system - cpu.user - cpu.system
     print(
-        f"profile mode={args.mode} mixed={args.mixed} requests={len(latencies)} "
-        f"concurrency={args.concurrency}: {len(latencies) / elapsed:,.0f} requests/s, "
-        f"{errors} errors; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        f"profile mode={args.mode} mixed={args.mixed} requests={n} "
+        f"concurrency={args.concurrency}: {n / elapsed:,.0f} requests/s, {errors} errors; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
+        f"serving process: {used / n * 1e6:.0f} us CPU per request (sampled by py-spy); "
+        f"per request {(switches_after.voluntary - switches.voluntary) / n:.2f} voluntary and "
+        f"{(switches_after.involuntary - switches.involuntary) / n:.2f} involuntary context "
+        f"switches; busy {used / elapsed:.0%} of the run"
     )
     if not collapsed.exists():
         raise SystemExit(f"py-spy wrote nothing: {stderr.decode()[-500:]}")
