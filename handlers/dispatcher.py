@@ -6,7 +6,7 @@ from handlers.fallback import STREAK_KEY
 from handlers.inbound import Inbound, Services
 from handlers.router import Declined, Router
 from messages.replies import Reply
-from models.members import ensure_member, member_id_for
+from models.members import ensure_member_id, member_id_for
 
 # Events that are not a member talking to us, or whose handler manages the member itself.
 _NO_MEMBER_EVENTS = frozenset(
@@ -47,8 +47,7 @@ class Dispatcher:
                 async with msg.reading() as connection:
                     msg.member_id = await member_id_for(connection, msg.openid)
                 if msg.member_id is None:
-                    msg.member = await ensure_member(msg.db, msg.openid, msg.sent_at)
-                    msg.member_id = msg.member.id
+                    msg.member_id = await ensure_member_id(msg.db, msg.openid, msg.sent_at)
             handler = self.router.resolve(msg)
             try:
                 reply = await handler(msg) if handler is not None else None

@@ -9,7 +9,7 @@ from typing import Literal
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, case, func, select, text, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert
@@ -212,6 +212,33 @@ async def usable_coupons(session: AsyncSession, member_id: int, now: datetime) -
         .order_by(Coupon.valid_until, Coupon.id)
     )
     return list((await session.scalars(query)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class ListedCoupon:
+    """What the member's list of coupons shows of one."""
+
+    kind: str
+    code: str
+    valid_until: datetime
+
+
+async def list_usable_coupons(
+    connection: AsyncConnection | AsyncSession, member_id: int, now: datetime
+) -> list[ListedCoupon]:
+    """``usable_coupons``' coupons, in its order, as the three columns the 我的券 answer shows:
+    one Core statement on a connection without a unit of work, no ORM objects."""
+    query = (
+        select(Coupon.kind, Coupon.code, Coupon.valid_until)
+        .where(
+            Coupon.member_id == member_id,
+            Coupon.status == "issued",
+            Coupon.valid_from <= now,
+            Coupon.valid_until > now,
+        )
+        .order_by(Coupon.valid_until, Coupon.id)
+    )
+    return [ListedCoupon(*row) for row in await connection.execute(query)]
 
 
 async def expire_coupons(session: AsyncSession, now: datetime) -> int:

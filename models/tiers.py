@@ -12,7 +12,7 @@ from datetime import datetime
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import BigInteger, ForeignKey, String, func, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
@@ -82,6 +82,30 @@ async def member_stats(
         )
     ).one()
     return Stats(int(row[0]), int(row[1]))
+
+
+async def tier_standing(
+    connection: AsyncConnection | AsyncSession, rules: ProgrammeRules, member_id: int, now: datetime
+) -> tuple[str, Stats] | None:
+    """The member's tier code and ``member_stats`` in one statement (None: no such member).
+
+    The 等级 answer runs it on a connection without a unit of work: one round trip instead of
+    loading the member through the session and then counting, with the same rules as
+    ``member_stats`` (which the tier changes keep using).
+    """
+    net = Order.amount_fen - Order.refunded_fen
+    window = (
+        Order.member_id == Member.id,
+        Order.paid_at > window_start(rules, now),
+        Order.paid_at <= now + FUTURE_TOLERANCE,
+        net > 0,
+    )
+    orders = select(func.count()).where(*window).scalar_subquery()
+    spend = select(func.coalesce(func.sum(net), 0)).where(*window).scalar_subquery()
+    row = (
+        await connection.execute(select(Member.tier, orders, spend).where(Member.id == member_id))
+    ).one_or_none()
+    return None if row is None else (row[0], Stats(int(row[1]), int(row[2])))
 
 
 def qualifying_tier(
