@@ -109,8 +109,10 @@ async def ensure_member_id(session: AsyncSession, openid: str, at: datetime) -> 
     mostly needs no more. One statement when the member is new (an insert that returns the id,
     or nothing when a concurrent first message inserted it first), two when it was not."""
     insert = dialect_insert(session)
+    table = Member.__table__
+    # On the table, not the class: the ORM's bulk-insert path cost more than the insert.
     stmt = (
-        insert(Member)
+        insert(table)
         .values(
             openid=openid,
             subscribed=True,
@@ -118,8 +120,8 @@ async def ensure_member_id(session: AsyncSession, openid: str, at: datetime) -> 
             last_interaction_at=at,
             created_at=at,
         )
-        .on_conflict_do_nothing(index_elements=[Member.openid])
-        .returning(Member.id)
+        .on_conflict_do_nothing(index_elements=[table.c.openid])
+        .returning(table.c.id)
     )
     member_id = (await session.execute(stmt)).scalar_one_or_none()
     if member_id is None:
