@@ -33,6 +33,16 @@ class Dispatcher:
             return self.services.intents.for_menu_key(msg.key) if msg.event == "click" else None
         return self.services.intents.for_text(msg.text)
 
+    async def _new_member(self, msg: Inbound) -> int:
+        """Create the member of a first message in a short transaction of its own, committed
+        before the handler runs: in the message's unit of work, SQLite's write lock was held
+        through the whole handler, and concurrent first messages queued behind it for up to a
+        second. The row stands whatever the handler then does, as it would on a retry."""
+        async with self.services.sessions() as session:
+            member_id = await ensure_member_id(session, msg.openid, msg.sent_at)
+            await session.commit()
+        return member_id
+
     async def dispatch(self, msg: Inbound) -> Reply | None:
         """The reply to ``msg`` (None: nothing to say), after its side effects are committed.
 
@@ -47,7 +57,7 @@ class Dispatcher:
                 async with msg.reading() as connection:
                     msg.member_id = await member_id_for(connection, msg.openid)
                 if msg.member_id is None:
-                    msg.member_id = await ensure_member_id(msg.db, msg.openid, msg.sent_at)
+                    msg.member_id = await self._new_member(msg)
             handler = self.router.resolve(msg)
             try:
                 reply = await handler(msg) if handler is not None else None
