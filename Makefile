@@ -43,7 +43,7 @@ $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 	rm -f $(VENV)/.bench-*
 	touch $(BENCH_STAMP)
 
-# The quick benchmarks (about 2½ minutes); bench/README.md lists the long ones and the figures.
+# The quick benchmarks (about 5½ minutes); bench/README.md lists the long ones and the figures.
 bench: $(BENCH_STAMP)
 	$(PY) bench/webhook.py --mode plain --requests 20000 --concurrency 16
 	$(PY) bench/webhook.py --mode safe --requests 20000 --concurrency 16

@@ -1,6 +1,7 @@
 """Peer for bench/peers.py: the 积分 reply as a minimal WeRoBot bot would give it.
 
-    PEER_TOKEN=benchtoken PEER_DB=/tmp/.../bot.db PEER_REDIS_SOCKET=/tmp/.../redis.sock \\
+    PEER_TOKEN=benchtoken [PEER_AES_KEY=… PEER_APPID=wx…] PEER_DB=/tmp/.../bot.db \\
+        PEER_REDIS_SOCKET=/tmp/.../redis.sock \\
         gunicorn -w 2 -k gthread --threads 2 -b 127.0.0.1:8081 --chdir bench peer_werobot:app
 
 WeRoBot checks the signature and parses the XML; the handler dedupes the message by MsgId in
@@ -37,7 +38,13 @@ _db = sqlite3.connect(f"file:{os.environ['PEER_DB']}?mode=ro", uri=True, check_s
 # The worker's threads share the connection; one query at a time on it.
 _db_lock = threading.Lock()
 
-robot = WeRoBot(token=os.environ["PEER_TOKEN"], SESSION_STORAGE=False)
+# Safe mode (AES) when PEER_AES_KEY is given, as WeRoBot's own encryption.
+robot = WeRoBot(
+    token=os.environ["PEER_TOKEN"],
+    encoding_aes_key=os.environ.get("PEER_AES_KEY") or None,
+    app_id=os.environ.get("PEER_APPID") or None,
+    SESSION_STORAGE=False,
+)
 
 
 @robot.filter("积分")

@@ -1,26 +1,34 @@
-"""Webhook peers: bench/webhook.py's load against ours, a WeRoBot bot and a bare aiohttp handler.
+"""Webhook peers: ours against a WeRoBot bot and a bare aiohttp handler, each on one core.
 
-    python bench/peers.py
-    python bench/peers.py --requests 20000 --concurrency 32 --workers 2 --threads 4
+    python bench/peers.py                       # plain and safe at c16 and c32, then the mixed load
+    python bench/peers.py --scenarios plain --concurrency 16
+    python bench/peers.py --scenarios mixed --postgres [--pg-members 1000000]
 
-Three targets, one after the other, each started as a subprocess on 127.0.0.1, warmed up,
-measured and stopped:
+Every server under test runs pinned to one core (``taskset -c 0``) with its Redis beside it (the
+embedded Redis ours starts inherits the pinning; the peers' redis-server is started pinned); this
+process, the load generator, pins itself to the other core (``os.sched_setaffinity``). Targets
+run one after the other in this one invocation, each started fresh on 127.0.0.1, warmed up,
+measured at each ``--concurrency`` and stopped:
 
-- ours: bench/webhook.py's own server (the web role; SQLite, embedded Redis, plain mode), with
-  its pool of seeded members: one process, then ``--workers`` processes sharing the port;
-- werobot: bench/peer_werobot.py under gunicorn (``--workers`` processes of the gthread worker,
-  the gunicorn worker that keeps connections alive; the sync worker closes each one), doing the
-  same work for 积分: signature, XML, dedupe by MsgId in a throwaway redis-server (SET NX EX),
-  the balance read from the SQLite file ours was seeded into, a text reply;
+- ours: bench/webhook.py's own server (the web role, SQLite, embedded Redis), in plain mode and
+  in safe mode (AES), with its pool of seeded members;
+- werobot: bench/peer_werobot.py under gunicorn (``--workers`` gthread workers, as many as the
+  machine has cores), doing the same work for 积分 (signature, AES in safe mode, XML, dedupe by
+  MsgId in Redis, the balance read from the SQLite file ours was seeded into, a text reply);
 - bare: bench/peer_bare.py, one aiohttp process that only checks the signature and returns a
-  fixed reply: the ceiling for a single Python process on this machine.
+  fixed reply: the ceiling for one Python process on one core.
 
-Each gets the same load: ``--warmup`` requests, then ``--requests`` unique messages "积分" from
-the member pool at ``--concurrency``, built and signed with the same token by bench/webhook.py's
-own functions and sent over its keep-alive load loop. Prints one row per target: requests/s,
-p50, p99, max, errors, the server's CPU per request (its processes and its Redis, user+system)
-and each figure's ratio to ours. Exits 0; a target that fails gets a row saying why.
-Needs bench/requirements.txt on top of requirements.txt.
+``plain``/``safe``: ``--requests`` unique messages "积分" from ``--members`` known members after
+one warm-up message each. ``mixed``: ours alone, 积分, 等级, 我的券 and 帮助 at random from
+``--mixed-members`` members of whom half have written before (seeded, and warmed up with one
+message each) and half never did (their first message creates the member); on SQLite, and with
+``--postgres`` also on a throwaway PostgreSQL (bench/pg.py, on the load generator's core, as a
+database server has its own host in production) holding ``--pg-members`` members.
+
+Prints one row per target and concurrency: requests/s, p50, p99, max, errors, the server's CPU
+per request (its processes; its Redis apart) and the ratios of ours to WeRoBot and to the bare
+handler, then the issue's goals met or missed. Exits 0; a target that fails gets a row saying
+why. Needs bench/requirements.txt on top of requirements.txt (``make bench`` installs it).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,7 +46,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
 from types import FrameType
@@ -49,6 +58,7 @@ import uvloop
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+import pg  # noqa: E402
 import webhook as ours  # noqa: E402
 from fanout import _stop  # noqa: E402
 
@@ -56,18 +66,24 @@ from bot.config import load_config  # noqa: E402
 from bot.wechat.webhook_client import WebhookClient  # noqa: E402
 
 OPENIDS = "o_bench_{:07d}"  # bench/seed_members.py's, and _build_requests' default
+NEW_OPENIDS = "o_newbie_{:07d}"  # members who never wrote: not in the database
+MIXED_TEXTS = ("积分", "等级", "我的券", "帮助")
+SERVER_CPU, LOAD_CPU = "0", 1
 
 
 @dataclass
 class Target:
     url: str
-    # The processes whose CPU counts for the target (server, workers, its Redis).
-    pids: Callable[[], list[int]]
+    # The server's processes (its workers too), and its Redis, whose CPU is counted apart.
+    server: Callable[[], list[int]]
+    redis: Callable[[], list[int]]
 
 
 @dataclass
 class Row:
+    scenario: str
     name: str
+    concurrency: int
     failure: str = ""
     requests_per_second: float = 0.0
     p50_ms: float = 0.0
@@ -75,8 +91,9 @@ class Row:
     max_ms: float = 0.0
     errors: int = 0
     cpu_us: float = 0.0
+    redis_us: float = 0.0
     steal_s: float = 0.0
-    reply: str = ""
+    replies: dict[str, str] = field(default_factory=dict)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -121,15 +138,30 @@ def _embedded_redis(folder: Path) -> list[int]:
     return [pid] if psutil.pid_exists(pid) else []
 
 
+@dataclass
+class Ours:
+    target: Target
+    folder: Path
+    client: WebhookClient
+
+
 @contextmanager
-def _ours(members: int, processes: int) -> Iterator[tuple[Target, Path]]:
+def _ours(mode: str, members: int, database_url: str | None = None) -> Iterator[Ours]:
     try:
-        server, config_path, url = ours._start_server("plain", members, processes)
+        server, config_path, url = ours._start_server(
+            mode, members, cpus=SERVER_CPU, database_url=database_url
+        )
     except SystemExit as error:  # _start_server's way to say the server did not come up
         raise RuntimeError(str(error)) from None
     folder = config_path.parent
+    wechat = load_config(str(config_path)).wechat
+    client = WebhookClient(
+        wechat.token.get_secret_value(), wechat.appid, wechat.encoding_aes_key.get_secret_value()
+    )
     try:
-        yield Target(url, lambda: [*server.pids, *_embedded_redis(folder)]), config_path
+        yield Ours(
+            Target(url, lambda: server.pids, lambda: _embedded_redis(folder)), folder, client
+        )
     finally:
         redis_pids = _embedded_redis(folder)
         for process in server.processes:
@@ -145,9 +177,11 @@ def _ours(members: int, processes: int) -> Iterator[tuple[Target, Path]]:
 @contextmanager
 def _redis_server(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     socket_path = folder / "peer-redis.sock"
+    socket_path.unlink(missing_ok=True)
     log = folder / "peer-redis.log"
     process = subprocess.Popen(
         [
+            "taskset", "-c", SERVER_CPU,
             shutil.which("redis-server") or "/usr/bin/redis-server",
             "--port", "0",
             "--unixsocket", str(socket_path),
@@ -172,19 +206,24 @@ def _redis_server(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]
 
 
 @contextmanager
-def _werobot(folder: Path, token: str, workers: int, threads: int) -> Iterator[Target]:
+def _werobot(
+    folder: Path, client: WebhookClient, aes_key: str, workers: int, threads: int
+) -> Iterator[Target]:
     with _redis_server(folder) as (redis, socket_path):
         port = ours._free_port()
         log = folder / "werobot.log"
         env = {
             **os.environ,
-            "PEER_TOKEN": token,
+            "PEER_TOKEN": client.token,
+            "PEER_AES_KEY": aes_key,
+            "PEER_APPID": "wx49f0ab532d5d035a",  # bench/webhook.py's
             "PEER_DB": str(folder / "bot.db"),
             "PEER_REDIS_SOCKET": str(socket_path),
         }
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             server = subprocess.Popen(
                 [
+                    "taskset", "-c", SERVER_CPU,
                     sys.executable, "-m", "gunicorn",
                     "--workers", str(workers),
                     "--worker-class", "gthread",
@@ -201,7 +240,9 @@ def _werobot(folder: Path, token: str, workers: int, threads: int) -> Iterator[T
             )  # fmt: skip
         try:
             _wait_for_port(port, server, log)
-            yield Target(f"http://127.0.0.1:{port}/wechat", lambda: [*_tree(server.pid), redis.pid])
+            yield Target(
+                f"http://127.0.0.1:{port}/wechat", lambda: _tree(server.pid), lambda: [redis.pid]
+            )
         finally:
             _stop(server)
 
@@ -212,22 +253,25 @@ def _bare(folder: Path, token: str) -> Iterator[Target]:
     log = folder / "bare.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [sys.executable, str(BENCH / "peer_bare.py"), "--port", str(port), "--token", token],
+            [
+                "taskset", "-c", SERVER_CPU,
+                sys.executable, str(BENCH / "peer_bare.py"), "--port", str(port), "--token", token,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
-        )
+        )  # fmt: skip
     try:
         _wait_for_port(port, server, log)
-        yield Target(f"http://127.0.0.1:{port}/wechat", lambda: [server.pid])
+        yield Target(f"http://127.0.0.1:{port}/wechat", lambda: [server.pid], list)
     finally:
         _stop(server)
 
 
-def _probe(client: WebhookClient, url: str) -> str:
-    """The reply's text to one 积分 from the pool's first member."""
+def _probe(client: WebhookClient, url: str, openid: str, text: str) -> str:
+    """The reply's text to one message."""
     parts = urlsplit(url)
-    signed = client.sign(client.text(OPENIDS.format(0), "积分"))
+    signed = client.sign(client.text(openid, text))
     connection = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
         connection.request(
@@ -246,42 +290,154 @@ def _probe(client: WebhookClient, url: str) -> str:
     return (reply or {}).get("Content") or repr(body[:80])
 
 
-def _measure(name: str, target: Target, client: WebhookClient, args: argparse.Namespace) -> Row:
-    reply = _probe(client, target.url)
-    if args.warmup:
-        warmup = ours._build_requests(client, target.url, args.warmup, args.members)
-        uvloop.run(ours._run(target.url, warmup, args.concurrency))
-    requests = ours._build_requests(client, target.url, args.requests, args.members)
-    pids = target.pids()
-    cpu_before, steal_before = _cpu(pids), ours._steal_ticks()
-    elapsed, latencies, errors = uvloop.run(ours._run(target.url, requests, args.concurrency))
-    cpu, steal = _cpu(pids) - cpu_before, ours._steal_ticks() - steal_before
+def _measure(
+    scenario: str,
+    name: str,
+    target: Target,
+    client: WebhookClient,
+    concurrency: int,
+    requests: list[bytes],
+    warmup: list[bytes],
+    probes: tuple[str, ...] = ("积分",),
+) -> Row:
+    replies = {text: _probe(client, target.url, OPENIDS.format(0), text) for text in probes}
+    if warmup:
+        uvloop.run(ours._run(target.url, warmup, concurrency))
+    server, redis = target.server(), target.redis()
+    cpu_before, redis_before, steal_before = _cpu(server), _cpu(redis), ours._steal_ticks()
+    elapsed, latencies, errors = uvloop.run(ours._run(target.url, requests, concurrency))
+    cpu, redis_cpu = _cpu(server) - cpu_before, _cpu(redis) - redis_before
+    steal = ours._steal_ticks() - steal_before
     latencies.sort()
     return Row(
+        scenario,
         name,
+        concurrency,
         requests_per_second=len(latencies) / elapsed,
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=latencies[int(len(latencies) * 0.99) - 1] * 1000,
         max_ms=latencies[-1] * 1000,
         errors=errors,
         cpu_us=cpu / len(latencies) * 1e6,
+        redis_us=redis_cpu / len(latencies) * 1e6,
         steal_s=steal / os.sysconf("SC_CLK_TCK"),
-        reply=reply,
+        replies=replies,
     )
 
 
-def _run_target(
+def _points_requests(client: WebhookClient, url: str, n: int, members: int) -> list[bytes]:
+    return ours._build_requests(client, url, n, members)
+
+
+def _run_peer(
+    rows: list[Row],
+    scenario: str,
     name: str,
     start: Callable[[], AbstractContextManager[Target]],
     client: WebhookClient,
     args: argparse.Namespace,
-) -> Row:
-    print(f"  {name} …", file=sys.stderr, flush=True)
+) -> None:
+    """Start a peer, measure it at each concurrency (a warm-up before each), stop it."""
+    print(f"  {scenario}: {name} …", file=sys.stderr, flush=True)
     try:
         with start() as target:
-            return _measure(name, target, client, args)
+            for concurrency in args.concurrency:
+                rows.append(
+                    _measure(
+                        scenario,
+                        name,
+                        target,
+                        client,
+                        concurrency,
+                        _points_requests(client, target.url, args.requests, args.members),
+                        _points_requests(client, target.url, args.warmup, args.members),
+                    )
+                )
     except Exception as error:  # noqa: BLE001 - one target failing must not stop the others
-        return Row(name, failure=f"{type(error).__name__}: {error}")
+        rows.append(Row(scenario, name, 0, failure=f"{type(error).__name__}: {error}"))
+
+
+def _points_scenario(rows: list[Row], mode: str, args: argparse.Namespace, bare: bool) -> None:
+    """ours, then WeRoBot (and the bare handler), on the 积分 load in ``mode``."""
+    scenario = mode
+    print(f"  {scenario}: ours …", file=sys.stderr, flush=True)
+    try:
+        with _ours(mode, args.members) as server:
+            for concurrency in args.concurrency:
+                url = server.target.url
+                rows.append(
+                    _measure(
+                        scenario,
+                        "ours",
+                        server.target,
+                        server.client,
+                        concurrency,
+                        _points_requests(server.client, url, args.requests, args.members),
+                        _points_requests(server.client, url, args.warmup, args.members),
+                    )
+                )
+            # The peers run after ours has stopped, on the SQLite file it was seeded into.
+            folder, client = server.folder, server.client
+    except Exception as error:  # noqa: BLE001 - reported as the row of ours
+        rows.append(Row(scenario, "ours", 0, failure=f"{type(error).__name__}: {error}"))
+        return
+    try:
+        aes_key = ours.AES_KEY if mode == "safe" else ""
+        _run_peer(
+            rows,
+            scenario,
+            "werobot",
+            lambda: _werobot(folder, client, aes_key, args.workers, args.threads),
+            client,
+            args,
+        )
+        if bare:
+            _run_peer(rows, scenario, "bare", lambda: _bare(folder, client.token), client, args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _mixed_requests(client: WebhookClient, url: str, n: int, pool: int) -> list[bytes]:
+    """``n`` messages: a random one of MIXED_TEXTS from a random member of the pool, whose
+    first half has written before and whose second half never did."""
+    rng = random.Random(n)
+    half = pool // 2
+
+    def message(_: int) -> tuple[str, str]:
+        member = rng.randrange(pool)
+        openid = OPENIDS.format(member) if member < half else NEW_OPENIDS.format(member - half)
+        return openid, rng.choice(MIXED_TEXTS)
+
+    return ours._build_requests(client, url, n, pool, message=message)
+
+
+def _mixed_scenario(
+    rows: list[Row], args: argparse.Namespace, database: str, url: str | None, seeded: int
+) -> None:
+    scenario = f"mixed/{database}"
+    print(f"  {scenario}: ours ({seeded:,} members in the database) …", file=sys.stderr, flush=True)
+    half = args.mixed_members // 2
+    try:
+        with _ours("plain", seeded, url) as server:
+            target, client = server.target, server.client
+            # The half that has written before: one message each, so their ids are cached.
+            warmup = ours._build_requests(client, target.url, half, half)
+            for concurrency in args.concurrency[:1]:
+                rows.append(
+                    _measure(
+                        scenario,
+                        "ours",
+                        target,
+                        client,
+                        concurrency,
+                        _mixed_requests(client, target.url, args.mixed_requests, 2 * half),
+                        warmup,
+                        probes=MIXED_TEXTS,
+                    )
+                )
+            shutil.rmtree(server.folder, ignore_errors=True)
+    except Exception as error:  # noqa: BLE001 - reported as the row
+        rows.append(Row(scenario, "ours", 0, failure=f"{type(error).__name__}: {error}"))
 
 
 def _ratio(value: float, base: float) -> str:
@@ -290,34 +446,108 @@ def _ratio(value: float, base: float) -> str:
 
 def _print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print(
-        f"webhook peers requests={args.requests} concurrency={args.concurrency} "
-        f"members={args.members} warmup={args.warmup} gunicorn workers={args.workers} "
-        f"threads={args.threads} cores={os.cpu_count()}"
+        f"webhook peers requests={args.requests} members={args.members} warmup={args.warmup} "
+        f"gunicorn workers={args.workers} threads={args.threads} cores={os.cpu_count()} "
+        f"server on cpu {SERVER_CPU}, load generator on cpu {LOAD_CPU}; "
+        f"load average before: {args.load_before}"
     )
     print(
-        f"  {'target':<9} {'req/s':>7} {'x ours':>6}  {'p50 ms':>7} {'x ours':>6}  "
-        f"{'p99 ms':>7} {'x ours':>6}  {'max ms':>7} {'errors':>6}  {'CPU us/req':>10} "
-        f"{'steal s':>7}"
+        f"  {'scenario':<15} {'target':<8} {'c':>3} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>8} {'errors':>6} {'CPU us/req':>10} {'Redis us':>8} {'steal s':>7}"
     )
-    base = rows[0] if rows and not rows[0].failure else Row("none")
     for row in rows:
         if row.failure:
-            print(f"  {row.name:<9} failed: {row.failure}")
+            print(f"  {row.scenario:<15} {row.name:<8} failed: {row.failure}")
             continue
         print(
-            f"  {row.name:<9} {row.requests_per_second:>7,.0f} "
-            f"{_ratio(row.requests_per_second, base.requests_per_second):>6}  "
-            f"{row.p50_ms:>7.2f} {_ratio(row.p50_ms, base.p50_ms):>6}  "
-            f"{row.p99_ms:>7.2f} {_ratio(row.p99_ms, base.p99_ms):>6}  "
-            f"{row.max_ms:>7.2f} {row.errors:>6}  {row.cpu_us:>10,.0f} {row.steal_s:>7.2f}"
+            f"  {row.scenario:<15} {row.name:<8} {row.concurrency:>3} "
+            f"{row.requests_per_second:>7,.0f} {row.p50_ms:>7.2f} {row.p99_ms:>7.2f} "
+            f"{row.max_ms:>8.2f} {row.errors:>6} {row.cpu_us:>10,.0f} {row.redis_us:>8,.0f} "
+            f"{row.steal_s:>7.2f}"
         )
-    # Throughput moves with what else the machine does; CPU per request much less so.
-    print(
-        "  x ours: the target's figure over ours (req/s above 1 is faster, latency above 1 slower)"
-    )
+    print("  CPU us/req: the server's processes (user+system); Redis us: its Redis, apart")
+    found = {(r.scenario, r.name, r.concurrency): r for r in rows if not r.failure}
+    print("  ratios of ours (req/s):")
+    for scenario in ("plain", "safe"):
+        for concurrency in args.concurrency:
+            mine = found.get((scenario, "ours", concurrency))
+            if mine is None:
+                continue
+            # The bare handler runs once, in plain mode: the ceiling for both modes.
+            peers = {
+                "werobot": found.get((scenario, "werobot", concurrency)),
+                "bare": found.get(("plain", "bare", concurrency)),
+            }
+            parts = [
+                f"x {peer} {_ratio(mine.requests_per_second, other.requests_per_second)}"
+                for peer, other in peers.items()
+                if other is not None
+            ]
+            print(f"    {scenario:<5} c{concurrency}: {', '.join(parts)}")
+    _print_goals(found)
+    seen: set[str] = set()
     for row in rows:
-        if not row.failure:
-            print(f"  reply of {row.name}: {row.reply.replace(chr(10), ' / ')}")
+        for text, reply in row.replies.items():
+            key = f"{row.scenario.split('/')[0]} {row.name} {text}"
+            if not row.failure and key not in seen:
+                seen.add(key)
+                print(f"  reply of {key}: {reply.replace(chr(10), ' / ')[:120]}")
+
+
+def _print_goals(found: dict[tuple[str, str, int], Row]) -> None:
+    """Issue 21's goals, each met or missed (skipped when its rows were not measured)."""
+
+    def get(scenario: str, name: str, concurrency: int) -> Row | None:
+        return found.get((scenario, name, concurrency))
+
+    goals: list[tuple[str, float | None, float, bool]] = []  # name, value, goal, higher wins
+    plain, robot, bare = (
+        get("plain", "ours", 16),
+        get("plain", "werobot", 16),
+        get("plain", "bare", 16),
+    )
+    if plain and robot:
+        goals.append(
+            (
+                "plain c16 x WeRoBot",
+                plain.requests_per_second / robot.requests_per_second,
+                2.0,
+                True,
+            )
+        )
+    if plain and bare:
+        goals.append(
+            ("plain c16 x bare", plain.requests_per_second / bare.requests_per_second, 0.4, True)
+        )
+    if plain:
+        goals.append(("plain c16 p99 ms", plain.p99_ms, 20.0, False))
+        goals.append(("plain c16 CPU us/msg", plain.cpu_us, 150.0, False))
+    if row := get("plain", "ours", 32):
+        goals.append(("plain c32 p99 ms", row.p99_ms, 30.0, False))
+    safe, safe_robot = get("safe", "ours", 16), get("safe", "werobot", 16)
+    if safe and safe_robot:
+        goals.append(
+            (
+                "safe c16 x WeRoBot",
+                safe.requests_per_second / safe_robot.requests_per_second,
+                2.0,
+                True,
+            )
+        )
+    if safe:
+        goals.append(("safe c16 p99 ms", safe.p99_ms, 25.0, False))
+    for database in ("sqlite", "postgres"):
+        if row := get(f"mixed/{database}", "ours", 16):
+            goals.append((f"mixed/{database} c16 p99 ms", row.p99_ms, 50.0, False))
+            goals.append((f"mixed/{database} c16 max ms", row.max_ms, 1000.0, False))
+    print("  goals (issue 21):")
+    for name, value, goal, higher in goals:
+        if value is None:
+            continue
+        met = value >= goal if higher else value < goal
+        sign = ">=" if higher else "<"
+        verdict = "met" if met else "MISSED"
+        print(f"    {name:<26} {value:>8.2f}  goal {sign} {goal:<6g} {verdict}")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -327,64 +557,63 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=10000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=10000, help="per measurement")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32])
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers for WeRoBot"
+        "--scenarios",
+        default="plain,safe,mixed",
+        help="comma-separated: plain (with the bare handler), safe, mixed",
     )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for WeRoBot")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
-    parser.add_argument("--members", type=int, default=5000, help="size of the member pool")
+    parser.add_argument("--members", type=int, default=5000, help="pool of the 积分 load")
     parser.add_argument(
         "--warmup",
         type=int,
         default=None,
-        help="requests before timing (default: one per member, as bench/webhook.py)",
+        help="requests before each measurement (default: one per member)",
+    )
+    parser.add_argument("--mixed-members", type=int, default=20000)
+    parser.add_argument("--mixed-requests", type=int, default=20000)
+    parser.add_argument(
+        "--postgres", action="store_true", help="run the mixed load on PostgreSQL too"
+    )
+    parser.add_argument(
+        "--pg-members",
+        type=int,
+        default=None,
+        help="members in the PostgreSQL database (default: the pool's known half)",
     )
     args = parser.parse_args()
-    if min(args.requests, args.concurrency, args.workers, args.threads) < 1:
+    scenarios = set(args.scenarios.split(","))
+    if not scenarios <= {"plain", "safe", "mixed"}:
+        parser.error("--scenarios takes plain, safe and mixed")
+    if min(args.requests, *args.concurrency, args.workers, args.threads) < 1:
         parser.error("--requests, --concurrency, --workers and --threads must be at least 1")
     if args.warmup is None:
         args.warmup = args.members
+    args.load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     signal.signal(signal.SIGTERM, _terminate)
+    if (os.cpu_count() or 1) < 2:
+        parser.error("needs two cores: the server on one, the load generator on the other")
+    os.sched_setaffinity(0, {LOAD_CPU})
 
     rows: list[Row] = []
-    folder: Path | None = None
-    client: WebhookClient | None = None
-    token = ""
-    try:
-        # Ours as one process, and as many web processes as WeRoBot gets workers.
-        for processes in dict.fromkeys((1, args.workers)):
-            name = "ours" if processes == 1 else f"ours x{processes}"
-            print(f"  {name} …", file=sys.stderr, flush=True)
+    if "plain" in scenarios:
+        _points_scenario(rows, "plain", args, bare=True)
+    if "safe" in scenarios:
+        _points_scenario(rows, "safe", args, bare=False)
+    if "mixed" in scenarios:
+        half = args.mixed_members // 2
+        _mixed_scenario(rows, args, "sqlite", None, half)
+        if args.postgres:
+            # Started from here, PostgreSQL inherits the load generator's core.
+            process, url = pg.start()
             try:
-                with _ours(args.members, processes) as (target, config_path):
-                    if folder is not None:
-                        shutil.rmtree(folder, ignore_errors=True)
-                    folder = config_path.parent
-                    wechat = load_config(str(config_path)).wechat
-                    token = wechat.token.get_secret_value()
-                    client = WebhookClient(token, wechat.appid)
-                    rows.append(_measure(name, target, client, args))
-            except Exception as error:  # noqa: BLE001 - reported as the row of ours
-                rows.append(Row(name, failure=f"{type(error).__name__}: {error}"))
-        if client is not None and folder is not None:
-            workdir = folder
-            rows.append(
-                _run_target(
-                    "werobot",
-                    lambda: _werobot(workdir, token, args.workers, args.threads),
-                    client,
-                    args,
-                )
-            )
-            rows.append(_run_target("bare", lambda: _bare(workdir, token), client, args))
-        _print_table(rows, args)
-    finally:
-        if folder is not None:
-            if any(row.failure for row in rows):
-                print(f"  logs kept in {folder}", file=sys.stderr)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
+                _mixed_scenario(rows, args, "postgres", url, max(half, args.pg_members or 0))
+            finally:
+                pg.stop(process)
+    _print_table(rows, args)
 
 
 if __name__ == "__main__":

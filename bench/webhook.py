@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -71,19 +72,28 @@ class Servers:
 
 
 def _start_server(
-    mode: str, members: int, processes: int = 1, role: str = "web"
+    mode: str,
+    members: int,
+    processes: int = 1,
+    role: str = "web",
+    cpus: str | None = None,
+    database_url: str | None = None,
 ) -> tuple[Servers, Path, str]:
     """Migrate and seed a scratch database, then serve it with ``processes`` processes of
     ``role`` on one port (SO_REUSEPORT; the first starts the embedded Redis, the others join
-    it); the processes, the config's path and the webhook's URL."""
+    it); the processes, the config's path and the webhook's URL.
+
+    ``cpus``: run the servers (and so the embedded Redis they start) under ``taskset -c cpus``;
+    ``database_url``: an empty database to use instead of a SQLite file in the scratch folder."""
     folder = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     port = _free_port()
     config = folder / "config.toml"
+    database_url = database_url or f"sqlite:///{folder}/bot.db"
     config.write_text(
         f'[wechat]\nappid = "wx49f0ab532d5d035a"\nsecret = "bench-secret"\n'
         f'token = "benchtoken"\nencoding_aes_key = "{AES_KEY if mode == "safe" else ""}"\n'
         f'api_base_url = "http://127.0.0.1:9"\n'
-        f'[server]\nport = {port}\n[database]\nurl = "sqlite:///{folder}/bot.db"\n'
+        f'[server]\nport = {port}\n[database]\nurl = "{database_url}"\n'
         f'[redis]\nurl = ""\nembedded_path = "{folder}/redis.db"\n'
         f'[api]\ntoken = "bench-api-token-0123456789"\n',
         encoding="utf-8",
@@ -103,11 +113,12 @@ def _start_server(
         check=True,
     )
     servers: list[subprocess.Popen[bytes]] = []
+    pin = ["taskset", "-c", cpus] if cpus else []
     for n in range(processes):
         log = (folder / f"server-{n}.log").open("wb")
         servers.append(
             subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve", "--role", role],
+                [*pin, sys.executable, "-m", "bot", "serve", "--role", role],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -162,12 +173,18 @@ def _build_requests(
     members: int,
     openid_format: str = "o_bench_{:07d}",
     first_member: int = 0,
+    message: Callable[[int], tuple[str, str]] | None = None,
 ) -> list[bytes]:
+    """``n`` signed requests, 积分 from the pool's members in turn; ``message``: the request
+    number's openid and text instead."""
     parts = urlsplit(url)
     requests = []
     for i in range(n):
-        openid = openid_format.format(i % members + first_member)
-        signed = client.sign(client.text(openid, "积分", msg_id=secrets.randbits(62) + 1))
+        if message is None:
+            openid, text = openid_format.format(i % members + first_member), "积分"
+        else:
+            openid, text = message(i)
+        signed = client.sign(client.text(openid, text, msg_id=secrets.randbits(62) + 1))
         head = (
             f"POST {parts.path}?{urlencode(signed.params)} HTTP/1.1\r\n"
             f"Host: {parts.netloc}\r\nContent-Type: text/xml\r\n"

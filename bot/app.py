@@ -13,7 +13,7 @@ from bot.console import app as console_app
 from bot.metrics import Metrics
 from bot.pages import recap as recap_page
 from bot.pages import referral as referral_page
-from bot.request_log import request_log_middleware
+from bot.request_log import RequestLog, request_log_middleware
 from handlers import build_router
 from handlers.router import Router
 
@@ -44,7 +44,10 @@ def create_app(
     if unknown or not roles:
         raise ValueError(f"roles must be some of {', '.join(ROLES)}, not {sorted(unknown)}")
     metrics = Metrics()
-    app = web.Application(middlewares=[request_log_middleware(metrics)])
+    lines = RequestLog()
+    app = web.Application(middlewares=[request_log_middleware(metrics, lines)])
+    # After the cleanup contexts (aiohttp runs them first): the last requests' lines too.
+    app.on_cleanup.append(lines.close)
     app[wiring.CONFIG] = config
     app[wiring.METRICS] = metrics
     app[wiring.ROUTER] = router or build_router()

@@ -50,21 +50,32 @@ class LogfmtFormatter(logging.Formatter):
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return self._stamp
 
-    def format(self, record: logging.LogRecord) -> str:
+    def line(
+        self, created: float, level: str, logger: str, msg: str, fields: dict[str, Any]
+    ) -> str:
+        """One line from its parts, masked: what ``format`` gives for such a record (the
+        request log writes its lines with this, without a LogRecord)."""
+        millis = int((created - int(created)) * 1000)
         head = (
-            f"ts={self._timestamp(record.created)}.{int(record.msecs):03d}Z "
-            f"level={record.levelname.lower()} logger={record.name} "
-            f"msg={_format_value(record.getMessage())}"
+            f"ts={self._timestamp(created)}.{millis:03d}Z level={level} logger={logger} "
+            f"msg={_format_value(msg)}"
         )
-        parts = [head]
-        reserved = self._RESERVED
-        for key, value in record.__dict__.items():
-            if key not in reserved and key[0] != "_":
-                parts.append(f"{key}={_format_value(value)}")
-        if record.exc_info:
-            parts.append(f"exc={_format_value(self.formatException(record.exc_info))}")
+        parts = [head, *(f"{key}={_format_value(value)}" for key, value in fields.items())]
         # One pass over the whole line: no field, message or traceback escapes the mask.
         return mask_phone_numbers(" ".join(parts))
+
+    def format(self, record: logging.LogRecord) -> str:
+        reserved = self._RESERVED
+        fields = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in reserved and key[0] != "_"
+        }
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        return self.line(
+            record.created, record.levelname.lower(), record.name, record.getMessage(), fields
+        )
 
 
 def setup_logging(level: str = "INFO") -> None:

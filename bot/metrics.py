@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -48,6 +49,29 @@ class Metrics:
         self.token_fetches = Counter(
             "bot_wechat_token_fetches", "access_token fetches sent to WeChat", registry=r
         )
+
+        # Label children by their labels: prometheus_client's labels() validates and locks on
+        # every call, a dict lookup does not.
+        self._requests: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._messages: dict[tuple[str, str], Any] = {}
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Count an answered HTTP request and its latency."""
+        children = self._requests.get((route, status))
+        if children is None:
+            children = self._requests[route, status] = (
+                self.http_requests.labels(route, str(status)),
+                self.http_latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_message(self, kind: str, outcome: str) -> None:
+        """Count an inbound WeChat message by type and outcome."""
+        child = self._messages.get((kind, outcome))
+        if child is None:
+            child = self._messages[kind, outcome] = self.webhook_messages.labels(kind, outcome)
+        child.inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -70,6 +70,16 @@ def questions_store(redis: Redis, config: Config) -> Questions:
     return Questions(redis, config.programme.ratings.question_hours * 3600)
 
 
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The engine handlers' read-only answers use: on PostgreSQL autocommit, which spares a
+    BEGIN and a COMMIT round trip per answer. Not on SQLite: its driver starts no transaction
+    for a SELECT anyway, and aiosqlite sets and resets the isolation level on every checkout
+    in two more hops to its thread, which measured 711 against 390 us of CPU per read."""
+    if engine.dialect.name == "sqlite":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 async def redis(app: web.Application) -> AsyncIterator[None]:
     """Redis: the configured server, or the embedded one; the hot path's pipelined link; and
     the outbox every role enqueues pushes on."""
@@ -116,7 +126,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     services = Services(
         intents=matcher,
         sessions=app[SESSIONS],
-        reader=app[ENGINE].execution_options(isolation_level="AUTOCOMMIT"),
+        reader=read_only(app[ENGINE]),
         rules=config.programme,
         redis=app[REDIS],
         member_ids=gate,
@@ -149,7 +159,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         limiter=RateLimiter(app[REDIS], config.delivery.rate_per_second),
     )
     stop = asyncio.Event()
-    flusher = InteractionFlusher(app[REDIS], app[SESSIONS])
+    flusher = InteractionFlusher(app[PIPE], app[SESSIONS])
     flushing = asyncio.create_task(flusher.run(stop), name="interaction-flush")
     taught = TaughtPhrasings(
         app[REDIS], services.reader, app[SESSIONS], matcher, config.chat.miss_retention_days

@@ -9,7 +9,7 @@ from handlers.router import Router, intent
 from messages import copy
 from messages.replies import TextReply
 from models.base import utcnow
-from models.coupons import usable_coupons
+from models.coupons import list_usable_coupons
 
 router = Router("coupons")
 # WeChat shows long replies cut off; the shop app has the full list.
@@ -19,9 +19,11 @@ MAX_LISTED = 10
 @router.on(intent("coupons"))
 async def show_coupons(msg: Inbound) -> TextReply:
     """Answer 我的券 and the coupons menu key."""
-    member = await msg.load_member()
     rules = msg.svc.rules
-    coupons = await usable_coupons(msg.db, member.id, utcnow())
+    if msg.member_id is None:
+        raise RuntimeError("coupons asked without a member")
+    async with msg.reading() as connection:
+        coupons = await list_usable_coupons(connection, msg.member_id, utcnow())
     if not coupons:
         return TextReply(copy.COUPONS_NONE)
     lines = [copy.COUPONS_TITLE.format(count=len(coupons))]

@@ -8,7 +8,7 @@ from handlers.inbound import Inbound, Services
 from handlers.router import Declined, Router
 from messages import chat_copy
 from messages.replies import Reply, TextReply
-from models.members import ensure_member, member_id_for
+from models.members import ensure_member_id, member_id_for
 
 # Events that are not a member talking to us, or whose handler manages the member itself.
 _NO_MEMBER_EVENTS = frozenset(
@@ -70,6 +70,16 @@ class Dispatcher:
                 parts.append(answer.text)
         return TextReply(chat_copy.SEPARATOR.join(parts))
 
+    async def _new_member(self, msg: Inbound) -> int:
+        """Create the member of a first message in a short transaction of its own, committed
+        before the handler runs: in the message's unit of work, SQLite's write lock was held
+        through the whole handler, and concurrent first messages queued behind it for up to a
+        second. The row stands whatever the handler then does, as it would on a retry."""
+        async with self.services.sessions() as session:
+            member_id = await ensure_member_id(session, msg.openid, msg.sent_at)
+            await session.commit()
+        return member_id
+
     async def dispatch(self, msg: Inbound) -> Reply | None:
         """The reply to ``msg`` (None: nothing to say), after its side effects are committed.
 
@@ -84,8 +94,7 @@ class Dispatcher:
                 async with msg.reading() as connection:
                     msg.member_id = await member_id_for(connection, msg.openid)
                 if msg.member_id is None:
-                    msg.member = await ensure_member(msg.db, msg.openid, msg.sent_at)
-                    msg.member_id = msg.member.id
+                    msg.member_id = await self._new_member(msg)
             try:
                 reply = await self._answer(msg)
             except Declined:

@@ -9,7 +9,7 @@ from messages import copy
 from messages.replies import TextReply
 from models.base import utcnow
 from models.rules import TierRule
-from models.tiers import Progress, member_stats, progress
+from models.tiers import Progress, progress, tier_standing
 
 router = Router("tier")
 
@@ -39,10 +39,15 @@ def _benefits(tier: TierRule) -> list[str]:
 @router.on(intent("tier"))
 async def show_tier(msg: Inbound) -> TextReply:
     """Answer 等级 / 会员: tier, discount, and what takes the member to the next tier."""
-    member = await msg.load_member()
     rules = msg.svc.rules
-    stats = await member_stats(msg.db, rules, member.id, utcnow())
-    step = progress(rules, member.tier, stats)
+    if msg.member_id is None:
+        raise RuntimeError("tier asked without a member")
+    async with msg.reading() as connection:
+        standing = await tier_standing(connection, rules, msg.member_id, utcnow())
+    if standing is None:
+        raise RuntimeError("tier asked for a member who does not exist")
+    tier, stats = standing
+    step = progress(rules, tier, stats)
     lines = [
         copy.TIER_CURRENT.format(name=step.current.name, discount=step.current.discount),
         next_step(step)

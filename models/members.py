@@ -109,6 +109,31 @@ async def ensure_member(session: AsyncSession, openid: str, at: datetime) -> Mem
     return await session.scalar(select(Member).where(Member.openid == openid))
 
 
+async def ensure_member_id(session: AsyncSession, openid: str, at: datetime) -> int:
+    """``ensure_member``'s id without loading the row: for a first message, whose handler
+    mostly needs no more. One statement when the member is new (an insert that returns the id,
+    or nothing when a concurrent first message inserted it first), two when it was not."""
+    insert = dialect_insert(session)
+    table = Member.__table__
+    # On the table, not the class: the ORM's bulk-insert path cost more than the insert.
+    stmt = (
+        insert(table)
+        .values(
+            openid=openid,
+            subscribed=True,
+            subscribed_at=None,
+            last_interaction_at=at,
+            created_at=at,
+        )
+        .on_conflict_do_nothing(index_elements=[table.c.openid])
+        .returning(table.c.id)
+    )
+    member_id = (await session.execute(stmt)).scalar_one_or_none()
+    if member_id is None:
+        member_id = (await session.execute(_MEMBER_ID, {"openid": openid})).scalar_one()
+    return member_id
+
+
 async def record_unsubscribe(session: AsyncSession, openid: str, at: datetime) -> bool:
     """Mark the member unsubscribed, keeping everything else; False if we never knew them."""
     member_id = await session.scalar(

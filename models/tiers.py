@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import BigInteger, ForeignKey, String, func, select
+from sqlalchemy import BigInteger, ForeignKey, Select, String, bindparam, func, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
@@ -82,6 +82,42 @@ async def member_stats(
         )
     ).one()
     return Stats(int(row[0]), int(row[1]))
+
+
+def _standing_statement() -> Select[tuple[str, int, int]]:
+    orders, members = Order.__table__.c, Member.__table__.c
+    net = orders.amount_fen - orders.refunded_fen
+    window = (
+        orders.member_id == members.id,
+        orders.paid_at > bindparam("since", type_=UTCDateTime),
+        orders.paid_at <= bindparam("until", type_=UTCDateTime),
+        net > 0,
+    )
+    count = select(func.count()).where(*window).scalar_subquery()
+    spend = select(func.coalesce(func.sum(net), 0)).where(*window).scalar_subquery()
+    return select(members.tier, count, spend).where(members.id == bindparam("member_id"))
+
+
+# Built once: building and keying the statement per ask cost more than running it.
+_STANDING = _standing_statement()
+
+
+async def tier_standing(
+    connection: AsyncConnection | AsyncSession, rules: ProgrammeRules, member_id: int, now: datetime
+) -> tuple[str, Stats] | None:
+    """The member's tier code and ``member_stats`` in one statement (None: no such member).
+
+    The 等级 answer runs it on a connection without a unit of work: one round trip instead of
+    loading the member through the session and then counting, with the same rules as
+    ``member_stats`` (which the tier changes keep using).
+    """
+    params = {
+        "member_id": member_id,
+        "since": window_start(rules, now),
+        "until": now + FUTURE_TOLERANCE,
+    }
+    row = (await connection.execute(_STANDING, params)).one_or_none()
+    return None if row is None else (row[0], Stats(int(row[1]), int(row[2])))
 
 
 def qualifying_tier(

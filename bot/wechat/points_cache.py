@@ -139,10 +139,13 @@ class PointsCache:
             async with reading() as connection:
                 return await points_summary(connection, member_id, now, now + EXPIRING_HORIZON)
         seen = await self.lookup(member_id)
-        if seen.summary is not None:
-            # Lots expire at local midnights, which no summary outlives; this is belt and braces.
-            expiring = [(at, points) for at, points in seen.summary.expiring if at > now]
-            return replace(seen.summary, expiring=expiring)
+        cached = seen.summary
+        if cached is not None:
+            # Lots expire at local midnights, which no summary outlives; this is belt and braces
+            # (and no copy when nothing expired, as is always the case).
+            if all(at > now for at, _ in cached.expiring):
+                return cached
+            return replace(cached, expiring=[(at, p) for at, p in cached.expiring if at > now])
         async with reading() as connection:
             summary = await points_summary(connection, member_id, now, now + EXPIRING_HORIZON)
         if summary is not None:

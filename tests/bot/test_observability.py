@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot import wiring
+from bot import request_log, wiring
 from bot.app import create_app
 from bot.logs import LogfmtFormatter, mask_phone_numbers
 from tests.conftest import make_config
@@ -107,3 +109,67 @@ def test_phone_numbers_are_masked_everywhere_in_a_line() -> None:
     assert "159****1111" in line
     assert "186****2222" in line
     assert mask_phone_numbers("order 202611221234567890") == "order 202611221234567890"
+
+
+@contextlib.contextmanager
+def service_logging() -> Iterator[io.StringIO]:
+    """The service's own logging set-up alone (``setup_logging``'s one logfmt handler), on a
+    stream the test reads; pytest's capture handlers (added for each phase of a test, so this
+    runs inside the test) are set aside meanwhile."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LogfmtFormatter())
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+
+
+async def test_batched_request_lines_are_all_written_on_a_clean_stop(
+    aiohttp_client: Callable[..., Any],
+    db_url: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under the service's own logging the lines wait for a batched write; none may be lost
+    # when the process stops cleanly, even if the batch's timer has not fired.
+    monkeypatch.setattr(request_log, "FLUSH_AFTER", 3600)
+    client = await aiohttp_client(create_app(make_config(db_url, redis_url)))
+    with service_logging() as stream:
+        for n in range(3):
+            await push(client, PLAIN, PLAIN.text(f"o_batched_000{n}", "我的手机号13812345678"))
+        assert "logger=bot.request" not in stream.getvalue()
+        await client.close()
+    lines = [
+        line
+        for line in stream.getvalue().splitlines()
+        if "logger=bot.request" in line and "route=/wechat" in line
+    ]
+    assert len(lines) == 3
+    for line in lines:
+        for part in ("msg=request", "method=POST", "status=200", "type=text", "outcome=", "ms="):
+            assert part in line
+        assert "13812345678" not in line
+        assert "o_batched" not in line
+
+
+async def test_a_batched_line_is_the_line_logging_would_write() -> None:
+    fields = {"method": "POST", "route": "/wechat", "status": 200, "ms": 1.5, "note": "a b"}
+    with service_logging() as stream:
+        lines = request_log.RequestLog()
+        lines.write(fields)
+        await lines.close()
+        batched = stream.getvalue()
+        stream.truncate(0)
+        stream.seek(0)
+        request_log.log.info("request", extra=fields)
+        logged = stream.getvalue()
+    # The same line but for the time stamp.
+    assert batched.split(" ", 1)[1] == logged.split(" ", 1)[1]
+    assert batched.startswith("ts=")
+    assert batched.endswith("\n")

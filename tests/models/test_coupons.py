@@ -18,10 +18,12 @@ from models.coupons import (
     Coupon,
     CouponConflict,
     CouponRefused,
+    ListedCoupon,
     UnknownCouponKind,
     coupon_stats,
     expire_coupons,
     issue_coupon,
+    list_usable_coupons,
     redeem_coupon,
     usable_coupons,
 )
@@ -293,7 +295,10 @@ async def test_usable_coupons_are_live_and_soonest_to_expire_first(sessions: Ses
     async with sessions() as session:
         await redeem_coupon(session, redeemed.code, member_id=member, shop_order_id="SO", now=at)
         listed = await usable_coupons(session, member, at)
+        # The 我的券 answer's Core read lists the same coupons, in the same order.
+        shown = await list_usable_coupons(await session.connection(), member, at)
     assert [coupon.id for coupon in listed] == [week.id, month.id, quarter.id]
+    assert shown == [ListedCoupon(c.kind, c.code, c.valid_until) for c in listed]
 
 
 async def test_expire_job_marks_only_lapsed_issued_coupons(sessions: Sessions) -> None:

@@ -24,7 +24,13 @@ from models.rules import DEFAULT_TIERS, ProgrammeRules, SegmentRules
 from models.segments import SEGMENTS, refresh_segments
 from models.state import get_state
 from models.tier_review import TierReview, reevaluate_tiers
-from models.tiers import TOP_SPEND_THRESHOLD, TierChange, window_start
+from models.tiers import (
+    TOP_SPEND_THRESHOLD,
+    TierChange,
+    member_stats,
+    tier_standing,
+    window_start,
+)
 
 NOW = datetime(2026, 6, 15, 4, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -526,3 +532,18 @@ async def test_segments_refresh_every_member_in_batches_and_rerun_is_stable(
         ["core", "important", "at_risk", "dormant", "potential", "other", "core"]
     )
     assert {at for _, at in written} == {NOW}
+
+
+@pytest.mark.parametrize(("purchases", "expected"), TIER_CASES)
+async def test_tier_standing_reads_what_member_stats_counts(
+    sessions: async_sessionmaker[AsyncSession], purchases: list[Purchase], expected: str
+) -> None:
+    # The 等级 answer's one statement against the stats the tier changes are decided on.
+    async with sessions() as session:
+        member_id = await add_member(session, purchases, tier="gold")
+        await session.commit()
+    async with sessions() as session:
+        stats = await member_stats(session, RULES, member_id, NOW)
+        connection = await session.connection()
+        assert await tier_standing(connection, RULES, member_id, NOW) == ("gold", stats)
+        assert await tier_standing(connection, RULES, member_id + 1000, NOW) is None

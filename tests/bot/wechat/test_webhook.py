@@ -115,7 +115,7 @@ async def test_interaction_opens_the_window_and_reaches_the_database(
     window = await redis.hgetall("cs:window:o_erin_000001")
     assert int(window[b"quota"]) == 5
     assert 48 * 3600 - 5 <= await redis.ttl("cs:window:o_erin_000001") <= 48 * 3600
-    await InteractionFlusher(client.app[wiring.REDIS], client.app[wiring.SESSIONS]).flush()
+    await InteractionFlusher(client.app[wiring.PIPE], client.app[wiring.SESSIONS]).flush()
     member = await get_member(client, "o_erin_000001")
     assert member is not None
     assert member.last_interaction_at is not None

@@ -1,0 +1,56 @@
+"""A member's first message creates the member once, however many arrive at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.database import create_engine, create_sessionmaker
+from models.members import Member, ensure_member_id
+
+NOW = datetime(2026, 6, 15, 4, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(db_url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_first_messages_at_once_create_one_member_and_all_get_its_id(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async def first_message() -> int:
+        # Each in its own session and transaction, as concurrent requests run.
+        async with sessions() as session:
+            member_id = await ensure_member_id(session, "o_first_000001", NOW)
+            await session.commit()
+            return member_id
+
+    ids = await asyncio.gather(*(first_message() for _ in range(8)))
+    async with sessions() as session:
+        rows = await session.execute(select(Member.id, Member.subscribed, Member.created_at))
+        members = rows.all()
+        count = await session.scalar(select(func.count()).select_from(Member))
+    assert count == 1
+    assert set(ids) == {members[0].id}
+    assert members[0].subscribed is True
+    assert members[0].created_at == NOW
+
+
+async def test_a_known_member_keeps_its_row(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        member = Member(openid="o_first_000002", subscribed=False, created_at=NOW)
+        session.add(member)
+        await session.commit()
+    async with sessions() as session:
+        assert await ensure_member_id(session, "o_first_000002", NOW) == member.id
+        await session.commit()
+        subscribed = await session.scalar(select(Member.subscribed).where(Member.id == member.id))
+    assert subscribed is False
