@@ -9,7 +9,7 @@ With ``[console] handoff = "wechat"`` the bot instead answers with WeChat's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 
 from handlers.inbound import Inbound
 from handlers.intents import normalize
@@ -109,7 +109,8 @@ async def hand_over(
         lines.append(copy.ALREADY)
     elif not _in_service_hours(msg, now):
         start, end_at = msg.svc.service_hours
-        lines.append(copy.OUT_OF_HOURS.format(start=f"{start:%H:%M}", end=f"{end_at:%H:%M}"))
+        end = "24:00" if end_at == time.max else f"{end_at:%H:%M}"
+        lines.append(copy.OUT_OF_HOURS.format(start=f"{start:%H:%M}", end=end))
     elif position <= 1 or conversation.status == "assigned":
         lines.append(copy.QUEUED_FIRST)
     else:

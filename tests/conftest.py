@@ -132,9 +132,13 @@ def make_config(
             "database": {"url": db_url},
             "redis": {"url": redis_url},
             "api": {"token": API_TOKEN, **(api or {})},
-            "delivery": delivery or {},
+            # No quiet hours unless a test sets them: a push reads the same at any hour.
+            "delivery": {"quiet_hours_start": "00:00", "quiet_hours_end": "00:00"}
+            | (delivery or {}),
             "programme": programme or {},
-            "console": console or {},
+            # Round the clock, so a hand-over reads the same whenever the suite runs.
+            "console": {"service_hours_start": "00:00", "service_hours_end": "24:00"}
+            | (console or {}),
             "hooks": hooks or {},
             "chat": chat or {},
             # Tests of the scheduler start their own (tests/scheduler/test_scheduler.py).

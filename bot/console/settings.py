@@ -29,7 +29,8 @@ class ConsoleConfig(_Section):
     # Queued longer than this is overdue (seed: picked up within 1 hour).
     pickup_target_minutes: int = Field(default=60, ge=1, le=24 * 60)
     service_hours_start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    service_hours_end: str = Field(default="21:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # "24:00" ends the day: "00:00" to "24:00" is round the clock.
+    service_hours_end: str = Field(default="21:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
     session_hours: int = Field(default=12, ge=1, le=24 * 7)
     # Who approves a marketer's campaign: "admin", or also "another_marketer" (never oneself).
     campaign_approval: Literal["admin", "another_marketer"] = "admin"
@@ -42,6 +43,8 @@ class ConsoleConfig(_Section):
 
     @property
     def service_hours(self) -> tuple[time, time]:
-        return time.fromisoformat(self.service_hours_start), time.fromisoformat(
-            self.service_hours_end
+        """Start and end of the service day; an end of "24:00" is ``time.max``."""
+        end = self.service_hours_end
+        return time.fromisoformat(self.service_hours_start), (
+            time.max if end == "24:00" else time.fromisoformat(end)
         )

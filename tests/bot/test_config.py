@@ -94,6 +94,11 @@ def test_secrets_do_not_show_in_repr(tmp_path: Path) -> None:
             'token = "mytoken"\n[redis]\nurl = "redis://r:6379/0"\nsentinels = ["s:26379"]',
             "give url or sentinels, not both",
         ),
+        # "24:00" ends a service day; no day starts there.
+        (
+            'token = "mytoken"\n[console]\nservice_hours_start = "24:00"',
+            "[console] service_hours_start String should match pattern",
+        ),
         # The shared token is never a person's: it cannot be bound to one to approve campaigns.
         (
             'token = "mytoken"\n[api.approvers]\ndefault = "boss"',

@@ -554,6 +554,18 @@ async def test_outside_service_hours_the_member_is_told_when(
     assert (await conversation_of(client)).status == "queued"  # still queued for the morning
 
 
+async def test_a_service_day_ending_at_24_00_is_open_round_the_clock(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(
+        console={"service_hours_start": "00:00", "service_hours_end": "24:00"}
+    )
+    await follower(client, MEMBER)
+    reply = await say(client, "人工")
+    assert "转接人工客服" in reply
+    assert "服务时间" not in reply
+
+
 async def test_staff_accounts_from_the_command_line(
     client: TestClient, db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
