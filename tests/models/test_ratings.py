@@ -284,7 +284,8 @@ async def test_the_satisfaction_report(client: TestClient) -> None:
 async def test_questions_keep_the_quiet_hours_and_the_daily_cap(
     app_factory: Callable[..., Any], standin: WeChatStandIn
 ) -> None:
-    client = await app_factory(delivery={"workers": 0, "marketing_per_day": 1})
+    quiet = {"quiet_hours_start": "22:00", "quiet_hours_end": "08:00"}  # as shipped
+    client = await app_factory(delivery={"workers": 0, "marketing_per_day": 1, **quiet})
     await follower(client, OPENID)
     await say(client, "积分")
     for ref in ("C-1", "C-2"):

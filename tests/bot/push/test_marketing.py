@@ -25,6 +25,8 @@ MASS = "/cgi-bin/message/mass/send"
 # 10:00 in Shanghai, and 23:00.
 DAYTIME = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 NIGHT = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+# The shipped quiet hours (tests run without quiet hours unless they set them).
+SHIPPED_QUIET_HOURS = {"quiet_hours_start": "22:00", "quiet_hours_end": "08:00"}
 
 
 async def _marketing(client: TestClient, openid: str, key: str, text: str = "双十一会员日") -> int:
@@ -50,7 +52,7 @@ async def _quiet_follower(client: TestClient, openid: str) -> None:
 async def test_quiet_hours_defer_and_the_push_goes_in_the_morning(
     app_factory: Callable[..., Any], standin: WeChatStandIn
 ) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    client = await app_factory(delivery={"workers": 0, **SHIPPED_QUIET_HOURS})
     await follower(client, "o_mkt_000001")
     delivery_id = await _marketing(client, "o_mkt_000001", "q:1")
     worker = _worker(client)
@@ -67,7 +69,7 @@ async def test_quiet_hours_defer_and_the_push_goes_in_the_morning(
 async def test_the_daily_cap_skips_with_its_reason_and_service_is_exempt(
     app_factory: Callable[..., Any], standin: WeChatStandIn
 ) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    client = await app_factory(delivery={"workers": 0, **SHIPPED_QUIET_HOURS})
     await push(client, PLAIN, PLAIN.text("o_mkt_000002", "你好"))  # a 48-hour window, 5 slots
     first = await _marketing(client, "o_mkt_000002", "cap:1")
     second = await _marketing(client, "o_mkt_000002", "cap:2", "另一条营销")
@@ -82,7 +84,9 @@ async def test_the_daily_cap_skips_with_its_reason_and_service_is_exempt(
 async def test_members_without_a_window_share_one_mass_send_within_their_allowance(
     app_factory: Callable[..., Any], standin: WeChatStandIn
 ) -> None:
-    client = await app_factory(delivery={"workers": 0, "mass_per_month": 1, "marketing_per_day": 5})
+    client = await app_factory(
+        delivery={"workers": 0, "mass_per_month": 1, "marketing_per_day": 5, **SHIPPED_QUIET_HOURS}
+    )
     for openid in ("o_mkt_000003", "o_mkt_000004"):
         await _quiet_follower(client, openid)
     ids = [
@@ -152,7 +156,7 @@ def test_which_days_are_greeted(day: date, greeted: str | None) -> None:
 async def test_holiday_greeting_and_winback_reach_their_audiences_once(
     app_factory: Callable[..., Any],
 ) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    client = await app_factory(delivery={"workers": 0, **SHIPPED_QUIET_HOURS})
     for n in range(3):
         await follower(client, f"o_mkt_10000{n}")
     await push(client, PLAIN, PLAIN.event("o_mkt_100002", "unsubscribe"))
