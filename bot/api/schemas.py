@@ -214,6 +214,25 @@ class CouponOut(_Out):
 class CouponRedeemIn(_In):
     order_id: Ref
     openid: Ref | None = None
+    order_amount_fen: int | None = Field(
+        default=None,
+        gt=0,
+        le=10_000_000_000,
+        description="the order's amount in fen; required for threshold (满减) coupons",
+    )
+
+
+class CouponRefusalDetail(ErrorDetail):
+    # coupon_below_threshold only: the amount the order must reach.
+    threshold_fen: int | None = None
+
+
+class CouponRefusalOut(_Out):
+    """Why a coupon cannot be redeemed (409): ``coupon_<reason>``, e.g. ``coupon_used``,
+    ``coupon_below_threshold`` (with ``threshold_fen``), ``coupon_not_first_order``,
+    ``coupon_tier_not_eligible``."""
+
+    error: CouponRefusalDetail
 
 
 class SatisfactionQuery(_In):
