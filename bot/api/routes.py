@@ -168,6 +168,9 @@ async def member_view(session: AsyncSession, rules: ProgrammeRules, member: Memb
         tier=s.TierOut(
             code=step.current.code,
             name=step.current.name,
+            discount_rate=float(step.current.rate),
+            discount_label=step.current.discount,
+            points_multiplier=float(step.current.multiplier),
             since=member.tier_since,
             next_tier=step.next_tier.code if step.next_tier else None,
             orders_needed=step.orders_needed,

@@ -64,6 +64,14 @@ class ExpiringOut(_Out):
 class TierOut(_Out):
     code: str
     name: str
+    discount_rate: float = Field(
+        description="share of the price the member pays at the till: 0.95 for 9.5折, 1 for none"
+    )
+    discount_label: str = Field(description="the discount as members read it, e.g. 9.5折 or 无")
+    points_multiplier: float = Field(
+        description="points per yuan the tier earns, e.g. 1.2 (times the birthday multiplier in "
+        "the member's birthday month)"
+    )
     since: datetime | None
     next_tier: str | None
     orders_needed: int | None
