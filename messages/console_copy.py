@@ -74,6 +74,7 @@ SEGMENT_NAMES = {
 PURPOSE_NAMES = {
     "birthday": "生日礼遇",
     "points_expiring": "积分到期提醒",
+    "coupon_expiring": "优惠券到期提醒",
     "holiday": "节日祝福",
     "winback": "唤醒挽回",
     "tier_keeping": "保级提醒",

@@ -6,6 +6,7 @@ from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaigns import Campaign, CampaignMember, CampaignRun
 from models.conversations import Conversation, ConversationMessage
+from models.coupon_reminders import CouponReminder
 from models.coupons import Coupon
 from models.deliveries import Delivery, TemplateReceipt
 from models.events import MemberEvent
@@ -34,6 +35,7 @@ __all__ = [
     "Conversation",
     "ConversationMessage",
     "Coupon",
+    "CouponReminder",
     "Delivery",
     "FollowUp",
     "HookDelivery",

@@ -25,7 +25,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert
 from models.binding import ALPHABET
-from models.rules import ProgrammeRules
+from models.members import Member
+from models.orders import Order
+from models.rules import CouponKind, ProgrammeRules
 
 CODE_LENGTH = 12
 # 31^12 codes: a collision is already unlikely once; several in a row mean something is broken.
@@ -68,15 +70,33 @@ class CouponConflict(Exception):
     """The idempotency key was used before for another member or kind; nothing was written."""
 
 
-RefusalReason = Literal["unknown", "expired", "used", "not_yours", "not_yet_valid", "revoked"]
+RefusalReason = Literal[
+    "unknown",
+    "expired",
+    "used",
+    "not_yours",
+    "not_yet_valid",
+    "revoked",
+    "below_threshold",
+    "not_first_order",
+    "tier_not_eligible",
+]
 
 
 class CouponRefused(Exception):
-    """The coupon cannot be redeemed, for ``reason``; nothing was written."""
+    """The coupon cannot be redeemed, for ``reason``; nothing was written.
 
-    def __init__(self, reason: RefusalReason) -> None:
+    ``threshold_fen`` is the amount the order must reach (``below_threshold`` only)."""
+
+    def __init__(self, reason: RefusalReason, *, threshold_fen: int | None = None) -> None:
         super().__init__(reason)
         self.reason: RefusalReason = reason
+        self.threshold_fen = threshold_fen
+
+
+class OrderAmountRequired(ValueError):
+    """The coupon has a threshold (满减) and the redemption did not say the order's amount;
+    nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,17 +178,34 @@ async def issue_coupon(
 
 async def redeem_coupon(
     session: AsyncSession,
+    rules: ProgrammeRules,
     code: str,
     *,
     member_id: int | None,
     shop_order_id: str,
     now: datetime,
+    order_amount_fen: int | None = None,
 ) -> RedeemedCoupon:
-    """Redeem the coupon ``code`` against the shop's order (for ``member_id`` if given).
+    """Redeem the coupon ``code`` against the shop's order (for ``member_id`` if given) of
+    ``order_amount_fen``, checking its kind's conditions (models/rules.py ``CouponKind``):
+    the amount reaches the threshold, the order is the member's first paid one, the member's
+    tier is one the kind allows.
 
     Redeeming it again for the same order returns the first result and writes nothing.
-    Otherwise CouponRefused says why not, and nothing is written.
+    Otherwise CouponRefused says why not (OrderAmountRequired when a threshold coupon comes
+    without the amount), and nothing is written. The conditions are the kind's as configured
+    now; a coupon whose kind is no longer configured has none to check beyond its validity.
     """
+    current = await session.scalar(
+        select(Coupon).where(Coupon.code == code).execution_options(populate_existing=True)
+    )
+    if current is not None and current.status == "issued":
+        if member_id is not None and current.member_id != member_id:
+            raise CouponRefused("not_yours")
+        if current.valid_from <= now < current.valid_until:
+            kind = rules.coupon_kind(current.kind)
+            if kind is not None:
+                await _check_conditions(session, kind, current, shop_order_id, order_amount_fen)
     conditions = [
         Coupon.code == code,
         Coupon.status == "issued",
@@ -208,6 +245,39 @@ async def redeem_coupon(
     if coupon.valid_from > now:
         raise CouponRefused("not_yet_valid")
     raise RuntimeError(f"coupon {code} has unexpected status {coupon.status!r}")
+
+
+async def _check_conditions(
+    session: AsyncSession,
+    kind: CouponKind,
+    coupon: Coupon,
+    shop_order_id: str,
+    order_amount_fen: int | None,
+) -> None:
+    """CouponRefused (or OrderAmountRequired) unless the order meets ``kind``'s conditions."""
+    if kind.type == "threshold":
+        if order_amount_fen is None:
+            raise OrderAmountRequired(f"coupon kind {kind.code} needs the order amount")
+        if order_amount_fen < kind.threshold_fen:
+            raise CouponRefused("below_threshold", threshold_fen=kind.threshold_fen)
+    if kind.tiers:
+        tier = await session.scalar(select(Member.tier).where(Member.id == coupon.member_id))
+        if tier not in kind.tiers:
+            raise CouponRefused("tier_not_eligible")
+    if kind.first_order_only:
+        # Another paid order not refunded in full makes this one not the first; the order
+        # being redeemed against may already be recorded (the shop reported it first) or not.
+        earlier = await session.scalar(
+            select(Order.id)
+            .where(
+                Order.member_id == coupon.member_id,
+                Order.shop_order_id != shop_order_id,
+                Order.refunded_fen < Order.amount_fen,
+            )
+            .limit(1)
+        )
+        if earlier is not None:
+            raise CouponRefused("not_first_order")
 
 
 async def usable_coupons(session: AsyncSession, member_id: int, now: datetime) -> list[Coupon]:

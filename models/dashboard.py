@@ -63,3 +63,20 @@ async def pushes_by_purpose(session: AsyncSession, since: datetime) -> dict[str,
         )
         by_status[bucket] += int(count)
     return dict(sorted(figures.items()))
+
+
+async def skipped_without_channel(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """Per purpose, the deliveries created since ``since`` that were skipped ``no_channel``:
+    a service notice with no template configured for it, to a member outside the 48-hour
+    window (marketing never reaches that reason: it falls back to a mass send)."""
+    rows = await session.execute(
+        select(Delivery.purpose, func.count())
+        .where(
+            Delivery.created_at >= since,
+            Delivery.status == "skipped",
+            Delivery.reason == "no_channel",
+        )
+        .group_by(Delivery.purpose)
+        .order_by(Delivery.purpose)
+    )
+    return {purpose: int(count) for purpose, count in rows}

@@ -6,6 +6,7 @@ operations can take them without importing the service layer.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -27,8 +28,48 @@ class TierRule(_Rules):
     # Also reached by being in the top N% of spenders at the last re-evaluation.
     top_spend_percent: float | None = Field(default=None, gt=0, le=100)
     multiplier: Decimal = Field(gt=0, le=100)
+    # The label members read ("9.5折", "无") and the rate a till applies (0.95: pay 95%).
+    # Without a rate, a label of the form "N折" gives it (9.5折 → 0.95, 95折 → 0.95) and
+    # "无" gives 1; a rate that contradicts such a label is refused.
     discount: str = "无"
+    discount_rate: Decimal | None = Field(default=None, gt=0, le=1)
     benefits: list[str] = []
+
+    @model_validator(mode="after")
+    def _rate_matches_label(self) -> TierRule:
+        from_label = _rate_of_label(self.discount)
+        if self.discount_rate is None:
+            if from_label is None:
+                raise ValueError(
+                    f"tier {self.code}: set discount_rate (e.g. 0.95) for the label "
+                    f"{self.discount!r}"
+                )
+            object.__setattr__(self, "discount_rate", from_label)
+        elif from_label is not None and from_label != self.discount_rate:
+            raise ValueError(
+                f"tier {self.code}: discount_rate {self.discount_rate} contradicts the label "
+                f"{self.discount!r} ({from_label})"
+            )
+        return self
+
+    @property
+    def rate(self) -> Decimal:
+        """The share of the price the member pays (1 when the tier has no discount)."""
+        assert self.discount_rate is not None  # set by the validator
+        return self.discount_rate
+
+
+def _rate_of_label(label: str) -> Decimal | None:
+    """The rate a Chinese discount label states: "9.5折" and "95折" are 0.95, "无" is 1."""
+    text = label.strip()
+    if text in ("", "无"):
+        return Decimal(1)
+    match = re.fullmatch(r"(\d{1,2}(?:\.\d{1,2})?)\s*折", text)
+    if match is None:
+        return None
+    number = Decimal(match.group(1))
+    rate = number / 10 if number <= 10 else number / 100
+    return rate.normalize() if 0 < rate <= 1 else None
 
 
 DEFAULT_TIERS = [
@@ -100,7 +141,10 @@ class SegmentRules(_Rules):
 
 
 class CouponKind(_Rules):
-    """A kind of coupon: 满减 (threshold), 折扣 (percent) or 无门槛 (cash)."""
+    """A kind of coupon: 满减 (threshold), 折扣 (percent) or 无门槛 (cash), and the conditions
+    a redemption checks (models/coupons.py): the order's amount reaches ``threshold_fen``
+    (threshold kinds), it is the member's first paid order (``first_order_only``), the member
+    is in one of ``tiers`` (empty: any tier)."""
 
     code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     name: str
@@ -109,6 +153,14 @@ class CouponKind(_Rules):
     threshold_fen: int = Field(default=0, ge=0)
     percent_off: int = Field(default=0, ge=0, le=100)
     valid_days: int = Field(default=30, ge=1, le=3650)
+    first_order_only: bool = False
+    tiers: list[str] = []
+
+    @model_validator(mode="after")
+    def _threshold_has_one(self) -> CouponKind:
+        if self.type == "threshold" and self.threshold_fen < 1:
+            raise ValueError(f"coupon kind {self.code}: a threshold coupon needs threshold_fen")
+        return self
 
 
 DEFAULT_COUPONS = [
@@ -129,6 +181,15 @@ DEFAULT_COUPONS = [
     ),
     CouponKind(
         code="tier_discount_95", name="会员9.5折券", type="percent", percent_off=5, valid_days=30
+    ),
+    # 新人首单券: the welcome rule issues it; only the member's first paid order may use it.
+    CouponKind(
+        code="welcome_first_order",
+        name="新人首单券",
+        type="cash",
+        discount_fen=2_000,
+        valid_days=30,
+        first_order_only=True,
     ),
 ]
 
@@ -241,6 +302,8 @@ class ProgrammeRules(_Rules):
     points: PointsRules = PointsRules()
     segments: SegmentRules = SegmentRules()
     coupons: list[CouponKind] = DEFAULT_COUPONS
+    # Unused coupons are reminded once, when they expire within this many days (0: never).
+    coupon_reminder_days: int = Field(default=3, ge=0, le=30)
     binding_code_hours: int = Field(default=24, ge=1, le=24 * 30)
     # Statutory holidays greeted on their first day (names as the `holidays` package gives
     # them in zh_CN), and the brand's own days ("MM-DD" = name).
@@ -278,6 +341,10 @@ class ProgrammeRules(_Rules):
         newcomer = self.referrals.newcomer_coupon
         if newcomer and self.coupon_kind(newcomer) is None:
             raise ValueError(f"referrals.newcomer_coupon: no coupon kind {newcomer!r}")
+        tier_codes = {tier.code for tier in self.tiers}
+        for kind in self.coupons:
+            if unknown := sorted(set(kind.tiers) - tier_codes):
+                raise ValueError(f"coupon kind {kind.code}: no tier {', '.join(unknown)}")
         if self.referrals.qr_renew_days >= self.referrals.qr_days:
             raise ValueError("referrals: qr_renew_days must be less than qr_days")
         return self

@@ -28,6 +28,7 @@ from models.referrals import Referral, due_referrals, settle
 from models.rules import ProgrammeRules
 from models.segments import refresh_segments
 from models.tier_review import reevaluate_tiers
+from scheduler.coupon_reminders import plan_coupon_reminders
 from scheduler.rating_questions import plan_nps_sample
 from scheduler.recap_push import plan_recaps
 from scheduler.scheduled_pushes import (
@@ -152,6 +153,11 @@ JOBS = {
             "expiry-reminders",
             "remind members of points expiring in 30 and 7 days (push)",
             _pushes(plan_expiry_reminders, "expiry reminders"),
+        ),
+        Job(
+            "coupon-reminders",
+            "remind members once of unused coupons expiring within 3 days (push)",
+            _pushes(plan_coupon_reminders, "coupon reminders"),
         ),
         Job(
             "birthdays",

@@ -24,6 +24,7 @@ DEFAULT_SCHEDULE = {
     # 30 days before the monthly re-evaluation (02:30 on the 1st): the 1st, at 10:00.
     "tier-keeping": "0 10 1 * *",
     "expiry-reminders": "0 10 * * *",
+    "coupon-reminders": "30 10 * * *",
     # The year before, on 2 January (local): 1 January's greeting would spend the day's cap.
     "annual-recap": "0 10 2 1 *",
     # Referral rewards fall due around the clock (the return window ends when it ends).

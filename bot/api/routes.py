@@ -23,6 +23,7 @@ from models.coupons import (
     Coupon,
     CouponConflict,
     CouponRefused,
+    OrderAmountRequired,
     UnknownCouponKind,
     issue_coupon,
     redeem_coupon,
@@ -59,9 +60,17 @@ CALLER = web.RequestKey("api_caller", str)
 class ApiError(web.HTTPException):
     """An error answered as ``{"error": {"code", "message", "field"}}``."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        body: BaseModel | None = None,
+    ) -> None:
         self.status_code = status
-        body = s.ErrorOut(error=s.ErrorDetail(code=code, message=message, field=field))
+        if body is None:
+            body = s.ErrorOut(error=s.ErrorDetail(code=code, message=message, field=field))
         super().__init__(text=body.model_dump_json(), content_type="application/json")
 
 
@@ -159,6 +168,9 @@ async def member_view(session: AsyncSession, rules: ProgrammeRules, member: Memb
         tier=s.TierOut(
             code=step.current.code,
             name=step.current.name,
+            discount_rate=float(step.current.rate),
+            discount_label=step.current.discount,
+            points_multiplier=float(step.current.multiplier),
             since=member.tier_since,
             next_tier=step.next_tier.code if step.next_tier else None,
             orders_needed=step.orders_needed,
@@ -455,9 +467,11 @@ async def post_coupon(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/coupons/{code}/redeem",
-    "Redeem a coupon against an order (idempotent)",
+    "Redeem a coupon against an order (idempotent), checking its conditions: the order amount "
+    "reaches a threshold coupon's threshold, a first-order coupon is used on the member's first "
+    "paid order, a tier coupon's member is in one of its tiers; 409 says which failed",
     body=s.CouponRedeemIn,
-    responses={200: s.CouponOut, 404: s.ErrorOut, 409: s.ErrorOut},
+    responses={200: s.CouponOut, 404: s.ErrorOut, 409: s.CouponRefusalOut, 422: s.ErrorOut},
 )
 async def post_coupon_redeem(request: web.Request) -> web.Response:
     data = await parse_body(request, s.CouponRedeemIn)
@@ -469,16 +483,26 @@ async def post_coupon_redeem(request: web.Request) -> web.Response:
                 member_id = (await _member(session, data.openid)).id
             redeemed = await redeem_coupon(
                 session,
+                _rules(request),
                 code,
                 member_id=member_id,
                 shop_order_id=data.order_id,
                 now=utcnow(),
+                order_amount_fen=data.order_amount_fen,
             )
             out = _coupon_out(redeemed.coupon)
+    except OrderAmountRequired as exc:
+        raise ApiError(422, "invalid", str(exc), "order_amount_fen") from None
     except CouponRefused as exc:
         if exc.reason == "unknown":
             raise ApiError(404, "unknown_coupon", "no coupon with this code", "code") from None
-        raise ApiError(409, f"coupon_{exc.reason}", _REFUSAL_TEXT[exc.reason], "code") from None
+        text = _REFUSAL_TEXT[exc.reason].format(threshold=exc.threshold_fen)
+        field = "order_amount_fen" if exc.reason == "below_threshold" else "code"
+        detail = s.CouponRefusalDetail(
+            code=f"coupon_{exc.reason}", message=text, field=field, threshold_fen=exc.threshold_fen
+        )
+        body = s.CouponRefusalOut(error=detail)
+        raise ApiError(409, detail.code, text, field, body=body) from None
     return _json(out)
 
 
@@ -488,6 +512,9 @@ _REFUSAL_TEXT = {
     "not_yours": "the coupon belongs to another member",
     "not_yet_valid": "the coupon is not valid yet",
     "revoked": "the coupon was withdrawn (the order that earned it was refunded)",
+    "below_threshold": "the order must come to at least {threshold} fen for this coupon",
+    "not_first_order": "the coupon is for the member's first paid order only",
+    "tier_not_eligible": "the coupon is for members of other tiers",
 }
 
 

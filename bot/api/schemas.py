@@ -64,6 +64,14 @@ class ExpiringOut(_Out):
 class TierOut(_Out):
     code: str
     name: str
+    discount_rate: float = Field(
+        description="share of the price the member pays at the till: 0.95 for 9.5折, 1 for none"
+    )
+    discount_label: str = Field(description="the discount as members read it, e.g. 9.5折 or 无")
+    points_multiplier: float = Field(
+        description="points per yuan the tier earns, e.g. 1.2 (times the birthday multiplier in "
+        "the member's birthday month)"
+    )
     since: datetime | None
     next_tier: str | None
     orders_needed: int | None
@@ -214,6 +222,25 @@ class CouponOut(_Out):
 class CouponRedeemIn(_In):
     order_id: Ref
     openid: Ref | None = None
+    order_amount_fen: int | None = Field(
+        default=None,
+        gt=0,
+        le=10_000_000_000,
+        description="the order's amount in fen; required for threshold (满减) coupons",
+    )
+
+
+class CouponRefusalDetail(ErrorDetail):
+    # coupon_below_threshold only: the amount the order must reach.
+    threshold_fen: int | None = None
+
+
+class CouponRefusalOut(_Out):
+    """Why a coupon cannot be redeemed (409): ``coupon_<reason>``, e.g. ``coupon_used``,
+    ``coupon_below_threshold`` (with ``threshold_fen``), ``coupon_not_first_order``,
+    ``coupon_tier_not_eligible``."""
+
+    error: CouponRefusalDetail
 
 
 class SatisfactionQuery(_In):

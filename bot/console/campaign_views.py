@@ -16,6 +16,7 @@ from sqlalchemy import select
 from bot import wiring
 from bot.console.auth import STAFF, requires, template_context
 from bot.console.charts import bars
+from bot.console.template_views import template_status
 from bot.report import BadMonth, figure_views, parse_month
 from bot.validation import first_error
 from bot.wechat.client import WeChatAPIError
@@ -345,6 +346,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
             figures=figure_views(report, rules),
             coupons=coupon_rows,
             pushes=[(copy.PURPOSE_NAMES.get(k, k), v) for k, v in pushes.items()],
+            templates=await template_status(request),
         ),
         status=400 if error else 200,
     )

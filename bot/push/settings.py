@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.push.templates import BY_PURPOSE
 
 
 class _Section(BaseModel):
@@ -24,7 +26,8 @@ class DeliveryConfig(_Section):
     # Consumers in this process; `python -m bot serve --role worker` runs more on their own.
     workers: int = Field(default=1, ge=0, le=64)
     concurrency: int = Field(default=32, ge=1, le=1000)
-    # Service notifications with a template configured go as template messages.
+    # Service notifications with a template configured go as template messages; the purposes
+    # and the fields each fills are bot/push/templates.py's.
     templates: dict[str, TemplateConfig] = {}
     # Calls a second per WeChat API, shared by every worker (a Redis token bucket).
     rate_per_second: dict[str, float] = {"template": 200.0, "custom": 200.0, "mass": 1.0}
@@ -43,6 +46,26 @@ class DeliveryConfig(_Section):
     mass_per_month: int = Field(default=4, ge=0, le=4)
     # Openids per mass send (WeChat takes 2 to 10,000).
     mass_batch_size: int = Field(default=10_000, ge=2, le=10_000)
+
+    @field_validator("templates")
+    @classmethod
+    def _known_purposes_and_fields(
+        cls, templates: dict[str, TemplateConfig]
+    ) -> dict[str, TemplateConfig]:
+        # A field the push does not fill is refused at start-up rather than failing every such
+        # push (payload:<field>). Purposes not in the table (a benchmark's, an extension's)
+        # are taken as they are; the console's template page shows which purposes lack one.
+        for purpose, template in templates.items():
+            entry = BY_PURPOSE.get(purpose)
+            if entry is None:
+                continue
+            if unknown := sorted(set(template.fields.values()) - set(entry.fields)):
+                filled = ", ".join(entry.fields)
+                raise ValueError(
+                    f"templates.{purpose}: the push has no field {', '.join(unknown)} "
+                    f"(it fills {filled})"
+                )
+        return templates
 
 
 class HooksConfig(_Section):

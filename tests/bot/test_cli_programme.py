@@ -47,6 +47,7 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "reevaluate-tiers",
         "refresh-segments",
         "expiry-reminders",
+        "coupon-reminders",
         "birthdays",
         "holiday-greetings",
         "winback",

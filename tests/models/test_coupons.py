@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.database import create_engine, create_sessionmaker
@@ -19,6 +19,7 @@ from models.coupons import (
     CouponConflict,
     CouponRefused,
     ListedCoupon,
+    OrderAmountRequired,
     UnknownCouponKind,
     coupon_stats,
     expire_coupons,
@@ -28,7 +29,8 @@ from models.coupons import (
     usable_coupons,
 )
 from models.members import Member
-from models.rules import ProgrammeRules
+from models.orders import Order
+from models.rules import CouponKind, ProgrammeRules
 
 RULES = ProgrammeRules()
 NOW = datetime(2025, 3, 1, 4, 0, tzinfo=UTC)
@@ -174,7 +176,7 @@ async def test_redeem_marks_the_coupon_and_replays(sessions: Sessions) -> None:
     at = NOW + timedelta(days=3)
     async with sessions() as session:
         redeemed = await redeem_coupon(
-            session, coupon.code, member_id=member, shop_order_id="SO-1", now=at
+            session, RULES, coupon.code, member_id=member, shop_order_id="SO-1", now=at
         )
         await session.commit()
     assert not redeemed.replayed
@@ -184,7 +186,12 @@ async def test_redeem_marks_the_coupon_and_replays(sessions: Sessions) -> None:
     # The shop retries (even after the coupon's validity, and without saying whose it is).
     async with sessions() as session:
         again = await redeem_coupon(
-            session, coupon.code, member_id=None, shop_order_id="SO-1", now=NOW + timedelta(days=90)
+            session,
+            RULES,
+            coupon.code,
+            member_id=None,
+            shop_order_id="SO-1",
+            now=NOW + timedelta(days=90),
         )
     assert again.replayed
     assert (again.coupon.id, again.coupon.redeemed_at) == (coupon.id, at)
@@ -195,7 +202,7 @@ async def test_redeem_without_a_member_id(sessions: Sessions) -> None:
     coupon = await issue(sessions, member)
     async with sessions() as session:
         redeemed = await redeem_coupon(
-            session, coupon.code, member_id=None, shop_order_id="SO-1", now=NOW
+            session, RULES, coupon.code, member_id=None, shop_order_id="SO-1", now=NOW
         )
     assert redeemed.coupon.status == "redeemed"
 
@@ -218,7 +225,9 @@ async def test_redeem_refusals_write_nothing(
     member, other = await add_members(sessions)
     used = await issue(sessions, member, key="used")
     async with sessions() as session:
-        await redeem_coupon(session, used.code, member_id=member, shop_order_id="SO-1", now=NOW)
+        await redeem_coupon(
+            session, RULES, used.code, member_id=member, shop_order_id="SO-1", now=NOW
+        )
         await session.commit()
     fresh = await issue(sessions, member, key="fresh")
     code = {"missing": "ZZZZZZZZZZZZ", "used": used.code, "fresh": fresh.code}[target]
@@ -227,6 +236,7 @@ async def test_redeem_refusals_write_nothing(
         with pytest.raises(CouponRefused) as refused:
             await redeem_coupon(
                 session,
+                RULES,
                 code,
                 member_id=other if who == "other" else member,
                 shop_order_id=order,
@@ -248,7 +258,7 @@ async def test_redeem_refuses_a_coupon_the_job_expired(sessions: Sessions) -> No
         # Even at a time inside the window (a late-arriving redemption): the status decides.
         with pytest.raises(CouponRefused, match="expired"):
             await redeem_coupon(
-                session, coupon.code, member_id=member, shop_order_id="SO-1", now=NOW
+                session, RULES, coupon.code, member_id=member, shop_order_id="SO-1", now=NOW
             )
 
 
@@ -267,7 +277,7 @@ async def test_concurrent_redemptions_of_one_code_have_one_winner(sessions: Sess
                 await ready.wait()
                 try:
                     result = await redeem_coupon(
-                        session, code, member_id=member, shop_order_id=order, now=NOW
+                        session, RULES, code, member_id=member, shop_order_id=order, now=NOW
                     )
                 except CouponRefused as refused:
                     return refused.reason
@@ -293,7 +303,9 @@ async def test_usable_coupons_are_live_and_soonest_to_expire_first(sessions: Ses
     await issue(sessions, other, key="other's")
     at = NOW + timedelta(days=2)
     async with sessions() as session:
-        await redeem_coupon(session, redeemed.code, member_id=member, shop_order_id="SO", now=at)
+        await redeem_coupon(
+            session, RULES, redeemed.code, member_id=member, shop_order_id="SO", now=at
+        )
         listed = await usable_coupons(session, member, at)
         # The 我的券 answer's Core read lists the same coupons, in the same order.
         shown = await list_usable_coupons(await session.connection(), member, at)
@@ -308,7 +320,9 @@ async def test_expire_job_marks_only_lapsed_issued_coupons(sessions: Sessions) -
     live = await issue(sessions, member, key="live", valid_days=3)
     used = await issue(sessions, member, key="used", valid_days=1)
     async with sessions() as session:
-        await redeem_coupon(session, used.code, member_id=member, shop_order_id="SO", now=NOW)
+        await redeem_coupon(
+            session, RULES, used.code, member_id=member, shop_order_id="SO", now=NOW
+        )
         await session.commit()
     at = NOW + timedelta(days=2)
     async with sessions() as session:
@@ -333,7 +347,7 @@ async def test_stats_count_issued_redeemed_and_expired_per_kind(sessions: Sessio
     async with sessions() as session:
         for n, coupon in enumerate(cash[:2]):
             await redeem_coupon(
-                session, coupon.code, member_id=member, shop_order_id=f"SO-{n}", now=NOW
+                session, RULES, coupon.code, member_id=member, shop_order_id=f"SO-{n}", now=NOW
             )
         await expire_coupons(session, NOW + timedelta(days=1))
         await session.commit()
@@ -350,3 +364,177 @@ async def test_stats_count_issued_redeemed_and_expired_per_kind(sessions: Sessio
         "cash_10": {"issued": 4, "redeemed": 2, "expired": 2},
         "full_300_50": {"issued": 1, "redeemed": 0, "expired": 0},
     }
+
+
+# The kinds' conditions (issue 18): 满300 needs the order amount, first-order and tier coupons.
+CONDITIONS = ProgrammeRules(
+    coupons=[
+        *RULES.coupons,
+        CouponKind(
+            code="gold_only", name="金卡专享", type="cash", discount_fen=100, tiers=["gold"]
+        ),
+    ]
+)
+
+
+async def redeem_with(
+    sessions: Sessions, code: str, order: str, amount: int | None = None, now: datetime = NOW
+) -> str:
+    """Redeem and commit; the coupon's status, or the refusal's reason."""
+    async with sessions() as session:
+        try:
+            result = await redeem_coupon(
+                session,
+                CONDITIONS,
+                code,
+                member_id=None,
+                shop_order_id=order,
+                now=now,
+                order_amount_fen=amount,
+            )
+        except CouponRefused as refused:
+            return refused.reason
+        await session.commit()
+        return result.coupon.status
+
+
+async def add_order(sessions: Sessions, member: int, order: str, refunded: int = 0) -> None:
+    async with sessions() as session:
+        session.add(
+            Order(
+                shop_order_id=order,
+                member_id=member,
+                amount_fen=10_000,
+                refunded_fen=refunded,
+                paid_at=NOW - timedelta(days=1),
+                channel="shop",
+                fingerprint="f",
+                created_at=NOW,
+            )
+        )
+        await session.commit()
+
+
+async def test_a_threshold_coupon_needs_the_amount_and_reaches_it(sessions: Sessions) -> None:
+    (member,) = await add_members(sessions, 1)
+    coupon = await issue(sessions, member, kind="full_300_50")
+    before = await rows(sessions)
+    async with sessions() as session:
+        with pytest.raises(OrderAmountRequired):
+            await redeem_coupon(
+                session, CONDITIONS, coupon.code, member_id=None, shop_order_id="SO-1", now=NOW
+            )
+        with pytest.raises(CouponRefused) as refused:
+            await redeem_coupon(
+                session,
+                CONDITIONS,
+                coupon.code,
+                member_id=None,
+                shop_order_id="SO-1",
+                now=NOW,
+                order_amount_fen=29_999,
+            )
+        await session.commit()
+    assert (refused.value.reason, refused.value.threshold_fen) == ("below_threshold", 30_000)
+    assert await rows(sessions) == before
+    assert await redeem_with(sessions, coupon.code, "SO-1", 30_000) == "redeemed"
+    # The shop's retry replays, even without the amount.
+    assert await redeem_with(sessions, coupon.code, "SO-1") == "redeemed"
+
+
+async def test_a_cash_coupon_needs_no_amount(sessions: Sessions) -> None:
+    (member,) = await add_members(sessions, 1)
+    coupon = await issue(sessions, member)
+    assert await redeem_with(sessions, coupon.code, "SO-1") == "redeemed"
+
+
+async def test_a_tier_coupon_checks_the_members_tier(sessions: Sessions) -> None:
+    (member,) = await add_members(sessions, 1)
+    async with sessions() as session:
+        coupon = (
+            await issue_coupon(
+                session, CONDITIONS, member, "gold_only", reason="r", key="g", now=NOW
+            )
+        ).coupon
+        await session.commit()
+    before = await rows(sessions)
+    assert await redeem_with(sessions, coupon.code, "SO-1") == "tier_not_eligible"
+    assert await rows(sessions) == before
+    async with sessions() as session:
+        await session.execute(update(Member).where(Member.id == member).values(tier="gold"))
+        await session.commit()
+    assert await redeem_with(sessions, coupon.code, "SO-1") == "redeemed"
+
+
+async def test_a_first_order_coupon_is_for_the_first_paid_order_only(
+    sessions: Sessions,
+) -> None:
+    first, second, refunded = await add_members(sessions, 3)
+    kind = "welcome_first_order"
+    # The order redeemed against may be recorded already: it is still the first.
+    await add_order(sessions, first, "SO-FIRST")
+    coupon = await issue(sessions, first, kind=kind, key="w1")
+    assert await redeem_with(sessions, coupon.code, "SO-FIRST") == "redeemed"
+    # A member with another paid order has had their first.
+    await add_order(sessions, second, "SO-EARLIER")
+    coupon = await issue(sessions, second, kind=kind, key="w2")
+    before = await rows(sessions)
+    assert await redeem_with(sessions, coupon.code, "SO-LATER") == "not_first_order"
+    assert await rows(sessions) == before
+    # An order refunded in full does not count as bought.
+    await add_order(sessions, refunded, "SO-RETURNED", refunded=10_000)
+    coupon = await issue(sessions, refunded, kind=kind, key="w3")
+    assert await redeem_with(sessions, coupon.code, "SO-NEXT") == "redeemed"
+
+
+async def test_the_validity_is_checked_before_the_conditions(sessions: Sessions) -> None:
+    (member,) = await add_members(sessions, 1)
+    coupon = await issue(sessions, member, kind="full_300_50")
+    late = NOW + timedelta(days=31)
+    assert await redeem_with(sessions, coupon.code, "SO-1", 100, now=late) == "expired"
+
+
+async def test_two_orders_redeem_one_threshold_coupon_at_once_one_wins(
+    sessions: Sessions, db_url: str
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("real concurrent transactions: PostgreSQL")
+    (member,) = await add_members(sessions, 1)
+    coupon = await issue(sessions, member, kind="full_300_50")
+    ready = asyncio.Barrier(2)
+
+    async def attempt(order: str) -> str:
+        async with sessions() as session:
+            await session.connection()
+            await ready.wait()  # both transactions are open before either redeems
+            try:
+                await redeem_coupon(
+                    session,
+                    CONDITIONS,
+                    coupon.code,
+                    member_id=member,
+                    shop_order_id=order,
+                    now=NOW,
+                    order_amount_fen=40_000,
+                )
+            except CouponRefused as refused:
+                return refused.reason
+            await session.commit()
+            return order
+
+    outcomes = await asyncio.gather(attempt("SO-A"), attempt("SO-B"))
+    assert sorted(outcomes) in (["SO-A", "used"], ["SO-B", "used"])
+    async with sessions() as session:
+        stored = await session.scalar(select(Coupon).where(Coupon.code == coupon.code))
+    assert (stored.status, stored.shop_order_id) == ("redeemed", min(outcomes))
+
+
+def test_kinds_are_checked_when_configured() -> None:
+    with pytest.raises(ValueError, match="threshold coupon needs threshold_fen"):
+        CouponKind(code="bad", name="满减", type="threshold", discount_fen=100)
+    with pytest.raises(ValueError, match="no tier platinum"):
+        ProgrammeRules(
+            coupons=[CouponKind(code="p", name="p", type="cash", tiers=["platinum"])],
+            birthday_coupon="",
+            referrals={"newcomer_coupon": ""},
+        )

@@ -311,7 +311,7 @@ async def test_coupon_issue_and_redeem_once(client: TestClient) -> None:
     assert (status, coupon["status"], coupon["kind"]) == (201, "issued", "full_300_50")
     status, again = await call(client, "POST", "/coupons", issue)
     assert (status, again["code"]) == (200, coupon["code"])
-    redeem = {"order_id": "ORD-9", "openid": "o_api_member01"}
+    redeem = {"order_id": "ORD-9", "openid": "o_api_member01", "order_amount_fen": 30_000}
     status, used = await call(client, "POST", f"/coupons/{coupon['code']}/redeem", redeem)
     assert (status, used["status"], used["order_id"]) == (200, "redeemed", "ORD-9")
     status, _ = await call(client, "POST", f"/coupons/{coupon['code']}/redeem", redeem)

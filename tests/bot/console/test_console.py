@@ -296,6 +296,7 @@ ROUTES = {
     ("POST", "/console/birthdays/{id}/gift"): ("marketer", "admin"),
     ("GET", "/console/hooks"): ("admin",),
     ("POST", "/console/hooks/deliveries/{id}/replay"): ("admin",),
+    ("GET", "/console/templates"): ("marketer", "admin"),
     ("GET", "/console/misses"): ("agent", "admin"),
     ("POST", "/console/misses/{id}/teach"): ("agent", "admin"),
 }
