@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, func, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, func, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -367,6 +367,22 @@ async def catalogue(
     return Catalogue(member.points_balance, member.tier, offers)
 
 
+async def why_not(
+    session: AsyncSession, rules: ProgrammeRules, member_id: int, item_id: int, now: datetime
+) -> Refusal | None:
+    """Why the member cannot redeem the item now (balance included), or None: the same
+    checks as ``redeem``, without locks (to answer before asking for confirmation)."""
+    member = await session.get_one(Member, member_id, populate_existing=True)
+    item = await session.get(RewardItem, item_id, populate_existing=True)
+    if item is None:
+        return Refusal("unknown")
+    used = await _used(session, rules, member_id, [item], now)
+    refusal = _closed_to(item, member.tier, now, used[item.id])
+    if refusal is None and member.points_balance < item.points_price:
+        return Refusal("not_enough_points", shortfall=item.points_price - member.points_balance)
+    return refusal
+
+
 def _pickup_code() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
 
@@ -388,6 +404,20 @@ async def _redeemed(
         redemption.pickup_code,
         replayed,
     )
+
+
+async def _write_first(session: AsyncSession, table: Any, row_id: int) -> None:
+    """SQLite: make the transaction a writer before it reads (a no-op UPDATE of the row), so
+    two redemptions queue for the database's one write lock and the second reads what the
+    first committed; a reader upgraded later would fail on a stale snapshot instead. The
+    transaction must not have read before. PostgreSQL locks rows instead."""
+    if session.bind is not None and session.bind.dialect.name == "sqlite":
+        await session.execute(
+            update(table)
+            .where(table.id == row_id)
+            .values(id=table.id)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def _lock_item(session: AsyncSession, item_id: int) -> RewardItem | None:
@@ -413,8 +443,11 @@ async def redeem(
     docstring for the steps and the lock order). ``key`` identifies this redemption: the same
     key again answers with the first redemption and writes nothing; used by another member
     or for another item, KeyConflict. ``expected_points``: the price the member confirmed
-    (a changed price is refused, not charged)."""
+    (a changed price is refused, not charged). On SQLite, call it before the transaction
+    reads anything (see ``_write_first``)."""
+    await _write_first(session, RewardItem, item_id)
     await lock_members(session, (member_id,))
+    item = await _lock_item(session, item_id)
     earlier = await session.scalar(
         select(Redemption)
         .where(Redemption.idempotency_key == key)
@@ -425,7 +458,6 @@ async def redeem(
         if earlier.member_id != member_id or earlier.item_id != item_id:
             raise KeyConflict(f"idempotency key {key!r} redeemed something else")
         return await _redeemed(session, earlier, member.points_balance, replayed=True)
-    item = await _lock_item(session, item_id)
     if item is None:
         return Refusal("unknown")
     used = await _used(session, rules, member_id, [item], now)
@@ -572,6 +604,7 @@ async def close_fulfilment(
     redemption."""
     if status == "shipped" and not tracking_number:
         raise ValueError("tracking_number: a shipped gift needs one")
+    await _write_first(session, Redemption, redemption_id)
     found = (
         await session.execute(
             select(Redemption.member_id, Redemption.item_id).where(
