@@ -653,13 +653,16 @@ async def close_fulfilment(
     return _fulfilment(row)
 
 
-async def redemption_counts(session: AsyncSession) -> dict[int, dict[str, int]]:
-    """Per item, its redemptions by status (the console's catalogue list)."""
-    rows = await session.execute(
-        select(Redemption.item_id, Redemption.status, func.count()).group_by(
-            Redemption.item_id, Redemption.status
-        )
+async def redemption_counts(
+    session: AsyncSession, item_id: int | None = None
+) -> dict[int, dict[str, int]]:
+    """Per item (or for one), its redemptions by status (the catalogue lists)."""
+    query = select(Redemption.item_id, Redemption.status, func.count()).group_by(
+        Redemption.item_id, Redemption.status
     )
+    if item_id is not None:
+        query = query.where(Redemption.item_id == item_id)
+    rows = await session.execute(query)
     counts: dict[int, dict[str, int]] = {}
     for item_id, status, count in rows:
         counts.setdefault(item_id, {})[status] = count
