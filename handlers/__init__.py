@@ -18,6 +18,7 @@ from handlers import (
     recap,
     receipts,
     referral,
+    rewards,
     smalltalk,
     tier,
 )
@@ -36,6 +37,7 @@ def build_router() -> Router:
         points.router,
         tier.router,
         coupons.router,
+        rewards.router,
         recap.router,
         referral.router,
         binding.router,

@@ -6,6 +6,9 @@ question replacing the one before:
 - ``choices``: the numbered intents the fallback offered; 「1」「２」「三」 picks one.
 - ``birthday``: the bot asked for the birthday; a date (「3月5日」「0305」) answers.
 - ``birthday_confirm``: the bot repeated the date back; 「是」 records it, 「不是」 drops it.
+- ``rewards``: the numbered catalogue shown (item ids in order); 「2」 picks the second.
+- ``reward_confirm``: the bot asked to confirm a redemption (item, price, the token that is
+  its idempotency key); 「确认」 redeems, 「取消」 drops it.
 
 The key is read only when a message looks like such an answer (a digit, a date, yes or no),
 so other messages cost nothing.
@@ -27,8 +30,9 @@ from messages import chat_copy
 ASKED_KEY = "asked:{openid}"
 ASKED_TTL = 600
 CHOICES, BIRTHDAY, BIRTHDAY_CONFIRM = "choices", "birthday", "birthday_confirm"
+REWARDS, REWARD_CONFIRM = "rewards", "reward_confirm"
 _NUMERALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6}
-_NO_WORDS = ("不是", "不对", "错了", "不", "否", "no", "n")
+_NO_WORDS = ("不是", "不对", "错了", "不", "否", "no", "n", "取消", "不换了", "算了")
 
 
 def choice_number(text: str) -> int | None:
@@ -52,6 +56,12 @@ async def offer(msg: Inbound, intents: Sequence[str]) -> None:
     await ask(msg, CHOICES, intents=list(intents))
 
 
+async def asked(msg: Inbound) -> dict[str, Any] | None:
+    """The open question, if any (as ``ask`` stored it)."""
+    raw = await msg.svc.redis.get(ASKED_KEY.format(openid=msg.openid))
+    return json.loads(raw) if raw is not None else None
+
+
 async def forget(msg: Inbound) -> None:
     """The question is answered."""
     await msg.svc.redis.delete(ASKED_KEY.format(openid=msg.openid))
@@ -71,25 +81,37 @@ async def answer(msg: Inbound) -> None:
     """When ``msg`` answers the bot's open question, set the intent (and slots) it means."""
     if not _looks_like_an_answer(msg.text):
         return
-    raw = await msg.svc.redis.get(ASKED_KEY.format(openid=msg.openid))
-    if raw is None:
+    question = await asked(msg)
+    if question is None:
         return
-    asked = json.loads(raw)
     normal = normalise(msg.text).text
     slots: dict[str, str] = {}
     intent = None
-    if asked["kind"] == CHOICES and (number := choice_number(msg.text)) is not None:
-        offered = asked["intents"]
+    if question["kind"] == CHOICES and (number := choice_number(msg.text)) is not None:
+        offered = question["intents"]
         intent = offered[number - 1] if 1 <= number <= len(offered) else None
         await forget(msg)
-    elif asked["kind"] == BIRTHDAY and (day := find_date(normal)) is not None:
+    elif question["kind"] == BIRTHDAY and (day := find_date(normal)) is not None:
         intent = "birthday"
         slots["date"] = day.day.isoformat() if day.day else "invalid"
         if day.year is not None:
             slots["year_given"] = "1"
-    elif asked["kind"] == BIRTHDAY_CONFIRM and normal in (*chat_copy.YES_WORDS, *_NO_WORDS):
+    elif question["kind"] == BIRTHDAY_CONFIRM and normal in (*chat_copy.YES_WORDS, *_NO_WORDS):
         intent = "birthday_confirm"
-        slots = {"date": asked["date"], "answer": "yes" if normal in chat_copy.YES_WORDS else "no"}
+        slots = {
+            "date": question["date"],
+            "answer": "yes" if normal in chat_copy.YES_WORDS else "no",
+        }
+    elif question["kind"] == REWARDS and (number := choice_number(msg.text)) is not None:
+        intent, slots = "reward_pick", {"number": str(number)}
+    elif question["kind"] == REWARD_CONFIRM and normal in (*chat_copy.YES_WORDS, *_NO_WORDS):
+        intent = "reward_confirm"
+        slots = {
+            "item": str(question["item"]),
+            "points": str(question["points"]),
+            "token": question["token"],
+            "answer": "yes" if normal in chat_copy.YES_WORDS else "no",
+        }
     if intent is not None:
         msg.intent = intent
         msg.understood = Understanding(normal, intent, 1.0, slots, source="answer")

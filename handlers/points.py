@@ -1,5 +1,5 @@
 """积分: the balance, what expires soon and when, and the last three changes; when points
-expire, the latest orders' points, and how points are used."""
+expire, and the latest orders' points (what points buy is handlers/rewards.py's)."""
 
 from __future__ import annotations
 
@@ -90,14 +90,3 @@ async def show_latest_orders(msg: Inbound) -> TextReply:
         )
     lines.append(chat_copy.ORDERS_NOTE)
     return TextReply("\n".join(lines))
-
-
-@router.on(intent("redeem"))
-async def how_to_use_points(msg: Inbound) -> TextReply:
-    """积分怎么用: how points are spent today (at the till, by the shop), with the balance."""
-    if msg.member_id is None:
-        raise RuntimeError("points asked without a member")
-    summary = await msg.svc.points.summary(
-        msg.member_id, utcnow(), msg.reading, in_transaction=msg.session is not None
-    )
-    return TextReply(chat_copy.REDEEM.format(balance=summary.balance if summary else 0))

@@ -42,6 +42,7 @@ class ChatConfig(_Section):
         "MENU_TIER": "tier",
         "MENU_BENEFITS": "benefits",
         "MENU_COUPONS": "coupons",
+        "MENU_REWARDS": "redeem",
         "MENU_REFERRAL": "referral",
         "MENU_MY_REFERRALS": "my_referrals",
         "MENU_HUMAN": "human",

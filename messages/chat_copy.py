@@ -18,7 +18,8 @@ INTENT_NAMES = {
     "my_referrals": "查看我的推荐",
     "human": "转人工客服",
     "help": "查看全部功能",
-    "redeem": "了解积分怎么用",
+    "redeem": "查看积分能兑换的礼品",
+    "reward_pick": "兑换积分礼品",
     "birthday": "登记生日",
     "opt_out": "退订营销推送",
     "opt_in": "恢复营销推送",
@@ -59,10 +60,6 @@ ORDER_LINE = "· {day:%m-%d} 订单 {order}（¥{yuan:,}）{points:+,} 分"
 ORDERS_NONE = "我们还没有收到您的订单记录。"
 ORDERS_NOTE = (
     "订单由门店或商城同步，同步后积分即到账。如果某笔订单不在上面，请回复【人工】，客服会为您核实。"
-)
-REDEEM = (
-    "您当前可用积分 {balance:,} 分。目前积分可在门店或商城结账时使用：告诉店员使用积分，"
-    "由门店为您抵扣。"
 )
 
 # 权益 of a named tier

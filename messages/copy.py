@@ -21,7 +21,7 @@ CAPABILITIES = {
     "recap": "查看您的年度会员回顾",
     "referral": "获取专属推荐链接与二维码",
     "my_referrals": "查看推荐好友的进度与奖励",
-    "redeem": "了解积分怎么用",
+    "redeem": "查看积分能兑换的礼品，回复编号兑换",
     "birthday": "登记生日，生日月消费享多倍积分",
     "opt_out": "退订营销推送（服务通知照常）",
     "human": "转接人工客服",
@@ -140,7 +140,7 @@ def fen_to_yuan(fen: int) -> int | float:
 
 # Custom menu: top-level button titles and the capabilities under each.
 MENU_LAYOUT = (
-    ("会员中心", ("points", "tier", "benefits", "coupons")),
+    ("会员中心", ("points", "tier", "benefits", "coupons", "redeem")),
     ("推荐有礼", ("referral",)),
     ("服务", ("help", "human")),
 )
@@ -149,6 +149,7 @@ MENU_NAMES = {
     "tier": "会员等级",
     "benefits": "会员权益",
     "coupons": "我的券",
+    "redeem": "积分兑换",
     "referral": "推荐有礼",
     "help": "使用帮助",
     "human": "人工客服",

@@ -18,6 +18,7 @@ from models.orders import Order, Refund
 from models.ratings import FollowUp, Rating
 from models.recap import MemberRecap
 from models.referrals import Referral, ReferralLink, ReferralStar
+from models.rewards import Redemption, RewardItem
 from models.staff import AuditEntry, Staff
 from models.state import ProgrammeState
 from models.tiers import TierChange
@@ -48,10 +49,12 @@ __all__ = [
     "PointLot",
     "ProgrammeState",
     "Rating",
+    "Redemption",
     "Referral",
     "ReferralLink",
     "ReferralStar",
     "Refund",
+    "RewardItem",
     "Staff",
     "TemplateReceipt",
     "TierChange",

@@ -133,6 +133,9 @@ class Change:
     points: int
     balance_after: int
     replayed: bool = False
+    # A debit's draw: (lot id, points taken from it), oldest lot first; what ``restore``
+    # gives back with each lot's original expiry. Empty on a replay.
+    drawn: tuple[tuple[int, int], ...] = ()
 
 
 async def _replay(
@@ -264,8 +267,9 @@ async def _open_lots(
     return list((await session.scalars(query.order_by(*ordering).with_for_update())).all())
 
 
-def _consume(lots: list[PointLot], points: int) -> int:
-    """Take up to ``points`` from ``lots`` in order; return how many were taken."""
+def _consume(lots: list[PointLot], points: int) -> list[tuple[int, int]]:
+    """Take up to ``points`` from ``lots`` in order; return (lot id, points) taken of each."""
+    drawn: list[tuple[int, int]] = []
     taken = 0
     for lot in lots:
         if taken == points:
@@ -273,7 +277,8 @@ def _consume(lots: list[PointLot], points: int) -> int:
         part = min(lot.remaining, points - taken)
         lot.remaining -= part
         taken += part
-    return taken
+        drawn.append((lot.id, part))
+    return drawn
 
 
 async def debit(
@@ -300,9 +305,62 @@ async def debit(
         if current is None:
             raise LookupError(f"member {member_id} does not exist")
         raise InsufficientPoints(current, points)
-    _consume(await _open_lots(session, member_id), points)
+    drawn = _consume(await _open_lots(session, member_id), points)
     entry = await _add_entry(session, member_id, kind, -points, balance, reason, key, at, None)
-    return Change(entry.id, -points, balance)
+    return Change(entry.id, -points, balance, drawn=tuple(drawn))
+
+
+async def restore(
+    session: AsyncSession,
+    member_id: int,
+    drawn: Iterable[tuple[int, int]],
+    *,
+    reason: str,
+    key: str,
+    at: datetime,
+) -> Change:
+    """Give back what a debit drew (``Change.drawn``: lot id, points) as one refund entry
+    whose new lots keep each drawn lot's earning time and original expiry (and order), so a
+    cancelled redemption neither extends nor shortens the points' life. A part whose expiry
+    has passed is expired again at once, as it would have been had it never been spent.
+    The same ``key`` again gives nothing more."""
+    parts = [(lot_id, points) for lot_id, points in drawn if points > 0]
+    total = sum(points for _, points in parts)
+    if total <= 0:
+        raise ValueError("restore needs points drawn")
+    await lock_members(session, (member_id,))
+    if replay := await _replay(session, key, member_id, total, "refund"):
+        return replay
+    sources = {
+        lot.id: lot
+        for lot in await session.scalars(
+            select(PointLot).where(PointLot.id.in_([lot_id for lot_id, _ in parts]))
+        )
+    }
+    if len(sources) != len({lot_id for lot_id, _ in parts}) or any(
+        lot.member_id != member_id for lot in sources.values()
+    ):
+        raise LookupError(f"member {member_id}: the drawn lots are not all theirs")
+    balance = await _move_balance(session, member_id, total)
+    if balance is None:
+        raise LookupError(f"member {member_id} does not exist")
+    entry = await _add_entry(session, member_id, "refund", total, balance, reason, key, at, None)
+    for lot_id, points in parts:
+        source = sources[lot_id]
+        session.add(
+            PointLot(
+                member_id=member_id,
+                entry_id=entry.id,
+                order_id=source.order_id,
+                amount=points,
+                remaining=points,
+                earned_at=source.earned_at,
+                expires_at=source.expires_at,
+            )
+        )
+    await session.flush()
+    await _expire_member_lots(session, member_id, at)
+    return Change(entry.id, total, balance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +441,7 @@ async def take_back(
         return Reversal(replay, points + replay.points)
     await _expire_member_lots(session, member_id, at)
     lots = await _open_lots(session, member_id, first_order=order_id)
-    taken = _consume(lots, points)
+    taken = sum(part for _, part in _consume(lots, points))
     if taken == 0:
         return Reversal(None, points)
     balance = await _move_balance(session, member_id, -taken)

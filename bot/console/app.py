@@ -15,6 +15,7 @@ from bot.console import (
     hook_views,
     miss_views,
     report_views,
+    reward_views,
     template_views,
     views,
 )
@@ -61,6 +62,7 @@ def create_console_app() -> web.Application:
     app.add_routes(hook_views.routes)
     app.add_routes(miss_views.routes)
     app.add_routes(report_views.routes)
+    app.add_routes(reward_views.routes)
     app.add_routes(template_views.routes)
     app.router.add_get("/events", events.events)
     app.router.add_static("/static", HERE / "static")

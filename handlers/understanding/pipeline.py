@@ -1,7 +1,7 @@
 """The understanding pipeline: normalise → exact words (the brand's keywords and what staff
-taught, first) → the domain lexicon (``lexicon``: greetings, thanks, refusals as whole messages
-and a few distinctions n-grams blur) → the classifier → refusal → slots → the clarification
-policy.
+taught, first) → 「兑换 N」 (an item's number in the 积分兑换 list) → the domain lexicon
+(``lexicon``: greetings, thanks, refusals as whole messages and a few distinctions n-grams
+blur) → the classifier → refusal → slots → the clarification policy.
 
 Each step is one job; the result is an ``Understanding``: the intent (or none), its confidence,
 its slots, further intents asked in the same message, and the likeliest intents to offer when
@@ -25,6 +25,7 @@ from handlers.understanding.slots import (
     find_date,
     named_tier,
     refuses_a_person,
+    reward_number,
     starts_with_refusal,
 )
 from models.binding import normalize_code
@@ -196,6 +197,9 @@ class Understander:
         exact = self._exact(normal)
         if exact is not None:
             return exact
+        if (number := reward_number(normal)) is not None:
+            slots = {"number": str(number)}
+            return Understanding(normal, "reward_pick", 1.0, slots, source="pattern")
         if normalize_code(normal) is not None:
             return Understanding(normal, None, source="binding_code")  # the binding route's
         whole = self._read(normal)
@@ -281,6 +285,8 @@ class Understander:
         slots = dict(found.slots)
         if found.intent == "benefits" and (tier := named_tier(found.text, self.tiers)):
             slots["tier"] = tier
+        if found.intent == "reward_pick" and (number := reward_number(found.text)) is not None:
+            slots["number"] = str(number)
         if found.intent == "birthday" and (day := find_date(found.text)) is not None:
             slots["date"] = day.day.isoformat() if day.day else "invalid"
             if day.year is not None:

@@ -97,3 +97,15 @@ def named_tier(text: str, aliases: dict[str, str]) -> str | None:
         if alias in text:
             return aliases[alias]
     return None
+
+
+# 「兑换 2」「兑换第三个」「我要兑换2号」「换1」: the number of an item in the 积分兑换 list.
+_REWARD_PICK = re.compile(
+    r"^(?:我要|我想|请|帮我)?(?:兑换|换)\s*第?\s*(?P<n>\d{1,2})\s*(?:号|个|件)?(?:礼品|商品)?$"
+)
+
+
+def reward_number(text: str) -> int | None:
+    """The item number in a 「兑换 N」 message (Chinese numerals too), or None."""
+    found = _REWARD_PICK.match(_arabic(text))
+    return int(found.group("n")) if found else None

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from bot import wiring
-from messages import chat_copy, copy, handoff_copy, recap_copy, referral_copy
+from messages import chat_copy, copy, handoff_copy, recap_copy, referral_copy, rewards_copy
 from models.conversations import Conversation, ConversationMessage
 from tests.bot.api.test_api import call, follower, order
 from tests.helpers import PLAIN, push
@@ -74,7 +74,7 @@ EVERY_INTENT = [
     ("谢谢", chat_copy.THANKS),
     ("不用转人工", chat_copy.DECLINE),
     ("不要了谢谢", chat_copy.DECLINE),
-    ("积分怎么用", chat_copy.REDEEM.format(balance=100)),
+    ("积分怎么用", rewards_copy.EMPTY.format(balance=100)),
     ("你们几点开门", "每天 10:00–22:00 营业。"),
     ("我想邀请好友", "/r/"),
     ("转人工", "人工客服"),

@@ -206,3 +206,19 @@ def test_cross_validation_scores_every_training_line_once() -> None:
     assert len(trained_on) == 3
     assert all(len(rows) * 0.6 < n < len(rows) * 0.7 for n in trained_on)
     assert report.accuracy > 0.5
+
+
+@pytest.mark.parametrize(
+    ("typed", "number"),
+    [("兑换 2", "2"), ("兑换２", "2"), ("我要兑换第三个", "3"), ("兑换10号", "10"), ("换1", "1")],
+)
+def test_picking_a_reward_by_its_number(
+    understander: Understander, typed: str, number: str
+) -> None:
+    found = understander.understand(typed)
+    assert (found.intent, dict(found.slots)) == ("reward_pick", {"number": number})
+
+
+@pytest.mark.parametrize("typed", ["积分兑换", "积分能换什么", "有哪些礼品可以兑换"])
+def test_asking_what_points_buy_is_the_catalogue(understander: Understander, typed: str) -> None:
+    assert understander.understand(typed).intent == "redeem"

@@ -299,6 +299,13 @@ ROUTES = {
     ("GET", "/console/templates"): ("marketer", "admin"),
     ("GET", "/console/misses"): ("agent", "admin"),
     ("POST", "/console/misses/{id}/teach"): ("agent", "admin"),
+    ("GET", "/console/rewards"): ("marketer", "admin"),
+    ("GET", "/console/rewards/new"): ("marketer", "admin"),
+    ("POST", "/console/rewards"): ("marketer", "admin"),
+    ("GET", "/console/rewards/{id}"): ("marketer", "admin"),
+    ("POST", "/console/rewards/{id}"): ("marketer", "admin"),
+    ("POST", "/console/rewards/{id}/retire"): ("marketer", "admin"),
+    ("GET", "/console/fulfilments"): ("agent", "marketer", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 

@@ -33,4 +33,4 @@ async def test_menu_push_reaches_wechat(client: TestClient, standin: WeChatStand
     pushed = standin.sent("/cgi-bin/menu/create")
     assert pushed == [menu]
     keys = [sub["key"] for sub in pushed[0]["button"][0]["sub_button"]]
-    assert keys == ["MENU_POINTS", "MENU_TIER", "MENU_BENEFITS", "MENU_COUPONS"]
+    assert keys == ["MENU_POINTS", "MENU_TIER", "MENU_BENEFITS", "MENU_COUPONS", "MENU_REWARDS"]

@@ -1,0 +1,142 @@
+"""Points catalogue benchmarks, one function a part (``--part``):
+
+    python bench/rewards.py --part redemption --members 2000 --stock 1500 --concurrency 32
+
+``redemption``: redemption through the signed webhook. bench/webhook.py's server (the web
+role, SQLite, embedded Redis) runs pinned to core 0 (``taskset -c 0``); this process, the load
+generator, pins itself to core 1, as bench/peers.py does. ``--members`` seeded members get
+points by an order each (the API) and one item with ``--stock`` left is added (the API); each
+member sends 「兑换 1」 (not measured: it asks for confirmation), then every member's 「确认」 is
+sent at ``--concurrency`` and measured: requests/s, p50, p99, max, the server's CPU per
+redemption (its processes; its Redis apart), and whether the stock ends exact (stock left =
+stock − redemptions, redemptions = min(stock, members), every one pending for pickup).
+
+Further parts (the benefit rules' timings) are added as functions beside ``redemption`` and
+named in ``PARTS``. Exits 1 when the stock is not exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+import uvloop
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import webhook as ours  # noqa: E402
+from peers import LOAD_CPU, SERVER_CPU, _cpu, _embedded_redis, _ours  # noqa: E402
+
+API_TOKEN = "bench-api-token-0123456789"  # bench/webhook.py's config
+OPENIDS = "o_bench_{:07d}"
+
+
+def _api(url: str, method: str, path: str, body: object = None) -> object:
+    base = url.removesuffix("/wechat")
+    request = Request(
+        f"{base}/api/v1{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def redemption(args: argparse.Namespace) -> bool:
+    """Redeem through the webhook at ``--concurrency``; True when the stock ends exact."""
+    with _ours("plain", args.members) as server:
+        url, client = server.target.url, server.client
+        for n in range(args.members):
+            _api(
+                url,
+                "POST",
+                "/orders",
+                {
+                    "order_id": f"bench-rw-{n}",
+                    "openid": OPENIDS.format(n),
+                    "amount_fen": 100_000,
+                    "paid_at": "2026-12-01T10:00:00+08:00",
+                    "channel": "pos",
+                },
+            )
+        item = _api(
+            url,
+            "POST",
+            "/rewards",
+            {
+                "name": "bench gift",
+                "kind": "gift",
+                "delivery": "pickup",
+                "points_price": 100,
+                "stock": args.stock,
+            },
+        )
+        assert isinstance(item, dict)
+
+        def says(text: str) -> Callable[[int], tuple[str, str]]:
+            return lambda i: (OPENIDS.format(i), text)
+
+        picks = ours._build_requests(
+            client, url, args.members, args.members, message=says("兑换 1")
+        )
+        uvloop.run(ours._run(url, picks, args.concurrency))
+        confirms = ours._build_requests(
+            client, url, args.members, args.members, message=says("确认")
+        )
+        pids, redis = server.target.server(), _embedded_redis(server.folder)
+        cpu_before, redis_before = _cpu(pids), _cpu(redis)
+        elapsed, latencies, errors = uvloop.run(ours._run(url, confirms, args.concurrency))
+        cpu, redis_cpu = _cpu(pids) - cpu_before, _cpu(redis) - redis_before
+        after = _api(url, "GET", f"/rewards/{item['id']}")
+        pending = _api(url, "GET", "/fulfilments?limit=500")
+    assert isinstance(after, dict)
+    assert isinstance(pending, dict)
+    expected = min(args.stock, args.members)
+    exact = (
+        after["stock"] == args.stock - expected
+        and after["redeemed"] == expected
+        and (expected > 500 or len(pending["fulfilments"]) == expected)
+    )
+    latencies.sort()
+    print(
+        f"redemption c{args.concurrency}: {len(latencies)} 确认 in {elapsed:.2f} s "
+        f"({len(latencies) / elapsed:.0f}/s), p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms, errors {errors}; "
+        f"CPU per redemption {cpu / max(expected, 1) * 1e6:.0f} µs "
+        f"(Redis {redis_cpu / len(latencies) * 1e6:.0f} µs per request); "
+        f"stock {args.stock} → {after['stock']}, redeemed {after['redeemed']} "
+        f"(expected {expected}): {'exact' if exact else 'NOT EXACT'}"
+    )
+    return exact
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], bool]] = {"redemption": redemption}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=[*PARTS, "all"], default="all")
+    parser.add_argument("--members", type=int, default=2000)
+    parser.add_argument("--stock", type=int, default=1500)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {LOAD_CPU})
+    print(f"server on core {SERVER_CPU}, load on core {LOAD_CPU}", file=sys.stderr)
+    started = time.monotonic()
+    ok = all(PARTS[name](args) for name in (PARTS if args.part == "all" else [args.part]))
+    print(f"done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
