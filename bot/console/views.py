@@ -31,7 +31,7 @@ from bot.wechat.client import WeChatAPIError
 from bot.wechat.cs_window import WINDOW_ERRORS, CustomerServiceWindows
 from bot.wechat.handoff import Handoffs
 from bot.wechat.rate_limit import RateLimiter
-from messages import console_copy, handoff_copy
+from messages import console_copy, handoff_copy, service_copy
 from messages.outbound import text_message
 from models.base import utcnow
 from models.conversations import (
@@ -42,6 +42,7 @@ from models.conversations import (
     agent_report,
     claim,
     end,
+    queue_order,
     transfer,
 )
 from models.deliveries import SERVICE, PlannedPush, plan
@@ -147,7 +148,8 @@ async def home(request: web.Request) -> web.StreamResponse:
 async def queue_snapshot(request: web.Request) -> web.Response:
     """The open conversations, oldest first, for the live queue."""
     now = utcnow()
-    target = timedelta(minutes=_console(request).pickup_target_minutes)
+    console = _console(request)
+    target = timedelta(minutes=console.pickup_target_minutes)
     async with _sessions(request)() as db:
         rows = (
             await db.execute(
@@ -155,7 +157,8 @@ async def queue_snapshot(request: web.Request) -> web.Response:
                 .join(Member, Member.id == Conversation.member_id)
                 .outerjoin(Staff, Staff.id == Conversation.assigned_to)
                 .where(Conversation.status.in_(OPEN))
-                .order_by(Conversation.queued_at, Conversation.id)
+                # Waiting ones first, in the order they will be served (models/conversations).
+                .order_by(Conversation.status != "queued", *queue_order(console.priority))
                 .limit(500)
             )
         ).all()
@@ -176,6 +179,9 @@ async def queue_snapshot(request: web.Request) -> web.Response:
                     "reason": c.reason,
                     "member": name or _masked(openid),
                     "tier": rules.tier(tier).name,
+                    "priority": service_copy.PRIORITY_BADGE.format(tier=rules.tier(tier).name)
+                    if console.priority.has_lane(tier)
+                    else None,
                     "agent": agent,
                     "waiting_seconds": int((now - c.queued_at).total_seconds()),
                     "overdue": c.status == "queued" and now - c.queued_at > target,
