@@ -5,6 +5,7 @@ from models.base import Base
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaigns import Campaign, CampaignMember, CampaignRun
+from models.cases import CaseEntry, ServiceCase
 from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
 from models.deliveries import Delivery, TemplateReceipt
@@ -29,6 +30,7 @@ __all__ = [
     "Campaign",
     "CampaignMember",
     "CampaignRun",
+    "CaseEntry",
     "ChatMiss",
     "ChatMissText",
     "Conversation",
@@ -50,6 +52,7 @@ __all__ = [
     "ReferralLink",
     "ReferralStar",
     "Refund",
+    "ServiceCase",
     "Staff",
     "TemplateReceipt",
     "TierChange",
