@@ -151,6 +151,14 @@ class Config(_Section):
     programme: ProgrammeRules = ProgrammeRules()
     source: str = Field(default="", exclude=True)
 
+    @model_validator(mode="after")
+    def _priority_tiers_known(self) -> Config:
+        codes = {tier.code for tier in self.programme.tiers}
+        unknown = [code for code in self.console.priority_tiers if code not in codes]
+        if unknown:
+            raise ValueError(f"console.priority_tiers: no tier {', '.join(unknown)}")
+        return self
+
 
 def find_config_file(explicit: str | None = None) -> Path:
     """Return the configuration file to read, by the documented order of precedence."""

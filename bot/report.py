@@ -26,6 +26,7 @@ import pygal
 from pygal.style import Style
 
 from messages import console_copy as names
+from messages import service_copy
 from models.figures import FIGURES, HOLDOUT, Figure, MonthReport, figure_rows, lift, value_of
 from models.rules import ProgrammeRules
 
@@ -220,6 +221,8 @@ def _extra(figure: Figure, rules: ProgrammeRules) -> list[tuple[str, str]]:
             label = f"券种：{coupon.name if coupon else name}"
         elif kind == "reason":
             label = f"发放原因：{name}"
+        elif kind == "category":
+            label = f"工单类别：{service_copy.CASE_CATEGORIES.get(name, name)}"
         else:
             label = names.CONTACTED if key == "contacted" else names.HOLDOUT
         value = format_value(figure.unit, value_of(figure.unit, pair))

@@ -140,6 +140,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         handoffs=Handoffs(app[REDIS]),
         handoff_mode=config.console.handoff,
         service_hours=config.console.service_hours,
+        priority=config.console.priority,
         public_url=config.server.public_url,
         capabilities=tuple(dict.fromkeys(router.intents())),
         faq_answers={key: entry.answer for key, entry in config.chat.faq.items()},

@@ -77,7 +77,9 @@ async def to_the_person(msg: Inbound) -> TextReply | None:
         at=now.isoformat(),
     )
     if msg.intent == "human" and conversation.status == "queued":
-        return TextReply(copy.ALREADY)  # still waiting: say so rather than nothing
+        # Still waiting: say so, with the place in the queue now, rather than nothing.
+        ahead = await queue_position(msg.db, conversation, msg.svc.priority) - 1
+        return TextReply(copy.ALREADY_AHEAD.format(ahead=ahead) if ahead else copy.ALREADY)
     return None
 
 
@@ -98,7 +100,7 @@ async def hand_over(
         return TransferToCustomerService()
     now = utcnow()
     conversation, new = await open_conversation(msg.db, msg.member_id, reason, now, follow_up_id)
-    position = await queue_position(msg.db, conversation)
+    position = await queue_position(msg.db, conversation, msg.svc.priority)
     await msg.db.commit()
     handoffs = msg.svc.handoffs
     await handoffs.begin(msg.openid, conversation.id)
@@ -110,12 +112,27 @@ async def hand_over(
     elif not _in_service_hours(msg, now):
         start, end_at = msg.svc.service_hours
         end = "24:00" if end_at == time.max else f"{end_at:%H:%M}"
-        lines.append(copy.OUT_OF_HOURS.format(start=f"{start:%H:%M}", end=end))
+        ahead = copy.OUT_OF_HOURS_AHEAD.format(ahead=position - 1) if position > 1 else ""
+        lines.append(
+            copy.OUT_OF_HOURS.format(
+                start=f"{start:%H:%M}", end=end, when=_opens(msg, now), ahead=ahead
+            )
+        )
     elif position <= 1 or conversation.status == "assigned":
         lines.append(copy.QUEUED_FIRST)
     else:
         lines.append(copy.QUEUED.format(ahead=position - 1))
     return TextReply("\n".join(lines))
+
+
+def _opens(msg: Inbound, now: datetime) -> str:
+    """When the service day starts next, as the member reads it (今天09:00 / 明天09:00)."""
+    start, _ = msg.svc.service_hours
+    local = now.astimezone(msg.svc.rules.zone)
+    at = f"{start:%H:%M}"
+    if local.time() < start:
+        return copy.OPENS_TODAY.format(at=at)
+    return copy.OPENS_TOMORROW.format(at=at)
 
 
 def _in_service_hours(msg: Inbound, now: datetime) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from handlers.understanding.pipeline import Understander, Understanding
+from models.conversations import QueuePriority
 from models.ledger import PointsSummary
 from models.members import Member
 from models.ratings import OpenQuestion
@@ -104,6 +105,8 @@ class Services:
     handoff_mode: str = "console"
     # When people answer (local times); outside them a member is told when they will.
     service_hours: tuple[time, time] = (time(9), time(21))
+    # Which tiers are served first ([console] priority_tiers): the 专属客服 lane.
+    priority: QueuePriority = field(default_factory=QueuePriority)
     # Where members' phones reach this service (links in replies).
     public_url: str = "http://127.0.0.1:8080"
     capabilities: tuple[str, ...] = ()

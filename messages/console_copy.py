@@ -60,6 +60,7 @@ FIGURE_NAMES = {
     "nps": "NPS 净推荐值",
     "pickup_in_target": "及时接入率（1小时内）",
     "resolved_24h": "24小时解决率",
+    "cases_in_due": "工单按时解决率",
 }
 SEGMENT_NAMES = {
     "core": "核心忠诚",

@@ -5,6 +5,7 @@ from models.base import Base
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaigns import Campaign, CampaignMember, CampaignRun
+from models.cases import CaseEntry, ServiceCase
 from models.conversations import Conversation, ConversationMessage
 from models.coupon_reminders import CouponReminder
 from models.coupons import Coupon
@@ -31,6 +32,7 @@ __all__ = [
     "Campaign",
     "CampaignMember",
     "CampaignRun",
+    "CaseEntry",
     "ChatMiss",
     "ChatMissText",
     "Conversation",
@@ -55,6 +57,7 @@ __all__ = [
     "ReferralStar",
     "Refund",
     "RewardItem",
+    "ServiceCase",
     "Staff",
     "TemplateReceipt",
     "TierChange",

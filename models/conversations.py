@@ -6,6 +6,10 @@ member's 结束, by the agent, or after ``idle_minutes`` of silence). A member h
 open conversation (a partial unique index), so asking twice, or racing, queues once.
 
 First response and resolution are measured from ``queued_at``: what the member waited.
+
+The queue's order (``QueuePriority``): the member's tier rank (the tiers with the priority lane,
+highest first; every other tier after them), then the time queued, then the id. The member's
+position, the console's list and auto-assignment all use this one order.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    case,
     func,
+    literal,
     or_,
     select,
     text,
@@ -32,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert, local_period
+from models.members import Member
 from models.staff import Staff
 
 _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
@@ -81,6 +88,35 @@ class ConversationMessage(Base):
     media_id: Mapped[str | None] = mapped_column(String(200))
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePriority:
+    """Who is served first: ``tiers`` (codes, highest first) jump the queue in that order;
+    ``dedicated`` (usernames) are the agents who get the first of those tiers' conversations
+    first when they are online with room (tier benefit 专属客服)."""
+
+    tiers: tuple[str, ...] = ()
+    dedicated: tuple[str, ...] = ()
+
+    def has_lane(self, tier: str) -> bool:
+        """Whether members of ``tier`` are served ahead of the others (the 专属客服 lane)."""
+        return tier in self.tiers
+
+    def rank(self) -> Any:
+        """SQL: the member's place among the priority tiers (0 first), the rest after them."""
+        if not self.tiers:
+            return literal(0)
+        return case(
+            {code: n for n, code in enumerate(self.tiers)},
+            value=Member.tier,
+            else_=len(self.tiers),
+        )
+
+
+def queue_order(priority: QueuePriority) -> list[Any]:
+    """ORDER BY of queued conversations (joined to their member): priority, then waiting."""
+    return [priority.rank(), Conversation.queued_at, Conversation.id]
 
 
 async def open_conversation(
@@ -154,12 +190,31 @@ async def add_message(
     return message
 
 
-async def queue_position(session: AsyncSession, conversation: Conversation) -> int:
-    """1 for the longest-waiting queued conversation, and so on."""
+async def queue_position(
+    session: AsyncSession, conversation: Conversation, priority: QueuePriority | None = None
+) -> int:
+    """1 for the first queued conversation in the queue's order (module docstring), and so on:
+    the conversations ahead of this one, plus one."""
+    rank = (priority or QueuePriority()).rank()
+    mine = await session.scalar(select(rank).where(Member.id == conversation.member_id))
+    c = Conversation
     ahead = await session.scalar(
         select(func.count())
-        .select_from(Conversation)
-        .where(Conversation.status == "queued", Conversation.queued_at < conversation.queued_at)
+        .select_from(c)
+        .join(Member, Member.id == c.member_id)
+        .where(
+            c.status == "queued",
+            or_(
+                rank < mine,
+                and_(
+                    rank == mine,
+                    or_(
+                        c.queued_at < conversation.queued_at,
+                        and_(c.queued_at == conversation.queued_at, c.id < conversation.id),
+                    ),
+                ),
+            ),
+        )
     )
     return int(ahead or 0) + 1
 
@@ -229,15 +284,20 @@ async def open_load(session: AsyncSession) -> dict[int, int]:
 
 
 async def assign_waiting(
-    session: AsyncSession, now: datetime, default_cap: int
+    session: AsyncSession,
+    now: datetime,
+    default_cap: int,
+    priority: QueuePriority | None = None,
 ) -> list[tuple[int, int]]:
-    """Give queued conversations, oldest first, to the least-loaded online agents under their
-    cap; the (conversation, agent) pairs assigned."""
+    """Give queued conversations, in the queue's order, to the least-loaded online agents under
+    their cap (the first priority tier's to a dedicated agent with room, if one is online);
+    the (conversation, agent) pairs assigned."""
+    priority = priority or QueuePriority()
     # Locked: two web processes sweeping at once would each read the other's assignments
     # as not yet made, and fill an agent past the cap.
     agents = (
         await session.execute(
-            select(Staff.id, Staff.max_open)
+            select(Staff.id, Staff.max_open, Staff.username)
             .where(
                 Staff.availability == "online",
                 Staff.role.in_(("agent", "admin")),
@@ -250,18 +310,25 @@ async def assign_waiting(
     if not agents:
         return []
     load = await open_load(session)
-    caps = {staff_id: cap or default_cap for staff_id, cap in agents}
-    waiting = await session.scalars(
-        select(Conversation.id)
+    caps = {staff_id: cap or default_cap for staff_id, cap, _ in agents}
+    dedicated = {staff_id for staff_id, _, name in agents if name in priority.dedicated}
+    top = priority.tiers[0] if priority.tiers else None
+    waiting = await session.execute(
+        select(Conversation.id, Member.tier)
+        .join(Member, Member.id == Conversation.member_id)
         .where(Conversation.status == "queued")
-        .order_by(Conversation.queued_at, Conversation.id)
+        .order_by(*queue_order(priority))
         .limit(200)
     )
     assigned = []
-    for conversation_id in waiting:
+    for conversation_id, tier in waiting:
         free = [s for s in caps if load.get(s, 0) < caps[s]]
         if not free:
             break
+        # The dedicated agents first; when they are all full, whoever is free: the lane is
+        # about being served sooner, so the member does not wait for one of them.
+        if tier == top and (own := [s for s in free if s in dedicated]):
+            free = own
         agent = min(free, key=lambda s: (load.get(s, 0), s))
         if await claim_queued(session, conversation_id, agent, now):
             load[agent] = load.get(agent, 0) + 1
@@ -305,13 +372,17 @@ async def requeue_unanswered(session: AsyncSession, now: datetime, minutes: int)
 async def end_idle(session: AsyncSession, now: datetime, minutes: int) -> list[tuple[int, int]]:
     """Return to the bot assigned conversations silent for ``minutes``, as WeChat's own
     customer service does; (conversation, member) pairs. Queued ones wait: the member is
-    still waiting for a person; and the time is counted from the assignment too, so a member
-    who waited long in the queue is not sent back the moment a person takes over."""
+    still waiting for a person; so do those no agent has answered yet (the claim timeout puts
+    them back in the queue instead: after hours, a conversation given to an agent left online
+    must wait for the morning, not go back to the bot); and the time is counted from the
+    assignment too, so a member who waited long in the queue is not sent back the moment a
+    person takes over."""
     cutoff = now - timedelta(minutes=minutes)
     rows = await session.execute(
         update(Conversation)
         .where(
             Conversation.status == "assigned",
+            Conversation.last_agent_reply_at.is_not(None),
             Conversation.last_activity_at < cutoff,
             Conversation.assigned_at < cutoff,
         )

@@ -60,6 +60,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, UTCDateTime, dialect_insert, local_period
 from models.binding import BindingCode
 from models.campaigns import HOLDOUT, CampaignMember, CampaignRun
+from models.cases import ServiceCase
 from models.conversations import Conversation
 from models.coupons import Coupon
 from models.deliveries import Delivery
@@ -147,6 +148,7 @@ FIGURES = (
     FigureDef("nps", "score"),
     FigureDef("pickup_in_target", "percent"),
     FigureDef("resolved_24h", "percent"),
+    FigureDef("cases_in_due", "percent"),
 )
 BY_CODE = {f.code: f for f in FIGURES}
 
@@ -268,7 +270,10 @@ class _Collector:
             groups[group] = _plus(groups.get(group, (0.0, 0.0)), pair)
 
     def extra(self, code: str, month: str, key: str, num: Any, den: Any) -> None:
-        groups = self.values[month][code]
+        figures = self.values.get(month)
+        if figures is None:
+            return
+        groups = figures[code]
         groups[key] = _plus(groups.get(key, (0.0, 0.0)), (float(num or 0), float(den or 0)))
 
 
@@ -458,6 +463,7 @@ async def _compute(
             await _growth(db, collector, span)
             await _ratings(db, collector, span)
             await _conversations(db, rules, collector, span)
+            await _cases(db, collector, span)
         if breakdowns is not None:
             await _breakdowns(db, rules, collector, breakdowns, now)
 
@@ -682,6 +688,31 @@ async def _conversations(
     for key, t, s, in_time, solved, count in rows:
         out.add("pickup_in_target", key, t, s, in_time, count)
         out.add("resolved_24h", key, t, s, solved, count)
+
+
+async def _cases(session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]) -> None:
+    """Of the cases opened in a month: closed by their due time (models/cases.py), overall,
+    by tier and segment, and by category (``category:<code>``: the cases opened of each are
+    its denominator)."""
+    s = ServiceCase
+    month = local_period(session, s.opened_at, span[0], "month")
+    tier, segment = _groups()
+    rows = await session.execute(
+        select(
+            month,
+            tier,
+            segment,
+            s.category,
+            func.count(case(((s.status == "closed") & (s.closed_at <= s.due_at), 1))),
+            func.count(),
+        )
+        .join(Member, Member.id == s.member_id)
+        .where(s.opened_at >= span[0], s.opened_at < span[1])
+        .group_by(month, tier, segment, s.category)
+    )
+    for key, t, seg, category, in_due, opened in rows:
+        out.add("cases_in_due", key, t, seg, in_due, opened)
+        out.extra("cases_in_due", key, f"category:{category}", in_due, opened)
 
 
 def _history(rules: ProgrammeRules, start: datetime, end: datetime) -> Any:

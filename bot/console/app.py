@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 
 from bot.console import (
     campaign_views,
+    case_views,
     events,
     hook_views,
     miss_views,
@@ -64,6 +65,7 @@ def create_console_app() -> web.Application:
     app.add_routes(report_views.routes)
     app.add_routes(reward_views.routes)
     app.add_routes(template_views.routes)
+    app.add_routes(case_views.routes)
     app.router.add_get("/events", events.events)
     app.router.add_static("/static", HERE / "static")
     return app

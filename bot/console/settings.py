@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
+from models.conversations import QueuePriority
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,6 +30,13 @@ class ConsoleConfig(_Section):
     idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     # Queued longer than this is overdue (seed: picked up within 1 hour).
     pickup_target_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    # Tiers served first, highest first (codes of [programme] tiers): the queue orders by
+    # these, then by waiting time. A tier listed here has the 专属客服 lane (``has_priority_lane``).
+    priority_tiers: list[str] = ["diamond"]
+    # Agents (usernames) who get the first priority tier's conversations first when online.
+    dedicated_agents: list[str] = []
+    # The service day ("business hours"): outside it a member asking for a person is told when
+    # someone will answer, and the conversation stays queued for the morning.
     service_hours_start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     # "24:00" ends the day: "00:00" to "24:00" is round the clock.
     service_hours_end: str = Field(default="21:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
@@ -40,6 +49,15 @@ class ConsoleConfig(_Section):
     # Proxies whose X-Forwarded-For is believed (addresses or networks): the caller is the
     # right-most hop that is not one of them. Empty: the peer's address, whatever the header.
     trusted_proxies: list[IPvAnyNetwork] = [IPv4Network("127.0.0.1/32"), IPv6Network("::1/128")]
+
+    @property
+    def priority(self) -> QueuePriority:
+        """The queue's priority rules (models/conversations.py)."""
+        return QueuePriority(tuple(self.priority_tiers), tuple(self.dedicated_agents))
+
+    def has_priority_lane(self, tier: str) -> bool:
+        """Whether members of ``tier`` are served first: the tier benefit 专属客服."""
+        return self.priority.has_lane(tier)
 
     @property
     def service_hours(self) -> tuple[time, time]:

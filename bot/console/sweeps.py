@@ -7,6 +7,7 @@ Campaign runs are started by the scheduler's leader, not here (scheduler/campaig
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,9 +36,9 @@ class ConsoleSweeps:
         self._handoffs = handoffs
         self._config = config
 
-    async def sweep(self) -> None:
-        """One pass of all three."""
-        now = utcnow()
+    async def sweep(self, now: datetime | None = None) -> None:
+        """One pass of all three (at ``now``: the clock, unless a test fixes it)."""
+        now = now or utcnow()
         async with self._sessions.begin() as session:
             requeued = await requeue_unanswered(session, now, self._config.claim_timeout_minutes)
             idle = await end_idle(session, now, self._config.idle_minutes)
@@ -55,7 +56,9 @@ class ConsoleSweeps:
             await self._handoffs.publish("ended", conversation_id, outcome="idle")
         if self._config.assignment == "auto":
             async with self._sessions.begin() as session:
-                assigned = await assign_waiting(session, now, self._config.max_open_per_agent)
+                assigned = await assign_waiting(
+                    session, now, self._config.max_open_per_agent, self._config.priority
+                )
                 names = {}
                 if assigned:
                     rows = await session.execute(

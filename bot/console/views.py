@@ -3,7 +3,6 @@ and every staff action is written to the audit log in the transaction that does 
 
 from __future__ import annotations
 
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -26,14 +25,13 @@ from bot.console.auth import (
     requires,
     template_context,
 )
+from bot.console.sending import plan_template, send_in_window, template_ready
 from bot.logs import mask_openid
-from bot.wechat.client import WeChatAPIError
-from bot.wechat.cs_window import WINDOW_ERRORS, CustomerServiceWindows
+from bot.wechat.cs_window import CustomerServiceWindows
 from bot.wechat.handoff import Handoffs
-from bot.wechat.rate_limit import RateLimiter
-from messages import console_copy, handoff_copy
-from messages.outbound import text_message
+from messages import console_copy, handoff_copy, service_copy
 from models.base import utcnow
+from models.cases import case_of_conversation
 from models.conversations import (
     OPEN,
     Conversation,
@@ -42,6 +40,7 @@ from models.conversations import (
     agent_report,
     claim,
     end,
+    queue_order,
     transfer,
 )
 from models.deliveries import SERVICE, PlannedPush, plan
@@ -51,10 +50,8 @@ from models.ratings import FollowUp, Rating, satisfaction_report
 from models.staff import AuditEntry, Staff, audit, find_staff
 from scheduler.rating_questions import plan_after_conversation
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 AGENTS = ("agent", "admin")
-SERVICE_REPLY = "service_reply"
 HANDOFF_ENDED = "handoff_ended"
 
 
@@ -147,7 +144,8 @@ async def home(request: web.Request) -> web.StreamResponse:
 async def queue_snapshot(request: web.Request) -> web.Response:
     """The open conversations, oldest first, for the live queue."""
     now = utcnow()
-    target = timedelta(minutes=_console(request).pickup_target_minutes)
+    console = _console(request)
+    target = timedelta(minutes=console.pickup_target_minutes)
     async with _sessions(request)() as db:
         rows = (
             await db.execute(
@@ -155,7 +153,8 @@ async def queue_snapshot(request: web.Request) -> web.Response:
                 .join(Member, Member.id == Conversation.member_id)
                 .outerjoin(Staff, Staff.id == Conversation.assigned_to)
                 .where(Conversation.status.in_(OPEN))
-                .order_by(Conversation.queued_at, Conversation.id)
+                # Waiting ones first, in the order they will be served (models/conversations).
+                .order_by(Conversation.status != "queued", *queue_order(console.priority))
                 .limit(500)
             )
         ).all()
@@ -176,6 +175,9 @@ async def queue_snapshot(request: web.Request) -> web.Response:
                     "reason": c.reason,
                     "member": name or _masked(openid),
                     "tier": rules.tier(tier).name,
+                    "priority": service_copy.PRIORITY_BADGE.format(tier=rules.tier(tier).name)
+                    if console.priority.has_lane(tier)
+                    else None,
                     "agent": agent,
                     "waiting_seconds": int((now - c.queued_at).total_seconds()),
                     "overdue": c.status == "queued" and now - c.queued_at > target,
@@ -236,6 +238,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
         assigned = (
             await db.get(Staff, conversation.assigned_to) if conversation.assigned_to else None
         )
+        service_case = await case_of_conversation(db, conversation_id)
     window = await _window(request, member.openid)
     config = request.config_dict[wiring.CONFIG]
     return aiohttp_jinja2.render_template(
@@ -252,7 +255,9 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
             window=window,
             colleagues=colleagues,
             canned=console_copy.CANNED_REPLIES,
-            template_ready=SERVICE_REPLY in config.delivery.templates,
+            template_ready=template_ready(request),
+            case=service_case,
+            case_categories=service_copy.CASE_CATEGORIES,
             rules=config.programme,
             zone=config.programme.zone,
         ),
@@ -327,22 +332,8 @@ async def reply(request: web.Request) -> web.StreamResponse:
     staff = request[STAFF]
     async with _sessions(request)() as db:
         _, openid = await _mine(db, conversation_id, staff.staff_id)
-    windows = CustomerServiceWindows(request.config_dict[wiring.REDIS])
-    if not await windows.take_slot(openid):
+    if not await send_in_window(request, openid, text):
         raise web.HTTPConflict(text=console_copy.WINDOW_CLOSED)
-    config = request.config_dict[wiring.CONFIG]
-    # The customer-service API's budget is shared with the push workers.
-    await RateLimiter(request.config_dict[wiring.REDIS], config.delivery.rate_per_second).take(
-        "custom"
-    )
-    try:
-        await request.config_dict[wiring.WECHAT].send_custom_message(text_message(openid, text))
-    except WeChatAPIError as exc:
-        if exc.errcode in WINDOW_ERRORS:
-            await windows.close(openid)
-            raise web.HTTPConflict(text=console_copy.WINDOW_CLOSED) from None
-        log.warning("console reply not sent", extra={"errcode": exc.errcode})
-        raise web.HTTPBadGateway(text=console_copy.SEND_FAILED) from None
     now = utcnow()
     async with _sessions(request).begin() as db:
         message = await _record(
@@ -360,8 +351,7 @@ async def reply_by_template(request: web.Request) -> web.StreamResponse:
     text = _field(await request.post(), "text").strip()
     if not text or len(text) > 200:
         raise web.HTTPBadRequest(text=console_copy.TEMPLATE_LENGTH)
-    config = request.config_dict[wiring.CONFIG]
-    if SERVICE_REPLY not in config.delivery.templates:
+    if not template_ready(request):
         raise web.HTTPConflict(text=console_copy.NO_TEMPLATE)
     staff = request[STAFF]
     now = utcnow()
@@ -378,12 +368,7 @@ async def reply_by_template(request: web.Request) -> web.StreamResponse:
             kind="template",
             content=text,
         )
-        push = PlannedPush(
-            conversation.member_id,
-            f"{SERVICE_REPLY}:{message.id}",
-            {"text": text, "fields": console_copy.template_fields(text)},
-        )
-        ids = await plan(db, SERVICE_REPLY, SERVICE, [push], now)
+        ids = await plan_template(db, conversation.member_id, str(message.id), text, now)
     await request.config_dict[wiring.OUTBOX].enqueue(ids)
     await _handoffs(request).publish("message", conversation_id, id=message.id, direction="out")
     return _back(conversation_id)

@@ -3,7 +3,7 @@
 (The redemption conditions themselves are settings of the coupon kinds: no column.)
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-20 10:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from models.base import UTCDateTime
 
 revision: str = "0020"
-down_revision: str | None = "0017"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

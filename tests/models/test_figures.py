@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.database import create_engine, create_sessionmaker
 from models.binding import BindingCode
 from models.campaigns import Campaign, CampaignMember, CampaignRun
+from models.cases import ServiceCase
 from models.conversations import Conversation
 from models.coupons import Coupon
 from models.deliveries import Delivery
@@ -53,6 +54,7 @@ from models.orders import Order
 from models.ratings import Rating
 from models.referrals import Referral
 from models.rules import ProgrammeRules, ProgrammeTargets
+from models.staff import Staff
 
 ZONE = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=ZONE)
@@ -254,6 +256,38 @@ async def _load(session: AsyncSession) -> dict[str, Member]:
             _delivery(b, "winback", local(2026, 10, 15, 11)),
         ]
     )
+    await session.flush()
+    # A's case closed 2 hours in (within its 24-hour due), B's after 30 hours (late).
+    agent = Staff(
+        username="fig_agent",
+        password_hash="x",
+        role="agent",
+        availability="offline",
+        disabled=False,
+        created_at=local(2026, 10, 1),
+    )
+    session.add(agent)
+    await session.flush()
+    conversations = {c.member_id: c for c in (await session.scalars(select(Conversation))).all()}
+    for who, category, hours in ((a, "returns", 2), (b, "quality", 30)):
+        queued = conversations[who.id].queued_at
+        session.add(
+            ServiceCase(
+                member_id=who.id,
+                conversation_id=conversations[who.id].id,
+                category=category,
+                notes="",
+                status="closed",
+                owner_id=agent.id,
+                opened_by=agent.id,
+                opened_at=queued,
+                due_at=queued + timedelta(hours=24),
+                closed_at=queued + timedelta(hours=hours),
+                closed_by=agent.id,
+                outcome="ok",
+                reopened=0,
+            )
+        )
     campaign = Campaign(
         name="回归",
         audience={},
@@ -305,6 +339,7 @@ OCTOBER = [
     ("nps", 1, 4, 25.0),  # 2 promoters - 1 detractor over 4
     ("pickup_in_target", 2, 4, 50.0),  # within 60 minutes: A's and D's
     ("resolved_24h", 2, 4, 50.0),  # closed or handed back within 24 h: A's and D's
+    ("cases_in_due", 1, 2, 50.0),  # A's case closed by its due time, B's late
 ]
 
 
@@ -334,6 +369,12 @@ async def test_by_tier_and_segment(report: MonthReport) -> None:
     # September's CSAT and redemptions are September's.
     assert report.figures["csat"].months["2026-09"] == (0, 1)
     assert report.figures["points_redeemed"].months["2026-09"] == (10, 0)
+
+
+async def test_cases_by_category(report: MonthReport) -> None:
+    figure = report.figures["cases_in_due"]
+    assert figure.extra == {"category:returns": (1, 1), "category:quality": (0, 1)}
+    assert figure.by_tier == {"gold": (1, 1), "basic": (0, 1)}
 
 
 async def test_breakdowns_and_the_holdout(report: MonthReport) -> None:

@@ -46,7 +46,14 @@ function liveQueue(table) {
       link.href = `/console/conversations/${c.id}`;
       link.textContent = c.member;
       who.appendChild(link);
-      cell(tr, c.tier);
+      const tier = cell(tr, c.tier);
+      if (c.priority) {
+        // Why this one is ahead of others waiting longer: its member's tier has the lane.
+        const badge = document.createElement("span");
+        badge.className = "badge priority";
+        badge.textContent = c.priority;
+        tier.append(" ", badge);
+      }
       cell(tr, REASONS[c.reason] || c.reason);
       cell(tr, STATUSES[c.status] || c.status);
       cell(tr, c.agent || "—");

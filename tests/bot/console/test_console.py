@@ -28,6 +28,7 @@ from models.members import Member
 from models.ratings import Rating
 from models.staff import AuditEntry, Staff
 from tests.bot.api.test_api import call, follower
+from tests.bot.console.case_routes import CASE_ROUTES
 from tests.bot.push.test_delivery import eventually
 from tests.helpers import PLAIN, bot_config, push, run_bot
 from tests.wechat_standin import WeChatStandIn
@@ -306,6 +307,7 @@ ROUTES = {
     ("POST", "/console/rewards/{id}"): ("marketer", "admin"),
     ("POST", "/console/rewards/{id}/retire"): ("marketer", "admin"),
     ("GET", "/console/fulfilments"): ("agent", "marketer", "admin"),
+    **CASE_ROUTES,
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 
