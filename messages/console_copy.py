@@ -97,3 +97,6 @@ MET = "达标"
 MISSED = "未达标"
 BAD_MONTH = "无法查看“{month}”：请选择已有的月份（如 2026-11）。"
 MONTH_NOT_ENDED = "“{month}”尚未结束，月度报告只能下载已结束的月份。"
+# Campaign rewards (the new-campaign form).
+UNKNOWN_COUPON_KIND = "请选择已配置的券种作为活动奖励。"
+BAD_REWARD_POINTS = "奖励积分需为1到{most}之间的整数。"

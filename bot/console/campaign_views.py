@@ -22,8 +22,9 @@ from bot.wechat.client import WeChatAPIError
 from messages import console_copy as copy
 from models.audience import Audience, preview
 from models.base import utcnow
+from models.campaign_rewards import MAX_POINTS, reward_stats
 from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
-from models.coupons import coupon_stats
+from models.coupons import UnknownCouponKind, coupon_stats
 from models.dashboard import members_by, pushes_by_purpose, referral_funnel
 from models.figures import programme_figures
 from models.staff import audit
@@ -84,6 +85,17 @@ def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
             {"name": "A", "text": variants[0]["text"], "share": share_a},
             {"name": "B", "text": text_b, "share": 100 - share_a},
         ]
+    reward: dict[str, Any] | None = None
+    match str(form.get("reward", "none")):
+        case "coupon":
+            if not (kind := str(form.get("reward_coupon", "")).strip()):
+                raise ValueError(copy.UNKNOWN_COUPON_KIND)
+            reward = {"coupon": kind}
+        case "points":
+            raw = str(form.get("reward_points", "")).strip()
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_POINTS:
+                raise ValueError(copy.BAD_REWARD_POINTS.format(most=MAX_POINTS))
+            reward = {"points": int(raw)}
     schedule = str(form.get("schedule", "now"))
     run_at = None
     if schedule == "at" and form.get("run_at"):
@@ -98,6 +110,7 @@ def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
             "run_at": run_at,
             "cron": str(form.get("cron", "")).strip() or None,
             "conversion_days": int(str(form.get("conversion_days", "7")) or 7),
+            "reward": reward,
         }
     )
 
@@ -134,7 +147,16 @@ def _form_page(request: web.Request, error: str | None, values: Any) -> web.Stre
     return aiohttp_jinja2.render_template(
         "campaign_new.html",
         request,
-        template_context(request, error=error, values=values, tiers=rules.tiers, segments=SEGMENTS),
+        template_context(
+            request,
+            error=error,
+            values=values,
+            tiers=rules.tiers,
+            segments=SEGMENTS,
+            segment_names=copy.SEGMENT_NAMES,
+            coupons=rules.coupons,
+            max_points=MAX_POINTS,
+        ),
         status=422 if error else 200,
     )
 
@@ -175,14 +197,17 @@ async def audience_preview(request: web.Request) -> web.Response:
 async def create_campaign(request: web.Request) -> web.StreamResponse:
     """Save the form as a draft."""
     form = await request.post()
-    try:
-        spec = spec_from_form(form, _config(request).programme.zone)
-    except (ValueError, ValidationError) as exc:
-        return _form_page(request, _problem(exc), form)
     staff = request[STAFF]
     now = utcnow()
+    rules = _config(request).programme
+    try:
+        spec = spec_from_form(form, rules.zone)
+        campaign = new_campaign(spec, staff.username, now, rules)
+    except UnknownCouponKind:
+        return _form_page(request, copy.UNKNOWN_COUPON_KIND, form)
+    except (ValueError, ValidationError) as exc:
+        return _form_page(request, _problem(exc), form)
     async with request.config_dict[wiring.SESSIONS].begin() as db:
-        campaign = new_campaign(spec, staff.username, now)
         db.add(campaign)
         await db.flush()
         await audit(db, staff.staff_id, "campaign_draft", now, target=str(campaign.id))
@@ -200,6 +225,7 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
         if campaign is None:
             raise web.HTTPNotFound(text="no such campaign")
         stats = await campaign_stats(db, campaign)
+        given = await reward_stats(db, campaign_id)
     staff = request[STAFF]
     approval = _config(request).console.campaign_approval
     return aiohttp_jinja2.render_template(
@@ -209,6 +235,7 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
             request,
             campaign=campaign,
             stats=stats,
+            given=given,
             lifts=lifts(stats),
             actions=actions_for(campaign, staff.username, staff.role, approval),
             message=request.query.get("message"),
