@@ -100,3 +100,6 @@ MONTH_NOT_ENDED = "“{month}”尚未结束，月度报告只能下载已结束
 # Campaign rewards (the new-campaign form).
 UNKNOWN_COUPON_KIND = "请选择已配置的券种作为活动奖励。"
 BAD_REWARD_POINTS = "奖励积分需为1到{most}之间的整数。"
+# Purchase-based audiences (the new-campaign form).
+BAD_PURCHASE_MONTHS = "消费时间范围需为1到{most}个月。"
+NOT_A_WHOLE_NUMBER = "{what}需为不小于0的整数。"

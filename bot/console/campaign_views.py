@@ -20,7 +20,7 @@ from bot.report import BadMonth, figure_views, parse_month
 from bot.validation import first_error
 from bot.wechat.client import WeChatAPIError
 from messages import console_copy as copy
-from models.audience import Audience, preview
+from models.audience import MAX_MONTHS, Audience, preview
 from models.base import utcnow
 from models.campaign_rewards import MAX_POINTS, reward_stats
 from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
@@ -69,10 +69,48 @@ def audience_from_form(form: Any) -> Audience:
         if raw:
             value: Any = int(raw) if field == "points" else date.fromisoformat(raw)
             conditions.append({"field": field, "op": op, "value": value})
+    conditions += _purchase_conditions(form)
     if not conditions:
         return Audience()
     match = "any" if form.get("match") == "any" else "all"
     return Audience.model_validate({"root": {match: conditions}})
+
+
+def _names(raw: Any) -> list[str]:
+    """Comma-separated names (either comma), trimmed."""
+    return [n.strip() for n in str(raw or "").replace("，", ",").split(",") if n.strip()]
+
+
+def _whole(raw: str, what: str) -> int:
+    """A whole number of at least 0 typed in the form (ValueError in the console's words)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        raise ValueError(copy.NOT_A_WHOLE_NUMBER.format(what=what))
+    return int(raw)
+
+
+def _purchase_conditions(form: Any) -> list[dict[str, Any]]:
+    """What members bought in the last N months (one window for every purchase field)."""
+    raw_months = str(form.get("bought_months", "6")).strip() or "6"
+    if not (raw_months.isdigit() and 1 <= int(raw_months) <= MAX_MONTHS):
+        raise ValueError(copy.BAD_PURCHASE_MONTHS.format(most=MAX_MONTHS))
+    months = int(raw_months)
+    conditions: list[dict[str, Any]] = []
+    for name, field in (
+        ("bought_category", "bought_category"),
+        ("bought_channel", "bought_channel"),
+    ):
+        if names := _names(form.get(name)):
+            conditions.append({"field": field, "op": "in", "value": names, "months": months})
+    for name, field, op, scale, what in (
+        ("orders_min", "order_count", "gte", 1, "订单数"),
+        ("orders_max", "order_count", "lte", 1, "订单数"),
+        ("spend_min", "spend", "gte", 100, "消费金额"),  # yuan in the form, fen in the audience
+        ("spend_max", "spend", "lte", 100, "消费金额"),
+    ):
+        if raw := str(form.get(name, "")).strip():
+            value = _whole(raw, what) * scale
+            conditions.append({"field": field, "op": op, "value": value, "months": months})
+    return conditions
 
 
 def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
