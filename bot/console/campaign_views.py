@@ -153,6 +153,58 @@ def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
     )
 
 
+def describe_audience(audience: dict[str, Any], rules: Any) -> str:
+    """The audience as the console shows it, in Chinese: tiers and segments by their names,
+    never their codes."""
+    root = audience.get("root")
+    if not root:
+        return "全部关注会员"
+
+    def names(values: list[Any], field: str) -> str:
+        if field == "tier":
+            return "、".join(rules.tier(v).name for v in values)
+        if field == "segment":
+            return "、".join(copy.SEGMENT_NAMES.get(v, "未知分群") for v in values)
+        if field == "birthday_month":
+            return "、".join(f"{v}月" for v in values)
+        return "、".join(str(v) for v in values)
+
+    def condition(c: dict[str, Any]) -> str:
+        field, op, value = c["field"], c["op"], c.get("value")
+        window = f"近{c.get('months')}个月"
+        more = op in ("gte", "after")
+        match field:
+            case "tier" | "segment" | "tag" | "birthday_month":
+                label = {"tier": "会员等级", "segment": "会员分群", "tag": "标签"}.get(
+                    field, "生日月份"
+                )
+                return f"{label}：{names(value, field)}"
+            case "points":
+                return f"积分{'不低于' if more else '不高于'} {value}"
+            case "last_purchase":
+                return f"最近消费在 {value} {'之后' if more else '之前'}"
+            case "subscribed_since":
+                return f"关注时间在 {value} {'之后' if more else '之前'}"
+            case "bought_category":
+                return f"{window}买过{names(value, field)}"
+            case "bought_channel":
+                return f"{window}在 {names(value, field)} 渠道购买"
+            case "order_count":
+                return f"{window}订单数{'不少于' if more else '不多于'} {value}"
+            case "spend":
+                return f"{window}消费{'不低于' if more else '不高于'} ¥{int(value) / 100:.2f}"
+        return field
+
+    def node(n: dict[str, Any]) -> str:
+        if "field" in n:
+            return condition(n)
+        parts = [node(child) for child in (n.get("all") or n.get("any") or [])]
+        joined = ("；且 " if n.get("all") is not None else "；或 ").join(parts)
+        return f"（{joined}）" if len(parts) > 1 else joined
+
+    return node(root)
+
+
 def _problem(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         field, message = first_error(exc)
@@ -274,6 +326,7 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
             campaign=campaign,
             stats=stats,
             given=given,
+            audience=describe_audience(campaign.audience, _config(request).programme),
             lifts=lifts(stats),
             actions=actions_for(campaign, staff.username, staff.role, approval),
             message=request.query.get("message"),

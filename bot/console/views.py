@@ -252,6 +252,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
             window=window,
             colleagues=colleagues,
             canned=console_copy.CANNED_REPLIES,
+            segment_names=console_copy.SEGMENT_NAMES,
             template_ready=SERVICE_REPLY in config.delivery.templates,
             rules=config.programme,
             zone=config.programme.zone,
