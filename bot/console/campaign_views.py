@@ -4,6 +4,7 @@ only; the rules are scheduler/campaigns.py's, shared with the JSON API."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -113,6 +114,55 @@ def _purchase_conditions(form: Any) -> list[dict[str, Any]]:
     return conditions
 
 
+WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
+# Months all have a 28th: a later day would skip February (and a 31st, half the year).
+LAST_PICKABLE_DAY = 28
+
+
+def cron_from_picker(form: Any) -> str:
+    """The recurrence picker (every day / week on a weekday / month on a day, at a time) as a
+    crontab; ``advanced`` takes the crontab field as typed. ValueError in the console's words
+    for a bad pick."""
+    repeat = str(form.get("repeat", "weekly"))
+    if repeat == "advanced":
+        return str(form.get("cron", "")).strip()
+    if repeat not in ("daily", "weekly", "monthly"):
+        raise ValueError(copy.BAD_REPEAT)
+    at = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(form.get("repeat_time", "")).strip())
+    if at is None:
+        raise ValueError(copy.BAD_REPEAT_TIME)
+    hour, minute = int(at[1]), int(at[2])
+    if repeat == "daily":
+        return f"{minute} {hour} * * *"
+    if repeat == "weekly":
+        weekday = str(form.get("repeat_weekday", ""))
+        if weekday not in {str(d) for d in range(1, 8)}:
+            raise ValueError(copy.BAD_REPEAT_WEEKDAY)
+        return f"{minute} {hour} * * {weekday}"
+    day = str(form.get("repeat_day", ""))
+    if day not in {str(d) for d in range(1, LAST_PICKABLE_DAY + 1)}:
+        raise ValueError(copy.BAD_REPEAT_DAY.format(last=LAST_PICKABLE_DAY))
+    return f"{minute} {hour} {day} * *"
+
+
+def describe_cron(cron: str | None) -> str:
+    """A crontab the picker writes, in words (每周一 10:00); any other as itself."""
+    fields = (cron or "").split()
+    if len(fields) != 5 or not (fields[0].isdigit() and fields[1].isdigit()):
+        return f"crontab {cron}"
+    minute, hour, day, month, weekday = fields
+    at = f"{int(hour):02d}:{int(minute):02d}"
+    if month != "*":
+        return f"crontab {cron}"
+    if day == "*" and weekday == "*":
+        return f"每天 {at}"
+    if day == "*" and weekday.isdigit() and 0 <= int(weekday) <= 7:
+        return f"每{WEEKDAYS[(int(weekday) - 1) % 7]} {at}"
+    if weekday == "*" and day.isdigit():
+        return f"每月{int(day)}日 {at}"
+    return f"crontab {cron}"
+
+
 def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
     """The new-campaign form as a campaign definition."""
     variants = [{"name": "A", "text": str(form.get("text_a", "")).strip(), "share": 100}]
@@ -146,7 +196,7 @@ def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
             "holdout_percent": int(str(form.get("holdout_percent", "0")) or 0),
             "schedule": schedule,
             "run_at": run_at,
-            "cron": str(form.get("cron", "")).strip() or None,
+            "cron": (cron_from_picker(form) or None) if schedule == "cron" else None,
             "conversion_days": int(str(form.get("conversion_days", "7")) or 7),
             "reward": reward,
         }
@@ -221,7 +271,12 @@ async def campaigns_page(request: web.Request) -> web.StreamResponse:
     return aiohttp_jinja2.render_template(
         "campaigns.html",
         request,
-        template_context(request, campaigns=rows, zone=_config(request).programme.zone),
+        template_context(
+            request,
+            campaigns=rows,
+            repeats={c.id: describe_cron(c.cron) for c in rows if c.schedule == "cron"},
+            zone=_config(request).programme.zone,
+        ),
     )
 
 
@@ -246,6 +301,8 @@ def _form_page(request: web.Request, error: str | None, values: Any) -> web.Stre
             segment_names=copy.SEGMENT_NAMES,
             coupons=rules.coupons,
             max_points=MAX_POINTS,
+            weekdays=WEEKDAYS,
+            last_day=LAST_PICKABLE_DAY,
         ),
         status=422 if error else 200,
     )
@@ -327,6 +384,7 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
             stats=stats,
             given=given,
             audience=describe_audience(campaign.audience, _config(request).programme),
+            repeat=describe_cron(campaign.cron),
             lifts=lifts(stats),
             actions=actions_for(campaign, staff.username, staff.role, approval),
             message=request.query.get("message"),
