@@ -205,6 +205,7 @@ async def run_pipeline(
             outbox=outbox,
             config=config.delivery,
             zone=config.programme.zone,
+            rules=config.programme,
             on_sent=question_opener(questions_store(redis, config)),
         )
         for n in range(config.delivery.workers)

@@ -99,3 +99,14 @@ MET = "达标"
 MISSED = "未达标"
 BAD_MONTH = "无法查看“{month}”：请选择已有的月份（如 2026-11）。"
 MONTH_NOT_ENDED = "“{month}”尚未结束，月度报告只能下载已结束的月份。"
+# Campaign rewards (the new-campaign form).
+UNKNOWN_COUPON_KIND = "请选择已配置的券种作为活动奖励。"
+BAD_REWARD_POINTS = "奖励积分需为1到{most}之间的整数。"
+# Purchase-based audiences (the new-campaign form).
+BAD_PURCHASE_MONTHS = "消费时间范围需为1到{most}个月。"
+NOT_A_WHOLE_NUMBER = "{what}需为不小于0的整数。"
+# The recurrence picker (the new-campaign form).
+BAD_REPEAT = "请选择重复方式：每天、每周、每月，或高级设置中的 crontab。"
+BAD_REPEAT_TIME = "请选择发送时刻（如 10:00）。"
+BAD_REPEAT_WEEKDAY = "请选择每周的哪一天发送。"
+BAD_REPEAT_DAY = "每月发送日需为1到{last}日（并非每个月都有29-31日）。"

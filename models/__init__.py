@@ -4,6 +4,7 @@ Imports nothing of ours but models."""
 from models.base import Base
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
+from models.campaign_rewards import CampaignReward
 from models.campaigns import Campaign, CampaignMember, CampaignRun
 from models.cases import CaseEntry, ServiceCase
 from models.conversations import Conversation, ConversationMessage
@@ -31,6 +32,7 @@ __all__ = [
     "BirthdayGift",
     "Campaign",
     "CampaignMember",
+    "CampaignReward",
     "CampaignRun",
     "CaseEntry",
     "ChatMiss",

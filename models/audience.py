@@ -6,20 +6,31 @@
 
 Fields: ``tier``, ``segment`` (``in``), ``tag`` (``has_any``), ``birthday_month`` (``in``,
 1-12), ``points`` (``gte``/``lte``), ``last_purchase`` (``before``/``after`` a local date;
-``before`` means bought, but not since), ``subscribed_since`` (``before``/``after``). Groups
-nest with ``all`` (AND) and ``any`` (OR). Every audience is also limited to members who follow
-the account. The compiled clause is evaluated by the database over all members at once:
-counting a million takes one statement, not a loop.
+``before`` means bought, but not since), ``subscribed_since`` (``before``/``after``).
+
+What members buy, over the last ``months`` months (1-36, required on these fields; orders
+refunded in full do not count): ``bought_category`` and ``bought_channel`` (``in``: an order
+in one of these categories / through one of these channels, e.g. 「近6个月买过彩妆」 is
+``{"field": "bought_category", "op": "in", "value": ["彩妆"], "months": 6}``), ``order_count``
+and ``spend`` (``gte``/``lte``; spend in fen, net of refunds; a range is two conditions).
+
+Groups nest with ``all`` (AND) and ``any`` (OR). Every audience is also limited to members
+who follow the account. The compiled clause is evaluated by the database over all members at
+once: counting a million takes one statement, not a loop. The purchase conditions are an
+``EXISTS`` over orders (a semi-join, helped by ``ix_orders_category_paid_at``) or one grouped
+pass over the window's orders (the covering ``ix_orders_member_window``), never a query per
+member.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+from dateutil.relativedelta import relativedelta
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import (
     ColumnElement,
@@ -42,6 +53,9 @@ from models.orders import Order
 
 MAX_DEPTH = 4
 MAX_CONDITIONS = 50
+MAX_MONTHS = 36
+# Conditions on what members bought, each over a window of ``months``.
+PURCHASE_FIELDS = ("bought_category", "bought_channel", "order_count", "spend")
 
 
 class _Node(BaseModel):
@@ -52,10 +66,26 @@ class Condition(_Node):
     """One test on a member."""
 
     field: Literal[
-        "tier", "segment", "tag", "birthday_month", "points", "last_purchase", "subscribed_since"
+        "tier",
+        "segment",
+        "tag",
+        "birthday_month",
+        "points",
+        "last_purchase",
+        "subscribed_since",
+        "bought_category",
+        "bought_channel",
+        "order_count",
+        "spend",
     ]
     op: Literal["in", "has_any", "gte", "lte", "before", "after"]
     value: list[str] | list[int] | int | date
+    months: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_MONTHS,
+        description="the window of a purchase condition: the last this many months",
+    )
 
     @model_validator(mode="after")
     def _op_fits_field(self) -> Condition:
@@ -67,6 +97,10 @@ class Condition(_Node):
             "points": (("gte", "lte"), int),
             "last_purchase": (("before", "after"), date),
             "subscribed_since": (("before", "after"), date),
+            "bought_category": ("in", list),
+            "bought_channel": ("in", list),
+            "order_count": (("gte", "lte"), int),
+            "spend": (("gte", "lte"), int),
         }[self.field]
         ops, kind = allowed
         ops = ops if isinstance(ops, tuple) else (ops,)
@@ -81,6 +115,19 @@ class Condition(_Node):
             for m in self.value  # type: ignore[union-attr]
         ):
             raise ValueError("birthday_month values are months, 1 to 12")
+        if (self.months is None) == (self.field in PURCHASE_FIELDS):
+            raise ValueError(
+                f"{self.field} needs months (1 to {MAX_MONTHS})"
+                if self.field in PURCHASE_FIELDS
+                else f"{self.field} takes no months"
+            )
+        if self.field in ("bought_category", "bought_channel") and not all(
+            isinstance(v, str) and 1 <= len(v) <= 64
+            for v in self.value  # type: ignore[union-attr]
+        ):
+            raise ValueError(f"{self.field} values are names of 1 to 64 characters")
+        if self.field in ("order_count", "spend") and self.value < 0:  # type: ignore[operator]
+            raise ValueError(f"{self.field} is not negative")
         return self
 
 
@@ -134,10 +181,12 @@ def _size(node: Condition | Group, depth: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Compiler:
-    """Turns an audience into a WHERE clause on ``members`` (``dialect`` for JSON tags)."""
+    """Turns an audience into a WHERE clause on ``members`` (``dialect`` for JSON tags;
+    ``now`` ends the purchase conditions' windows)."""
 
     dialect: str
     zone: ZoneInfo
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def where(self, audience: Audience) -> ColumnElement[bool]:
         followers = and_(Member.subscribed.is_(True), Member.openid.is_not(None))
@@ -181,7 +230,41 @@ class Compiler:
                 since = self._start_of(value)
                 column = Member.subscribed_at
                 return column >= since if c.op == "after" else column < since
+            case "bought_category" | "bought_channel":
+                column = Order.category if c.field == "bought_category" else Order.channel
+                return exists(
+                    select(literal(1)).where(
+                        Order.member_id == Member.id,
+                        column.in_(value),
+                        *self._window(c),
+                    )
+                )
+            case "order_count" | "spend":
+                return self._totals(c)
         raise ValueError(f"unknown field {c.field}")
+
+    def _window(self, c: Condition) -> list[ColumnElement[bool]]:
+        """Orders of the condition's window (from the start of the local day ``months`` ago)
+        that are not refunded in full."""
+        local = self.now.astimezone(self.zone).date() - relativedelta(months=c.months or 0)
+        return [Order.paid_at >= self._start_of(local), Order.refunded_fen < Order.amount_fen]
+
+    def _totals(self, c: Condition) -> ColumnElement[bool]:
+        """Members whose order count or net spend in the window is at least / at most the
+        value: one grouped pass over the window's orders, hashed once (IN, as above); "at
+        most" is "not above", so members with no orders in the window count too."""
+        total = (
+            func.count()
+            if c.field == "order_count"
+            else func.sum(Order.amount_fen - Order.refunded_fen)
+        )
+        value = int(c.value)  # type: ignore[arg-type]
+        if c.op == "gte" and value <= 0:
+            return true()
+        having = total >= value if c.op == "gte" else total > value
+        members = select(Order.member_id).where(*self._window(c)).group_by(Order.member_id)
+        chosen = Member.id.in_(members.having(having))
+        return chosen if c.op == "gte" else ~chosen
 
     def _has_tag(self, tag: str) -> ColumnElement[bool]:
         if self.dialect == "postgresql":
@@ -193,9 +276,11 @@ class Compiler:
         return datetime.combine(day, time.min, self.zone)
 
 
-def compiler_for(session: AsyncSession, zone: ZoneInfo) -> Compiler:
-    """The compiler for the session's database."""
-    return Compiler(session.bind.dialect.name if session.bind else "sqlite", zone)
+def compiler_for(session: AsyncSession, zone: ZoneInfo, now: datetime | None = None) -> Compiler:
+    """The compiler for the session's database (purchase windows end ``now``, by default the
+    present)."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return Compiler(dialect, zone, now or datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,9 @@ class Campaign(Base):
     cron: Mapped[str | None] = mapped_column(String(64))
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     conversion_days: Mapped[int] = mapped_column(Integer, default=7)
+    # What each treatment recipient gets when the push is sent (models/campaign_rewards.py):
+    # {"coupon": kind, "name": …, "valid_days": n} or {"points": n}; None gives nothing.
+    reward: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(32))
     approved_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,8 +12,8 @@ transaction that moves points locks, in this order and never the other way round
 2. then the rows that belong to them: an order being refunded (``lock_order`` in
    models/order_posting.py), then the member's lots.
 
-Every operation here (``credit``, ``debit``, ``take_back``, ``reverse_order_points``,
-``expire_due_lots``) and every other path that moves points
+Every operation here (``credit``, ``credit_many``, ``debit``, ``take_back``,
+``reverse_order_points``, ``expire_due_lots``) and every other path that moves points
 (refunds, binding merges) starts with ``lock_members``, so a redemption, a refund, a merge
 and the nightly expiry batch touching the same members queue on the member row instead of
 deadlocking on each other's lots. The lock also makes the idempotency check exact: the same
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -252,6 +252,112 @@ async def credit(
     )
     await session.flush()
     return Change(entry.id, points, balance)
+
+
+async def credit_many(
+    session: AsyncSession,
+    credits: Sequence[tuple[int, int, str]],
+    *,
+    kind: str,
+    reason: str,
+    at: datetime,
+    expires_at: datetime,
+) -> int:
+    """``credit`` for many members at once — (member, points, key) each — in a fixed number
+    of statements whatever their count: lock the members (the lock order above), leave out
+    the keys seen before, write the entries, raise the balances, then write the lots and
+    events. Returns the points credited."""
+    if any(points <= 0 for _, points, _ in credits):
+        raise ValueError("credit needs a positive number of points")
+    if not credits:
+        return 0
+    await lock_members(session, (member_id for member_id, _, _ in credits))
+    connection = await session.connection()
+    members, entries = Member.__table__, LedgerEntry.__table__
+    wanted = {key: (member_id, points) for member_id, points, key in credits}
+    # A key credited before credits nothing again (the members are locked, and every path
+    # that writes their entries takes the same lock first, so this read is exact).
+    seen = (
+        await connection.execute(
+            select(entries.c.idempotency_key).where(entries.c.idempotency_key.in_(list(wanted)))
+        )
+    ).scalars()
+    for key in seen:
+        del wanted[key]
+    if not wanted:
+        return 0
+    balances = dict(
+        (
+            await connection.execute(
+                select(members.c.id, members.c.points_balance).where(
+                    members.c.id.in_({m for m, _ in wanted.values()})
+                )
+            )
+        ).all()
+    )
+    rows = []
+    for key, (member_id, points) in wanted.items():
+        if member_id not in balances:
+            raise LookupError(f"member {member_id} does not exist")
+        balances[member_id] += points
+        rows.append(
+            {
+                "member_id": member_id,
+                "kind": kind,
+                "points": points,
+                "balance_after": balances[member_id],
+                "reason": reason[:200],
+                "idempotency_key": key,
+                "created_at": at,
+            }
+        )
+    written = (
+        await connection.execute(
+            entries.insert().returning(
+                entries.c.id, entries.c.member_id, entries.c.points, entries.c.balance_after
+            ),
+            rows,
+        )
+    ).all()
+    totals: Counter[int] = Counter()
+    for _, member_id, points, _ in written:
+        totals[member_id] += points
+    note_points_changed(session, totals)
+    await connection.execute(
+        update(members)
+        .where(members.c.id == bindparam("m"))
+        .values(points_balance=members.c.points_balance + bindparam("t")),
+        [{"m": member_id, "t": total} for member_id, total in totals.items()],
+    )
+    await connection.execute(
+        PointLot.__table__.insert(),
+        [
+            {
+                "member_id": member_id,
+                "entry_id": entry_id,
+                "order_id": None,
+                "amount": points,
+                "remaining": points,
+                "earned_at": at,
+                "expires_at": expires_at,
+                "expired_points": 0,
+            }
+            for entry_id, member_id, points, _ in written
+        ],
+    )
+    await connection.execute(
+        MemberEvent.__table__.insert(),
+        [
+            {
+                "member_id": member_id,
+                "kind": POINTS_CHANGED_EVENT,
+                "payload": {"points": points, "balance": after, "kind": kind, "reason": reason},
+                "created_at": at,
+            }
+            for _, member_id, points, after in written
+        ],
+    )
+    return sum(totals.values())
 
 
 async def _open_lots(

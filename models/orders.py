@@ -26,6 +26,8 @@ class Order(Base):
     # Covers the trailing-window sums (tiers, segments) without visiting the table rows.
     __table_args__ = (
         Index("ix_orders_member_window", "member_id", "paid_at", "amount_fen", "refunded_fen"),
+        # Who bought a category lately (campaign audiences, models/audience.py).
+        Index("ix_orders_category_paid_at", "category", "paid_at", "member_id"),
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)

@@ -25,8 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.push.outbox import Outbox
+from messages.campaign_copy import with_reward
 from models.audience import Audience
 from models.base import utcnow
+from models.campaign_rewards import Reward, reward_payload, reward_terms
 from models.campaigns import (
     CAMPAIGN,
     Campaign,
@@ -44,6 +46,7 @@ from models.campaigns import (
     unfinished_runs,
 )
 from models.deliveries import MARKETING, PlannedPush, plan
+from models.rules import ProgrammeRules
 from scheduler.crontab import crontab_trigger
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,8 @@ class Variant(BaseModel):
 
 
 class CampaignSpec(BaseModel):
-    """What a marketer defines: audience, one or two variants, holdout, schedule."""
+    """What a marketer defines: audience, one or two variants, holdout, schedule, and what
+    each recipient in the treatment group gets when the push is sent."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,6 +77,11 @@ class CampaignSpec(BaseModel):
     run_at: AwareDatetime | None = None
     cron: str | None = Field(default=None, max_length=64)
     conversion_days: int = Field(default=7, ge=1, le=60)
+    reward: Reward | None = Field(
+        default=None,
+        description="a coupon kind or points for each treatment recipient, issued on sending "
+        "(once per member and campaign; the holdout gets nothing)",
+    )
 
     @field_validator("cron")
     @classmethod
@@ -102,8 +111,11 @@ class CampaignSpec(BaseModel):
         return self
 
 
-def new_campaign(spec: CampaignSpec, created_by: str, now: datetime) -> Campaign:
-    """A draft from the spec."""
+def new_campaign(
+    spec: CampaignSpec, created_by: str, now: datetime, rules: ProgrammeRules
+) -> Campaign:
+    """A draft from the spec; UnknownCouponKind (nothing built) when its reward names a coupon
+    kind the programme does not have."""
     return Campaign(
         name=spec.name,
         status="draft",
@@ -114,6 +126,7 @@ def new_campaign(spec: CampaignSpec, created_by: str, now: datetime) -> Campaign
         run_at=spec.run_at,
         cron=spec.cron,
         conversion_days=spec.conversion_days,
+        reward=reward_terms(spec.reward, rules),
         created_by=created_by,
         created_at=now,
         updated_at=now,
@@ -257,7 +270,10 @@ async def plan_run(
     put on the stream by the delivery workers' sweep."""
     async with sessions() as session:
         campaign = await session.get_one(Campaign, campaign_id)
-        texts = {v["name"]: v["text"] for v in campaign.variants}
+        terms = campaign.reward
+        texts = {v["name"]: with_reward(v["text"], terms) for v in campaign.variants}
+    # Only the treatment is planned (the holdout gets no push), so only it is rewarded.
+    extra = {"reward": reward_payload(terms, campaign_id, run_id)} if terms else {}
     while keep_going():
         async with sessions() as session:
             through = await session.scalar(
@@ -281,7 +297,9 @@ async def plan_run(
                 log.info("campaign run stopped", extra={"run": run_id})
                 return False
             pushes = [
-                PlannedPush(member_id, dedupe_key(run_id, member_id), {"text": texts[variant]})
+                PlannedPush(
+                    member_id, dedupe_key(run_id, member_id), {"text": texts[variant], **extra}
+                )
                 for member_id, variant in chunk
             ]
             ids = await plan(session, CAMPAIGN, MARKETING, pushes, now)

@@ -21,7 +21,9 @@ from bot.api import schemas as s
 from bot.api.routes import CALLER, ApiError, _json, api, id_param, parse_body
 from models.audience import Audience, preview
 from models.base import utcnow
+from models.campaign_rewards import RewardStats, reward_stats
 from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
+from models.coupons import UnknownCouponKind
 from models.staff import audit, find_staff
 from scheduler.campaigns import CampaignSpec, new_campaign, transition
 
@@ -48,6 +50,9 @@ class CampaignOut(BaseModel):
     next_run_at: datetime | None
     created_by: str
     approved_by: str | None
+    reward: dict[str, str | int] | None = Field(
+        description="the coupon kind (with its name and validity when defined) or the points"
+    )
 
 
 class ActionIn(BaseModel):
@@ -69,6 +74,12 @@ class VariantStatsOut(BaseModel):
     spend_fen: int
     conversion_rate: float
     lift: float | None = Field(description="relative to the holdout; null without one")
+    rewarded: int = Field(description="members given the campaign's reward (pushes sent)")
+    coupons_issued: int
+    coupons_redeemed: int = Field(description="of the coupons the campaign gave, redeemed")
+    coupons_expired: int
+    redemption_rate: float = Field(description="coupons redeemed / coupons issued")
+    points_given: int
 
 
 class CampaignStatsOut(BaseModel):
@@ -90,6 +101,7 @@ def _out(campaign: Campaign) -> CampaignOut:
         next_run_at=campaign.next_run_at,
         created_by=campaign.created_by,
         approved_by=campaign.approved_by,
+        reward=campaign.reward,
     )
 
 
@@ -119,14 +131,20 @@ async def post_audience_preview(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/campaigns",
-    "Draft a campaign",
+    "Draft a campaign (422 naming the field when the definition is wrong, e.g. a reward's "
+    "coupon kind that is not configured)",
     body=CampaignSpec,
     responses={201: CampaignOut},
 )
 async def post_campaign(request: web.Request) -> web.Response:
     spec = await parse_body(request, CampaignSpec)
+    rules = request.config_dict[wiring.CONFIG].programme
+    try:
+        campaign = new_campaign(spec, _person_of(request) or API_AUTHOR, utcnow(), rules)
+    except UnknownCouponKind as exc:
+        # As POST /coupons answers an unknown kind: the definition is invalid.
+        raise ApiError(422, "invalid", str(exc), "reward.coupon") from None
     async with request.config_dict[wiring.SESSIONS].begin() as session:
-        campaign = new_campaign(spec, _person_of(request) or API_AUTHOR, utcnow())
         session.add(campaign)
         await session.flush()
         return _json(_out(campaign), 201)
@@ -194,7 +212,8 @@ async def post_campaign_action(request: web.Request) -> web.Response:
 @api.route(
     "GET",
     "/campaigns/{campaign_id}/stats",
-    "Targeted, sent, failed by errcode, skipped by reason, and conversion against the holdout",
+    "Targeted, sent, failed by errcode, skipped by reason, conversion against the holdout, "
+    "and the rewards given with their redemption",
     responses={200: CampaignStatsOut, 404: s.ErrorOut},
 )
 async def get_campaign_stats(request: web.Request) -> web.Response:
@@ -204,7 +223,9 @@ async def get_campaign_stats(request: web.Request) -> web.Response:
         if campaign is None:
             raise ApiError(404, "unknown_campaign", "no campaign with this id", "campaign_id")
         rows = await campaign_stats(session, campaign)
+        given = await reward_stats(session, campaign_id)
     lift_of = lifts(rows)
+    none = RewardStats(0, 0, 0, 0, 0)
     return _json(
         CampaignStatsOut(
             campaign=_out(campaign),
@@ -212,6 +233,12 @@ async def get_campaign_stats(request: web.Request) -> web.Response:
                 VariantStatsOut(
                     **{k: getattr(r, k) for k in VariantStatsOut.model_fields if hasattr(r, k)},
                     lift=lift_of.get(r.variant),
+                    rewarded=given.get(r.variant, none).rewarded,
+                    coupons_issued=given.get(r.variant, none).coupons_issued,
+                    coupons_redeemed=given.get(r.variant, none).coupons_redeemed,
+                    coupons_expired=given.get(r.variant, none).coupons_expired,
+                    redemption_rate=given.get(r.variant, none).redemption_rate,
+                    points_given=given.get(r.variant, none).points,
                 )
                 for r in rows
             ],

@@ -4,6 +4,7 @@ only; the rules are scheduler/campaigns.py's, shared with the JSON API."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -21,10 +22,11 @@ from bot.report import BadMonth, figure_views, parse_month
 from bot.validation import first_error
 from bot.wechat.client import WeChatAPIError
 from messages import console_copy as copy
-from models.audience import Audience, preview
+from models.audience import MAX_MONTHS, Audience, preview
 from models.base import utcnow
+from models.campaign_rewards import MAX_POINTS, reward_stats
 from models.campaigns import Campaign, CampaignRefused, campaign_stats, lifts
-from models.coupons import coupon_stats
+from models.coupons import UnknownCouponKind, coupon_stats
 from models.dashboard import members_by, pushes_by_purpose, referral_funnel
 from models.figures import programme_figures
 from models.staff import audit
@@ -69,10 +71,97 @@ def audience_from_form(form: Any) -> Audience:
         if raw:
             value: Any = int(raw) if field == "points" else date.fromisoformat(raw)
             conditions.append({"field": field, "op": op, "value": value})
+    conditions += _purchase_conditions(form)
     if not conditions:
         return Audience()
     match = "any" if form.get("match") == "any" else "all"
     return Audience.model_validate({"root": {match: conditions}})
+
+
+def _names(raw: Any) -> list[str]:
+    """Comma-separated names (either comma), trimmed."""
+    return [n.strip() for n in str(raw or "").replace("，", ",").split(",") if n.strip()]
+
+
+def _whole(raw: str, what: str) -> int:
+    """A whole number of at least 0 typed in the form (ValueError in the console's words)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        raise ValueError(copy.NOT_A_WHOLE_NUMBER.format(what=what))
+    return int(raw)
+
+
+def _purchase_conditions(form: Any) -> list[dict[str, Any]]:
+    """What members bought in the last N months (one window for every purchase field)."""
+    raw_months = str(form.get("bought_months", "6")).strip() or "6"
+    if not (raw_months.isdigit() and 1 <= int(raw_months) <= MAX_MONTHS):
+        raise ValueError(copy.BAD_PURCHASE_MONTHS.format(most=MAX_MONTHS))
+    months = int(raw_months)
+    conditions: list[dict[str, Any]] = []
+    for name, field in (
+        ("bought_category", "bought_category"),
+        ("bought_channel", "bought_channel"),
+    ):
+        if names := _names(form.get(name)):
+            conditions.append({"field": field, "op": "in", "value": names, "months": months})
+    for name, field, op, scale, what in (
+        ("orders_min", "order_count", "gte", 1, "订单数"),
+        ("orders_max", "order_count", "lte", 1, "订单数"),
+        ("spend_min", "spend", "gte", 100, "消费金额"),  # yuan in the form, fen in the audience
+        ("spend_max", "spend", "lte", 100, "消费金额"),
+    ):
+        if raw := str(form.get(name, "")).strip():
+            value = _whole(raw, what) * scale
+            conditions.append({"field": field, "op": op, "value": value, "months": months})
+    return conditions
+
+
+WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
+# Months all have a 28th: a later day would skip February (and a 31st, half the year).
+LAST_PICKABLE_DAY = 28
+
+
+def cron_from_picker(form: Any) -> str:
+    """The recurrence picker (every day / week on a weekday / month on a day, at a time) as a
+    crontab; ``advanced`` takes the crontab field as typed. ValueError in the console's words
+    for a bad pick."""
+    repeat = str(form.get("repeat", "weekly"))
+    if repeat == "advanced":
+        return str(form.get("cron", "")).strip()
+    if repeat not in ("daily", "weekly", "monthly"):
+        raise ValueError(copy.BAD_REPEAT)
+    at = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(form.get("repeat_time", "")).strip())
+    if at is None:
+        raise ValueError(copy.BAD_REPEAT_TIME)
+    hour, minute = int(at[1]), int(at[2])
+    if repeat == "daily":
+        return f"{minute} {hour} * * *"
+    if repeat == "weekly":
+        weekday = str(form.get("repeat_weekday", ""))
+        if weekday not in {str(d) for d in range(1, 8)}:
+            raise ValueError(copy.BAD_REPEAT_WEEKDAY)
+        return f"{minute} {hour} * * {weekday}"
+    day = str(form.get("repeat_day", ""))
+    if day not in {str(d) for d in range(1, LAST_PICKABLE_DAY + 1)}:
+        raise ValueError(copy.BAD_REPEAT_DAY.format(last=LAST_PICKABLE_DAY))
+    return f"{minute} {hour} {day} * *"
+
+
+def describe_cron(cron: str | None) -> str:
+    """A crontab the picker writes, in words (每周一 10:00); any other as itself."""
+    fields = (cron or "").split()
+    if len(fields) != 5 or not (fields[0].isdigit() and fields[1].isdigit()):
+        return f"crontab {cron}"
+    minute, hour, day, month, weekday = fields
+    at = f"{int(hour):02d}:{int(minute):02d}"
+    if month != "*":
+        return f"crontab {cron}"
+    if day == "*" and weekday == "*":
+        return f"每天 {at}"
+    if day == "*" and weekday.isdigit() and 0 <= int(weekday) <= 7:
+        return f"每{WEEKDAYS[(int(weekday) - 1) % 7]} {at}"
+    if weekday == "*" and day.isdigit():
+        return f"每月{int(day)}日 {at}"
+    return f"crontab {cron}"
 
 
 def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
@@ -85,6 +174,17 @@ def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
             {"name": "A", "text": variants[0]["text"], "share": share_a},
             {"name": "B", "text": text_b, "share": 100 - share_a},
         ]
+    reward: dict[str, Any] | None = None
+    match str(form.get("reward", "none")):
+        case "coupon":
+            if not (kind := str(form.get("reward_coupon", "")).strip()):
+                raise ValueError(copy.UNKNOWN_COUPON_KIND)
+            reward = {"coupon": kind}
+        case "points":
+            raw = str(form.get("reward_points", "")).strip()
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_POINTS:
+                raise ValueError(copy.BAD_REWARD_POINTS.format(most=MAX_POINTS))
+            reward = {"points": int(raw)}
     schedule = str(form.get("schedule", "now"))
     run_at = None
     if schedule == "at" and form.get("run_at"):
@@ -97,10 +197,63 @@ def spec_from_form(form: Any, zone: Any) -> CampaignSpec:
             "holdout_percent": int(str(form.get("holdout_percent", "0")) or 0),
             "schedule": schedule,
             "run_at": run_at,
-            "cron": str(form.get("cron", "")).strip() or None,
+            "cron": (cron_from_picker(form) or None) if schedule == "cron" else None,
             "conversion_days": int(str(form.get("conversion_days", "7")) or 7),
+            "reward": reward,
         }
     )
+
+
+def describe_audience(audience: dict[str, Any], rules: Any) -> str:
+    """The audience as the console shows it, in Chinese: tiers and segments by their names,
+    never their codes."""
+    root = audience.get("root")
+    if not root:
+        return "全部关注会员"
+
+    def names(values: list[Any], field: str) -> str:
+        if field == "tier":
+            return "、".join(rules.tier(v).name for v in values)
+        if field == "segment":
+            return "、".join(copy.SEGMENT_NAMES.get(v, "未知分群") for v in values)
+        if field == "birthday_month":
+            return "、".join(f"{v}月" for v in values)
+        return "、".join(str(v) for v in values)
+
+    def condition(c: dict[str, Any]) -> str:
+        field, op, value = c["field"], c["op"], c.get("value")
+        window = f"近{c.get('months')}个月"
+        more = op in ("gte", "after")
+        match field:
+            case "tier" | "segment" | "tag" | "birthday_month":
+                label = {"tier": "会员等级", "segment": "会员分群", "tag": "标签"}.get(
+                    field, "生日月份"
+                )
+                return f"{label}：{names(value, field)}"
+            case "points":
+                return f"积分{'不低于' if more else '不高于'} {value}"
+            case "last_purchase":
+                return f"最近消费在 {value} {'之后' if more else '之前'}"
+            case "subscribed_since":
+                return f"关注时间在 {value} {'之后' if more else '之前'}"
+            case "bought_category":
+                return f"{window}买过{names(value, field)}"
+            case "bought_channel":
+                return f"{window}在 {names(value, field)} 渠道购买"
+            case "order_count":
+                return f"{window}订单数{'不少于' if more else '不多于'} {value}"
+            case "spend":
+                return f"{window}消费{'不低于' if more else '不高于'} ¥{int(value) / 100:.2f}"
+        return field
+
+    def node(n: dict[str, Any]) -> str:
+        if "field" in n:
+            return condition(n)
+        parts = [node(child) for child in (n.get("all") or n.get("any") or [])]
+        joined = ("；且 " if n.get("all") is not None else "；或 ").join(parts)
+        return f"（{joined}）" if len(parts) > 1 else joined
+
+    return node(root)
 
 
 def _problem(exc: Exception) -> str:
@@ -119,7 +272,12 @@ async def campaigns_page(request: web.Request) -> web.StreamResponse:
     return aiohttp_jinja2.render_template(
         "campaigns.html",
         request,
-        template_context(request, campaigns=rows, zone=_config(request).programme.zone),
+        template_context(
+            request,
+            campaigns=rows,
+            repeats={c.id: describe_cron(c.cron) for c in rows if c.schedule == "cron"},
+            zone=_config(request).programme.zone,
+        ),
     )
 
 
@@ -135,7 +293,18 @@ def _form_page(request: web.Request, error: str | None, values: Any) -> web.Stre
     return aiohttp_jinja2.render_template(
         "campaign_new.html",
         request,
-        template_context(request, error=error, values=values, tiers=rules.tiers, segments=SEGMENTS),
+        template_context(
+            request,
+            error=error,
+            values=values,
+            tiers=rules.tiers,
+            segments=SEGMENTS,
+            segment_names=copy.SEGMENT_NAMES,
+            coupons=rules.coupons,
+            max_points=MAX_POINTS,
+            weekdays=WEEKDAYS,
+            last_day=LAST_PICKABLE_DAY,
+        ),
         status=422 if error else 200,
     )
 
@@ -176,14 +345,17 @@ async def audience_preview(request: web.Request) -> web.Response:
 async def create_campaign(request: web.Request) -> web.StreamResponse:
     """Save the form as a draft."""
     form = await request.post()
-    try:
-        spec = spec_from_form(form, _config(request).programme.zone)
-    except (ValueError, ValidationError) as exc:
-        return _form_page(request, _problem(exc), form)
     staff = request[STAFF]
     now = utcnow()
+    rules = _config(request).programme
+    try:
+        spec = spec_from_form(form, rules.zone)
+        campaign = new_campaign(spec, staff.username, now, rules)
+    except UnknownCouponKind:
+        return _form_page(request, copy.UNKNOWN_COUPON_KIND, form)
+    except (ValueError, ValidationError) as exc:
+        return _form_page(request, _problem(exc), form)
     async with request.config_dict[wiring.SESSIONS].begin() as db:
-        campaign = new_campaign(spec, staff.username, now)
         db.add(campaign)
         await db.flush()
         await audit(db, staff.staff_id, "campaign_draft", now, target=str(campaign.id))
@@ -201,6 +373,7 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
         if campaign is None:
             raise web.HTTPNotFound(text="no such campaign")
         stats = await campaign_stats(db, campaign)
+        given = await reward_stats(db, campaign_id)
     staff = request[STAFF]
     approval = _config(request).console.campaign_approval
     return aiohttp_jinja2.render_template(
@@ -210,6 +383,9 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
             request,
             campaign=campaign,
             stats=stats,
+            given=given,
+            audience=describe_audience(campaign.audience, _config(request).programme),
+            repeat=describe_cron(campaign.cron),
             lifts=lifts(stats),
             actions=actions_for(campaign, staff.username, staff.role, approval),
             message=request.query.get("message"),

@@ -255,6 +255,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
             window=window,
             colleagues=colleagues,
             canned=console_copy.CANNED_REPLIES,
+            segment_names=console_copy.SEGMENT_NAMES,
             template_ready=template_ready(request),
             case=service_case,
             case_categories=service_copy.CASE_CATEGORIES,

@@ -53,6 +53,7 @@ from bot.wechat.cs_window import WINDOW_ERRORS, CustomerServiceWindows
 from bot.wechat.rate_limit import RateLimiter
 from messages.outbound import image_message, template_message, text_message
 from models.base import utcnow
+from models.campaign_rewards import grant_of, grants_of_deliveries, issue_rewards
 from models.deliveries import (
     MARKETING,
     SURVEY,
@@ -67,6 +68,7 @@ from models.deliveries import (
     record_outcomes,
     retry_later,
 )
+from models.rules import ProgrammeRules
 
 if TYPE_CHECKING:
     from bot.push.settings import DeliveryConfig
@@ -333,6 +335,7 @@ class DeliveryWorker(StreamConsumer):
         outbox: Outbox,
         config: DeliveryConfig,
         zone: ZoneInfo,
+        rules: ProgrammeRules,
         on_sent: Callable[[Claimed], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
@@ -349,6 +352,8 @@ class DeliveryWorker(StreamConsumer):
         self.sessions = sessions
         self.wechat = wechat
         self.config = config
+        # For the points a campaign's push carries (their lots expire by the programme's rule).
+        self.rules = rules
         self.windows = CustomerServiceWindows(redis)
         self.limiter = RateLimiter(redis, config.rate_per_second)
         self.limits = MarketingLimits(
@@ -434,7 +439,17 @@ class DeliveryWorker(StreamConsumer):
         await asyncio.gather(*(attempt(c) for c in claimed))
         if outcomes:
             async with self.sessions.begin() as session:
-                await record_outcomes(session, [o for o, _ in outcomes], utcnow())
+                recorded = utcnow()
+                await record_outcomes(session, [o for o, _ in outcomes], recorded)
+                # A campaign's reward is issued with the record that its push was sent: in
+                # the same transaction, a few statements for the batch (or none without one).
+                grants = [
+                    grant
+                    for outcome, c in outcomes
+                    if outcome.status == "sent"
+                    and (grant := grant_of(c.id, c.member_id, c.payload)) is not None
+                ]
+                await issue_rewards(session, grants, self.rules, recorded)
             for outcome, claimed_one in outcomes:
                 if outcome.status == "sent" and self.on_sent is not None:
                     await self.on_sent(claimed_one)
@@ -550,6 +565,7 @@ class DeliveryWorker(StreamConsumer):
                         reason="clientmsgid_exists",
                         errcode=exc.errcode,
                     )
+                    await self._reward(session, batch.delivery_ids, now)
                 log.info("mass send already accepted", extra={"count": len(batch.openids)})
                 return
             async with self.sessions.begin() as session:
@@ -568,7 +584,16 @@ class DeliveryWorker(StreamConsumer):
             return
         async with self.sessions.begin() as session:
             await finish_many(session, batch.delivery_ids, "sent", now, channel="mass", msgid=msgid)
+            await self._reward(session, batch.delivery_ids, now)
         log.info("mass send", extra={"msg_id": msgid, "count": len(batch.openids)})
+
+    async def _reward(
+        self, session: AsyncSession, delivery_ids: Sequence[int], now: datetime
+    ) -> None:
+        """Issue the campaign rewards of a mass send's pushes, recorded sent in ``session``."""
+        await issue_rewards(
+            session, await grants_of_deliveries(session, delivery_ids), self.rules, now
+        )
 
     async def _failed(
         self, claimed: Claimed, exc: WeChatAPIError, *, via_window: bool

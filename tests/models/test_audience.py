@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -199,3 +199,126 @@ async def test_preview_counts_the_mass_allowance_left(sessions: Any) -> None:
 def test_bad_definitions_are_refused(root: Any) -> None:
     with pytest.raises(ValidationError):
         Audience.model_validate({"root": root})
+
+
+# name: tier, segment, tags, orders as (category, channel, yuan, days ago, refunded in full)
+BUYERS: dict[str, tuple[str, str, list[str], list[tuple[str | None, str, int, int, bool]]]] = {
+    "amy": (
+        "gold",
+        "core",
+        ["vip"],
+        [("彩妆", "pos", 300, 20, False), ("护肤", "pos", 200, 40, False)],
+    ),
+    "ben": ("basic", "at_risk", [], [("彩妆", "mall", 120, 250, False)]),  # too long ago for 6
+    "cid": ("silver", "potential", ["vip"], [("彩妆", "mall", 900, 10, True)]),  # refunded
+    "deb": ("gold", "important", [], [("护肤", "mall", 80, 5, False)] * 3),
+    "fay": ("basic", "dormant", [], []),
+}
+
+
+@pytest.fixture
+async def buyers(db_url: str) -> Any:
+    """Members with orders relative to now (purchase windows end now)."""
+    engine = create_engine(db_url)
+    factory = create_sessionmaker(engine)
+    now = datetime.now(UTC)
+    ids: dict[str, int] = {}
+    async with factory.begin() as session:
+        for name, (tier, segment, tags, orders) in BUYERS.items():
+            member = Member(
+                openid=f"o_buy_{name}_000000",
+                name=name,
+                tier=tier,
+                segment=segment,
+                tags=tags,
+                subscribed=True,
+                created_at=now,
+            )
+            session.add(member)
+            await session.flush()
+            ids[name] = member.id
+            for n, (category, channel, yuan, days, refunded) in enumerate(orders):
+                paid = now - timedelta(days=days)
+                session.add(
+                    Order(
+                        shop_order_id=f"BUY-{name}-{n}",
+                        member_id=member.id,
+                        amount_fen=yuan * 100,
+                        refunded_fen=yuan * 100 if refunded else 0,
+                        paid_at=paid,
+                        channel=channel,
+                        category=category,
+                        points_earned=0,
+                        fingerprint="x",
+                        created_at=paid,
+                    )
+                )
+    yield factory, ids
+    await engine.dispose()
+
+
+def p(field: str, op: str, value: Any, months: int = 6) -> dict[str, Any]:
+    return {"field": field, "op": op, "value": value, "months": months}
+
+
+@pytest.mark.parametrize(
+    ("root", "expected"),
+    [
+        # 近6个月买过彩妆: ben bought too long ago, cid's order was refunded in full.
+        ({"all": [p("bought_category", "in", ["彩妆"])]}, ["amy"]),
+        ({"all": [p("bought_category", "in", ["彩妆"], 12)]}, ["amy", "ben"]),
+        ({"all": [p("bought_category", "in", ["彩妆", "护肤"])]}, ["amy", "deb"]),
+        ({"all": [p("bought_channel", "in", ["mall"])]}, ["deb"]),
+        ({"all": [p("order_count", "gte", 2)]}, ["amy", "deb"]),
+        ({"all": [p("order_count", "gte", 3)]}, ["deb"]),
+        # At most 1 order: members with none in the window count too.
+        ({"all": [p("order_count", "lte", 1)]}, ["ben", "cid", "fay"]),
+        ({"all": [p("order_count", "gte", 0)]}, ["amy", "ben", "cid", "deb", "fay"]),
+        ({"all": [p("spend", "gte", 40_000)]}, ["amy"]),  # ¥400 or more, net of refunds
+        ({"all": [p("spend", "gte", 20_000), p("spend", "lte", 60_000)]}, ["amy", "deb"]),
+        ({"all": [p("spend", "lte", 30_000)]}, ["ben", "cid", "deb", "fay"]),
+        # Combined with the member filters.
+        (
+            {"all": [p("bought_category", "in", ["彩妆", "护肤"]), c("tier", "in", ["gold"])]},
+            ["amy", "deb"],
+        ),
+        (
+            {"all": [p("bought_category", "in", ["彩妆"], 12), c("segment", "in", ["at_risk"])]},
+            ["ben"],
+        ),
+        (
+            {"any": [p("bought_channel", "in", ["mall"]), c("tag", "has_any", ["vip"])]},
+            ["amy", "cid", "deb"],
+        ),
+    ],
+)
+async def test_purchase_filters(buyers: Any, root: Any, expected: list[str]) -> None:
+    factory, ids = buyers
+    assert await names(factory, ids, root) == expected
+
+
+async def test_the_preview_counts_a_purchase_audience(buyers: Any) -> None:
+    factory, _ = buyers
+    audience = Audience.model_validate({"root": {"all": [p("bought_category", "in", ["彩妆"])]}})
+    async with factory() as session:
+        shown = await preview(session, audience, ZONE, MONTH_START, mass_per_month=4)
+    assert shown.count == 1
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"field": "bought_category", "op": "in", "value": ["彩妆"]},  # no months
+        p("bought_category", "in", ["彩妆"], 0),
+        p("bought_category", "in", ["彩妆"], 37),
+        p("bought_category", "gte", 3),
+        p("order_count", "in", [1]),
+        p("order_count", "gte", -1),
+        p("spend", "gte", "lots"),
+        p("bought_channel", "in", ["x" * 65]),
+        c("tier", "in", ["gold"]) | {"months": 6},  # months only on purchase conditions
+    ],
+)
+def test_bad_purchase_conditions_are_refused(condition: Any) -> None:
+    with pytest.raises(ValidationError):
+        Audience.model_validate({"root": {"all": [condition]}})

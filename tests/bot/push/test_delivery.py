@@ -162,6 +162,7 @@ def _worker(
         outbox=app[wiring.OUTBOX],
         config=settings,
         zone=app[wiring.CONFIG].programme.zone,
+        rules=app[wiring.CONFIG].programme,
         on_sent=on_sent,
     )
 
