@@ -71,10 +71,9 @@ EARLIEST_YEAR = 1900
 NO_YEAR = 1904
 
 STYLE = """
-.top{display:flex;gap:6px;overflow-x:auto;margin:0 -16px 4px;padding:0 16px 4px;
--webkit-overflow-scrolling:touch;scrollbar-width:none}
-.top a{flex:none;padding:6px 12px;border-radius:16px;background:#fff;color:#1d1d1f;
-text-decoration:none;font-size:14px}
+.top{display:grid;grid-template-columns:repeat(4,1fr);gap:6px;margin:0 0 4px}
+.top a{padding:6px 0;border-radius:16px;background:#fff;color:#1d1d1f;text-align:center;
+text-decoration:none;font-size:13px;white-space:nowrap}
 .top a[aria-current]{background:#1d1d1f;color:#fff}
 .member{background:linear-gradient(135deg,#2c2c2e,#5a4a1f);color:#fff}
 .member .tier{font-size:26px;font-weight:700;color:#f5d77a;margin:4px 0}
@@ -88,6 +87,7 @@ progress::-moz-progress-bar{background:#c9a227;border-radius:5px}
 .row:first-of-type{border-top:0}
 .row .what{flex:1;min-width:0}
 .row .sub{color:#6e6e73;font-size:13px}
+.row .button{align-self:center;flex:none}
 .plus{color:#1a7f37;font-weight:600}.minus{color:#c0392b;font-weight:600}
 .code{text-align:center}
 .barcode{height:96px;margin:8px 0}
@@ -348,7 +348,9 @@ async def code_json(request: web.Request, me: MemberSession) -> web.StreamRespon
 # Coupons -----------------------------------------------------------------------------------
 
 
-def _coupon_row(rules: ProgrammeRules, coupon: CouponFacts, now: datetime, link: bool) -> str:
+def _coupon_row(
+    rules: ProgrammeRules, coupon: CouponFacts, now: datetime, link: bool, muted: bool
+) -> str:
     kind = rules.coupon_kind(coupon.kind)
     name = kind.name if kind else coupon.kind
     if coupon.status == "redeemed" and coupon.redeemed_at is not None:
@@ -364,7 +366,7 @@ def _coupon_row(rules: ProgrammeRules, coupon: CouponFacts, now: datetime, link:
         else ""
     )
     return (
-        f'<div class="row coupon{"" if link else " muted"}"><div class="what">'
+        f'<div class="row coupon{" muted" if muted else ""}"><div class="what">'
         f'<div class="name">{escape(name)}</div>'
         f'<div class="sub">{escape(copy.coupon_condition(kind))}</div>'
         f'<div class="sub">{escape(when)}</div></div>{action}</div>'
@@ -384,7 +386,7 @@ def render_coupons(rules: ProgrammeRules, coupons: list[CouponFacts], now: datet
     for title, listed, usable in groups:
         if not listed and not usable:
             continue
-        rows = "".join(_coupon_row(rules, c, now, usable) for c in listed) or (
+        rows = "".join(_coupon_row(rules, c, now, usable, not usable) for c in listed) or (
             f'<p class="intro">{escape(copy.COUPONS_NONE)}</p>'
         )
         sections.append(f'<section class="card"><h2>{escape(title)}</h2>{rows}</section>')
@@ -432,7 +434,7 @@ async def coupon_page(request: web.Request, me: MemberSession) -> web.StreamResp
         )
     body = (
         f'<section class="card code"><h2>{escape(kind.name if kind else coupon.kind)}</h2>'
-        f"{codes}{_coupon_row(rules, coupon, now, False)}</section>{back}"
+        f"{codes}{_coupon_row(rules, coupon, now, False, not codes)}</section>{back}"
     )
     return page(request, "coupons", body)
 

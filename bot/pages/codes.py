@@ -15,8 +15,11 @@ BAR_HEIGHT = 60
 
 
 def qr_svg(text: str, label: str) -> str:
-    """``text`` as a QR code (error correction M), scalable to its box."""
-    svg = segno.make(text, error="m").svg_inline(scale=4, border=2, omitsize=True, light="#fff")
+    """``text`` as a QR code (error correction M; never a Micro QR, which segno picks for
+    short data and many tills cannot read), scalable to its box."""
+    svg = segno.make(text, error="m", micro=False).svg_inline(
+        scale=4, border=2, omitsize=True, light="#fff"
+    )
     return svg.replace("<svg ", f'<svg role="img" aria-label="{escape(label)}" ', 1)
 
 

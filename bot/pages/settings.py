@@ -22,7 +22,7 @@ class MemberCentreConfig(BaseModel):
     login_seconds: int = Field(default=300, ge=30, le=3600)
     # Member codes: a new one every code_seconds; one scanned as it turns still works for
     # code_grace_seconds; an order claims a resolved code within code_order_hours.
-    code_seconds: int = Field(default=60, ge=15, le=600)
+    code_seconds: int = Field(default=60, ge=2, le=600)
     code_grace_seconds: int = Field(default=15, ge=0, le=120)
     code_order_hours: int = Field(default=24, ge=1, le=24 * 7)
 

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from barcode import Code128
 from redis.asyncio import Redis
 from sqlalchemy import select
 
 from bot import wiring
+from bot.pages.codes import QUIET_MODULES, barcode_svg, qr_svg
 from bot.pages.session import LOGIN_COOKIE, SESSION_COOKIE, sign
 from messages import centre_copy as copy
 from models.coupons import Coupon
@@ -317,3 +319,19 @@ async def test_points_history_pages_newest_first(centre: Centre) -> None:
     orders = await _text(centre, "/m/orders")
     assert orders.count('class="row"') == 20
     assert "/m/orders?before=" in orders
+
+
+def test_codes_are_drawn_for_tills() -> None:
+    """A full QR code (never a Micro QR, which segno picks for short data and many tills
+    cannot read) and a Code 128 barcode as one path."""
+    qr = qr_svg("982280206494993675", "会员码")
+    size = int(re.search(r'viewBox="0 0 (\d+) ', qr).group(1))  # type: ignore[union-attr]
+    assert size == (21 + 4) * 4  # version 1: 21 modules, a border of 2, 4 px a module
+    bars = barcode_svg("982280206494993675", "会员码")
+    assert bars.count("<path") == 1
+    modules = Code128("982280206494993675").build()[0]
+    drawn = ["0"] * len(modules)
+    for start, width in re.findall(r"M(\d+) 0h(\d+)", bars):
+        first = int(start) - QUIET_MODULES
+        drawn[first : first + int(width)] = "1" * int(width)
+    assert "".join(drawn) == modules  # every bar where the encoding puts it
