@@ -127,8 +127,8 @@ async def _prune_events(ctx: JobContext) -> str:
     async with ctx.sessions.begin() as session:
         codes = await forget_spent_codes(session, ctx.now - KEPT)
     return (
-        f"{hooks} shop-event deliveries, {events} member events and {codes} spent member codes "
-        "older than 30 days deleted"
+        f"{hooks} shop-event deliveries and {events} member events older than 30 days deleted, "
+        f"{codes} spent member codes forgotten"
     )
 
 

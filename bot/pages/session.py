@@ -32,17 +32,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from bot import wiring
-from bot.config import Config
 from bot.pages.shell import document, html_response
 from bot.wechat.client import WeChatAPIError
 from messages import centre_copy as copy
 from models.member_centre import member_by_openid
+
+if TYPE_CHECKING:
+    from bot.config import Config
 
 log = logging.getLogger(__name__)
 

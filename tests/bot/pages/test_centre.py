@@ -9,13 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from barcode import Code128
 from redis.asyncio import Redis
 from sqlalchemy import select
 
 from bot import wiring
+from bot.config import ServerConfig
 from bot.pages.codes import QUIET_MODULES, barcode_svg, qr_svg
-from bot.pages.session import LOGIN_COOKIE, SESSION_COOKIE, sign
+from bot.pages.session import LOGIN_COOKIE, SESSION_COOKIE, CentreAuth, sign
 from messages import centre_copy as copy
 from models.coupons import Coupon
 from models.ledger import LedgerEntry
@@ -335,3 +337,13 @@ def test_codes_are_drawn_for_tills() -> None:
         first = int(start) - QUIET_MODULES
         drawn[first : first + int(width)] = "1" * int(width)
     assert "".join(drawn) == modules  # every bar where the encoding puts it
+
+
+def test_cookies_are_secure_when_the_public_url_is_https(centre: Centre) -> None:
+    config = centre.config.model_copy(
+        update={"server": ServerConfig(public_url="https://club.example.com")}
+    )
+    response = CentreAuth(config).start_login(make_mocked_request("GET", "/m/coupons"))
+    cookie = response.cookies[LOGIN_COOKIE]
+    assert cookie["secure"]
+    assert "redirect_uri=https%3A%2F%2Fclub.example.com%2Fm%2Fauth" in response.headers["Location"]
