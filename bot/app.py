@@ -11,8 +11,11 @@ from bot.api.app import PREFIX, create_api_app
 from bot.config import Config
 from bot.console import app as console_app
 from bot.metrics import Metrics
+from bot.pages import centre as centre_page
 from bot.pages import recap as recap_page
 from bot.pages import referral as referral_page
+from bot.pages.session import AUTH as CENTRE_AUTH
+from bot.pages.session import CentreAuth
 from bot.request_log import RequestLog, request_log_middleware
 from handlers import build_router
 from handlers.router import Router
@@ -69,8 +72,10 @@ def create_app(
             web.post("/wechat", _wechat_post),
             *recap_page.routes,
             *referral_page.routes,
+            *centre_page.routes,
         ]
     )
+    app[CENTRE_AUTH] = CentreAuth(config)
     app.add_subapp(PREFIX, create_api_app(config.api))
     app.add_subapp(console_app.PREFIX, console_app.create_console_app())
     return app

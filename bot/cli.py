@@ -321,12 +321,14 @@ def _menu_push(config: Config, args: argparse.Namespace) -> int:
 
     import aiohttp
 
+    from bot.pages.session import CENTRE_PATH
     from bot.redis_server import open_redis
     from bot.wechat.client import WeChatAPIError, WeChatClient
     from bot.wechat.menu import build_menu
     from handlers import build_router
 
-    menu = build_menu(config.chat.menu_keys, build_router().intents())
+    centre = f"{config.server.public_url.rstrip('/')}{CENTRE_PATH}"
+    menu = build_menu(config.chat.menu_keys, build_router().intents(), centre)
     if args.dry_run:
         print(json.dumps(menu, ensure_ascii=False, indent=2))
         return 0

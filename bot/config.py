@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.api.settings import ApiConfig
 from bot.console.settings import ConsoleConfig
+from bot.pages.settings import MemberCentreConfig
 from bot.push.settings import DeliveryConfig, HooksConfig
 from bot.wechat.settings import WeChatConfig
 from handlers.settings import ChatConfig
@@ -147,6 +148,7 @@ class Config(_Section):
     scheduler: SchedulerConfig = SchedulerConfig()
     console: ConsoleConfig = ConsoleConfig()
     hooks: HooksConfig = HooksConfig()
+    member_centre: MemberCentreConfig = MemberCentreConfig()
     logging: LoggingConfig = LoggingConfig()
     programme: ProgrammeRules = ProgrammeRules()
     source: str = Field(default="", exclude=True)

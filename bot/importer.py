@@ -437,7 +437,7 @@ class _Orders:
     def __init__(self, rules: ProgrammeRules) -> None:
         self.rules = rules
 
-    def parse(self, row: dict[str, str]) -> s.OrderIn:
+    def parse(self, row: dict[str, str]) -> s.OrderRowIn:
         values: dict[str, Any] = _given(row, "order_id", *_KEYS, "channel", "category")
         # The API's schema is strict (a number, a datetime), so the text is converted first.
         if amount := row.get("amount_fen"):
@@ -450,7 +450,7 @@ class _Orders:
             except ValueError:
                 raise _Rejected("paid_at: not an ISO 8601 date and time") from None
         try:
-            data = s.OrderIn.model_validate(values)
+            data = s.OrderRowIn.model_validate(values)
         except ValidationError as exc:
             raise _Rejected(_reason(exc)) from None
         if problem := order_problem(self.rules, data.amount_fen, data.paid_at, utcnow()):
@@ -458,7 +458,7 @@ class _Orders:
         return data
 
     async def apply(
-        self, session: AsyncSession, rows: Sequence[tuple[int, s.OrderIn]]
+        self, session: AsyncSession, rows: Sequence[tuple[int, s.OrderRowIn]]
     ) -> list[_Outcome]:
         # Locked, as the API locks the member, so each order's tier upgrade is judged in turn.
         by_openid, by_ref = await _members_of(

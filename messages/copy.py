@@ -140,9 +140,10 @@ def fen_to_yuan(fen: int) -> int | float:
 
 # Custom menu: top-level button titles and the capabilities under each.
 MENU_LAYOUT = (
-    ("会员中心", ("points", "tier", "benefits", "coupons", "redeem")),
+    # Four CLICK buttons: the member centre's VIEW button makes five, WeChat's limit.
+    ("会员中心", ("points", "redeem", "coupons", "tier")),
     ("推荐有礼", ("referral",)),
-    ("服务", ("help", "human")),
+    ("服务", ("benefits", "help", "human")),
 )
 MENU_NAMES = {
     "points": "积分查询",

@@ -14,6 +14,7 @@ from models.deliveries import Delivery, TemplateReceipt
 from models.events import MemberEvent
 from models.hooks import HookDelivery, HookSubscriber
 from models.ledger import LedgerEntry, PointLot
+from models.member_codes import MemberCodeUse
 from models.members import Member
 from models.misses import ChatMiss, ChatMissText
 from models.orders import Order, Refund
@@ -47,6 +48,7 @@ __all__ = [
     "HookSubscriber",
     "LedgerEntry",
     "Member",
+    "MemberCodeUse",
     "MemberEvent",
     "MemberRecap",
     "Order",

@@ -23,6 +23,7 @@ from models.deliveries import Delivery
 from models.figures import programme_figures
 from models.hooks import KEPT, prune
 from models.ledger import expire_due_lots
+from models.member_codes import forget_spent_codes
 from models.members import Member
 from models.referrals import Referral, due_referrals, settle
 from models.rules import ProgrammeRules
@@ -124,7 +125,12 @@ async def _referral_rewards(ctx: JobContext) -> str:
 async def _prune_events(ctx: JobContext) -> str:
     async with ctx.sessions() as session:
         hooks, events = await prune(session, ctx.now - KEPT)  # commits per batch
-    return f"{hooks} shop-event deliveries and {events} member events older than 30 days deleted"
+    async with ctx.sessions.begin() as session:
+        codes = await forget_spent_codes(session, ctx.now - KEPT)
+    return (
+        f"{hooks} shop-event deliveries and {events} member events older than 30 days deleted, "
+        f"{codes} spent member codes forgotten"
+    )
 
 
 async def _monthly_report(ctx: JobContext) -> str:

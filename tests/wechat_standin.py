@@ -5,6 +5,11 @@ fetch starts a new token and leaves the previous one valid for five more minutes
 returns the current token while it is valid unless ``force_refresh`` is set. Faults can be
 scripted per API path: an errcode, an HTTP status, or a delay. Temporary QR codes and uploaded
 images are kept (``qr_scenes``, ``media``) so tests can look them up.
+
+It also plays WeChat's web authorisation (网页授权, open.weixin.qq.com): the authorize page
+redirects the browser back with a code for ``browser_openid`` (the follower "holding the
+phone"), and ``sns/oauth2/access_token`` exchanges a code once, within five minutes, with
+WeChat's errors: 40029 invalid code, 40163 code been used.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.typedefs import Handler
@@ -25,6 +31,9 @@ QR_MAX_SECONDS = 2_592_000  # WeChat answers with this for a longer temporary co
 IMAGE_MAX_BYTES = 10 * 1024 * 1024
 # What WeChat accepts as an image: png, jpeg, gif, bmp.
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+# A web authorisation code is good for one exchange within five minutes.
+OAUTH_CODE_SECONDS = 300
+OAUTH_SCOPES = ("snsapi_base", "snsapi_userinfo")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,13 @@ class WeChatStandIn:
     mass_client_ids: set[str] = field(default_factory=set)
     qr_scenes: dict[str, str] = field(default_factory=dict)  # ticket -> scene_str
     media: dict[str, bytes] = field(default_factory=dict)  # media_id -> uploaded bytes
+    # Web authorisation: who is at the browser, the host redirect_uri must have (WeChat's
+    # 网页授权域名; None: any), codes issued (code -> openid, expires_at) and those exchanged.
+    browser_openid: str | None = None
+    oauth_domain: str | None = None
+    oauth_codes: dict[str, tuple[str, float]] = field(default_factory=dict)
+    oauth_used: set[str] = field(default_factory=set)
+    snapshot_openids: set[str] = field(default_factory=set)
 
     def fail_next(self, path: str, *faults: Fault) -> None:
         """Queue faults for the next calls to ``path`` (e.g. ``/cgi-bin/message/custom/send``)."""
@@ -75,6 +91,12 @@ class WeChatStandIn:
         """Every token issued so far now gets 40001, as when another party refreshed."""
         self.tokens.clear()
         self.current = None
+
+    def issue_oauth_code(self, openid: str) -> str:
+        """A code as the authorize page would give ``openid``'s browser."""
+        code = secrets.token_urlsafe(24)
+        self.oauth_codes[code] = (openid, time.time() + OAUTH_CODE_SECONDS)
+        return code
 
     def sent(self, path: str = "/cgi-bin/message/custom/send") -> list[dict[str, Any]]:
         """Bodies of the successful calls to ``path``."""
@@ -91,7 +113,64 @@ class WeChatStandIn:
         app.router.add_post("/cgi-bin/menu/create", self._menu_create)
         app.router.add_post("/cgi-bin/qrcode/create", self._qrcode_create)
         app.router.add_post("/cgi-bin/media/upload", self._media_upload)
+        app.router.add_get("/connect/oauth2/authorize", self._oauth_authorize)
+        app.router.add_get("/sns/oauth2/access_token", self._oauth_access_token)
         return app
+
+    async def _oauth_authorize(self, request: web.Request) -> web.Response:
+        """WeChat's authorize page: with snsapi_base it redirects at once, silently, to
+        ``redirect_uri?code=CODE&state=STATE``; bad parameters get WeChat's error page."""
+        query = request.query
+        redirect_uri = query.get("redirect_uri", "")
+        parts = urlsplit(redirect_uri)
+        if query.get("appid") != self.appid:
+            return _oauth_error_page("appid 参数错误")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return _oauth_error_page("redirect_uri 参数错误")
+        if self.oauth_domain is not None and parts.hostname != self.oauth_domain:
+            return _oauth_error_page("redirect_uri 域名与后台配置不一致，错误码：10003")
+        if query.get("response_type") != "code" or query.get("scope") not in OAUTH_SCOPES:
+            return _oauth_error_page("scope 参数错误或没有 scope 权限")
+        state = query.get("state", "")
+        if len(state.encode()) > 128:
+            return _oauth_error_page("state 参数错误")
+        if self.browser_openid is None:
+            return _oauth_error_page("请在微信客户端打开链接")
+        code = self.issue_oauth_code(self.browser_openid)
+        separator = "&" if parts.query else "?"
+        target = f"{redirect_uri}{separator}{urlencode({'code': code, 'state': state})}"
+        raise web.HTTPFound(target)
+
+    async def _oauth_access_token(self, request: web.Request) -> web.Response:
+        """``sns/oauth2/access_token``: a code for the follower's openid, once."""
+        query = request.query
+        if query.get("grant_type") != "authorization_code":
+            return _error(40002, "invalid grant_type")
+        if query.get("appid") != self.appid:
+            return _error(40013, "invalid appid")
+        if query.get("secret") != self.secret:
+            return _error(40125, "invalid appsecret")
+        code = query.get("code")
+        if not code:
+            return _error(41008, "missing code")
+        if code in self.oauth_used:
+            return _error(40163, "code been used")
+        issued = self.oauth_codes.get(code)
+        if issued is None or issued[1] <= time.time():
+            return _error(40029, "invalid code")
+        self.oauth_used.add(code)
+        openid = issued[0]
+        self.calls.append(Call(request.path, {"code": code}, None))
+        answer: dict[str, Any] = {
+            "access_token": secrets.token_urlsafe(48),
+            "expires_in": 7200,
+            "refresh_token": secrets.token_urlsafe(48),
+            "openid": openid,
+            "scope": "snsapi_base",
+        }
+        if openid in self.snapshot_openids:
+            answer["is_snapshotuser"] = 1
+        return web.json_response(answer)
 
     @web.middleware
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -250,8 +329,9 @@ class WeChatStandIn:
             subs = button.get("sub_button", [])
             if len(subs) > 5 or len(button["name"].encode()) > 16:
                 return _error(40017, "invalid button size")
-            if not subs and button.get("type") != "click" and button.get("type") != "view":
-                return _error(40016, "invalid button type")
+            for leaf in subs or [button]:
+                if error := _leaf_error(leaf, sub=bool(subs)):
+                    return error
         self.calls.append(Call(request.path, {}, body))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
@@ -325,6 +405,30 @@ async def _read_media(request: web.Request) -> tuple[str, str, bytes] | web.Resp
     except ValueError:  # a malformed multipart body
         pass
     return _error(41005, "media data missing")
+
+
+def _leaf_error(button: dict[str, Any], *, sub: bool) -> web.Response | None:
+    """WeChat's checks of a button that does something: a CLICK has a key of at most 128
+    bytes; a VIEW a URL of at most 1024 bytes; a sub-button's name at most 60 bytes."""
+    if sub and len(str(button.get("name", "")).encode()) > 60:
+        return _error(40018, "invalid button name size")
+    kind = button.get("type")
+    if kind == "click":
+        if not 0 < len(str(button.get("key", "")).encode()) <= 128:
+            return _error(40019, "invalid button key size")
+    elif kind == "view":
+        url = str(button.get("url", ""))
+        if not url.startswith(("http://", "https://")) or len(url.encode()) > 1024:
+            return _error(40023, "invalid sub button url size")
+    else:
+        return _error(40016, "invalid button type")
+    return None
+
+
+def _oauth_error_page(text: str) -> web.Response:
+    return web.Response(
+        status=200, text=f"<html><body>{text}</body></html>", content_type="text/html"
+    )
 
 
 def _error(errcode: int, errmsg: str = "") -> web.Response:

@@ -16,6 +16,7 @@ from bot import wiring
 from bot.api import (
     campaign_routes,  # noqa: F401 - its endpoints register on import
     hook_routes,  # noqa: F401 - its endpoints register on import
+    member_code_routes,  # noqa: F401 - its endpoints register on import
     reward_routes,  # noqa: F401 - its endpoints register on import
     schemas,
 )

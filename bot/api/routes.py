@@ -37,6 +37,7 @@ from models.ledger import (
     expiring_soon,
 )
 from models.ledger import ledger_page as read_ledger
+from models.member_codes import MemberCodeRefused, claim_member_code
 from models.members import Member
 from models.order_posting import lock_order, refund_order
 from models.orders import (
@@ -255,7 +256,13 @@ async def get_ledger(request: web.Request) -> web.Response:
     "/orders",
     "Report a paid order (idempotent on order_id)",
     body=s.OrderIn,
-    responses={200: s.OrderOut, 201: s.OrderOut, 404: s.ErrorOut, 409: s.ErrorOut},
+    responses={
+        200: s.OrderOut,
+        201: s.OrderOut,
+        404: s.ErrorOut,
+        409: s.ErrorOut,
+        410: s.ErrorOut,
+    },
 )
 async def post_order(request: web.Request) -> web.Response:
     data = await parse_body(request, s.OrderIn)
@@ -291,7 +298,9 @@ async def _take_order(request: web.Request, data: s.OrderIn, now: datetime) -> T
     """Lock the order's member and take the order (bot/order_intake.py) in one transaction."""
     rules = _rules(request)
     async with request.config_dict[wiring.SESSIONS].begin() as session:
-        if data.openid is not None:
+        if data.member_code is not None:
+            member = await _member_by_code(request, session, data.member_code, data.order_id, now)
+        elif data.openid is not None:
             member = await _member(session, data.openid, lock=True)
         else:
             member = await session.scalar(
@@ -302,6 +311,36 @@ async def _take_order(request: web.Request, data: s.OrderIn, now: datetime) -> T
                     404, "unknown_member", "no member with this customer_ref", "customer_ref"
                 )
         return await take_order(session, rules, member, data.for_member(member.id), now)
+
+
+async def _member_by_code(
+    request: web.Request, session: AsyncSession, code: str, order_id: str, now: datetime
+) -> Member:
+    """The member whose member code the order carries, locked, the code claimed by the order
+    (models/member_codes.py); 404 for a code nobody has, 410 for one expired or used."""
+    config = request.config_dict[wiring.CONFIG]
+    try:
+        member_id = await claim_member_code(
+            session, member_code_key(request), code, order_id, now, config.member_centre.code_window
+        )
+    except MemberCodeRefused as exc:
+        status, error, message = MEMBER_CODE_REFUSALS[exc.reason]
+        raise ApiError(status, error, message, "member_code") from None
+    return await session.get_one(Member, member_id, with_for_update=True)
+
+
+def member_code_key(request: web.Request) -> bytes:
+    """The key member codes are made and read with (the member centre's: bot/pages/settings.py)."""
+    config = request.config_dict[wiring.CONFIG]
+    return config.member_centre.key("member-code", config.wechat.secret)
+
+
+# A refused member code: 404 for one nobody has, 410 for one that was good once.
+MEMBER_CODE_REFUSALS = {
+    "unknown": (404, "unknown_member_code", "no member has this code"),
+    "expired": (410, "member_code_expired", "the code has expired; ask for the current one"),
+    "used": (410, "member_code_used", "the code was used already; ask for the current one"),
+}
 
 
 @api.route(

@@ -113,20 +113,16 @@ class LedgerQuery(_In):
     cursor: Annotated[str, StringConstraints(pattern=r"^\d{1,18}$")] | None = None
 
 
-class OrderIn(_In):
+# What a till scans from the member centre (models/member_codes.py): 18 digits from 98.
+MemberCode = Annotated[str, StringConstraints(pattern=r"^98\d{16}$")]
+
+
+class _OrderFields(_In):
     order_id: Ref
-    openid: Ref | None = None
-    customer_ref: Ref | None = None
     amount_fen: int = Field(gt=0)
     paid_at: AwareDatetime
     channel: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     category: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-
-    @model_validator(mode="after")
-    def _one_member_reference(self) -> OrderIn:
-        if (self.openid is None) == (self.customer_ref is None):
-            raise ValueError("give exactly one of openid and customer_ref")
-        return self
 
     def for_member(self, member_id: int) -> orders.OrderIn:
         """The order as the domain records it, for the member it was matched to."""
@@ -138,6 +134,35 @@ class OrderIn(_In):
             channel=self.channel,
             category=self.category,
         )
+
+
+class OrderIn(_OrderFields):
+    """An order reported through the API: the member by openid, customer_ref, or the member
+    code the till scanned."""
+
+    openid: Ref | None = None
+    customer_ref: Ref | None = None
+    member_code: MemberCode | None = None
+
+    @model_validator(mode="after")
+    def _one_member_reference(self) -> OrderIn:
+        given = [self.openid, self.customer_ref, self.member_code]
+        if sum(ref is not None for ref in given) != 1:
+            raise ValueError("give exactly one of openid, customer_ref and member_code")
+        return self
+
+
+class OrderRowIn(_OrderFields):
+    """An order in an imported file (bot/importer.py): by openid or customer_ref."""
+
+    openid: Ref | None = None
+    customer_ref: Ref | None = None
+
+    @model_validator(mode="after")
+    def _one_member_reference(self) -> OrderRowIn:
+        if (self.openid is None) == (self.customer_ref is None):
+            raise ValueError("give exactly one of openid and customer_ref")
+        return self
 
 
 class UpgradeOut(_Out):
@@ -217,6 +242,32 @@ class CouponOut(_Out):
     valid_until: datetime
     redeemed_at: datetime | None
     order_id: str | None
+
+
+class MemberCodeIn(_In):
+    code: MemberCode
+
+
+class MemberCodeCouponOut(_Out):
+    code: str
+    kind: str
+    name: str
+    valid_until: datetime
+
+
+class MemberCodeOut(_Out):
+    openid: str
+    customer_ref: str | None
+    tier: str
+    tier_name: str
+    discount: str = Field(description="the tier's discount as the programme words it, e.g. 9.5折")
+    discount_rate: str | None = Field(
+        description="the price paid as a share of the list price (9.5折 → 0.95; none → 1)"
+    )
+    points_multiplier: str
+    balance: int
+    coupons: list[MemberCodeCouponOut]
+    order_until: datetime = Field(description="an order may carry this code until then")
 
 
 class CouponRedeemIn(_In):

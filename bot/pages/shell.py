@@ -1,7 +1,9 @@
-"""The shell of the service's member-facing pages (the annual recap, the referral page).
+"""The shell of the service's member-facing pages (the annual recap, the referral page, the
+member centre).
 
-Built for WeChat's in-app browser on a phone: a viewport meta, one column, inline CSS. No
-JavaScript and nothing from another host: the Content-Security-Policy forbids both, and no
+Built for WeChat's in-app browser on a phone: a viewport meta, one column, inline CSS. Nothing
+from another host, and no JavaScript but a page's own inline script allowed by a per-response
+nonce (the member code's refresh): the Content-Security-Policy forbids the rest, and no
 Referer leaks a link's secret. Callers escape every value they put in ``body``.
 """
 
@@ -38,19 +40,27 @@ svg{width:100%;height:auto;display:block}
 """
 
 
-def document(title: str, body: str) -> str:
-    """A whole page around ``body`` (already escaped HTML)."""
+def document(title: str, body: str, style: str = "", script: str = "", nonce: str = "") -> str:
+    """A whole page around ``body`` (already escaped HTML); ``style`` adds CSS, ``script`` an
+    inline script allowed by ``nonce`` (see ``html_response``)."""
+    tail = f'<script nonce="{nonce}">{script}</script>' if script else ""
     return (
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="robots" content="noindex">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body><main>{body}</main></body></html>"
+        f"<title>{escape(title)}</title><style>{STYLE}{style}</style></head>"
+        f"<body><main>{body}</main>{tail}</body></html>"
     )
 
 
-def html_response(text: str, status: int) -> web.Response:
-    """The page with the headers above."""
+def html_response(text: str, status: int, *, nonce: str = "", forms: bool = False) -> web.Response:
+    """The page with the headers above; ``nonce`` allows that inline script (and fetches from
+    this host), ``forms`` lets forms post to this host."""
+    headers = dict(HEADERS)
+    if nonce:
+        headers["Content-Security-Policy"] += f"; script-src 'nonce-{nonce}'; connect-src 'self'"
+    if forms:
+        headers["Content-Security-Policy"] += "; form-action 'self'"
     return web.Response(
-        text=text, status=status, content_type="text/html", charset="utf-8", headers=HEADERS
+        text=text, status=status, content_type="text/html", charset="utf-8", headers=headers
     )

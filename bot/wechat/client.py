@@ -90,6 +90,15 @@ class QrCode:
 
 
 @dataclass(frozen=True)
+class OAuthUser:
+    """Who a web authorisation code stood for; ``snapshot``: WeChat's 快照页 virtual account
+    (a page opened in snapshot mode), which is nobody's."""
+
+    openid: str
+    snapshot: bool = False
+
+
+@dataclass(frozen=True)
 class _Token:
     value: str
     expires_at: float
@@ -260,6 +269,23 @@ class WeChatClient:
             "POST", "/cgi-bin/media/upload", params={"type": "image"}, form=form
         )
         return str(result["media_id"])
+
+    async def oauth_openid(self, code: str) -> OAuthUser:
+        """The follower behind a web authorisation ``code`` (snsapi_base), through
+        ``sns/oauth2/access_token``. Asked once, never retried: a code is good for one exchange,
+        so a second attempt could only earn 40163. WeChatAPIError for 40029 (invalid code),
+        40163 (code been used) and every other refusal."""
+        params = {
+            "appid": self._appid,
+            "secret": self._secret,
+            "code": code,
+            "grant_type": "authorization_code",
+        }
+        result = await self._request("GET", "/sns/oauth2/access_token", params, None)
+        openid = result.get("openid")
+        if not isinstance(openid, str) or not openid:
+            raise WeChatAPIError("sns/oauth2/access_token", None, "no openid in the answer")
+        return OAuthUser(openid, snapshot=result.get("is_snapshotuser") == 1)
 
     async def access_token(self) -> str:
         """A valid access token: this process's copy, else Redis's, else a fresh fetch."""

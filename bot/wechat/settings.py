@@ -16,6 +16,8 @@ class WeChatConfig(_Section):
     encoding_aes_key: SecretStr = SecretStr("")
     allow_plaintext: bool = False
     api_base_url: str = "https://api.weixin.qq.com"
+    # WeChat's web authorisation page (the member centre's sign-in); tests point it elsewhere.
+    oauth_base_url: str = "https://open.weixin.qq.com"
     token_endpoint: str = Field(default="stable", pattern="^(stable|classic)$")
     api_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     api_max_attempts: int = Field(default=3, ge=1, le=10)
@@ -33,7 +35,7 @@ class WeChatConfig(_Section):
             raise ValueError(f"must be 43 letters and digits (got {len(key)} characters)")
         return value
 
-    @field_validator("api_base_url")
+    @field_validator("api_base_url", "oauth_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
