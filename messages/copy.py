@@ -91,6 +91,7 @@ LEDGER_REASONS = {
     "expire": "积分到期",
     "refund": "退款扣回",
     "redeem": "积分兑换",
+    "return": "兑换取消，积分退回",
     "adjust": "积分调整",
     "bonus": "奖励积分",
 }
@@ -151,6 +152,7 @@ MENU_NAMES = {
     "benefits": "会员权益",
     "coupons": "我的券",
     "redeem": "积分兑换",
+    "return": "兑换取消，积分退回",
     "referral": "推荐有礼",
     "help": "使用帮助",
     "human": "人工客服",

@@ -578,7 +578,8 @@ async def _points(session: AsyncSession, out: _Collector, span: tuple[datetime, 
             tier,
             segment,
             func.sum(case((kind.in_(("earn", "bonus")), LedgerEntry.points), else_=0)),
-            -func.sum(case((kind == "redeem", LedgerEntry.points), else_=0)),
+            # Net of cancelled redemptions, whose points came back as ``return`` entries.
+            -func.sum(case((kind.in_(("redeem", "return")), LedgerEntry.points), else_=0)),
             -func.sum(case((kind == "expire", LedgerEntry.points), else_=0)),
         )
         .join(Member, Member.id == LedgerEntry.member_id)

@@ -425,9 +425,10 @@ async def restore(
     key: str,
     at: datetime,
 ) -> Change:
-    """Give back what a debit drew (``Change.drawn``: lot id, points) as one refund entry
-    whose new lots keep each drawn lot's earning time and original expiry (and order), so a
-    cancelled redemption neither extends nor shortens the points' life. A part whose expiry
+    """Give back what a debit drew (``Change.drawn``: lot id, points) as one ``return`` entry
+    (not ``refund``, which takes back an order's points) whose new lots keep each drawn lot's
+    earning time and original expiry (and order), so a cancelled redemption neither extends
+    nor shortens the points' life. A part whose expiry
     has passed is expired again at once, as it would have been had it never been spent.
     The same ``key`` again gives nothing more."""
     parts = [(lot_id, points) for lot_id, points in drawn if points > 0]
@@ -435,7 +436,7 @@ async def restore(
     if total <= 0:
         raise ValueError("restore needs points drawn")
     await lock_members(session, (member_id,))
-    if replay := await _replay(session, key, member_id, total, "refund"):
+    if replay := await _replay(session, key, member_id, total, "return"):
         return replay
     sources = {
         lot.id: lot
@@ -450,7 +451,7 @@ async def restore(
     balance = await _move_balance(session, member_id, total)
     if balance is None:
         raise LookupError(f"member {member_id} does not exist")
-    entry = await _add_entry(session, member_id, "refund", total, balance, reason, key, at, None)
+    entry = await _add_entry(session, member_id, "return", total, balance, reason, key, at, None)
     for lot_id, points in parts:
         source = sources[lot_id]
         session.add(

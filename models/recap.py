@@ -184,8 +184,12 @@ def _insert_figures(
             zero(),
             zero(),
             zero(),
-            case((LedgerEntry.points > 0, LedgerEntry.points), else_=0),
-            case((LedgerEntry.kind == "redeem", -LedgerEntry.points), else_=0),
+            # Points a cancelled redemption gave back are not earned: they undo the spending.
+            case(
+                (and_(LedgerEntry.points > 0, LedgerEntry.kind != "return"), LedgerEntry.points),
+                else_=0,
+            ),
+            case((LedgerEntry.kind.in_(("redeem", "return")), -LedgerEntry.points), else_=0),
         ).where(
             LedgerEntry.created_at >= start,
             LedgerEntry.created_at < end,

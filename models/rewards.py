@@ -15,7 +15,7 @@ limit, balance), the debit through the ledger (oldest lots first), the coupon or
 fulfilment record, and the stock decrement. The caller's idempotency key makes a repeated
 confirmation or a retried request redeem once: the same key answers with the first
 redemption. A cancellation (the shop's) locks the same rows in the same order and gives the
-points back with ``restore``: a refund entry whose lots keep their original expiry.
+points back with ``restore``: a ``return`` entry whose lots keep their original expiry.
 
 Everything here returns facts (dataclasses and refusal codes); messages/ words them.
 """

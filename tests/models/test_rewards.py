@@ -15,10 +15,13 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.database import create_engine, create_sessionmaker
+from messages.copy import ledger_reason
 from models import Base
 from models.coupons import usable_coupons
+from models.figures import programme_figures
 from models.ledger import KeyConflict, LedgerEntry, PointLot, credit, verify_ledger
 from models.members import Member
+from models.recap import MemberRecap, build_recaps
 from models.rewards import (
     FulfilmentRefused,
     Redeemed,
@@ -257,7 +260,7 @@ async def test_a_cancelled_fulfilment_returns_the_points_with_their_original_exp
     assert not closed.replayed
     assert await balance(sessions, member_id) == 160
     async with sessions() as session:
-        refund = await session.scalar(select(LedgerEntry).where(LedgerEntry.kind == "refund"))
+        refund = await session.scalar(select(LedgerEntry).where(LedgerEntry.kind == "return"))
         restored = (
             await session.scalars(select(PointLot).where(PointLot.entry_id == refund.id))
         ).all()
@@ -426,3 +429,28 @@ async def test_a_cancellation_racing_redemptions_loses_no_points(
     assert won + stock == 3  # 3 at first, one taken and returned
     assert await balance(pg_sessions, member_id) == 1000 - 100 * won
     assert await mismatches(pg_sessions) == []
+
+
+async def test_a_cancelled_redemption_is_neither_earned_nor_redeemed_in_the_figures(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The points a cancellation gives back read as returned, and undo the spending in the
+    annual recap and the programme figures instead of counting as points earned."""
+    member_id = await member_with(sessions, "o_rw_figures", [(100, NOW, NOW + timedelta(days=300))])
+    item_id = await item(sessions, stock=1, points_price=100)
+    done = await redeem_now(sessions, member_id, item_id, "f1")
+    assert isinstance(done, Redeemed)
+    async with sessions.begin() as session:
+        await close_fulfilment(session, done.redemption_id, "cancelled", by="shop", now=NOW)
+    async with sessions() as session:
+        returned = await session.scalar(select(LedgerEntry).where(LedgerEntry.kind == "return"))
+        assert ledger_reason(returned.kind, returned.reason) == "兑换取消，积分退回"
+        report = await programme_figures(session, RULES, NOW.date(), NOW + timedelta(days=1))
+    redeemed = report.figures["points_redeemed"].months[f"{NOW:%Y-%m}"]
+    earned = report.figures["points_earned"].months[f"{NOW:%Y-%m}"]
+    assert (redeemed[0], earned[0]) == (0, 100)  # the lot credited, nothing spent in the end
+    async with sessions() as session:
+        await build_recaps(session, NOW.year, RULES.zone, NOW + timedelta(days=30))
+        recap = await session.scalar(select(MemberRecap).where(MemberRecap.member_id == member_id))
+    assert recap is not None
+    assert (recap.points_earned, recap.points_used) == (100, 0)
