@@ -1,9 +1,11 @@
 """Points catalogue benchmarks, one function a part (``--part``):
 
     python bench/rewards.py --part redemption --members 2000 --stock 1500 --concurrency 32
+    python bench/rewards.py --part redemption --postgres --seed-members 1000000
 
 ``redemption``: redemption through the signed webhook. bench/webhook.py's server (the web
-role, SQLite, embedded Redis) runs pinned to core 0 (``taskset -c 0``); this process, the load
+role, SQLite or with ``--postgres`` a throwaway PostgreSQL holding ``--seed-members``, embedded
+Redis) runs pinned to core 0 (``taskset -c 0``); this process, the load
 generator, pins itself to core 1, as bench/peers.py does. ``--members`` seeded members get
 points by an order each (the API) and one item with ``--stock`` left is added (the API); each
 member sends 「兑换 1」 (not measured: it asks for confirmation), then every member's 「确认」 is
@@ -32,6 +34,7 @@ import uvloop
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+import pg  # noqa: E402
 import webhook as ours  # noqa: E402
 from peers import LOAD_CPU, SERVER_CPU, _cpu, _embedded_redis, _ours  # noqa: E402
 
@@ -53,7 +56,8 @@ def _api(url: str, method: str, path: str, body: object = None) -> object:
 
 def redemption(args: argparse.Namespace) -> bool:
     """Redeem through the webhook at ``--concurrency``; True when the stock ends exact."""
-    with _ours("plain", args.members) as server:
+    seeded = max(args.members, args.seed_members)
+    with _ours("plain", seeded, args.database_url) as server:
         url, client = server.target.url, server.client
         for n in range(args.members):
             _api(
@@ -128,12 +132,28 @@ def main() -> None:
     parser.add_argument("--part", choices=[*PARTS, "all"], default="all")
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--stock", type=int, default=1500)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="serve a throwaway PostgreSQL (bench/pg.py, on the load generator's core), not SQLite",
+    )
+    parser.add_argument(
+        "--seed-members", type=int, default=0, help="members in the database (at least --members)"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     os.sched_setaffinity(0, {LOAD_CPU})
     print(f"server on core {SERVER_CPU}, load on core {LOAD_CPU}", file=sys.stderr)
     started = time.monotonic()
-    ok = all(PARTS[name](args) for name in (PARTS if args.part == "all" else [args.part]))
+    args.database_url, cluster = None, None
+    if args.postgres:
+        # Started from here, PostgreSQL inherits the load generator's core.
+        cluster, args.database_url = pg.start()
+    try:
+        ok = all(PARTS[name](args) for name in (PARTS if args.part == "all" else [args.part]))
+    finally:
+        if cluster is not None:
+            pg.stop(cluster)
     print(f"done in {time.monotonic() - started:.0f} s", file=sys.stderr)
     sys.exit(0 if ok else 1)
 

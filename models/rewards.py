@@ -9,10 +9,13 @@ tiers it is open to, and an optional early-access window: before ``opens_at`` on
 ``early_tiers`` may redeem it (新品优先购).
 
 A redemption is one transaction, in the ledger's lock order (models/ledger.py): the member's
-row first (``lock_members``), then the item's row (FOR UPDATE on PostgreSQL; SQLite lets one
-writer at a time hold the whole database), then the checks (tier, window, stock, the member's
-limit, balance), the debit through the ledger (oldest lots first), the coupon or the
-fulfilment record, and the stock decrement. The caller's idempotency key makes a repeated
+row first (``lock_members``: it serialises one member's redemptions, so their limit holds),
+the checks (tier, window, stock, the member's limit, balance), then, inside a savepoint, the
+debit through the ledger (oldest lots first), the coupon or the fulfilment record, and last
+the stock decrement, a conditional UPDATE of the item's row: the one row every redemption of
+a popular item shares is locked only from that statement to the commit, not for the whole
+transaction (sold out there: the savepoint is rolled back and nothing is written). SQLite
+lets one writer at a time hold the whole database. The caller's idempotency key makes a repeated
 confirmation or a retried request redeem once: the same key answers with the first
 redemption. A cancellation (the shop's) locks the same rows in the same order and gives the
 points back with ``restore``: a ``return`` entry whose lots keep their original expiry.
@@ -33,6 +36,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, fun
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models.base import Base, UTCDateTime
 from models.binding import ALPHABET
@@ -447,7 +451,9 @@ async def redeem(
     reads anything (see ``_write_first``)."""
     await _write_first(session, RewardItem, item_id)
     await lock_members(session, (member_id,))
-    item = await _lock_item(session, item_id)
+    item = await session.scalar(
+        select(RewardItem).where(RewardItem.id == item_id).execution_options(populate_existing=True)
+    )
     earlier = await session.scalar(
         select(Redemption)
         .where(Redemption.idempotency_key == key)
@@ -466,6 +472,31 @@ async def redeem(
         return refusal
     if expected_points is not None and expected_points != item.points_price:
         return Refusal("price_changed")
+    if member.points_balance < item.points_price:
+        return Refusal("not_enough_points", shortfall=item.points_price - member.points_balance)
+    savepoint = await session.begin_nested()
+    try:
+        outcome = await _take(session, rules, member_id, item, key, now)
+    except BaseException:
+        await savepoint.rollback()
+        raise
+    if isinstance(outcome, Redeemed):
+        await savepoint.commit()
+        return outcome
+    await savepoint.rollback()  # nothing of a refused redemption stays
+    return outcome or Refusal("sold_out")
+
+
+async def _take(
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    member_id: int,
+    item: RewardItem,
+    key: str,
+    now: datetime,
+) -> Redeemed | Refusal | None:
+    """Debit, issue and record the redemption, then take one from the stock; None when the
+    stock ran out meanwhile (the caller rolls the savepoint back)."""
     try:
         change = await debit(
             session,
@@ -501,10 +532,20 @@ async def redeem(
         redemption.coupon_id, redemption.status = issued.coupon.id, "issued"
     else:
         redemption.pickup_code, redemption.status = _pickup_code(), "pending"
-    if item.stock is not None:
-        item.stock -= 1
     session.add(redemption)
     await session.flush()
+    if item.stock is not None:
+        taken = await session.execute(
+            update(RewardItem)
+            .where(RewardItem.id == item.id, RewardItem.stock > 0)
+            .values(stock=RewardItem.stock - 1)
+            .returning(RewardItem.stock)
+            .execution_options(synchronize_session=False)
+        )
+        left = taken.scalar_one_or_none()
+        if left is None:
+            return None
+        set_committed_value(item, "stock", left)
     return await _redeemed(session, redemption, change.balance_after, replayed=False)
 
 
