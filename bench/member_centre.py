@@ -46,7 +46,9 @@ from bot.database import create_engine  # noqa: E402
 from bot.migrate import upgrade  # noqa: E402
 from bot.pages.session import AUTH, SESSION_COOKIE, CentreAuth  # noqa: E402
 
-PAGES = ("/m/", "/m/code", "/m/coupons", "/m/points", "/m/orders", "/m/profile")
+PAGES = ("/m/", "/m/code", "/m/coupons", "/m/rewards", "/m/points", "/m/orders", "/m/profile")
+# The points catalogue a brand might run: this many items, priced from 100 to 20,000 points.
+CATALOGUE_ITEMS = 40
 GOAL_MS = 50.0
 GOAL_BYTES = 100_000
 
@@ -104,6 +106,45 @@ async def _sample(url: str, count: int) -> list[tuple[int, str]]:
                 {"n": count - count // 4},
             )
             return [(row[0], row[1]) for row in [*busy, *anyone]]
+    finally:
+        await engine.dispose()
+
+
+async def _catalogue(url: str, count: int) -> None:
+    """A catalogue of ``count`` items, if there is none: coupons, gifts with stock, a monthly
+    limit on some, a tier-only one, images on the brand's host (the page lists each)."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            if await connection.scalar(text("SELECT count(*) FROM reward_items")):
+                return
+            now = datetime.now(UTC)
+            rows = [
+                {
+                    "name": f"礼品 {n + 1}",
+                    "kind": "coupon" if n % 4 == 0 else "gift",
+                    "coupon_kind": "cash_10" if n % 4 == 0 else None,
+                    "delivery": None if n % 4 == 0 else "pickup",
+                    "price": 100 + n * 500,
+                    "cash": 0 if n % 4 == 0 else (n % 3) * 990,
+                    "stock": None if n % 2 else 1000,
+                    "limit_count": 1 if n % 5 == 0 else None,
+                    "tiers": '["gold", "diamond"]' if n % 10 == 9 else "[]",
+                    "image": f"https://img.example.com/rewards/{n + 1}.jpg",
+                    "now": now,
+                }
+                for n in range(count)
+            ]
+            await connection.execute(
+                text(
+                    "INSERT INTO reward_items (name, description, kind, coupon_kind, delivery, "
+                    "points_price, cash_fen, stock, limit_count, limit_period, tiers, "
+                    "early_tiers, image_url, status, created_at, updated_at) VALUES (:name, '', "
+                    ":kind, :coupon_kind, :delivery, :price, :cash, :stock, :limit_count, "
+                    "'month', CAST(:tiers AS json), '[]', :image, 'active', :now, :now)"
+                ),
+                rows,
+            )
     finally:
         await engine.dispose()
 
@@ -189,6 +230,7 @@ def main() -> None:
             dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
             took = asyncio.run(fastseed.fast_seed(dsn, args.members, datetime.now(UTC)))
             print(f"loaded in {took:.0f} s", flush=True)
+        asyncio.run(_catalogue(url, CATALOGUE_ITEMS))
         ok = asyncio.run(measure(url, args.sample))
     print("goals met" if ok else "some page missed a goal (see above)")
 

@@ -14,6 +14,7 @@ from bot.metrics import Metrics
 from bot.pages import centre as centre_page
 from bot.pages import recap as recap_page
 from bot.pages import referral as referral_page
+from bot.pages import rewards as rewards_page
 from bot.pages.session import AUTH as CENTRE_AUTH
 from bot.pages.session import CentreAuth
 from bot.request_log import RequestLog, request_log_middleware
@@ -72,6 +73,7 @@ def create_app(
             web.post("/wechat", _wechat_post),
             *recap_page.routes,
             *referral_page.routes,
+            *rewards_page.routes,  # before the centre's catch-all under /m/
             *centre_page.routes,
         ]
     )

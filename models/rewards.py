@@ -27,14 +27,29 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import NoResultFound
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -224,6 +239,9 @@ class Reward:
         )
 
 
+_REWARD_FIELDS = tuple(field.name for field in fields(Reward))
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a member cannot redeem an item now; nothing was written (but expired points)."""
@@ -347,44 +365,147 @@ async def _used(
     return used
 
 
+def _offers_statement(one_item: bool) -> Select:
+    """The member's balance and tier, and beside them either every active item or the one
+    asked for, each with the member's redemptions in its current limit period: one statement
+    (one round trip), a single row with no item when there is nothing to list. The member's
+    row is found by id, and also by openid when given (the member centre's sessions)."""
+    m = Member.__table__.c
+    i = RewardItem.__table__.c
+    r = Redemption.__table__.c
+    since = case(
+        (i.limit_period == "month", bindparam("month_start", type_=UTCDateTime)),
+        (i.limit_period == "year", bindparam("year_start", type_=UTCDateTime)),
+        else_=None,
+    )
+    used = (
+        select(func.count())
+        .where(
+            r.member_id == m.id,
+            r.item_id == i.id,
+            r.status != "cancelled",
+            or_(since.is_(None), r.created_at >= since),
+        )
+        .scalar_subquery()
+    )
+    joined = (
+        (i.id == bindparam("item_id", type_=BigInteger)) if one_item else (i.status == "active")
+    )
+    openid = bindparam("openid", type_=String)
+    return (
+        select(
+            m.points_balance,
+            m.tier,
+            *(i[name] for name in _REWARD_FIELDS),
+            case((i.limit_count.is_(None), 0), else_=used).label("used"),
+        )
+        .select_from(Member.__table__.outerjoin(RewardItem.__table__, joined))
+        .where(m.id == bindparam("member_id", type_=BigInteger))
+        .where(or_(openid.is_(None), m.openid == openid))
+        .order_by(i.points_price, i.id)
+    )
+
+
+def _reward(row: Any) -> Reward:
+    values = {name: getattr(row, name) for name in _REWARD_FIELDS}
+    # A Reward holds tuples (it is frozen); the JSON columns come back as lists or null.
+    values["tiers"] = tuple(values["tiers"] or ())
+    values["early_tiers"] = tuple(values["early_tiers"] or ())
+    return Reward(**values)
+
+
+_OFFERS = _offers_statement(one_item=False)
+_ONE_OFFER = _offers_statement(one_item=True)
+
+
+async def _member_items(
+    db: AsyncSession | AsyncConnection,
+    statement: Select,
+    rules: ProgrammeRules,
+    member_id: int,
+    now: datetime,
+    openid: str | None,
+    item_id: int | None = None,
+) -> tuple[int, str, list[tuple[Reward, int]]]:
+    """(balance, tier, [(item, times used this period)]); NoResultFound: no such member."""
+    params = {
+        "member_id": member_id,
+        "openid": openid,
+        "item_id": item_id,
+        "month_start": period_start("month", now, rules),
+        "year_start": period_start("year", now, rules),
+    }
+    rows = (await db.execute(statement, params)).all()
+    if not rows:
+        raise NoResultFound(f"no member {member_id} (with that openid)")
+    items = [(_reward(row), int(row.used)) for row in rows if row.id is not None]
+    return int(rows[0].points_balance), rows[0].tier, items
+
+
 async def catalogue(
-    session: AsyncSession, rules: ProgrammeRules, member_id: int, now: datetime
+    db: AsyncSession | AsyncConnection,
+    rules: ProgrammeRules,
+    member_id: int,
+    now: datetime,
+    *,
+    openid: str | None = None,
 ) -> Catalogue:
     """What the member can redeem now: every active item open to their tier, in its window,
-    in stock and under their limit, cheapest first, with the points they are short of."""
-    member = await session.get_one(Member, member_id, populate_existing=True)
-    items = list(
-        (
-            await session.scalars(
-                select(RewardItem)
-                .where(RewardItem.status == "active")
-                .order_by(RewardItem.points_price, RewardItem.id)
-            )
-        ).all()
-    )
-    used = await _used(session, rules, member_id, items, now)
+    in stock and under their limit, cheapest first, with the points they are short of. One
+    statement (chat and the member centre both ask it). ``openid``: the member must still
+    have it (NoResultFound otherwise, as for an unknown member)."""
+    balance, tier, items = await _member_items(db, _OFFERS, rules, member_id, now, openid)
     offers = tuple(
-        Offer(Reward.of(item), max(item.points_price - member.points_balance, 0))
-        for item in items
-        if _closed_to(item, member.tier, now, used[item.id]) is None
+        Offer(item, max(item.points_price - balance, 0))
+        for item, used in items
+        if _closed_to(item, tier, now, used) is None
     )
-    return Catalogue(member.points_balance, member.tier, offers)
+    return Catalogue(balance, tier, offers)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One item as the member would redeem it now: the item (None: no such item), their
+    balance, and why they cannot (None: they can)."""
+
+    reward: Reward | None
+    balance: int
+    refusal: Refusal | None
+
+
+async def choice(
+    db: AsyncSession | AsyncConnection,
+    rules: ProgrammeRules,
+    member_id: int,
+    item_id: int,
+    now: datetime,
+    *,
+    openid: str | None = None,
+) -> Choice:
+    """The item and whether the member can redeem it now (balance included): the same checks
+    as ``redeem``, without locks, in one statement (to answer before asking for
+    confirmation). NoResultFound: no such member (with that openid)."""
+    balance, tier, items = await _member_items(
+        db, _ONE_OFFER, rules, member_id, now, openid, item_id
+    )
+    if not items:
+        return Choice(None, balance, Refusal("unknown"))
+    item, used = items[0]
+    refusal = _closed_to(item, tier, now, used)
+    if refusal is None and balance < item.points_price:
+        refusal = Refusal("not_enough_points", shortfall=item.points_price - balance)
+    return Choice(item, balance, refusal)
 
 
 async def why_not(
-    session: AsyncSession, rules: ProgrammeRules, member_id: int, item_id: int, now: datetime
+    db: AsyncSession | AsyncConnection,
+    rules: ProgrammeRules,
+    member_id: int,
+    item_id: int,
+    now: datetime,
 ) -> Refusal | None:
-    """Why the member cannot redeem the item now (balance included), or None: the same
-    checks as ``redeem``, without locks (to answer before asking for confirmation)."""
-    member = await session.get_one(Member, member_id, populate_existing=True)
-    item = await session.get(RewardItem, item_id, populate_existing=True)
-    if item is None:
-        return Refusal("unknown")
-    used = await _used(session, rules, member_id, [item], now)
-    refusal = _closed_to(item, member.tier, now, used[item.id])
-    if refusal is None and member.points_balance < item.points_price:
-        return Refusal("not_enough_points", shortfall=item.points_price - member.points_balance)
-    return refusal
+    """Why the member cannot redeem the item now (balance included), or None."""
+    return (await choice(db, rules, member_id, item_id, now)).refusal
 
 
 def _pickup_code() -> str:
@@ -547,6 +668,70 @@ async def _take(
             return None
         set_committed_value(item, "stock", left)
     return await _redeemed(session, redemption, change.balance_after, replayed=False)
+
+
+def _member_redemption_statement() -> Select:
+    m = Member.__table__.c
+    r = Redemption.__table__.c
+    i = RewardItem.__table__.c
+    c = Coupon.__table__.c
+    openid = bindparam("openid", type_=String)
+    joined = (
+        Member.__table__.outerjoin(
+            Redemption.__table__,
+            (r.member_id == m.id) & (r.id == bindparam("redemption_id", type_=BigInteger)),
+        )
+        .outerjoin(RewardItem.__table__, i.id == r.item_id)
+        .outerjoin(Coupon.__table__, c.id == r.coupon_id)
+    )
+    return (
+        select(
+            m.points_balance,
+            r.id.label("redemption_id"),
+            r.points.label("spent"),
+            r.cash_fen.label("cash_due"),
+            r.status.label("redemption_status"),
+            r.pickup_code,
+            c.code.label("coupon_code"),
+            c.valid_until.label("coupon_valid_until"),
+            *(i[name] for name in _REWARD_FIELDS),
+        )
+        .select_from(joined)
+        .where(m.id == bindparam("member_id", type_=BigInteger))
+        .where(or_(openid.is_(None), m.openid == openid))
+    )
+
+
+_MEMBER_REDEMPTION = _member_redemption_statement()
+
+
+async def member_redemption(
+    db: AsyncSession | AsyncConnection,
+    member_id: int,
+    redemption_id: int,
+    *,
+    openid: str | None = None,
+) -> Redeemed | None:
+    """One of the member's redemptions as it stands now (its status, the member's balance
+    now), in one statement; None when no redemption of theirs has that id, whoever's it is.
+    NoResultFound: no such member (with that openid)."""
+    params = {"member_id": member_id, "openid": openid, "redemption_id": redemption_id}
+    row = (await db.execute(_MEMBER_REDEMPTION, params)).one_or_none()
+    if row is None:
+        raise NoResultFound(f"no member {member_id} (with that openid)")
+    if row.redemption_id is None:
+        return None
+    return Redeemed(
+        row.redemption_id,
+        _reward(row),
+        row.spent,
+        row.cash_due,
+        row.points_balance,
+        row.redemption_status,
+        row.coupon_code,
+        row.coupon_valid_until,
+        row.pickup_code,
+    )
 
 
 class FulfilmentRefused(Exception):

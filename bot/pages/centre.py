@@ -15,6 +15,7 @@ import math
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from html import escape
 
@@ -33,6 +34,7 @@ from bot.pages.session import (
 )
 from bot.pages.shell import document, html_response
 from handlers.tier import next_step
+from messages import catalogue_page_copy as catalogue_copy
 from messages import centre_copy as copy
 from messages.copy import ledger_reason
 from models.base import utcnow
@@ -52,17 +54,17 @@ from models.members import record_birthday_once, set_marketing_opt_out
 from models.rules import ProgrammeRules
 from models.tiers import progress
 
-# The centre's sections, in the order the nav shows them. The points catalogue (issue 18)
-# takes the slot after the coupons: ("rewards", "/m/rewards", its label).
+# The centre's sections, in the order the nav shows them (the points catalogue's pages are
+# bot/pages/rewards.py).
 NAV: list[tuple[str, str, str]] = [
     ("card", CENTRE_PATH, copy.NAV_CARD),
     ("code", "/m/code", copy.NAV_CODE),
     ("coupons", "/m/coupons", copy.NAV_COUPONS),
+    ("rewards", "/m/rewards", catalogue_copy.NAV_REWARDS),
     ("points", "/m/points", copy.NAV_POINTS),
     ("orders", "/m/orders", copy.NAV_ORDERS),
     ("profile", "/m/profile", copy.NAV_PROFILE),
 ]
-CATALOGUE_SLOT = 3
 
 CURSOR = re.compile(r"[0-9]{1,18}")
 COUPON_CODE = re.compile(r"[A-Z0-9]{1,32}")
@@ -130,8 +132,11 @@ def page(
     *,
     script: str = "",
     forms: bool = False,
+    images: Iterable[str] = (),
+    style: str = "",
 ) -> web.Response:
-    """A centre page: the nav, then ``body`` (escaped HTML)."""
+    """A centre page: the nav, then ``body`` (escaped HTML); ``images``: the origins of the
+    images it shows (see ``html_response``); ``style``: the page's own CSS."""
     rules = _rules(request)
     links = "".join(
         f'<a href="{path}"{" aria-current=page" if key == current else ""}>{escape(label)}</a>'
@@ -141,11 +146,11 @@ def page(
     html = document(
         f"{copy.PAGE_TITLE} · {rules.brand_name}",
         f'<nav class="top">{links}</nav>{body}',
-        STYLE,
+        STYLE + style,
         script,
         nonce,
     )
-    return html_response(html, 200, nonce=nonce, forms=forms)
+    return html_response(html, 200, nonce=nonce, forms=forms, images=images)
 
 
 def _gone(request: web.Request) -> web.Response:

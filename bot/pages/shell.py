@@ -9,6 +9,7 @@ Referer leaks a link's secret. Callers escape every value they put in ``body``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from html import escape
 
 from aiohttp import web
@@ -53,10 +54,21 @@ def document(title: str, body: str, style: str = "", script: str = "", nonce: st
     )
 
 
-def html_response(text: str, status: int, *, nonce: str = "", forms: bool = False) -> web.Response:
+def html_response(
+    text: str,
+    status: int,
+    *,
+    nonce: str = "",
+    forms: bool = False,
+    images: Iterable[str] = (),
+) -> web.Response:
     """The page with the headers above; ``nonce`` allows that inline script (and fetches from
-    this host), ``forms`` lets forms post to this host."""
+    this host), ``forms`` lets forms post to this host, ``images`` names the origins its images
+    come from (a catalogue item's image, on the brand's own host)."""
     headers = dict(HEADERS)
+    origins = " ".join(sorted(set(images)))
+    if origins:
+        headers["Content-Security-Policy"] += f"; img-src {origins}"
     if nonce:
         headers["Content-Security-Policy"] += f"; script-src 'nonce-{nonce}'; connect-src 'self'"
     if forms:

@@ -11,9 +11,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.test_utils import TestClient, unused_port
 
+from bot import wiring
 from bot.app import create_app
 from bot.config import Config, ServerConfig
 from bot.pages.settings import MemberCentreConfig
+from models.base import utcnow
+from models.rewards import RewardSpec, new_item
 from tests.bot.api.test_api import call, follower, order
 from tests.conftest import make_config
 from tests.wechat_standin import WeChatStandIn
@@ -94,3 +97,13 @@ async def member_with_history(client: TestClient, openid: str, name: str, orders
     }
     status, body = await call(client, "POST", "/coupons", coupon)
     assert status == 201, body
+
+
+async def add_item(centre: Centre, **fields: Any) -> int:
+    """A catalogue item (a gift picked up for 100 points, unless ``fields`` say otherwise)."""
+    spec = {"name": "帆布袋", "kind": "gift", "delivery": "pickup", "points_price": 100}
+    async with centre.client.app[wiring.SESSIONS].begin() as session:
+        row = new_item(RewardSpec.model_validate({**spec, **fields}), utcnow())
+        session.add(row)
+        await session.flush()
+        return row.id

@@ -18,11 +18,14 @@ from bot import wiring
 from bot.config import ServerConfig
 from bot.pages.codes import QUIET_MODULES, barcode_svg, qr_svg
 from bot.pages.session import LOGIN_COOKIE, SESSION_COOKIE, CentreAuth, sign
+from messages import catalogue_page_copy as catalogue_copy
 from messages import centre_copy as copy
+from models.base import utcnow
 from models.coupons import Coupon
 from models.ledger import LedgerEntry
 from models.members import Member
 from models.orders import Order
+from models.rewards import Redeemed, Redemption, RewardSpec, new_item, redeem
 from tests.bot.api.test_api import follower
 from tests.bot.pages.centre_helpers import (
     Centre,
@@ -34,7 +37,7 @@ from tests.bot.pages.centre_helpers import (
 )
 from tests.wechat_standin import WeChatStandIn
 
-PAGES = ("/m/", "/m/code", "/m/coupons", "/m/points", "/m/orders", "/m/profile")
+PAGES = ("/m/", "/m/code", "/m/coupons", "/m/rewards", "/m/points", "/m/orders", "/m/profile")
 PAGE_LIMIT_BYTES = 100_000
 
 
@@ -205,8 +208,15 @@ async def test_changing_an_id_in_a_url_or_form_shows_nothing_of_another(centre: 
             await session.scalars(select(Order.id).where(Order.member_id == bob.id))
         ).all()
     assert bob_coupon is not None
+    # Bob redeemed a gift: its pickup code and his balance are his alone.
+    item_id = await _reward_item(centre)
+    async with centre.client.app[wiring.SESSIONS].begin() as session:
+        rules = centre.config.programme
+        bobs = await redeem(session, rules, bob.id, item_id, key="bob-gift", now=utcnow())
+    assert isinstance(bobs, Redeemed)
+    assert bobs.pickup_code is not None
     await sign_in(centre, "o_centre_alice01")
-    secrets_of_bob = ("李秘密", bob_coupon, "o_centre_bobby01-")
+    secrets_of_bob = ("李秘密", bob_coupon, "o_centre_bobby01-", bobs.pickup_code)
     ids = {"member_id": bob.id, "id": bob.id, "openid": "o_centre_bobby01", "m": bob.id}
     query = "&".join(f"{k}={v}" for k, v in ids.items())
     addresses = [f"{path}?{query}" for path in PAGES] + [
@@ -215,6 +225,8 @@ async def test_changing_an_id_in_a_url_or_form_shows_nothing_of_another(centre: 
         f"/m/{bob.id}",
         f"/m/members/{bob.id}",
         "/m/code.json?member_id={bob.id}",
+        f"/m/rewards/{item_id}?{query}",
+        f"/m/redemptions/{bobs.redemption_id}?{query}",
     ]
     for address in addresses:
         response = await centre.client.get(address, allow_redirects=False)
@@ -245,6 +257,37 @@ async def test_changing_an_id_in_a_url_or_form_shows_nothing_of_another(centre: 
     assert alice_now.birthday is not None
     assert bob_now.marketing_opted_out_at is None
     assert bob_now.birthday is None
+    # Bob's redemption by its id: not found among Alice's.
+    body = await _text(centre, f"/m/redemptions/{bobs.redemption_id}", 404)
+    assert bobs.pickup_code not in body
+    assert catalogue_copy.REDEMPTION_NOT_FOUND in body
+    # The redemption form: Bob's id in its fields redeems for Alice; an item id that is no
+    # catalogue item redeems nothing.
+    confirm = await _text(centre, f"/m/rewards/{item_id}")
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', confirm))
+    fields |= {k: str(v) for k, v in ids.items()}
+    answer = await centre.client.post(f"/m/rewards/{item_id}", data=fields, allow_redirects=False)
+    assert answer.status == 303
+    mine = await _text(centre, answer.headers["Location"])
+    assert bobs.pickup_code not in mine
+    fresh = fields | {"token": "0" * 24}
+    missing = await centre.client.post("/m/rewards/999999", data=fresh, allow_redirects=False)
+    assert missing.status == 404
+    async with centre.client.app[wiring.SESSIONS]() as session:
+        owners = (await session.scalars(select(Redemption.member_id).order_by(Redemption.id))).all()
+        bob_after = await session.get_one(Member, bob.id)
+    assert owners == [bob.id, alice.id]
+    assert bob_after.points_balance == bob_now.points_balance
+
+
+async def _reward_item(centre: Centre) -> int:
+    """A gift anyone can redeem for 100 points."""
+    spec = RewardSpec(name="帆布袋", kind="gift", delivery="pickup", points_price=100)
+    async with centre.client.app[wiring.SESSIONS].begin() as session:
+        row = new_item(spec, utcnow())
+        session.add(row)
+        await session.flush()
+        return row.id
 
 
 async def test_forms_need_the_sessions_csrf_token(centre: Centre) -> None:
