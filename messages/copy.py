@@ -81,7 +81,7 @@ POINTS_EXPIRY_REMINDER = (
     "⏰ 您有 {points:,} 积分将于 {day:%Y年%m月%d日} 到期，记得尽快使用哦！回复“积分”查看详情。"
 )
 POINTS_EXPIRY_TITLE = "您的积分即将到期"
-POINTS_EXPIRY_NOTE = "积分可在门店和商城抵扣现金，回复“积分”查看详情。"
+POINTS_EXPIRY_NOTE = "到期前换掉吧：回复“积分兑换”看看积分能换什么。"
 POINTS_EXPIRING = "⏰ 其中 {points:,} 分将于 {day:%Y年%m月%d日} 到期，请尽快使用"
 POINTS_RECENT_TITLE = "最近变动："
 POINTS_RECENT_LINE = "· {day:%m-%d} {reason} {points:+,}"

@@ -19,7 +19,7 @@ EMPTY = (
     "结账时也可告诉店员使用积分，由门店为您抵扣。"
 )
 # Beyond this many items the list says how many more there are (a WeChat reply is short).
-MORE = "……还有 {count} 件，可在商城查看全部。"
+MORE = "……还有 {count} 件，点菜单【会员中心】→【我的会员中心】→【积分兑换】查看全部。"
 
 KIND_WHAT = {
     "coupon": "优惠券一张，兑换后即刻放入“我的券”",
