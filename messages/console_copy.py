@@ -60,6 +60,8 @@ FIGURE_NAMES = {
     "nps": "NPS 净推荐值",
     "pickup_in_target": "及时接入率（1小时内）",
     "resolved_24h": "24小时解决率",
+    "callback_connect": "回访接通率",
+    "follow_up_completion": "跟进按时完成率",
 }
 SEGMENT_NAMES = {
     "core": "核心忠诚",

@@ -9,6 +9,7 @@ from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
 from models.deliveries import Delivery, TemplateReceipt
 from models.events import MemberEvent
+from models.follow_ups import FollowUpAttempt
 from models.hooks import HookDelivery, HookSubscriber
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
@@ -36,6 +37,7 @@ __all__ = [
     "Coupon",
     "Delivery",
     "FollowUp",
+    "FollowUpAttempt",
     "HookDelivery",
     "HookSubscriber",
     "LedgerEntry",

@@ -106,7 +106,6 @@ _MEMBER_TABLES = (
     "binding_codes",
     "deliveries",
     "ratings",
-    "follow_ups",
     "conversations",
     "hook_deliveries",
 )
@@ -118,6 +117,8 @@ _MEMBER_KEYED_TABLES = (
     ("member_recaps", "member_id", ("year",)),
     ("referrals", "referee_id", ()),
     ("campaign_members", "member_id", ("run_id",)),
+    # A call planned for both in the same period is kept once (low ratings have no period).
+    ("follow_ups", "member_id", ("purpose", "period")),
 )
 
 

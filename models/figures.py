@@ -63,10 +63,11 @@ from models.campaigns import HOLDOUT, CampaignMember, CampaignRun
 from models.conversations import Conversation
 from models.coupons import Coupon
 from models.deliveries import Delivery
+from models.follow_ups import COMPLETED_IN_TIME, CONNECTED, FollowUpAttempt
 from models.ledger import LedgerEntry
 from models.members import Member
 from models.orders import Order
-from models.ratings import CSAT, NPS, Rating
+from models.ratings import CSAT, NPS, FollowUp, Rating
 from models.referrals import Referral
 from models.rules import ProgrammeRules, Target
 
@@ -147,6 +148,8 @@ FIGURES = (
     FigureDef("nps", "score"),
     FigureDef("pickup_in_target", "percent"),
     FigureDef("resolved_24h", "percent"),
+    FigureDef("callback_connect", "percent"),
+    FigureDef("follow_up_completion", "percent"),
 )
 BY_CODE = {f.code: f for f in FIGURES}
 
@@ -458,6 +461,7 @@ async def _compute(
             await _growth(db, collector, span)
             await _ratings(db, collector, span)
             await _conversations(db, rules, collector, span)
+            await _follow_ups(db, collector, span)
         if breakdowns is not None:
             await _breakdowns(db, rules, collector, breakdowns, now)
 
@@ -682,6 +686,33 @@ async def _conversations(
     for key, t, s, in_time, solved, count in rows:
         out.add("pickup_in_target", key, t, s, in_time, count)
         out.add("resolved_24h", key, t, s, solved, count)
+
+
+async def _follow_ups(
+    session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]
+) -> None:
+    """The work list (models/follow_ups.py): call attempts made in a month that connected
+    (回访接通率), and follow-ups due in a month closed by their due time (完成率)."""
+    tier, segment = _groups()
+    month = local_period(session, FollowUpAttempt.at, span[0], "month")
+    rows = await session.execute(
+        select(month, tier, segment, func.count(CONNECTED), func.count())
+        .join(FollowUp, FollowUp.id == FollowUpAttempt.follow_up_id)
+        .join(Member, Member.id == FollowUp.member_id)
+        .where(FollowUpAttempt.at >= span[0], FollowUpAttempt.at < span[1])
+        .group_by(month, tier, segment)
+    )
+    for key, t, s, connected, attempts in rows:
+        out.add("callback_connect", key, t, s, connected, attempts)
+    month = local_period(session, FollowUp.due_at, span[0], "month")
+    rows = await session.execute(
+        select(month, tier, segment, func.count(COMPLETED_IN_TIME), func.count())
+        .join(Member, Member.id == FollowUp.member_id)
+        .where(FollowUp.due_at >= span[0], FollowUp.due_at < span[1])
+        .group_by(month, tier, segment)
+    )
+    for key, t, s, completed, due in rows:
+        out.add("follow_up_completion", key, t, s, completed, due)
 
 
 def _history(rules: ProgrammeRules, start: datetime, end: datetime) -> Any:

@@ -305,6 +305,9 @@ OCTOBER = [
     ("nps", 1, 4, 25.0),  # 2 promoters - 1 detractor over 4
     ("pickup_in_target", 2, 4, 50.0),  # within 60 minutes: A's and D's
     ("resolved_24h", 2, 4, 50.0),  # closed or handed back within 24 h: A's and D's
+    # The work list's figures: tests/models/test_follow_ups.py gives them data.
+    ("callback_connect", 0, 0, None),
+    ("follow_up_completion", 0, 0, None),
 ]
 
 

@@ -298,6 +298,11 @@ ROUTES = {
     ("POST", "/console/hooks/deliveries/{id}/replay"): ("admin",),
     ("GET", "/console/misses"): ("agent", "admin"),
     ("POST", "/console/misses/{id}/teach"): ("agent", "admin"),
+    ("GET", "/console/follow-ups"): ("agent", "admin"),
+    ("GET", "/console/follow-ups/{id}"): ("agent", "admin"),
+    ("POST", "/console/follow-ups/{id}/assign"): ("agent", "admin"),
+    ("POST", "/console/follow-ups/{id}/attempt"): ("agent", "admin"),
+    ("POST", "/console/follow-ups/{id}/close"): ("agent", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 

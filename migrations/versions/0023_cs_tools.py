@@ -1,0 +1,104 @@
+"""Customer service's tools: the work list (follow-ups become low ratings and planned calls,
+with an assignee, a due time, attempts and an outcome).
+
+Follow-ups opened before this had no due time: they are due when they were opened (nobody
+worked them, so they show as overdue).
+
+Revision ID: 0023
+Revises: 0017
+Create Date: 2026-12-06 13:30:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from models.base import UTCDateTime
+
+revision: str = "0023"
+down_revision: str | None = "0017"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_ID = sa.BigInteger().with_variant(sa.INTEGER(), "sqlite")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("follow_ups") as batch:
+        batch.add_column(
+            sa.Column("purpose", sa.String(length=16), nullable=False, server_default="low_rating")
+        )
+        batch.add_column(sa.Column("period", sa.String(length=8), nullable=True))
+        batch.add_column(sa.Column("assigned_to", _ID, nullable=True))
+        batch.add_column(sa.Column("due_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("outcome", sa.String(length=16), nullable=True))
+        batch.add_column(sa.Column("outcome_note", sa.String(length=500), nullable=True))
+        batch.add_column(sa.Column("closed_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("closed_by", _ID, nullable=True))
+        batch.alter_column("rating_id", existing_type=_ID, nullable=True)
+        batch.alter_column("kind", existing_type=sa.String(length=8), nullable=True)
+        batch.alter_column("score", existing_type=sa.Integer(), nullable=True)
+        batch.alter_column("context", existing_type=sa.String(length=16), nullable=True)
+        batch.create_foreign_key(
+            op.f("fk_follow_ups_assigned_to_staff"), "staff", ["assigned_to"], ["id"]
+        )
+        batch.create_foreign_key(
+            op.f("fk_follow_ups_closed_by_staff"), "staff", ["closed_by"], ["id"]
+        )
+        batch.create_unique_constraint(
+            "uq_follow_ups_member_purpose", ["member_id", "purpose", "period"]
+        )
+        batch.create_index("ix_follow_ups_status_due_at", ["status", "due_at"])
+    op.execute("UPDATE follow_ups SET due_at = created_at")
+    with op.batch_alter_table("follow_ups") as batch:
+        batch.alter_column("due_at", existing_type=UTCDateTime(), nullable=False)
+        batch.alter_column("purpose", existing_type=sa.String(length=16), server_default=None)
+
+    op.create_table(
+        "follow_up_attempts",
+        sa.Column("id", _ID, nullable=False),
+        sa.Column("follow_up_id", _ID, nullable=False),
+        sa.Column("staff_id", _ID, nullable=False),
+        sa.Column("connected", sa.Boolean(), nullable=False),
+        sa.Column("note", sa.String(length=500), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["follow_up_id"],
+            ["follow_ups.id"],
+            name=op.f("fk_follow_up_attempts_follow_up_id_follow_ups"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["staff_id"], ["staff.id"], name=op.f("fk_follow_up_attempts_staff_id_staff")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_follow_up_attempts")),
+    )
+    op.create_index(
+        op.f("ix_follow_up_attempts_follow_up_id"), "follow_up_attempts", ["follow_up_id"]
+    )
+    op.create_index(op.f("ix_follow_up_attempts_at"), "follow_up_attempts", ["at"])
+
+
+def downgrade() -> None:
+    op.drop_table("follow_up_attempts")
+    op.execute("DELETE FROM follow_ups WHERE purpose <> 'low_rating'")
+    with op.batch_alter_table("follow_ups") as batch:
+        batch.drop_index("ix_follow_ups_status_due_at")
+        batch.drop_constraint("uq_follow_ups_member_purpose", type_="unique")
+        batch.drop_constraint(op.f("fk_follow_ups_closed_by_staff"), type_="foreignkey")
+        batch.drop_constraint(op.f("fk_follow_ups_assigned_to_staff"), type_="foreignkey")
+        for column in (
+            "closed_by",
+            "closed_at",
+            "outcome_note",
+            "outcome",
+            "due_at",
+            "assigned_to",
+            "period",
+            "purpose",
+        ):
+            batch.drop_column(column)
+        batch.alter_column("rating_id", existing_type=_ID, nullable=False)
+        batch.alter_column("kind", existing_type=sa.String(length=8), nullable=False)
+        batch.alter_column("score", existing_type=sa.Integer(), nullable=False)
+        batch.alter_column("context", existing_type=sa.String(length=16), nullable=False)

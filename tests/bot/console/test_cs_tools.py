@@ -1,0 +1,166 @@
+"""Customer service's tools over HTTP: the work list, member search and card, compensation,
+canned replies and staff accounts; who may do what, and the CSRF token on every form.
+(Every route's roles are in test_console.py's ROUTES.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from bot import wiring
+from models.base import utcnow
+from models.follow_ups import AT_RISK_CALL, FollowUpAttempt
+from models.members import Member
+from models.ratings import FollowUp
+from models.staff import AuditEntry
+from tests.bot.console.test_console import NO_QUIET_HOURS, add_staff, csrf_of, login
+
+PHONE = "13812345678"
+
+
+@pytest.fixture
+async def console(app_factory: Callable[..., Any]) -> TestClient:
+    return await app_factory(console={"assignment": "claim"}, delivery=NO_QUIET_HOURS)
+
+
+async def add_member(client: TestClient, openid: str = "o_cs_tools_anna", **values: Any) -> int:
+    async with client.app[wiring.SESSIONS].begin() as session:
+        member = Member(
+            openid=openid,
+            subscribed=True,
+            created_at=utcnow(),
+            **({"name": "王芳", "phone": PHONE, "tier": "gold"} | values),
+        )
+        session.add(member)
+        await session.flush()
+        return member.id
+
+
+async def add_call(client: TestClient, member_id: int, overdue: bool = False) -> int:
+    now = utcnow()
+    async with client.app[wiring.SESSIONS].begin() as session:
+        follow_up = FollowUp(
+            member_id=member_id,
+            purpose=AT_RISK_CALL,
+            period=f"{now:%Y-%m}",
+            status="open",
+            due_at=now + timedelta(days=-1 if overdue else 7),
+            created_at=now,
+        )
+        session.add(follow_up)
+        await session.flush()
+        return follow_up.id
+
+
+async def actions(client: TestClient) -> list[str]:
+    async with client.app[wiring.SESSIONS]() as session:
+        return list((await session.scalars(select(AuditEntry.action))).all())
+
+
+async def test_a_call_is_taken_tried_and_closed(console: TestClient) -> None:
+    client = console
+    member = await add_member(client)
+    call = await add_call(client, member, overdue=True)
+    await add_staff(client, "agent_li", "agent")
+    assert await login(client, "agent_li") == 303
+    token = await csrf_of(client, "/console/follow-ups")
+    page = await (await client.get("/console/follow-ups?overdue=1")).text()
+    for shown in ("流失风险回访", "已逾期", "王芳"):
+        assert shown in page
+    assert "没有符合条件" in await (await client.get("/console/follow-ups?mine=1")).text()
+    # Before taking it the agent sees the number masked; the assignee sees it whole.
+    base = f"/console/follow-ups/{call}"
+    assert "138****5678" in await (await client.get(base)).text()
+    assert (await client.post(f"{base}/assign", data={"csrf": token})).status == 200
+    assert PHONE in await (await client.get(base)).text()
+    response = await client.post(
+        f"{base}/attempt", data={"csrf": token, "connected": "no", "note": "无人接听"}
+    )
+    assert response.status == 200
+    response = await client.post(f"{base}/attempt", data={"csrf": token, "connected": "maybe"})
+    assert response.status == 400
+    response = await client.post(f"{base}/close", data={"csrf": token, "outcome": "gone"})
+    assert response.status == 400
+    response = await client.post(
+        f"{base}/attempt", data={"csrf": token, "connected": "yes", "note": "会员已回购"}
+    )
+    response = await client.post(
+        f"{base}/close", data={"csrf": token, "outcome": "resolved", "note": "已解决"}
+    )
+    assert response.status == 200
+    page = await (await client.get("/console/follow-ups?status=closed&mine=1")).text()
+    assert "已解决" in page
+    # 1 of 2 attempts connected this month; the call was overdue, so not completed in time.
+    assert "50.0%" in await (await client.get("/console/follow-ups")).text()
+    assert (
+        await client.post(f"{base}/close", data={"csrf": token, "outcome": "resolved"})
+    ).status == 409
+    assert [a for a in await actions(client) if a.startswith("follow_up")] == [
+        "follow_up_assign",
+        "follow_up_attempt",
+        "follow_up_attempt",
+        "follow_up_close",
+    ]
+
+
+async def test_another_agents_call_is_not_yours_but_an_admin_reassigns_it(
+    console: TestClient,
+) -> None:
+    client = console
+    call = await add_call(client, await add_member(client))
+    await add_staff(client, "agent_li", "agent")
+    await add_staff(client, "agent_wang", "agent")
+    await add_staff(client, "boss", "admin")
+    assert await login(client, "agent_li") == 303
+    token = await csrf_of(client, "/console/follow-ups")
+    base = f"/console/follow-ups/{call}"
+    await client.post(f"{base}/attempt", data={"csrf": token, "connected": "no"})  # now Li's
+    assert await login(client, "agent_wang") == 303
+    token = await csrf_of(client, "/console/follow-ups")
+    assert "138****5678" in await (await client.get(base)).text()
+    response = await client.post(f"{base}/attempt", data={"csrf": token, "connected": "yes"})
+    assert response.status == 409
+    response = await client.post(f"{base}/assign", data={"csrf": token, "to": "agent_wang"})
+    assert response.status == 409
+    assert await login(client, "boss") == 303
+    token = await csrf_of(client, "/console/follow-ups")
+    assert PHONE in await (await client.get(base)).text()
+    response = await client.post(f"{base}/assign", data={"csrf": token, "to": "nobody"})
+    assert response.status == 400
+    response = await client.post(f"{base}/assign", data={"csrf": token, "to": "agent_wang"})
+    assert response.status == 200
+    async with client.app[wiring.SESSIONS]() as session:
+        follow_up = await session.get_one(FollowUp, call)
+        assert follow_up.assigned_to is not None
+        attempts = (await session.scalars(select(FollowUpAttempt))).all()
+    assert len(attempts) == 1
+
+
+# Every form of the new pages, with what it needs besides the token.
+FORMS = [
+    ("/console/follow-ups/{call}/assign", {}),
+    ("/console/follow-ups/{call}/attempt", {"connected": "yes"}),
+    ("/console/follow-ups/{call}/close", {"outcome": "resolved"}),
+]
+
+
+async def test_every_new_form_needs_the_csrf_token(console: TestClient) -> None:
+    client = console
+    member = await add_member(client)
+    call = await add_call(client, member)
+    await add_staff(client, "boss", "admin")
+    assert await login(client, "boss") == 303
+    for path, data in FORMS:
+        url = path.format(call=call, member=member)
+        for token in ({}, {"csrf": "forged"}):
+            response = await client.post(url, data=data | token)
+            assert response.status == 403, url
+    async with client.app[wiring.SESSIONS]() as session:
+        follow_up = await session.get_one(FollowUp, call)
+        assert (follow_up.assigned_to, follow_up.status) == (None, "open")
+    assert "follow_up_assign" not in await actions(client)

