@@ -14,6 +14,7 @@ from bot.console import (
     events,
     followup_views,
     hook_views,
+    member_views,
     miss_views,
     report_views,
     views,
@@ -62,6 +63,7 @@ def create_console_app() -> web.Application:
     app.add_routes(miss_views.routes)
     app.add_routes(report_views.routes)
     app.add_routes(followup_views.routes)
+    app.add_routes(member_views.routes)
     app.router.add_get("/events", events.events)
     app.router.add_static("/static", HERE / "static")
     return app

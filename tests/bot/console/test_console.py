@@ -303,6 +303,8 @@ ROUTES = {
     ("POST", "/console/follow-ups/{id}/assign"): ("agent", "admin"),
     ("POST", "/console/follow-ups/{id}/attempt"): ("agent", "admin"),
     ("POST", "/console/follow-ups/{id}/close"): ("agent", "admin"),
+    ("GET", "/console/members"): ("agent", "admin"),
+    ("GET", "/console/members/{id}"): ("agent", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 

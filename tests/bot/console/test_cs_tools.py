@@ -4,6 +4,7 @@ canned replies and staff accounts; who may do what, and the CSRF token on every 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -14,9 +15,14 @@ from sqlalchemy import select
 
 from bot import wiring
 from models.base import utcnow
+from models.binding import BindingCode
+from models.conversations import Conversation
 from models.follow_ups import AT_RISK_CALL, FollowUpAttempt
 from models.members import Member
-from models.ratings import FollowUp
+from models.order_posting import record_order
+from models.orders import OrderIn
+from models.ratings import FollowUp, Rating
+from models.referrals import Referral
 from models.staff import AuditEntry
 from tests.bot.console.test_console import NO_QUIET_HOURS, add_staff, csrf_of, login
 
@@ -164,3 +170,104 @@ async def test_every_new_form_needs_the_csrf_token(console: TestClient) -> None:
         follow_up = await session.get_one(FollowUp, call)
         assert (follow_up.assigned_to, follow_up.status) == (None, "open")
     assert "follow_up_assign" not in await actions(client)
+
+
+async def add_history(client: TestClient, member_id: int) -> None:
+    """An order (points in a lot, a ledger entry, a gold tier), a binding code, a referral of a
+    friend, a rating and a conversation."""
+    rules = client.app[wiring.CONFIG].programme
+    now = utcnow()
+    async with client.app[wiring.SESSIONS].begin() as session:
+        member = await session.get_one(Member, member_id)
+        await record_order(
+            session, rules, member, OrderIn("SO-2026-0001", member_id, 80_000, now, "shop"), now
+        )
+        session.add(
+            BindingCode(
+                code="BINDME42", member_id=member_id, created_at=now, expires_at=now + timedelta(1)
+            )
+        )
+        friend = Member(openid="o_cs_tools_friend", name="李雷", subscribed=True, created_at=now)
+        session.add(friend)
+        await session.flush()
+        session.add(
+            Referral(
+                referrer_id=member_id,
+                referee_id=friend.id,
+                code="REF1",
+                source="scan",
+                status="joined",
+                attributed_at=now,
+            )
+        )
+        session.add(
+            Rating(
+                question_id="q-card-1",
+                member_id=member_id,
+                kind="csat",
+                score=2,
+                comment="发货太慢",
+                context="order",
+                tier="gold",
+                asked_at=now,
+                answered_at=now,
+            )
+        )
+        session.add(
+            Conversation(
+                member_id=member_id,
+                status="closed",
+                reason="asked",
+                queued_at=now,
+                last_activity_at=now,
+            )
+        )
+
+
+@pytest.mark.parametrize("role", ["agent", "admin"])
+async def test_a_member_is_found_by_every_key_and_the_phone_as_the_role_may(
+    console: TestClient, role: str
+) -> None:
+    client = console
+    member = await add_member(client)
+    await add_member(client, "o_cs_tools_other", name="赵六", phone="13900001111")
+    await add_history(client, member)
+    await add_staff(client, "someone", role)
+    assert await login(client, "someone") == 303
+
+    async def found(query: str) -> list[str]:
+        page = await (await client.get("/console/members", params={"q": query})).text()
+        return re.findall(r'data-member="(\d+)"', page)
+
+    for query in ("o_cs_tools_anna", "王芳", "王", "5678", "bindme42", "SO-2026-0001"):
+        assert await found(query) == [str(member)], query
+    assert await found("%") == []  # LIKE's wildcards are text
+    page = await (await client.get("/console/members", params={"q": "5678"})).text()
+    if role == "agent":
+        assert "138****5678" in page
+        assert PHONE not in page
+        assert "o_cs_tools_anna" not in page  # the openid is masked too
+        assert await found(PHONE) == []  # the whole number is for admins
+    else:
+        assert PHONE in page
+        assert await found(PHONE) == [str(member)]
+    response = await client.get("/console/members", params={"q": "x" * 65})
+    assert response.status == 400
+
+
+async def test_the_member_card_shows_the_members_history(console: TestClient) -> None:
+    client = console
+    member = await add_member(client)
+    await add_history(client, member)
+    await add_call(client, member)
+    await add_staff(client, "agent_li", "agent")
+    assert await login(client, "agent_li") == 303
+    page = await (await client.get(f"/console/members/{member}")).text()
+    for shown in ("王芳", "138****5678", "SO-2026-0001", "李雷", "发货太慢", "流失风险回访"):
+        assert shown in page, shown
+    assert PHONE not in page
+    lots = re.search(r'<table id="lots">.*?</table>', page, re.S)
+    assert lots
+    assert "1200" in lots[0]  # ¥800 at gold's 1.5 multiplier
+    assert "#" in re.search(r'<ul id="conversations">.*?</ul>', page, re.S)[0]  # type: ignore[index]
+    assert (await client.get("/console/members/999999")).status == 404
