@@ -26,6 +26,10 @@ INSUFFICIENT_POINTS = "会员积分不足，无法扣减 {points} 分（当前 {
 DOUBLE_SUBMIT = "该补偿已提交过，未重复发放。"
 COMPENSATION_DONE = "已发放。"
 COMPENSATION_FORM_KEY = "表单已失效，请刷新页面后重试。"
+COMPENSATION_NO_COUPON = "尚未配置补偿券（[console.compensation] coupon_kind）。"
+# What the member reads for a compensation in their points history (积分).
+LEDGER_COMPENSATION = "客服补偿"
+LEDGER_CORRECTION = "积分更正"
 
 # Canned replies (bot/console/canned_views.py).
 CANNED_GROUP = "分组需为1-16个字。"

@@ -5,6 +5,7 @@ from models.base import Base
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaigns import Campaign, CampaignMember, CampaignRun
+from models.compensations import Compensation
 from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
 from models.deliveries import Delivery, TemplateReceipt
@@ -32,6 +33,7 @@ __all__ = [
     "CampaignRun",
     "ChatMiss",
     "ChatMissText",
+    "Compensation",
     "Conversation",
     "ConversationMessage",
     "Coupon",

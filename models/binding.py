@@ -107,6 +107,7 @@ _MEMBER_TABLES = (
     "deliveries",
     "ratings",
     "conversations",
+    "compensations",
     "hook_deliveries",
 )
 # Tables where the customer may already have the row the follower has (the same key besides

@@ -1,5 +1,5 @@
 """Customer service's tools: the work list (follow-ups become low ratings and planned calls,
-with an assignee, a due time, attempts and an outcome).
+with an assignee, a due time, attempts and an outcome) and compensations.
 
 Follow-ups opened before this had no due time: they are due when they were opened (nobody
 worked them, so they show as overdue).
@@ -78,8 +78,41 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_follow_up_attempts_at"), "follow_up_attempts", ["at"])
 
+    op.create_table(
+        "compensations",
+        sa.Column("id", _ID, nullable=False),
+        sa.Column("staff_id", _ID, nullable=False),
+        sa.Column("member_id", _ID, nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.Column("coupon_id", _ID, nullable=True),
+        sa.Column("entry_id", _ID, nullable=True),
+        sa.Column("reason", sa.String(length=200), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=128), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["staff_id"], ["staff.id"], name=op.f("fk_compensations_staff_id_staff")
+        ),
+        sa.ForeignKeyConstraint(
+            ["member_id"], ["members.id"], name=op.f("fk_compensations_member_id_members")
+        ),
+        sa.ForeignKeyConstraint(
+            ["coupon_id"], ["coupons.id"], name=op.f("fk_compensations_coupon_id_coupons")
+        ),
+        sa.ForeignKeyConstraint(
+            ["entry_id"],
+            ["ledger_entries.id"],
+            name=op.f("fk_compensations_entry_id_ledger_entries"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_compensations")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_compensations_idempotency_key")),
+    )
+    op.create_index(op.f("ix_compensations_member_id"), "compensations", ["member_id"])
+    op.create_index("ix_compensations_staff_id_at", "compensations", ["staff_id", "at"])
+
 
 def downgrade() -> None:
+    op.drop_table("compensations")
     op.drop_table("follow_up_attempts")
     op.execute("DELETE FROM follow_ups WHERE purpose <> 'low_rating'")
     with op.batch_alter_table("follow_ups") as batch:

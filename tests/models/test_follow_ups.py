@@ -16,6 +16,7 @@ from models.figures import programme_figures
 from models.follow_ups import (
     AT_RISK_CALL,
     HIGH_TICKET_CALL,
+    FollowUpAttempt,
     FollowUpRefused,
     assign,
     close_follow_up,
@@ -27,6 +28,7 @@ from models.follow_ups import (
 )
 from models.members import Member
 from models.orders import Order
+from models.personal_data import erase_member, export_member
 from models.ratings import FollowUp
 from models.rules import CallbackRules, ProgrammeRules
 from models.staff import Staff
@@ -197,3 +199,28 @@ async def test_a_follow_up_is_worked_to_an_outcome_and_counted(
     assert connect.by_tier == {"gold": (1, 2)}
     completion = report.figures["follow_up_completion"]
     assert completion.months["2026-11"] == (1, 2)  # both due in November (local)
+
+
+async def test_erasing_a_member_blanks_the_call_notes_and_closes_their_follow_ups(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        member_id = await _member(session, "at_risk", [200_000, 200_000, 200_000])
+        await plan_calls(session, RULES, NOW)
+        agent = await _staff(session, "agent_pipl")
+        calls = await work_list(session)
+        await record_attempt(session, calls[0].follow_up.id, agent, True, "住在朝阳区", NOW)
+        await close_follow_up(session, calls[0].follow_up.id, agent, "resolved", "电话聊过", NOW)
+    async with sessions.begin() as session:
+        member = await session.get_one(Member, member_id)
+        exported = await export_member(session, member)
+        assert [a["note"] for a in exported["follow_up_attempts"]] == ["住在朝阳区"]
+        await erase_member(session, member, NOW)
+    async with sessions() as session:
+        notes = (await session.scalars(select(FollowUpAttempt.note))).all()
+        rows = (await session.scalars(select(FollowUp).order_by(FollowUp.id))).all()
+    assert notes == [""]
+    assert [(f.status, f.outcome, f.outcome_note) for f in rows] == [
+        ("closed", "resolved", None),
+        ("closed", "erased", None),
+    ]

@@ -305,6 +305,7 @@ ROUTES = {
     ("POST", "/console/follow-ups/{id}/close"): ("agent", "admin"),
     ("GET", "/console/members"): ("agent", "admin"),
     ("GET", "/console/members/{id}"): ("agent", "admin"),
+    ("POST", "/console/members/{id}/compensate"): ("agent", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 

@@ -17,7 +17,9 @@ from bot import wiring
 from models.base import utcnow
 from models.binding import BindingCode
 from models.conversations import Conversation
+from models.coupons import Coupon
 from models.follow_ups import AT_RISK_CALL, FollowUpAttempt
+from models.ledger import LedgerEntry
 from models.members import Member
 from models.order_posting import record_order
 from models.orders import OrderIn
@@ -152,6 +154,7 @@ FORMS = [
     ("/console/follow-ups/{call}/assign", {}),
     ("/console/follow-ups/{call}/attempt", {"connected": "yes"}),
     ("/console/follow-ups/{call}/close", {"outcome": "resolved"}),
+    ("/console/members/{member}/compensate", {"what": "coupon", "key": "k" * 20, "reason": "x"}),
 ]
 
 
@@ -170,6 +173,7 @@ async def test_every_new_form_needs_the_csrf_token(console: TestClient) -> None:
         follow_up = await session.get_one(FollowUp, call)
         assert (follow_up.assigned_to, follow_up.status) == (None, "open")
     assert "follow_up_assign" not in await actions(client)
+    assert await coupons_of(client, member) == []
 
 
 async def add_history(client: TestClient, member_id: int) -> None:
@@ -271,3 +275,98 @@ async def test_the_member_card_shows_the_members_history(console: TestClient) ->
     assert "1200" in lots[0]  # ¥800 at gold's 1.5 multiplier
     assert "#" in re.search(r'<ul id="conversations">.*?</ul>', page, re.S)[0]  # type: ignore[index]
     assert (await client.get("/console/members/999999")).status == 404
+
+
+async def compensate(
+    client: TestClient, member: int, token: str, key: str, **form: str
+) -> tuple[int, str]:
+    response = await client.post(
+        f"/console/members/{member}/compensate",
+        data={"csrf": token, "key": key, "reason": "物流延误"} | form,
+    )
+    return response.status, await response.text()
+
+
+async def coupons_of(client: TestClient, member: int) -> list[Coupon]:
+    async with client.app[wiring.SESSIONS]() as session:
+        return list((await session.scalars(select(Coupon).where(Coupon.member_id == member))).all())
+
+
+async def test_compensation_within_the_daily_limits_once_per_form(console: TestClient) -> None:
+    client = console
+    member = await add_member(client)
+    await add_staff(client, "agent_li", "agent")
+    assert await login(client, "agent_li") == 303
+    token = await csrf_of(client, f"/console/members/{member}")
+    # The same form twice (a double click, a resend): one coupon.
+    for _ in range(2):
+        status, page = await compensate(client, member, token, "k" * 20, what="coupon")
+        assert status == 200
+    assert "未重复发放" in page
+    assert [c.kind for c in await coupons_of(client, member)] == ["cash_10"]
+    for n in (2, 3):
+        assert (await compensate(client, member, token, f"{'k' * 20}{n}", what="coupon"))[0] == 200
+    status, page = await compensate(client, member, token, "k" * 20 + "4", what="coupon")
+    assert status == 409
+    assert "已达今日补偿上限（补偿券）" in page
+    assert len(await coupons_of(client, member)) == 3
+    # Points: 300 given, 200 taken back; 1 more passes the day's 500.
+    assert (await compensate(client, member, token, "p" * 20, points="300"))[0] == 200
+    assert (await compensate(client, member, token, "p" * 20, points="300"))[0] == 200
+    assert (await compensate(client, member, token, "q" * 20, points="-200"))[0] == 200
+    status, page = await compensate(client, member, token, "r" * 20, points="1")
+    assert status == 409
+    assert "积分" in page
+    async with client.app[wiring.SESSIONS]() as session:
+        balance = (await session.get_one(Member, member)).points_balance
+        reasons = (await session.scalars(select(LedgerEntry.reason).order_by(LedgerEntry.id))).all()
+    assert balance == 100
+    assert reasons == ["客服补偿", "积分更正"]  # what the member reads; the staff's reason is ours
+    for key, bad in (
+        ("s" * 20, {"points": "0"}),
+        ("s" * 20, {"points": "x"}),
+        ("s" * 20, {"points": "5", "reason": ""}),
+        ("short", {"points": "5"}),
+    ):
+        status, _ = await compensate(client, member, token, key, **bad)
+        assert status == 400, bad
+    assert [a for a in await actions(client) if a.startswith("compensate")] == [
+        "compensate_coupon",
+        "compensate_coupon",
+        "compensate_coupon",
+        "compensate_points",
+        "compensate_points",
+    ]
+
+
+async def test_an_admin_has_no_limit_and_a_short_balance_takes_nothing(
+    console: TestClient,
+) -> None:
+    client = console
+    member = await add_member(client)
+    await add_staff(client, "boss", "admin")
+    assert await login(client, "boss") == 303
+    token = await csrf_of(client, f"/console/members/{member}")
+    for n in range(5):
+        assert (await compensate(client, member, token, f"{'a' * 20}{n}", what="coupon"))[0] == 200
+    assert (await compensate(client, member, token, "b" * 20, points="5000"))[0] == 200
+    status, page = await compensate(client, member, token, "c" * 20, points="-6000")
+    assert status == 409
+    assert "积分不足" in page
+    assert len(await coupons_of(client, member)) == 5
+
+
+async def test_a_marketer_cannot_compensate_even_if_configured_for_agents_only(
+    app_factory: Callable[..., Any],
+) -> None:
+    client = await app_factory(
+        console={"compensation": {"coupon_kind": "cash_10", "limits": {"admin": {}}}}
+    )
+    member = await add_member(client)
+    await add_staff(client, "agent_li", "agent")
+    assert await login(client, "agent_li") == 303
+    token = await csrf_of(client, f"/console/members/{member}")
+    page = await (await client.get(f"/console/members/{member}")).text()
+    assert 'id="compensation"' not in page  # agents are not in this brand's limits
+    assert (await compensate(client, member, token, "k" * 20, what="coupon"))[0] == 403
+    assert await coupons_of(client, member) == []

@@ -10,9 +10,16 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Page, expect
+from sqlalchemy import update
 
+from bot import wiring
+from models.members import Member
+from tests.bot.api.test_api import follower
 from tests.bot.console.test_console import NO_QUIET_HOURS, PASSWORD, add_staff
-from tests.bot.console.test_cs_tools import add_call, add_member
+from tests.bot.console.test_cs_tools import PHONE, add_call, add_member
+from tests.helpers import PLAIN, push
+
+MEMBER = "o_cs_tools_browser1"
 
 
 async def sign_in(page: Page, client: TestClient, username: str) -> str:
@@ -67,3 +74,46 @@ async def test_a_follow_up_is_worked_to_an_outcome_in_the_browser(
     await page.goto(f"{base}/follow-ups?status=closed&mine=1")
     await expect(page.locator(f"tr[data-follow-up='{call}']")).to_contain_text("已解决")
     await expect(page.locator("#rates")).to_contain_text("50.0%")
+
+
+async def test_a_compensation_coupon_reaches_the_members_coupons_in_the_browser(
+    app_factory: Callable[..., Any], page: Page, tmp_path: Path
+) -> None:
+    client = await app_factory(console={"assignment": "claim"}, delivery=NO_QUIET_HOURS)
+    await follower(client, MEMBER)
+    async with client.app[wiring.SESSIONS].begin() as session:
+        await session.execute(
+            update(Member).where(Member.openid == MEMBER).values(name="王芳", phone=PHONE)
+        )
+    before = await push(client, PLAIN, PLAIN.text(MEMBER, "我的券"))
+    assert "无门槛10元券" not in str(before.reply)
+    await add_staff(client, "agent_li", "agent")
+    await sign_in(page, client, "agent_li")
+
+    await page.click("text=会员查询")
+    await page.fill("#search input[name=q]", "5678")
+    await page.click("#search button")
+    await expect(page.locator("#results")).to_contain_text("138****5678")
+    await shot(page, tmp_path, "members")
+    await page.locator("#results").get_by_role("link", name="查看").click()
+    await expect(page.locator("#member-name")).to_have_text("王芳")
+    await page.fill("#compensate-coupon input[name=reason]", "物流延误三天")
+    # A double click: the same form reaches the server twice; one coupon is issued.
+    status = await page.evaluate(
+        """async () => {
+            const form = document.getElementById("compensate-coupon");
+            const body = new URLSearchParams(new FormData(form));
+            const sent = await fetch(form.action, {method: "POST", body});
+            return sent.status;
+        }"""
+    )
+    assert status == 200
+    await page.click("#give-coupon")
+    await expect(page.locator("#compensation-done")).to_contain_text("未重复发放")
+    await expect(page.locator("#coupons tbody tr")).to_have_count(1)
+    await expect(page.locator("#coupons")).to_contain_text("无门槛10元券")
+    await shot(page, tmp_path, "member")
+
+    after = await push(client, PLAIN, PLAIN.text(MEMBER, "我的券"))
+    assert after.reply is not None
+    assert "无门槛10元券" in after.reply["Content"]
