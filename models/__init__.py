@@ -5,6 +5,7 @@ from models.base import Base
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaigns import Campaign, CampaignMember, CampaignRun
+from models.canned import CannedReply
 from models.compensations import Compensation
 from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
@@ -31,6 +32,7 @@ __all__ = [
     "Campaign",
     "CampaignMember",
     "CampaignRun",
+    "CannedReply",
     "ChatMiss",
     "ChatMissText",
     "Compensation",

@@ -26,6 +26,7 @@ from bot.console.auth import (
     requires,
     template_context,
 )
+from bot.console.canned_views import rendered_for
 from bot.logs import mask_openid
 from bot.wechat.client import WeChatAPIError
 from bot.wechat.cs_window import WINDOW_ERRORS, CustomerServiceWindows
@@ -251,7 +252,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
             messages=messages,
             window=window,
             colleagues=colleagues,
-            canned=console_copy.CANNED_REPLIES,
+            canned=await rendered_for(request, member),
             template_ready=SERVICE_REPLY in config.delivery.templates,
             rules=config.programme,
             zone=config.programme.zone,

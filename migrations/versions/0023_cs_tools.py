@@ -1,5 +1,5 @@
 """Customer service's tools: the work list (follow-ups become low ratings and planned calls,
-with an assignee, a due time, attempts and an outcome) and compensations.
+with an assignee, a due time, attempts and an outcome), compensations, and canned replies.
 
 Follow-ups opened before this had no due time: they are due when they were opened (nobody
 worked them, so they show as overdue).
@@ -110,8 +110,25 @@ def upgrade() -> None:
     op.create_index(op.f("ix_compensations_member_id"), "compensations", ["member_id"])
     op.create_index("ix_compensations_staff_id_at", "compensations", ["staff_id", "at"])
 
+    # Filled with the defaults on first use (models/canned.py), not here.
+    op.create_table(
+        "canned_replies",
+        sa.Column("id", _ID, nullable=False),
+        sa.Column("grp", sa.String(length=16), nullable=False),
+        sa.Column("text", sa.String(length=500), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("updated_by", _ID, nullable=True),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["updated_by"], ["staff.id"], name=op.f("fk_canned_replies_updated_by_staff")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_canned_replies")),
+    )
+
 
 def downgrade() -> None:
+    op.execute("DELETE FROM programme_state WHERE key = 'canned_replies_seeded'")
+    op.drop_table("canned_replies")
     op.drop_table("compensations")
     op.drop_table("follow_up_attempts")
     op.execute("DELETE FROM follow_ups WHERE purpose <> 'low_rating'")

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import wiring
+from bot.console.auth import SESSIONS
 from models.base import utcnow
 from models.binding import BindingCode
+from models.canned import CannedReply
 from models.conversations import Conversation
 from models.coupons import Coupon
 from models.follow_ups import AT_RISK_CALL, FollowUpAttempt
@@ -25,10 +27,20 @@ from models.order_posting import record_order
 from models.orders import OrderIn
 from models.ratings import FollowUp, Rating
 from models.referrals import Referral
-from models.staff import AuditEntry
-from tests.bot.console.test_console import NO_QUIET_HOURS, add_staff, csrf_of, login
+from models.staff import AuditEntry, Staff, find_staff
+from tests.bot.api.test_api import follower
+from tests.bot.console.test_console import (
+    NO_QUIET_HOURS,
+    PASSWORD,
+    add_staff,
+    conversation_of,
+    csrf_of,
+    login,
+    say,
+)
 
 PHONE = "13812345678"
+CHATTER = "o_cs_tools_chatter1"
 
 
 @pytest.fixture
@@ -155,6 +167,14 @@ FORMS = [
     ("/console/follow-ups/{call}/attempt", {"connected": "yes"}),
     ("/console/follow-ups/{call}/close", {"outcome": "resolved"}),
     ("/console/members/{member}/compensate", {"what": "coupon", "key": "k" * 20, "reason": "x"}),
+    ("/console/canned", {"group": "问候", "text": "您好"}),
+    ("/console/canned/{reply}", {"group": "问候", "text": "您好"}),
+    ("/console/canned/{reply}/delete", {}),
+    ("/console/staff", {"username": "agent_new", "password": "x" * 12, "role": "agent"}),
+    ("/console/staff/{staff}/role", {"role": "agent"}),
+    ("/console/staff/{staff}/password", {"password": "x" * 12}),
+    ("/console/staff/{staff}/disable", {}),
+    ("/console/staff/{staff}/enable", {}),
 ]
 
 
@@ -163,17 +183,25 @@ async def test_every_new_form_needs_the_csrf_token(console: TestClient) -> None:
     member = await add_member(client)
     call = await add_call(client, member)
     await add_staff(client, "boss", "admin")
+    staff = await add_staff(client, "agent_li", "agent")
     assert await login(client, "boss") == 303
+    page = await (await client.get("/console/canned")).text()  # seeds the defaults
+    reply = int(re.findall(r'data-canned-id="(\d+)"', page)[0])
     for path, data in FORMS:
-        url = path.format(call=call, member=member)
+        url = path.format(call=call, member=member, reply=reply, staff=staff)
         for token in ({}, {"csrf": "forged"}):
             response = await client.post(url, data=data | token)
             assert response.status == 403, url
     async with client.app[wiring.SESSIONS]() as session:
         follow_up = await session.get_one(FollowUp, call)
         assert (follow_up.assigned_to, follow_up.status) == (None, "open")
-    assert "follow_up_assign" not in await actions(client)
     assert await coupons_of(client, member) == []
+    assert await actions(client) == ["login"]  # nothing else happened
+    async with client.app[wiring.SESSIONS]() as session:
+        li = await session.get_one(Staff, staff)
+        assert (li.role, li.disabled) == ("agent", False)
+    async with client.app[wiring.SESSIONS]() as session:
+        assert len((await session.scalars(select(CannedReply))).all()) == 5
 
 
 async def add_history(client: TestClient, member_id: int) -> None:
@@ -370,3 +398,131 @@ async def test_a_marketer_cannot_compensate_even_if_configured_for_agents_only(
     assert 'id="compensation"' not in page  # agents are not in this brand's limits
     assert (await compensate(client, member, token, "k" * 20, what="coupon"))[0] == 403
     assert await coupons_of(client, member) == []
+
+
+async def test_admins_edit_canned_replies_and_agents_get_them_filled_in(
+    console: TestClient,
+) -> None:
+    client = console
+    await follower(client, CHATTER)
+    await say(client, "人工", CHATTER)
+    async with client.app[wiring.SESSIONS].begin() as session:
+        await session.execute(
+            update(Member).where(Member.openid == CHATTER).values(name="王芳", tier="gold")
+        )
+    await add_staff(client, "boss", "admin")
+    assert await login(client, "boss") == 303
+    token = await csrf_of(client, "/console/canned")
+    page = await (await client.get("/console/canned")).text()
+    assert "处理结果会在24小时内通知您" in page  # today's defaults, on first use
+    for text, error in (
+        ("{name}您好，{phone}已登记", "不认识的占位符：{phone}"),
+        ("{name您好", "花括号不成对"),
+    ):
+        response = await client.post(
+            "/console/canned", data={"csrf": token, "group": "问候", "text": text}
+        )
+        assert response.status == 400
+        assert error in await response.text()
+    response = await client.post(
+        "/console/canned",
+        data={
+            "csrf": token,
+            "group": "问候",
+            "text": "{name}您好，{tier}专属客服为您服务",
+            "position": "0",
+        },
+    )
+    assert response.status == 200
+    async with client.app[wiring.SESSIONS]() as session:
+        replies = (await session.scalars(select(CannedReply).order_by(CannedReply.id))).all()
+    assert len(replies) == 6
+    old = replies[1]  # "请您提供一下订单号…"
+    response = await client.post(
+        f"/console/canned/{old.id}",
+        data={"csrf": token, "group": "订单", "text": "{name}，请提供订单号", "position": "1"},
+    )
+    assert response.status == 200
+    response = await client.post(f"/console/canned/{replies[4].id}/delete", data={"csrf": token})
+    assert response.status == 200
+    bad = await client.post(
+        f"/console/canned/{old.id}", data={"csrf": token, "group": "订单", "text": "{x}"}
+    )
+    assert bad.status == 400
+
+    conversation = await conversation_of(client, CHATTER)
+    await add_staff(client, "agent_li", "agent")
+    assert await login(client, "agent_li") == 303
+    agent_token = await csrf_of(client)
+    base = f"/console/conversations/{conversation.id}"
+    assert (await client.post(f"{base}/claim", data={"csrf": agent_token})).status == 200
+    page = await (await client.get(base)).text()
+    assert 'data-canned="王芳您好，金卡会员专属客服为您服务"' in page
+    assert 'data-canned="王芳，请提供订单号"' in page
+    assert "感谢您的耐心等待" not in page
+    assert (await client.get("/console/canned", allow_redirects=False)).status == 403
+    assert [a for a in await actions(client) if a.startswith("canned")] == [
+        "canned_add",
+        "canned_edit",
+        "canned_delete",
+    ]
+
+
+async def test_admins_manage_staff_accounts_with_the_command_lines_rules(
+    console: TestClient,
+) -> None:
+    client = console
+    boss = await add_staff(client, "boss", "admin")
+    assert await login(client, "boss") == 303
+    token = await csrf_of(client, "/console/staff")
+
+    async def post(path: str, **form: str) -> tuple[int, str]:
+        response = await client.post(f"/console/staff{path}", data={"csrf": token} | form)
+        return response.status, await response.text()
+
+    for form, error in (
+        ({"username": "Zhang San", "password": PASSWORD, "role": "agent"}, "用户名需为"),
+        ({"username": "agent_zhang", "password": "short", "role": "agent"}, "至少需要10个字符"),
+        ({"username": "agent_zhang", "password": PASSWORD, "role": "owner"}, "请选择角色"),
+        ({"username": "boss", "password": PASSWORD, "role": "agent"}, "已存在"),
+    ):
+        status, page = await post("", **form)
+        assert (status, error in page) == (400, True), form
+    assert (await post("", username="agent_zhang", password=PASSWORD, role="agent"))[0] == 200
+    async with client.app[wiring.SESSIONS]() as session:
+        zhang = await find_staff(session, "agent_zhang")
+    assert zhang is not None
+    # Zhang is signed in somewhere; becoming a marketer ends that session.
+    sessions = client.app[SESSIONS]
+    zhang_token, _ = await sessions.start(zhang.id, "agent_zhang", "agent")
+    assert (await post(f"/{zhang.id}/role", role="marketer"))[0] == 200
+    assert await sessions.load(zhang_token) is None
+    assert (await post(f"/{zhang.id}/password", password="short"))[0] == 400
+    assert (await post(f"/{zhang.id}/password", password="another long password"))[0] == 200
+    assert (await post(f"/{zhang.id}/disable"))[0] == 200
+    assert await login(client, "agent_zhang", "another long password") == 401
+    assert await login(client, "boss") == 303
+    token = await csrf_of(client, "/console/staff")
+    assert (await post(f"/{zhang.id}/enable"))[0] == 200
+    assert await login(client, "agent_zhang", "another long password") == 303
+    assert await login(client, "boss") == 303
+    token = await csrf_of(client, "/console/staff")
+    # The only admin can neither step down nor switch themselves off.
+    for path, form in ((f"/{boss}/role", {"role": "agent"}), (f"/{boss}/disable", {})):
+        status, page = await post(path, **form)
+        assert (status, "至少需要保留一个启用的管理员" in page) == (409, True)
+    assert (await post("/999999/disable"))[0] == 404
+    assert (await post(f"/{zhang.id}/role", role="admin"))[0] == 200
+    response = await client.post(
+        f"/console/staff/{boss}/role", data={"csrf": token, "role": "agent"}, allow_redirects=False
+    )
+    assert response.headers["Location"] == "/console/login"  # their own session ended
+    assert [a for a in await actions(client) if a.startswith("staff")] == [
+        "staff_add",
+        "staff_role",
+        "staff_password",
+        "staff_disable",
+        "staff_enable",
+        "staff_role",
+        "staff_role",
+    ]

@@ -18,6 +18,7 @@ from tests.bot.api.test_api import follower
 from tests.bot.console.test_console import NO_QUIET_HOURS, PASSWORD, add_staff
 from tests.bot.console.test_cs_tools import PHONE, add_call, add_member
 from tests.helpers import PLAIN, push
+from tests.wechat_standin import WeChatStandIn
 
 MEMBER = "o_cs_tools_browser1"
 
@@ -117,3 +118,69 @@ async def test_a_compensation_coupon_reaches_the_members_coupons_in_the_browser(
     after = await push(client, PLAIN, PLAIN.text(MEMBER, "我的券"))
     assert after.reply is not None
     assert "无门槛10元券" in after.reply["Content"]
+
+
+async def test_a_canned_reply_is_edited_and_used_in_the_browser(
+    app_factory: Callable[..., Any], page: Page, standin: WeChatStandIn, tmp_path: Path
+) -> None:
+    client = await app_factory(console={"assignment": "claim"}, delivery=NO_QUIET_HOURS)
+    await follower(client, MEMBER)
+    async with client.app[wiring.SESSIONS].begin() as session:
+        await session.execute(
+            update(Member).where(Member.openid == MEMBER).values(name="王芳", tier="gold")
+        )
+    await add_staff(client, "boss", "admin")
+    await add_staff(client, "agent_li", "agent")
+    await sign_in(page, client, "boss")
+
+    await page.click("text=快捷回复")
+    first = page.locator("#canned form.canned-edit").first
+    await expect(first.locator("textarea")).to_have_value(
+        "您好，我是客服，很高兴为您服务，请问有什么可以帮您？"
+    )
+    await first.locator("textarea").fill("{name}您好，{phone}")
+    await first.get_by_role("button", name="保存").click()
+    await expect(page.locator("#canned-error")).to_contain_text("不认识的占位符：{phone}")
+    first = page.locator("#canned form.canned-edit").first
+    await first.locator("textarea").fill("{name}您好，欢迎回来！您是我们的{tier}，很高兴为您服务。")
+    await first.get_by_role("button", name="保存").click()
+    await expect(page.locator("#canned-error")).to_have_count(0)
+    await expect(page.locator("#canned form.canned-edit").first.locator("textarea")).to_have_value(
+        "{name}您好，欢迎回来！您是我们的{tier}，很高兴为您服务。"
+    )
+    await shot(page, tmp_path, "canned")
+    await page.click("header button[type=submit]")  # 退出
+
+    await push(client, PLAIN, PLAIN.text(MEMBER, "人工"))
+    await sign_in(page, client, "agent_li")
+    row = page.locator("#queue tr[data-conversation]")
+    await expect(row).to_have_count(1)
+    await row.get_by_role("button", name="接入").click()
+    await expect(page.locator("#status")).to_contain_text("接待中")
+    await page.locator("[data-canned]").first.click()
+    rendered = "王芳您好，欢迎回来！您是我们的金卡会员，很高兴为您服务。"
+    await expect(page.locator("#reply-text")).to_have_value(rendered)
+    await shot(page, tmp_path, "conversation")
+    await page.click("#send")
+    await expect(page.locator("#messages")).to_contain_text(rendered)
+    assert any(m.get("text", {}).get("content") == rendered for m in standin.sent())
+
+
+async def test_an_admin_adds_an_agent_in_the_browser(
+    app_factory: Callable[..., Any], page: Page, tmp_path: Path
+) -> None:
+    client = await app_factory()
+    await add_staff(client, "boss", "admin")
+    await sign_in(page, client, "boss")
+    await page.click("text=员工账号")
+    await page.fill("#staff-add input[name=username]", "agent_new")
+    await page.fill("#staff-add input[name=password]", PASSWORD)
+    await page.select_option("#staff-add select[name=role]", "agent")
+    await page.click("#staff-add button")
+    row = page.locator("tr[data-staff='agent_new']")
+    await expect(row).to_contain_text("启用")
+    await row.locator("button.toggle").click()
+    await expect(page.locator("tr[data-staff='agent_new'] .state")).to_have_text("已停用")
+    await page.locator("tr[data-staff='boss'] button.toggle").click()
+    await expect(page.locator("#staff-error")).to_have_text("至少需要保留一个启用的管理员账号。")
+    await shot(page, tmp_path, "staff")
