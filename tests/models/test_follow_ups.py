@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.database import create_engine, create_sessionmaker
+from models.binding import claim_binding_code, create_binding_code
 from models.figures import programme_figures
 from models.follow_ups import (
     AT_RISK_CALL,
@@ -224,3 +225,29 @@ async def test_erasing_a_member_blanks_the_call_notes_and_closes_their_follow_up
         ("closed", "resolved", None),
         ("closed", "erased", None),
     ]
+
+
+async def test_binding_keeps_one_call_per_period_of_the_merged_member(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as session:
+        code = await create_binding_code(session, "CUST-1", NOW, 24, phone="13800000000")
+        customer = code.member_id
+        follower = await _member(session, None, [])
+        for member_id in (customer, follower):
+            session.add(
+                FollowUp(
+                    member_id=member_id,
+                    purpose=AT_RISK_CALL,
+                    period="2026-11",
+                    status="open",
+                    due_at=NOW,
+                    created_at=NOW,
+                )
+            )
+        follower_openid = (await session.get_one(Member, follower)).openid
+        assert follower_openid is not None
+    async with sessions.begin() as session:
+        await claim_binding_code(session, code.code, follower_openid, NOW)
+    async with sessions() as session:
+        assert await _calls(session) == [(customer, AT_RISK_CALL, "2026-11")]
