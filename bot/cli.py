@@ -357,9 +357,15 @@ def _staff(config: Config, args: argparse.Namespace) -> int:
     from bot.redis_server import open_redis
     from bot.store import open_store
     from models.base import utcnow
-    from models.staff import Staff, audit, find_staff
+    from models.staff import find_staff
+    from models.staff_accounts import StaffRefused, add_account, check_username, set_disabled
 
     if args.action == "add":
+        try:
+            check_username(args.username)
+        except StaffRefused as exc:
+            print(exc, file=sys.stderr)
+            return 2
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\n")
         else:
@@ -375,31 +381,21 @@ def _staff(config: Config, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         now = utcnow()
-        async with open_store(config) as sessions, sessions.begin() as session:
-            existing = await find_staff(session, args.username)
-            if args.action == "add":
-                if existing is not None:
-                    print(f"staff {args.username} exists already", file=sys.stderr)
+        try:
+            async with open_store(config) as sessions, sessions.begin() as session:
+                if args.action == "add":
+                    await add_account(session, args.username, hashed, args.role, now, None)
+                    print(f"staff {args.username} added as {args.role}")
+                    return 0
+                existing = await find_staff(session, args.username)
+                if existing is None:
+                    print(f"no staff {args.username}", file=sys.stderr)
                     return 2
-                session.add(
-                    Staff(
-                        username=args.username,
-                        password_hash=hashed,
-                        role=args.role,
-                        availability="offline",
-                        disabled=False,
-                        created_at=now,
-                    )
-                )
-                await audit(session, None, "staff_add", now, target=args.username, role=args.role)
-                print(f"staff {args.username} added as {args.role}")
-                return 0
-            if existing is None:
-                print(f"no staff {args.username}", file=sys.stderr)
-                return 2
-            existing.disabled, existing.availability = True, "offline"
-            await audit(session, None, "staff_disable", now, target=args.username)
-            staff_id = existing.id
+                await set_disabled(session, existing.id, True, now, None)
+                staff_id = existing.id
+        except StaffRefused as exc:
+            print(exc, file=sys.stderr)
+            return 2
         async with open_redis(config.redis) as redis:
             await Sessions(redis, config.console, secure=False).end_all_of(staff_id)
         print(f"staff {args.username} disabled (signed out everywhere)")

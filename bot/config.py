@@ -161,6 +161,13 @@ class Config(_Section):
             raise ValueError(f"console.priority_tiers: no tier {', '.join(unknown)}")
         return self
 
+    @model_validator(mode="after")
+    def _compensation_coupon_is_configured(self) -> Config:
+        kind = self.console.compensation.coupon_kind
+        if kind and self.programme.coupon_kind(kind) is None:
+            raise ValueError(f"console.compensation.coupon_kind: no coupon kind {kind!r}")
+        return self
+
 
 def find_config_file(explicit: str | None = None) -> Path:
     """Return the configuration file to read, by the documented order of precedence."""

@@ -1,4 +1,5 @@
-"""The console's answers to staff actions, and canned replies, in Simplified Chinese.
+"""The console's answers to staff actions, in Simplified Chinese (canned replies: the
+database, seeded from messages/cs_tools_copy.py).
 
 The pages' own labels are in bot/console/templates/ (markup and its words together).
 """
@@ -16,15 +17,6 @@ NO_TEMPLATE = "尚未配置客服回复模板（[delivery.templates.service_repl
 SEND_FAILED = "微信暂时无法发送，请稍后重试。"
 REPLY_LENGTH = "回复内容需为1-2000字。"
 TEMPLATE_LENGTH = "模板消息内容需为1-200字。"
-
-# Quick replies offered under the reply box.
-CANNED_REPLIES = [
-    "您好，我是客服，很高兴为您服务，请问有什么可以帮您？",
-    "请您提供一下订单号，我马上为您查询。",
-    "已为您登记，处理结果会在24小时内通知您。",
-    "非常抱歉给您带来不便，我们会尽快为您处理。",
-    "感谢您的耐心等待，还有其他可以帮您的吗？",
-]
 
 # The service-reply template's fields (keys named in [delivery.templates.service_reply]).
 TEMPLATE_TITLE = "客服回复"
@@ -61,6 +53,8 @@ FIGURE_NAMES = {
     "pickup_in_target": "及时接入率（1小时内）",
     "resolved_24h": "24小时解决率",
     "cases_in_due": "工单按时解决率",
+    "callback_connect": "回访接通率",
+    "follow_up_completion": "跟进按时完成率",
 }
 SEGMENT_NAMES = {
     "core": "核心忠诚",

@@ -6,12 +6,15 @@ from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaign_rewards import CampaignReward
 from models.campaigns import Campaign, CampaignMember, CampaignRun
+from models.canned import CannedReply
 from models.cases import CaseEntry, ServiceCase
+from models.compensations import Compensation
 from models.conversations import Conversation, ConversationMessage
 from models.coupon_reminders import CouponReminder
 from models.coupons import Coupon
 from models.deliveries import Delivery, TemplateReceipt
 from models.events import MemberEvent
+from models.follow_ups import FollowUpAttempt
 from models.hooks import HookDelivery, HookSubscriber
 from models.ledger import LedgerEntry, PointLot
 from models.member_codes import MemberCodeUse
@@ -35,15 +38,18 @@ __all__ = [
     "CampaignMember",
     "CampaignReward",
     "CampaignRun",
+    "CannedReply",
     "CaseEntry",
     "ChatMiss",
     "ChatMissText",
+    "Compensation",
     "Conversation",
     "ConversationMessage",
     "Coupon",
     "CouponReminder",
     "Delivery",
     "FollowUp",
+    "FollowUpAttempt",
     "HookDelivery",
     "HookSubscriber",
     "LedgerEntry",

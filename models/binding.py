@@ -106,8 +106,8 @@ _MEMBER_TABLES = (
     "binding_codes",
     "deliveries",
     "ratings",
-    "follow_ups",
     "conversations",
+    "compensations",
     "hook_deliveries",
 )
 # Tables where the customer may already have the row the follower has (the same key besides
@@ -118,6 +118,8 @@ _MEMBER_KEYED_TABLES = (
     ("member_recaps", "member_id", ("year",)),
     ("referrals", "referee_id", ()),
     ("campaign_members", "member_id", ("run_id",)),
+    # A call planned for both in the same period is kept once (low ratings have no period).
+    ("follow_ups", "member_id", ("purpose", "period")),
 )
 
 

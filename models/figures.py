@@ -64,10 +64,11 @@ from models.cases import ServiceCase
 from models.conversations import Conversation
 from models.coupons import Coupon
 from models.deliveries import Delivery
+from models.follow_ups import COMPLETED_IN_TIME, CONNECTED, FollowUpAttempt
 from models.ledger import LedgerEntry
 from models.members import Member
 from models.orders import Order
-from models.ratings import CSAT, NPS, Rating
+from models.ratings import CSAT, NPS, FollowUp, Rating
 from models.referrals import Referral
 from models.rules import ProgrammeRules, Target
 
@@ -149,6 +150,8 @@ FIGURES = (
     FigureDef("pickup_in_target", "percent"),
     FigureDef("resolved_24h", "percent"),
     FigureDef("cases_in_due", "percent"),
+    FigureDef("callback_connect", "percent"),
+    FigureDef("follow_up_completion", "percent"),
 )
 BY_CODE = {f.code: f for f in FIGURES}
 
@@ -464,6 +467,7 @@ async def _compute(
             await _ratings(db, collector, span)
             await _conversations(db, rules, collector, span)
             await _cases(db, collector, span)
+            await _follow_ups(db, collector, span)
         if breakdowns is not None:
             await _breakdowns(db, rules, collector, breakdowns, now)
 
@@ -714,6 +718,33 @@ async def _cases(session: AsyncSession, out: _Collector, span: tuple[datetime, d
     for key, t, seg, category, in_due, opened in rows:
         out.add("cases_in_due", key, t, seg, in_due, opened)
         out.extra("cases_in_due", key, f"category:{category}", in_due, opened)
+
+
+async def _follow_ups(
+    session: AsyncSession, out: _Collector, span: tuple[datetime, datetime]
+) -> None:
+    """The work list (models/follow_ups.py): call attempts made in a month that connected
+    (回访接通率), and follow-ups due in a month closed by their due time (完成率)."""
+    tier, segment = _groups()
+    month = local_period(session, FollowUpAttempt.at, span[0], "month")
+    rows = await session.execute(
+        select(month, tier, segment, func.count(CONNECTED), func.count())
+        .join(FollowUp, FollowUp.id == FollowUpAttempt.follow_up_id)
+        .join(Member, Member.id == FollowUp.member_id)
+        .where(FollowUpAttempt.at >= span[0], FollowUpAttempt.at < span[1])
+        .group_by(month, tier, segment)
+    )
+    for key, t, s, connected, attempts in rows:
+        out.add("callback_connect", key, t, s, connected, attempts)
+    month = local_period(session, FollowUp.due_at, span[0], "month")
+    rows = await session.execute(
+        select(month, tier, segment, func.count(COMPLETED_IN_TIME), func.count())
+        .join(Member, Member.id == FollowUp.member_id)
+        .where(FollowUp.due_at >= span[0], FollowUp.due_at < span[1])
+        .group_by(month, tier, segment)
+    )
+    for key, t, s, completed, due in rows:
+        out.add("follow_up_completion", key, t, s, completed, due)
 
 
 def _history(rules: ProgrammeRules, start: datetime, end: datetime) -> Any:

@@ -6,7 +6,8 @@ Export gathers every row that names the member, table by table, as JSON-ready di
 Erasure removes what identifies the person and what they said, and keeps what the programme's
 totals need: the member row stays (orders, ledger entries and lots point to it, so every
 balance still adds up and ``ledger verify`` passes) but loses openid, shop customer id, name,
-phone, birthday and tags; conversation messages and rating comments are blanked, and the words
+phone, birthday and tags; conversation messages, rating comments and the notes staff took on
+follow-up calls are blanked (open follow-ups are closed as ``erased``), and the words
 kept from messages the bot did not understand are deleted; push, event and shop-event payloads
 are emptied (shop events not yet sent are dropped); recaps, referral
 links and open binding codes are deleted. The audit log keeps its entries (they record what
@@ -25,10 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaigns import CampaignMember
+from models.compensations import Compensation
 from models.conversations import Conversation, ConversationMessage
 from models.coupons import Coupon
 from models.deliveries import Delivery
 from models.events import MemberEvent
+from models.follow_ups import FollowUpAttempt
 from models.hooks import HookDelivery
 from models.ledger import LedgerEntry, PointLot
 from models.members import Member
@@ -59,6 +62,7 @@ _BY_MEMBER: tuple[Any, ...] = (
     HookDelivery,
     BirthdayGift,
     ChatMissText,
+    Compensation,
 )
 
 
@@ -91,6 +95,13 @@ async def export_member(session: AsyncSession, member: Member) -> dict[str, Any]
         .order_by(ConversationMessage.id)
     )
     data["conversation_messages"] = [_row(m) for m in messages]
+    attempts = await session.scalars(
+        select(FollowUpAttempt)
+        .join(FollowUp, FollowUp.id == FollowUpAttempt.follow_up_id)
+        .where(FollowUp.member_id == member.id)
+        .order_by(FollowUpAttempt.id)
+    )
+    data["follow_up_attempts"] = [_row(a) for a in attempts]
     referrals = await session.scalars(
         select(Referral).where(
             (Referral.referrer_id == member.id) | (Referral.referee_id == member.id)
@@ -119,6 +130,23 @@ async def erase_member(session: AsyncSession, member: Member, now: datetime) -> 
         update(Rating).where(Rating.member_id == member.id).values(comment=None)
     )
     changed["ratings"] = result.rowcount or 0
+    # What staff wrote down from calls with the member; an open follow-up can no longer be
+    # worked (the phone number goes), so it is closed.
+    follow_ups = select(FollowUp.id).where(FollowUp.member_id == member.id)
+    result = await session.execute(
+        update(FollowUpAttempt).where(FollowUpAttempt.follow_up_id.in_(follow_ups)).values(note="")
+    )
+    changed["follow_up_attempts"] = result.rowcount or 0
+    await session.execute(
+        update(FollowUp)
+        .where(FollowUp.member_id == member.id)
+        .values(outcome_note=None, context_ref=None)
+    )
+    await session.execute(
+        update(FollowUp)
+        .where(FollowUp.member_id == member.id, FollowUp.status == "open")
+        .values(status="closed", outcome="erased", closed_at=now)
+    )
     result = await session.execute(
         update(Delivery).where(Delivery.member_id == member.id).values(payload={})
     )

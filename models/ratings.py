@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
     ForeignKey,
+    Index,
     Integer,
     String,
+    UniqueConstraint,
     case,
     func,
     literal,
@@ -39,6 +41,8 @@ SCALES = {CSAT: (1, 5), NPS: (0, 10)}
 # The member event a low score comes with (shop systems subscribe to it).
 LOW_RATING_EVENT = "low_rating"
 GroupBy = Literal["tier", "segment", "month"]
+# A follow-up's purpose when a low score opened it.
+LOW_RATING = "low_rating"
 
 
 class Rating(Base):
@@ -60,18 +64,33 @@ class Rating(Base):
 
 
 class FollowUp(Base):
-    """A low score for customer service to follow up (the console's queue picks these up)."""
+    """One thing customer service is to do about a member (the console's work list,
+    models/follow_ups.py): a low score to follow up (``purpose`` low_rating, with the rating's
+    ``kind``, ``score`` and ``context``), or a call the monthly job planned (at_risk_call,
+    high_ticket_call) for one ``period`` (YYYY-MM, or YYYY-Qn), once per member."""
 
     __tablename__ = "follow_ups"
+    __table_args__ = (
+        UniqueConstraint("member_id", "purpose", "period", name="uq_follow_ups_member_purpose"),
+        Index("ix_follow_ups_status_due_at", "status", "due_at"),
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
-    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id"), unique=True)
+    rating_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"), unique=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(8))
-    score: Mapped[int] = mapped_column(Integer)
-    context: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16), default=LOW_RATING)
+    period: Mapped[str | None] = mapped_column(String(8))
+    kind: Mapped[str | None] = mapped_column(String(8))
+    score: Mapped[int | None] = mapped_column(Integer)
+    context: Mapped[str | None] = mapped_column(String(16))
     context_ref: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="open")
+    assigned_to: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_note: Mapped[str | None] = mapped_column(String(500))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -146,11 +165,13 @@ async def record_rating(
         follow_up = FollowUp(
             rating_id=rating.id,
             member_id=member_id,
+            purpose=LOW_RATING,
             kind=question.kind,
             score=score,
             context=question.context,
             context_ref=question.ref,
             status="open",
+            due_at=now + timedelta(hours=rules.callbacks.low_rating_due_hours),
             created_at=now,
         )
         session.add(follow_up)

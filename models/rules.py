@@ -232,6 +232,24 @@ class RatingRules(_Rules):
     nps_low: int = Field(default=6, ge=0, le=10)
 
 
+class CallbackRules(_Rules):
+    """Customer service's work list (models/follow_ups.py): when a low rating's follow-up is
+    due, and which members the monthly job puts on it to be called (seed 002: 流失风险 members
+    get 电话回访; seed 001: 高客单价客户每季度1次电话回访). Only members with a phone number
+    are listed for a call. Money in fen, net of refunds over the last ``spend_months``."""
+
+    low_rating_due_hours: int = Field(default=24, ge=1, le=24 * 30)
+    spend_months: int = Field(default=12, ge=1, le=36)
+    # 流失风险 members who spent at least this much: one call a month (0: no such calls).
+    at_risk_min_spend_fen: int = Field(default=500_000, ge=0)
+    at_risk_due_days: int = Field(default=7, ge=1, le=31)
+    # High-ticket members (average order at least this much, at least min_orders orders):
+    # one call a quarter (0: no such calls).
+    high_ticket_min_aov_fen: int = Field(default=100_000, ge=0)
+    high_ticket_min_orders: int = Field(default=2, ge=1, le=1000)
+    high_ticket_due_days: int = Field(default=14, ge=1, le=92)
+
+
 class BirthdayGiftRules(_Rules):
     """Who gets a physical birthday gift, shipped by the brand (seed 002: 生日定制礼遇 for the
     core segment; DOMAIN.md: 钻石会员's 生日定制礼). The console tracks its fulfilment."""
@@ -318,6 +336,7 @@ class ProgrammeRules(_Rules):
     birthday_gifts: BirthdayGiftRules = BirthdayGiftRules()
     referrals: ReferralRules = ReferralRules()
     ratings: RatingRules = RatingRules()
+    callbacks: CallbackRules = CallbackRules()
     targets: ProgrammeTargets = ProgrammeTargets()
     # Where the scheduler keeps each month's 《效果跟踪表》 (HTML and CSV; never deleted).
     reports_folder: str = Field(default="data/reports", min_length=1)

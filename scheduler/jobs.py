@@ -21,6 +21,7 @@ from bot.report import write_report
 from models.coupons import expire_coupons
 from models.deliveries import Delivery
 from models.figures import programme_figures
+from models.follow_ups import plan_calls
 from models.hooks import KEPT, prune
 from models.ledger import expire_due_lots
 from models.member_codes import forget_spent_codes
@@ -122,6 +123,12 @@ async def _referral_rewards(ctx: JobContext) -> str:
     return f"referrals settled: {shown}"
 
 
+async def _callbacks(ctx: JobContext) -> str:
+    async with ctx.sessions.begin() as session:
+        planned = await plan_calls(session, ctx.rules, ctx.now)
+    return ", ".join(f"{purpose} {count}" for purpose, count in planned.items()) + " planned"
+
+
 async def _prune_events(ctx: JobContext) -> str:
     async with ctx.sessions() as session:
         hooks, events = await prune(session, ctx.now - KEPT)  # commits per batch
@@ -194,6 +201,11 @@ JOBS = {
             "nps-sample",
             "ask this month's sample of members the NPS question (survey push)",
             _pushes(plan_nps_sample, "NPS questions"),
+        ),
+        Job(
+            "callbacks",
+            "put this month's at-risk and this quarter's high-ticket calls on the work list",
+            _callbacks,
         ),
         Job(
             "prune-events",

@@ -30,6 +30,8 @@ DEFAULT_SCHEDULE = {
     # Referral rewards fall due around the clock (the return window ends when it ends).
     "referral-rewards": "20 * * * *",
     "nps-sample": "0 10 5 * *",
+    # After the night's segment refresh (03:00), before the team starts on the 1st.
+    "callbacks": "0 4 1 * *",
     "prune-events": "40 3 * * *",
     # Last month's 《效果跟踪表》, on the 1st after the night's jobs (segments refresh at 03:00).
     "monthly-report": "0 6 1 * *",

@@ -11,12 +11,16 @@ from aiohttp.typedefs import Handler
 
 from bot.console import (
     campaign_views,
+    canned_views,
     case_views,
     events,
+    followup_views,
     hook_views,
+    member_views,
     miss_views,
     report_views,
     reward_views,
+    staff_views,
     template_views,
     views,
 )
@@ -66,6 +70,10 @@ def create_console_app() -> web.Application:
     app.add_routes(reward_views.routes)
     app.add_routes(template_views.routes)
     app.add_routes(case_views.routes)
+    app.add_routes(followup_views.routes)
+    app.add_routes(member_views.routes)
+    app.add_routes(canned_views.routes)
+    app.add_routes(staff_views.routes)
     app.router.add_get("/events", events.events)
     app.router.add_static("/static", HERE / "static")
     return app

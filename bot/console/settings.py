@@ -15,6 +15,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CompensationLimit(_Section):
+    """What one role may give in compensation per staff member and local day (None: no limit)."""
+
+    coupons: int | None = Field(default=None, ge=0, le=10_000)
+    points: int | None = Field(default=None, ge=0, le=100_000_000)
+
+
+class CompensationConfig(_Section):
+    """``[console.compensation]``: the coupon kind agents give as compensation ("" for none)
+    and each role's daily limits; a role not in ``limits`` may not compensate."""
+
+    coupon_kind: str = "cash_10"
+    limits: dict[Literal["agent", "marketer", "admin"], CompensationLimit] = {
+        "agent": CompensationLimit(coupons=3, points=500),
+        "admin": CompensationLimit(),
+    }
+
+    def limit_for(self, role: str) -> CompensationLimit | None:
+        """The role's daily limits, or None when the role may not compensate."""
+        return self.limits.get(role)  # type: ignore[call-overload]
+
+
 class ConsoleConfig(_Section):
     """Customer service: the hand-over to people and the console they answer in."""
 
@@ -49,6 +71,7 @@ class ConsoleConfig(_Section):
     # Proxies whose X-Forwarded-For is believed (addresses or networks): the caller is the
     # right-most hop that is not one of them. Empty: the peer's address, whatever the header.
     trusted_proxies: list[IPvAnyNetwork] = [IPv4Network("127.0.0.1/32"), IPv6Network("::1/128")]
+    compensation: CompensationConfig = CompensationConfig()
 
     @property
     def priority(self) -> QueuePriority:

@@ -25,6 +25,7 @@ from bot.console.auth import (
     requires,
     template_context,
 )
+from bot.console.canned_views import rendered_for
 from bot.console.sending import plan_template, send_in_window, template_ready
 from bot.logs import mask_openid
 from bot.wechat.cs_window import CustomerServiceWindows
@@ -254,7 +255,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
             messages=messages,
             window=window,
             colleagues=colleagues,
-            canned=console_copy.CANNED_REPLIES,
+            canned=await rendered_for(request, member),
             segment_names=console_copy.SEGMENT_NAMES,
             template_ready=template_ready(request),
             case=service_case,

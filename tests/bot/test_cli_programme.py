@@ -55,6 +55,7 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "annual-recap",
         "referral-rewards",
         "nps-sample",
+        "callbacks",
         "prune-events",
         "monthly-report",
     }

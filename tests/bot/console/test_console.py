@@ -308,6 +308,24 @@ ROUTES = {
     ("POST", "/console/rewards/{id}/retire"): ("marketer", "admin"),
     ("GET", "/console/fulfilments"): ("agent", "marketer", "admin"),
     **CASE_ROUTES,
+    ("GET", "/console/follow-ups"): ("agent", "admin"),
+    ("GET", "/console/follow-ups/{id}"): ("agent", "admin"),
+    ("POST", "/console/follow-ups/{id}/assign"): ("agent", "admin"),
+    ("POST", "/console/follow-ups/{id}/attempt"): ("agent", "admin"),
+    ("POST", "/console/follow-ups/{id}/close"): ("agent", "admin"),
+    ("GET", "/console/members"): ("agent", "admin"),
+    ("GET", "/console/members/{id}"): ("agent", "admin"),
+    ("POST", "/console/members/{id}/compensate"): ("agent", "admin"),
+    ("GET", "/console/canned"): ("admin",),
+    ("POST", "/console/canned"): ("admin",),
+    ("POST", "/console/canned/{id}"): ("admin",),
+    ("POST", "/console/canned/{id}/delete"): ("admin",),
+    ("GET", "/console/staff"): ("admin",),
+    ("POST", "/console/staff"): ("admin",),
+    ("POST", "/console/staff/{id}/role"): ("admin",),
+    ("POST", "/console/staff/{id}/password"): ("admin",),
+    ("POST", "/console/staff/{id}/disable"): ("admin",),
+    ("POST", "/console/staff/{id}/enable"): ("admin",),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 
@@ -588,6 +606,10 @@ async def test_staff_accounts_from_the_command_line(
     code, _, err = await _staff_cli(config, "add", "agent_qian", "--role", "agent", "short")
     assert code == 2
     assert "at least 10 characters" in err
+    # The console's staff page applies the same rules (models/staff_accounts.py).
+    code, _, err = await _staff_cli(config, "add", "Agent Qian", "--role", "agent", PASSWORD)
+    assert code == 2
+    assert "a username is" in err
     assert await login(client, "agent_zhao") == 303
     assert (await client.get("/console/", allow_redirects=False)).status == 200
     code, out, _ = await _staff_cli(config, "disable", "agent_zhao")
