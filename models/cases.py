@@ -261,10 +261,12 @@ async def list_cases(
     state: str = "open",
     owner_id: int | None = None,
     category: str | None = None,
+    member_id: int | None = None,
     limit: int = 200,
 ) -> list[CaseRow]:
-    """Cases by ``state`` (open, overdue, closed, all), owner and category: overdue first (the
-    longest overdue first), then open ones by due time, then closed ones, latest first."""
+    """Cases by ``state`` (open, overdue, closed, all), owner, category and member: overdue
+    first (the longest overdue first), then open ones by due time, then closed ones, latest
+    first."""
     if state not in STATES:
         raise ValueError(f"unknown case state {state!r}")
     late = overdue(now)
@@ -283,6 +285,8 @@ async def list_cases(
         query = query.where(ServiceCase.owner_id == owner_id)
     if category is not None:
         query = query.where(ServiceCase.category == category)
+    if member_id is not None:
+        query = query.where(ServiceCase.member_id == member_id)
     rows = await session.execute(
         query.order_by(
             case((late, 0), (ServiceCase.status == "open", 1), else_=2),

@@ -4,7 +4,7 @@ never see a member's card).
 Search by openid, name, binding code, shop order id or phone: agents by its last 4 digits and
 see numbers masked, admins also by the whole number and see it whole (``PHONE_ROLES``). The
 card: points and the lots they sit in with expiry, coupons, the ledger's latest entries, tier
-history, referrals, ratings, conversations, follow-ups, and where the cases will go."""
+history, referrals, ratings, conversations, follow-ups and cases."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from bot import wiring
 from bot.console.auth import STAFF, requires, template_context
 from bot.console.report_views import PHONE_ROLES, mask_phone
 from bot.logs import mask_openid
-from messages import console_copy, cs_tools_copy
+from messages import console_copy, cs_tools_copy, service_copy
 from models.base import utcnow
+from models.cases import list_cases
 from models.compensations import COUPON, CompensationRefused, DailyLimit, compensate
 from models.ledger import EXPIRING_HORIZON, InsufficientPoints
 from models.member_card import expiring_points, member_card, search_members
@@ -98,6 +99,7 @@ async def render_card(
         if card is None:
             raise web.HTTPNotFound(text="no such member")
         expiring = await expiring_points(db, member_id, now + EXPIRING_HORIZON)
+        cases = await list_cases(db, now, state="all", member_id=member_id, limit=20)
     compensation = config.console.compensation
     return aiohttp_jinja2.render_template(
         "member.html",
@@ -105,6 +107,9 @@ async def render_card(
         template_context(
             request,
             card=card,
+            cases=cases,
+            case_categories=service_copy.CASE_CATEGORIES,
+            case_statuses=service_copy.CASE_STATUSES,
             member=card.member,
             expiring=expiring,
             rules=config.programme,

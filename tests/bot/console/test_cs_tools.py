@@ -18,6 +18,7 @@ from bot.console.auth import SESSIONS
 from models.base import utcnow
 from models.binding import BindingCode
 from models.canned import CannedReply
+from models.cases import open_case
 from models.conversations import Conversation
 from models.coupons import Coupon
 from models.follow_ups import AT_RISK_CALL, FollowUpAttempt
@@ -293,8 +294,24 @@ async def test_the_member_card_shows_the_members_history(console: TestClient) ->
     await add_history(client, member)
     await add_call(client, member)
     await add_staff(client, "agent_li", "agent")
+    async with client.app[wiring.SESSIONS].begin() as session:
+        conversation = await session.scalar(
+            select(Conversation).where(Conversation.member_id == member)
+        )
+        agent = await session.scalar(select(Staff).where(Staff.username == "agent_li"))
+        assert conversation is not None
+        assert agent is not None
+        now = utcnow()
+        opened = await open_case(
+            session, conversation, agent.id, "logistics", "", now + timedelta(hours=24), now
+        )
+        assert opened is not None
     assert await login(client, "agent_li") == 303
     page = await (await client.get(f"/console/members/{member}")).text()
+    cases = re.search(r'<ul id="member-cases">.*?</ul>', page, re.S)
+    assert cases
+    assert f"#{opened.id}" in cases[0]
+    assert "物流" in cases[0]
     for shown in ("王芳", "138****5678", "SO-2026-0001", "李雷", "发货太慢", "流失风险回访"):
         assert shown in page, shown
     assert PHONE not in page
