@@ -56,6 +56,19 @@ FIGURE_NAMES = {
     "callback_connect": "回访接通率",
     "follow_up_completion": "跟进按时完成率",
 }
+# Why the outbox skipped a push (the delivery's reason code), as the campaign page shows it.
+SKIP_REASONS = {
+    "frequency_cap": "频次上限",
+    "mass_allowance": "群发额度用完",
+    "mass_alone": "群发人数不足",
+    "no_channel": "无可用渠道",
+    "opted_out": "已退订",
+    "unanswered": "未回应",
+    "unsubscribed": "已取关",
+    "clientmsgid_exists": "已发送过",
+    "wechat_error": "微信拒绝",
+}
+
 SEGMENT_NAMES = {
     "core": "核心忠诚",
     "important": "重要价值",

@@ -390,6 +390,7 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
             actions=actions_for(campaign, staff.username, staff.role, approval),
             message=request.query.get("message"),
             zone=_config(request).programme.zone,
+            skip_reasons=copy.SKIP_REASONS,
         ),
     )
 

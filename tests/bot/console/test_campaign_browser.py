@@ -83,7 +83,7 @@ async def test_a_campaign_from_audience_to_figures_in_the_browser(
     cells = row.locator("td")
     await expect(cells.nth(1)).to_have_text(str(len(VIPS)))  # targeted
     await expect(cells.nth(2)).to_have_text(str(len(VIPS) - 1))  # sent in the window
-    await expect(cells.nth(4)).to_contain_text("frequency_cap×1")  # skipped, with the reason
+    await expect(cells.nth(4)).to_contain_text("频次上限×1")  # skipped, with the reason in words
     await expect(cells.nth(5)).to_have_text("1")  # converted
     await expect(cells.nth(7)).to_have_text("¥300.00")
 
