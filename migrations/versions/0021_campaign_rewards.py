@@ -3,7 +3,7 @@ issued when its push is sent), the record of each member's reward (one per campa
 member), and an index on orders by category and time for "bought 彩妆 in the last 6 months".
 
 Revision ID: 0021
-Revises: 0022
+Revises: 0020
 Create Date: 2026-12-10 10:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from models.base import UTCDateTime
 
 revision: str = "0021"
-down_revision: str | None = "0022"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,7 +5,7 @@ Follow-ups opened before this had no due time: they are due when they were opene
 worked them, so they show as overdue).
 
 Revision ID: 0023
-Revises: 0024
+Revises: 0022
 Create Date: 2026-12-06 13:30:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from models.base import UTCDateTime
 
 revision: str = "0023"
-down_revision: str | None = "0024"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

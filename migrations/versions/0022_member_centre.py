@@ -1,7 +1,7 @@
 """Member codes a till has resolved or an order has claimed (models/member_codes.py): each
 rotating member code is spent once.
 
-Revision ID: 0024
+Revision ID: 0022
 Revises: 0021
 Create Date: 2026-12-06 13:30:00
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 from models.base import UTCDateTime
 
-revision: str = "0024"
+revision: str = "0022"
 down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

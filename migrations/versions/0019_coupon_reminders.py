@@ -2,7 +2,7 @@
 
 (The redemption conditions themselves are settings of the coupon kinds: no column.)
 
-Revision ID: 0020
+Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-20 10:00:00
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 from models.base import UTCDateTime
 
-revision: str = "0020"
+revision: str = "0019"
 down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

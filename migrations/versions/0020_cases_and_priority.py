@@ -2,8 +2,8 @@
 conversation's idle return (models/cases.py). The priority lane needs no table: the queue
 orders by the member's tier, read from the members table.
 
-Revision ID: 0022
-Revises: 0020
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-10 09:00:00
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 from models.base import UTCDateTime
 
-revision: str = "0022"
-down_revision: str | None = "0020"
+revision: str = "0020"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
