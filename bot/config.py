@@ -153,6 +153,25 @@ class Config(_Section):
     programme: ProgrammeRules = ProgrammeRules()
     source: str = Field(default="", exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _priority_lane_defaults_to_the_top_tier(cls, data: Any) -> Any:
+        """Unset, ``[console] priority_tiers`` is the programme's highest tier (diamond as
+        shipped), so a brand that names its own tiers keeps a 专属客服 lane."""
+        if not isinstance(data, dict):
+            return data
+        console, programme = data.get("console") or {}, data.get("programme") or {}
+        if not isinstance(console, dict) or "priority_tiers" in console:
+            return data
+        tiers = programme.get("tiers") if isinstance(programme, dict) else None
+        if not tiers or not isinstance(tiers, list):
+            return data
+        top = tiers[-1]
+        code = top.get("code") if isinstance(top, dict) else getattr(top, "code", None)
+        if not isinstance(code, str):
+            return data  # the tier's own validation says what is wrong
+        return {**data, "console": {**console, "priority_tiers": [code]}}
+
     @model_validator(mode="after")
     def _priority_tiers_known(self) -> Config:
         codes = {tier.code for tier in self.programme.tiers}

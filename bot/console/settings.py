@@ -54,6 +54,7 @@ class ConsoleConfig(_Section):
     pickup_target_minutes: int = Field(default=60, ge=1, le=24 * 60)
     # Tiers served first, highest first (codes of [programme] tiers): the queue orders by
     # these, then by waiting time. A tier listed here has the 专属客服 lane (``has_priority_lane``).
+    # Unset: the programme's highest tier (bot/config.py).
     priority_tiers: list[str] = ["diamond"]
     # Agents (usernames) who get the first priority tier's conversations first when online.
     dedicated_agents: list[str] = []

@@ -138,7 +138,15 @@ async def test_a_coupon_is_issued_once_per_campaign_and_member(sessions: Session
     assert sorted(r.coupon_code for r in rewards) == sorted(c.code for c in coupons)
 
     async with sessions.begin() as session:
-        await redeem_coupon(session, coupons[0].code, member_id=None, shop_order_id="SO-1", now=NOW)
+        await redeem_coupon(
+            session,
+            RULES,
+            coupons[0].code,
+            member_id=None,
+            shop_order_id="SO-1",
+            now=NOW,
+            order_amount_fen=30_000,
+        )
     async with sessions() as session:
         stats = await reward_stats(session, campaign_id)
     assert stats["A"].rewarded == 3

@@ -103,7 +103,9 @@ async def test_the_figures_show_what_was_given_and_redeemed(
     async with client.app[wiring.SESSIONS]() as session:
         code = await session.scalar(select(Coupon.code).order_by(Coupon.id).limit(1))
         owner = await session.scalar(select(Coupon.member_id).where(Coupon.code == code))
-    status, _ = await call(client, "POST", f"/coupons/{code}/redeem", {"order_id": "SO-RWD-1"})
+    # 满300减50: the redeem call carries the order's amount.
+    redeem = {"order_id": "SO-RWD-1", "order_amount_fen": 30_000}
+    status, _ = await call(client, "POST", f"/coupons/{code}/redeem", redeem)
     assert status == 200
 
     status, stats = await call(client, "GET", f"/campaigns/{campaign['id']}/stats")

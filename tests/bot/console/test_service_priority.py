@@ -195,3 +195,20 @@ def test_an_unknown_priority_tier_is_refused() -> None:
                 "console": {"priority_tiers": ["platinum"]},
             }
         )
+
+
+def test_unset_the_lane_is_the_programmes_highest_tier() -> None:
+    """A brand with tiers of its own keeps a priority lane without naming it."""
+    tiers = [
+        {"code": "member", "name": "会员", "min_orders": 0, "multiplier": "1"},
+        {"code": "vip", "name": "贵宾", "min_orders": 5, "multiplier": "1.5"},
+    ]
+    base = {
+        "wechat": {"appid": "wx1234", "secret": "s3cret-value", "token": "mytoken"},
+        "api": {"token": "0123456789abcdef0123"},
+    }
+    config = Config.model_validate(base | {"programme": {"tiers": tiers}})
+    assert config.console.priority_tiers == ["vip"]
+    assert Config.model_validate(base).console.priority_tiers == ["diamond"]
+    chosen = base | {"programme": {"tiers": tiers}, "console": {"priority_tiers": []}}
+    assert Config.model_validate(chosen).console.priority_tiers == []  # no lane, as asked
