@@ -118,6 +118,7 @@ _MEMBER_KEYED_TABLES = (
     ("member_recaps", "member_id", ("year",)),
     ("referrals", "referee_id", ()),
     ("campaign_members", "member_id", ("run_id",)),
+    ("benefit_grants", "member_id", ("rule", "period")),
 )
 
 
