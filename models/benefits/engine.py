@@ -210,7 +210,7 @@ async def _ensure_budget_row(
     start, end = month_bounds(rules, month)
     grants = BenefitGrant.__table__.c
     used = (
-        select(literal(code), literal(month), _used_expression(unit))
+        select(_used_expression(unit))
         .where(
             grants.rule == code,
             grants.holdout.is_(False),
@@ -366,6 +366,11 @@ async def claim(
     """Record rule ``code``'s grant of ``gift`` to the member for ``period`` and take it from
     the rule's budget; False (nothing written) when it was granted before or the budget is
     spent. What the gift is, the caller issues (``grant``) or applies (a boost's points)."""
+    unit = budget_unit(settings)
+    budget = int(getattr(settings, "monthly_budget", 0))
+    if budget > 0:
+        # Before the grant: the counter starts from the month's grants, not counting this one.
+        await _ensure_budget_row(session, rules, code, unit, month_of(rules, now))
     inserted = await session.scalar(
         dialect_insert(session)(BenefitGrant)
         .values(
@@ -384,9 +389,7 @@ async def claim(
     )
     if inserted is None:
         return False
-    unit = budget_unit(settings)
     amount = (1 if gift.coupon else 0) if unit == "coupons" else gift.points
-    budget = int(getattr(settings, "monthly_budget", 0))
     if not await take_budget(session, rules, code, unit, budget, amount, now):
         await session.execute(delete(BenefitGrant).where(BenefitGrant.id == inserted))
         return False
@@ -568,7 +571,9 @@ async def grant_batch(
     delivery_ids: list[int] = []
     if job.push is not None and granted:
         delivery_ids = await _plan_pushes(session, job, in_batch, now)
-    spent = left is not None and granted * (1 if unit == "coupons" else job.gift.points) >= left
+    # Spent: what is left cannot pay for one more gift.
+    per_gift = 1 if unit == "coupons" else max(job.gift.points, 1)
+    spent = left is not None and left - granted * per_gift < per_gift
     return BatchOutcome(granted, held_out, delivery_ids, spent)
 
 
