@@ -117,7 +117,30 @@ PROMISES: dict[str, str | tuple[str, ...]] = {
     "referral_copy.STAR": "setting:referrals",
     "referral_copy.LEDGER_REASONS": "setting:referrals",
     "referral_copy.PAGE_OFFER": "setting:referrals",
+    "referral_copy.PAGE_OFFER_PLAIN": "setting:tiers",
+    "copy.MENU_LAYOUT": "setting:referrals",
+    "copy.MENU_NAMES": "setting:referrals",
 }
+# Strings that mention coupons or gifts without promising one, and why.
+NOT_PROMISES = {
+    "chat_copy.INTENT_NAMES": "names what a member may ask for (我的优惠券)",
+    "chat_copy.GREETING": "offers to look up the member's own coupons",
+    "copy.LEDGER_REASONS": "names a ledger entry already made",
+    "copy.COUPONS_TITLE": "lists the coupons the member holds",
+    "copy.COUPONS_LINE": "lists the coupons the member holds",
+    "copy.COUPONS_NONE": "says the member holds none",
+}
+# What ``PROMISES`` may name besides the benefit rules: settings that give what they promise.
+SETTINGS = frozenset(
+    {
+        "setting:tiers",
+        "setting:tiers.discount",
+        "setting:tiers.multiplier",
+        "setting:points.birthday_multiplier",
+        "setting:birthday_gifts",
+        "setting:referrals",
+    }
+)
 
 
 def gift_text(coupon: str | None, points: int) -> str:
