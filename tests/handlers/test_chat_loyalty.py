@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from aiohttp.test_utils import TestClient
 
@@ -51,13 +49,12 @@ async def test_points_show_balance_expiry_and_recent_changes(client: TestClient)
     await call(client, "POST", "/orders", order("C-0", amount_fen=5_000) | {"paid_at": old})
     reply = await say(client, "积分？")
     lines = reply.splitlines()
-    # The second order brought the 复购赠礼 (100 points by default).
-    assert lines[0] == "您当前可用积分：250 分"
+    assert lines[0] == "您当前可用积分：150 分"
     assert "⏰ 其中" in lines[1]
     assert "50 分将于" in lines[1]
     assert lines[2] == copy.POINTS_RECENT_TITLE
-    assert lines[3].endswith("复购赠礼 +100")
-    assert lines[4].endswith("订单 C-0 +50")
+    assert lines[3].endswith("订单 C-0 +50")
+    assert lines[4].endswith("积分兑换 -23")
 
 
 async def test_menu_click_asks_for_points(client: TestClient) -> None:
@@ -91,9 +88,7 @@ async def test_benefits_list_the_tier_and_the_next(client: TestClient) -> None:
     assert "升级为银卡会员可享" in reply
 
 
-async def test_my_coupons(app_factory: Callable[..., Any]) -> None:
-    # Without the welcome coupon a new follower has none.
-    client = await app_factory(programme={"benefits": {"welcome": {"enabled": False}}})
+async def test_my_coupons(client: TestClient) -> None:
     await follower(client, OPENID)
     assert await say(client, "我的券") == copy.COUPONS_NONE
     async with client.app[wiring.SESSIONS].begin() as session:
