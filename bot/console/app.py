@@ -9,7 +9,15 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.console import campaign_views, events, hook_views, miss_views, report_views, views
+from bot.console import (
+    benefit_views,
+    campaign_views,
+    events,
+    hook_views,
+    miss_views,
+    report_views,
+    views,
+)
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -53,6 +61,7 @@ def create_console_app() -> web.Application:
     app.add_routes(hook_views.routes)
     app.add_routes(miss_views.routes)
     app.add_routes(report_views.routes)
+    app.add_routes(benefit_views.routes)
     app.router.add_get("/events", events.events)
     app.router.add_static("/static", HERE / "static")
     return app

@@ -298,6 +298,10 @@ ROUTES = {
     ("POST", "/console/hooks/deliveries/{id}/replay"): ("admin",),
     ("GET", "/console/misses"): ("agent", "admin"),
     ("POST", "/console/misses/{id}/teach"): ("agent", "admin"),
+    ("GET", "/console/benefits"): ("marketer", "admin"),
+    ("POST", "/console/benefits/{code}/pause"): ("marketer", "admin"),
+    ("POST", "/console/benefits/{code}/resume"): ("marketer", "admin"),
+    ("POST", "/console/benefits/{code}"): ("marketer", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 
@@ -336,7 +340,7 @@ async def test_every_route_refuses_who_may_not_use_it(
     for (method, template), roles in ROUTES.items():
         if method == "POST" and template.endswith("logout"):
             continue
-        path = template.replace("{id}", str(conversation.id))
+        path = template.replace("{id}", str(conversation.id)).replace("{code}", "survey")
         response = await client.request(
             method, path, data={"csrf": token} if method == "POST" else None, allow_redirects=False
         )
