@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.benefits.tables import BenefitGrant
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaigns import CampaignMember
@@ -59,6 +60,7 @@ _BY_MEMBER: tuple[Any, ...] = (
     HookDelivery,
     BirthdayGift,
     ChatMissText,
+    BenefitGrant,
 )
 
 

@@ -26,6 +26,7 @@ from models.benefits.periodic import run_anniversaries, run_birthdays, run_month
 from models.benefits.segment import run_segment_entered
 from models.benefits.tables import BenefitGrant, BenefitOverride
 from models.benefits.welcome import grant_welcome
+from models.binding import claim_binding_code, create_binding_code
 from models.coupons import Coupon
 from models.deliveries import Delivery
 from models.ledger import LedgerEntry, PointLot, verify_ledger
@@ -418,3 +419,22 @@ async def test_stored_override_changes_what_is_issued(sessions: Sessions) -> Non
         await session.execute(update(BenefitOverride).values(settings={"coupon": "gone"}))
         # An override the configuration no longer accepts is left out.
         assert (await active_benefits(session, RULES)).monthly_tier == RULES.benefits.monthly_tier
+
+
+async def test_binding_moves_the_followers_grants_to_the_customer(sessions: Sessions) -> None:
+    """A follower's welcome grant goes with them when they bind a receipt (the follower's row
+    is removed: its grants must move, not block the merge); the customer is not welcomed
+    twice."""
+    (follower_id,) = await add_members(sessions, ["basic"])
+    async with sessions.begin() as session:
+        await grant_welcome(session, RULES, follower_id, NOW)
+        follower = await session.get_one(Member, follower_id)
+        openid = follower.openid
+        binding = await create_binding_code(session, "CRM-GRANT", NOW, 24)
+    async with sessions.begin() as session:
+        customer = await claim_binding_code(session, binding.code, openid, NOW)
+        assert await grant_welcome(session, RULES, customer.id, NOW) is None
+    async with sessions() as session:
+        owners = (await session.scalars(select(BenefitGrant.member_id))).all()
+        coupon_owners = (await session.scalars(select(Coupon.member_id))).all()
+    assert list(owners) == list(coupon_owners) == [customer.id]
