@@ -109,6 +109,8 @@ QUIET_BENEFITS = {
     "welcome": {"enabled": False},
     "repeat_order": {"enabled": False},
     "order_notice": {"enabled": False},
+    "tier_upgrade": {"enabled": False},
+    "growth": {"enabled": False},
     # Dated boosts would double the points of an order paid on the 18th or in 国庆 week.
     "boosts": {},
 }
@@ -145,7 +147,7 @@ def make_config(
             "delivery": {"quiet_hours_start": "00:00", "quiet_hours_end": "00:00"}
             | (delivery or {}),
             # The benefit rules every follow and order triggers (the welcome coupon, the
-            # 复购赠礼, the points notice, dated boosts) are off unless a test sets
+            # 复购赠礼, the points notice, upgrade gifts, dated boosts) are off unless a test sets
             # [programme.benefits]:
             # other tests' balances, coupons and pushes stay theirs (tests/models/
             # test_benefits.py and tests/bot/test_benefits_flow.py run them).

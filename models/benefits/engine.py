@@ -536,8 +536,9 @@ async def grant_batch(
                     chosen_sq.c.member_id,
                     literal(job.period),
                     literal(job.gift_key),
-                    literal(job.gift.coupon or None, String),
-                    literal(job.gift.points),
+                    # A holdout is recorded with what it would have got: nothing.
+                    case((holdout, None), else_=literal(job.gift.coupon or None, String)),
+                    case((holdout, 0), else_=literal(job.gift.points)),
                     holdout,
                     # Holdouts get no points: nothing to credit.
                     case((holdout, literal(True)), else_=literal(job.gift.points == 0)),
@@ -553,6 +554,10 @@ async def grant_batch(
     ).all()
     held_out = sum(1 for (h,) in rows if h)
     granted = len(rows) - held_out
+    if not granted:
+        # Nothing new to issue: grants are written with their coupons and points in one
+        # transaction, so no earlier grant is waiting for them.
+        return BatchOutcome(0, held_out, [], False)
     if left is not None and granted:
         per = 1 if unit == "coupons" else job.gift.points
         await _use_budget(session, rules, job.code, granted * per, now)

@@ -151,7 +151,8 @@ def test_which_days_are_greeted(day: date, greeted: str | None) -> None:
 async def test_holiday_greeting_reaches_its_audience_once(
     app_factory: Callable[..., Any],
 ) -> None:
-    client = await app_factory(delivery={"workers": 0})
+    # The benefit rules as configured by default (the 国庆 boost among them).
+    client = await app_factory(delivery={"workers": 0}, programme={"benefits": {}})
     for n in range(3):
         await follower(client, f"o_mkt_10000{n}")
     await push(client, PLAIN, PLAIN.event("o_mkt_100002", "unsubscribe"))
