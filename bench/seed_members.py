@@ -16,9 +16,10 @@ from models.base import utcnow
 from models.members import Member
 
 
-async def seed(count: int) -> None:
-    """Insert ``count`` subscribed members in batches of 10,000."""
-    engine = create_engine(load_config().database.url)
+async def seed(count: int, url: str | None = None) -> None:
+    """Insert ``count`` subscribed members in batches of 10,000 (into ``url``, by default the
+    configured database)."""
+    engine = create_engine(url or load_config().database.url)
     now = utcnow()
     async with engine.begin() as connection:
         for start in range(0, count, 10_000):

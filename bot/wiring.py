@@ -214,7 +214,9 @@ async def run_pipeline(
     stop = asyncio.Event()
     loops = [asyncio.create_task(worker.run(stop), name=worker.name) for worker in workers]
     if workers:
-        notifier = notify_forever(sessions, outbox, config.programme, stop)
+        notifier = notify_forever(
+            sessions, outbox, config.programme, stop, lanes=config.console.priority_tiers
+        )
         loops.append(asyncio.create_task(notifier, name="event-notifier"))
     flusher = ReceiptFlusher(redis, sessions).run(stop)
     loops.append(asyncio.create_task(flusher, name="receipts"))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handlers.follow import welcome_line
 from handlers.inbound import Inbound
 from handlers.router import Filter, Router
 from messages import copy
 from messages.replies import TextReply
 from models.base import utcnow
+from models.benefits.upgrade import upgrade_gifts
+from models.benefits.welcome import grant_welcome
 from models.binding import BindingRefused, claim_binding_code, normalize_code
 from models.tiers import upgrade_if_earned
 
@@ -46,8 +49,11 @@ async def bind(msg: Inbound) -> TextReply:
         async with redis.pipeline(transaction=True) as pipe:
             await pipe.incr(failures_key).expire(failures_key, FAILURE_WINDOW).execute()
         return TextReply(_REFUSALS[refused.reason])
-    await upgrade_if_earned(msg.db, msg.svc.rules, customer, now)
+    rules = msg.svc.rules
+    await upgrade_if_earned(msg.db, rules, customer, now, upgrade_gifts(msg.db, rules, now))
+    welcome = await grant_welcome(msg.db, rules, customer.id, now)
     await msg.db.commit()
     msg.member, msg.member_id = customer, customer.id
     await msg.svc.member_ids.remember_member(msg.openid, customer.id)
-    return TextReply(copy.BIND_OK.format(balance=customer.points_balance))
+    text = copy.BIND_OK.format(balance=customer.points_balance)
+    return TextReply(text + welcome_line(rules, welcome))

@@ -6,9 +6,12 @@ from handlers.help import help_text
 from handlers.inbound import Inbound
 from handlers.referral import attribute_newcomer
 from handlers.router import Router, event
-from messages import copy
+from messages import benefit_copy, copy
 from messages.replies import TextReply
+from models.benefits.engine import Granted
+from models.benefits.welcome import grant_welcome
 from models.members import find_member, record_subscribe, record_unsubscribe
+from models.rules import ProgrammeRules
 
 router = Router("follow")
 
@@ -25,7 +28,20 @@ async def welcome(msg: Inbound) -> TextReply:
         referral = await attribute_newcomer(msg, msg.member, source="subscribe")
         if referral is not None:
             greeting = copy.WELCOME_REFERRED
+    granted = await grant_welcome(msg.db, msg.svc.rules, msg.member.id, msg.sent_at)
+    greeting += welcome_line(msg.svc.rules, granted)
     return TextReply(f"{greeting}\n\n{help_text(msg)}")
+
+
+def welcome_line(rules: ProgrammeRules, granted: Granted | None) -> str:
+    """The welcome gift in words, after the greeting ("" when none was granted)."""
+    if granted is None:
+        return ""
+    kind = rules.coupon_kind(granted.coupon_kind) if granted.coupon_kind else None
+    return "\n" + benefit_copy.WELCOME_GIFT.format(
+        gift=benefit_copy.gift_text(kind.name if kind else None, granted.points),
+        until=benefit_copy.until_text(granted.valid_until, rules.zone),
+    )
 
 
 @router.on(event("unsubscribe"))

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from handlers.inbound import Inbound
 from handlers.router import Router, intent
-from messages import copy
+from messages import benefit_copy, copy
 from messages.replies import TextReply
 from models.base import utcnow
-from models.rules import TierRule
+from models.benefit_settings import BenefitsConfig
+from models.benefits.engine import active_benefits
+from models.benefits.perks import boost_perks, tier_perks, upgrade_perk
+from models.rules import ProgrammeRules, TierRule
 from models.tiers import Progress, progress, tier_standing
 
 router = Router("tier")
@@ -30,9 +35,17 @@ def next_step(step: Progress) -> str:
     return copy.TIER_NEXT_ORDERS.format(orders=step.orders_needed, next=nxt.name)
 
 
-def _benefits(tier: TierRule) -> list[str]:
+def _benefits(
+    rules: ProgrammeRules, config: BenefitsConfig, tier: TierRule, lanes: Collection[str]
+) -> list[str]:
+    """The tier's perks as the active rules and settings give them."""
     lines = [copy.BENEFITS_TITLE.format(name=tier.name)]
-    lines += [copy.BENEFITS_LINE.format(benefit=b) for b in tier.benefits]
+    lines += [
+        copy.BENEFITS_LINE.format(benefit=benefit_copy.perk_text(perk))
+        for perk in tier_perks(rules, config, tier.code, lanes)
+    ]
+    if upgrade := upgrade_perk(rules, config, tier.code):
+        lines.append(copy.BENEFITS_LINE.format(benefit=benefit_copy.perk_text(upgrade)))
     return lines
 
 
@@ -63,12 +76,20 @@ async def show_benefits(msg: Inbound) -> TextReply:
     rules = msg.svc.rules
     named = msg.slot("tier")
     member = await msg.load_member()
+    config = await active_benefits(msg.db, rules)
+    lanes = msg.svc.priority.tiers
     if named is not None and named != member.tier:
-        return TextReply("\n".join(_benefits(rules.tier(named))))
+        return TextReply("\n".join(_benefits(rules, config, rules.tier(named), lanes)))
     current = rules.tier(member.tier)
-    lines = _benefits(current)
+    lines = _benefits(rules, config, current, lanes)
+    if boosts := boost_perks(config):
+        everyone = "、".join(benefit_copy.perk_text(perk) for perk in boosts)
+        lines.append(benefit_copy.PERKS_ALL + everyone)
     index = rules.tiers.index(current)
     if index + 1 < len(rules.tiers):
         nxt = rules.tiers[index + 1]
-        lines.append(copy.BENEFITS_NEXT.format(next=nxt.name, benefits="、".join(nxt.benefits)))
+        perks = "、".join(
+            benefit_copy.perk_text(p) for p in tier_perks(rules, config, nxt.code, lanes)
+        )
+        lines.append(copy.BENEFITS_NEXT.format(next=nxt.name, benefits=perks))
     return TextReply("\n".join(lines))

@@ -97,7 +97,29 @@ PURPOSE_NAMES = {
     "nps_sample": "NPS 调研",
     "service_reply": "客服回复",
     "handoff_ended": "人工服务结束",
+    "benefit_granted": "礼遇到账",
+    "order_credited": "积分到账通知",
+    "monthly_tier": "月度会员礼遇",
+    "anniversary": "会员纪念日",
+    "behaviour_points": "行为积分",
 }
+# 礼遇规则 (models/benefits/), as the console lists them; a dated boost is 积分加倍：<its name>.
+BENEFIT_RULE_NAMES = {
+    "welcome": "新人礼（关注或绑定）",
+    "repeat_order": "复购赠礼",
+    "order_notice": "积分到账通知",
+    "tier_upgrade": "升级礼",
+    "growth": "年度成长奖励（连升多级）",
+    "monthly_tier": "月度会员礼遇",
+    "birthday": "生日礼（按等级）",
+    "segment_entered": "分群礼遇（流失风险／沉睡）",
+    "anniversary": "会员纪念日礼",
+    "profile": "完善资料奖励",
+    "survey": "参与调研奖励",
+}
+BOOST_RULE_NAME = "积分加倍：{name}"
+BENEFIT_SAVED = "已保存“{rule}”的设置。"
+BENEFIT_BAD = "无法保存“{rule}”：{error}"
 # Breakdowns of a figure beyond tier and segment.
 CONTACTED = "已触达"
 HOLDOUT = "对照组"

@@ -49,18 +49,6 @@ def help_menu(entries: Sequence[tuple[str, str]], help_keyword: str) -> str:
 
 # 积分
 POINTS_BALANCE = "您当前可用积分：{balance:,} 分"
-# Holiday greetings (marketing: mass send or window, quiet hours and caps apply).
-HOLIDAY_GREETINGS = {
-    "元旦": "🎉 元旦快乐！新的一年，感谢有您相伴。会员福利持续更新，回复“权益”查看。",
-    "春节": "🧧 新春快乐，万事如意！新春会员专享好礼已上线，回复“我的券”看看。",
-    "劳动节": "🌿 劳动节快乐！假期出游，别忘了会员积分可抵现哦。",
-    "端午节": "🎋 端午安康！会员专享端午礼遇进行中。",
-    "中秋节": "🥮 中秋快乐，花好月圆！感谢您一直以来的支持。",
-    "国庆节": "🇨🇳 国庆快乐！黄金周会员积分多倍送，回复“积分”查看余额。",
-}
-HOLIDAY_GREETING_DEFAULT = "🎉 {name}快乐！感谢您一直以来的支持。"
-# A monthly offer to members who have not bought for a while.
-WINBACK_OFFER = "好久不见，甚是想念！本月回店消费即享会员专属礼遇，回复“我的券”查看可用优惠券。"
 # Pushed 30 days before the tier re-evaluation to members who would drop (a service notice).
 TIER_KEEP_BOTH = (
     "您的【{tier}】将于{day:%m月%d日}重新评定：再消费 {orders} 次或 ¥{yuan:,} 即可保持{tier}。"
@@ -68,14 +56,6 @@ TIER_KEEP_BOTH = (
 TIER_KEEP_ORDERS = "您的【{tier}】将于{day:%m月%d日}重新评定：再消费 {orders} 次即可保持{tier}。"
 TIER_KEEP_TITLE = "会员等级保级提醒"
 TIER_KEEP_NOTE = "回复“等级”查看您的等级进度。"
-# Pushed on a member's birthday with the gift coupon (a service notification).
-BIRTHDAY_GIFT = (
-    "🎂 生日快乐！送您一张【{coupon}】（券码 {code}），{until:%m月%d日}前有效。"
-    "本月消费还可享{multiplier}倍积分，祝您生日愉快！"
-)
-BIRTHDAY_GREETING = "🎂 生日快乐！本月消费可享{multiplier}倍积分，祝您生日愉快！"
-BIRTHDAY_TITLE = "生日快乐"
-BIRTHDAY_NOTE = "回复“我的券”查看您的优惠券。"
 # Pushed 30 and 7 days before points expire (a service notification).
 POINTS_EXPIRY_REMINDER = (
     "⏰ 您有 {points:,} 积分将于 {day:%Y年%m月%d日} 到期，记得尽快使用哦！回复“积分”查看详情。"
@@ -98,9 +78,10 @@ LEDGER_REASONS = {
 
 
 def ledger_reason(kind: str, reason: str) -> str:
-    """What a member reads for a ledger entry: an order or an adjustment by its recorded reason
-    (a referral code in words), any other entry by its kind."""
-    if kind in ("earn", "adjust"):
+    """What a member reads for a ledger entry: an order, an adjustment or a bonus by its
+    recorded reason (a referral code in words; a benefit rule's gift by its name), any other
+    entry by its kind."""
+    if kind in ("earn", "adjust", "bonus"):
         return referral_copy.ledger_reason(reason) or reason
     return LEDGER_REASONS.get(kind, reason)
 
@@ -113,7 +94,6 @@ TIER_NEXT_TOP = "再消费 {orders} 次，或年度消费进入前{percent:g}%�
 TIER_TOP = "您已是最高等级，感谢您一直以来的支持！"
 TIER_WINDOW = "（按近{months}个月的消费计算）"
 # Pushed when an order lifts a member's tier (a service notification: template or window).
-TIER_UPGRADED_TEXT = "🎉 恭喜您升级为【{name}】！即日起尊享：{benefits}。回复“权益”查看详情。"
 TIER_UPGRADED_TITLE = "恭喜您升级为{name}"
 TIER_UPGRADED_NOTE = "感谢您的支持，回复“权益”查看全部会员权益。"
 BENEFITS_TITLE = "【{name}】专享权益："
@@ -123,7 +103,7 @@ BENEFITS_NEXT = "升级为{next}可享：{benefits}"
 # 我的券
 COUPONS_TITLE = "您有 {count} 张可用优惠券："
 COUPONS_LINE = "· {name}（券码 {code}），有效期至 {day:%Y-%m-%d}"
-COUPONS_NONE = "您暂时没有可用的优惠券，消费和参与活动即可获得哦。"
+COUPONS_NONE = "您暂时没有可用的优惠券。"
 
 # 绑定会员
 BIND_OK = "绑定成功！您的会员信息已同步，当前积分 {balance:,} 分。"

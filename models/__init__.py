@@ -2,6 +2,7 @@
 Imports nothing of ours but models."""
 
 from models.base import Base
+from models.benefits.tables import BenefitBudget, BenefitGrant, BenefitOverride
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaign_rewards import CampaignReward
@@ -32,6 +33,9 @@ from models.tiers import TierChange
 __all__ = [
     "AuditEntry",
     "Base",
+    "BenefitBudget",
+    "BenefitGrant",
+    "BenefitOverride",
     "BindingCode",
     "BirthdayGift",
     "Campaign",

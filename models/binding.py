@@ -120,6 +120,7 @@ _MEMBER_KEYED_TABLES = (
     ("campaign_members", "member_id", ("run_id",)),
     # A call planned for both in the same period is kept once (low ratings have no period).
     ("follow_ups", "member_id", ("purpose", "period")),
+    ("benefit_grants", "member_id", ("rule", "period")),
 )
 
 

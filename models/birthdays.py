@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert
+from models.benefit_settings import ByTierRule
+from models.benefits.engine import active_benefits
 from models.members import Member
 from models.rules import ProgrammeRules
 
@@ -57,7 +59,7 @@ class BirthdayRow:
     birthday: date
     day: date  # the day celebrated in the list's window
     subscribed: bool
-    coupon: str | None  # the birthday coupon kind, if any
+    coupon: str | None  # the birthday coupon kind of the member's tier, if any
     physical_gift: bool
     gift_status: str | None  # pending / shipped for a physical gift
     tracking_number: str | None
@@ -122,6 +124,7 @@ async def birthdays_between(
         if day is not None:
             found.append((day, tuple(row)))
     years = sorted({d.year for d in days})
+    birthday_rule = (await active_benefits(session, rules)).birthday
     gifts = {
         (gift.member_id, gift.year): gift
         for gift in await session.scalars(
@@ -145,13 +148,19 @@ async def birthdays_between(
                 birthday=birthday,
                 day=day,
                 subscribed=bool(subscribed),
-                coupon=rules.birthday_coupon or None,
+                coupon=_tier_coupon(birthday_rule, tier),
                 physical_gift=physical,
                 gift_status=(gift.status if gift else PENDING) if physical else None,
                 tracking_number=gift.tracking_number if gift else None,
             )
         )
     return sorted(listed, key=lambda r: (r.day, r.name or "", r.member_id))
+
+
+def _tier_coupon(rule: ByTierRule, tier: str) -> str | None:
+    """The birthday coupon kind the rule gives members of ``tier`` (None: paused or none)."""
+    gift = rule.by_tier.get(tier)
+    return gift.coupon or None if rule.enabled and gift is not None else None
 
 
 class NoGiftDue(Exception):

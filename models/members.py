@@ -54,6 +54,8 @@ class Member(Base):
     tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     segment: Mapped[str | None] = mapped_column(String(16))
     segment_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the member entered their current segment (the refresh that moved them into it).
+    segment_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
     subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

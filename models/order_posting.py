@@ -10,6 +10,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.benefits.engine import active_benefits
+from models.benefits.orders import after_paid_order, apply_boost
+from models.benefits.upgrade import upgrade_gifts
 from models.ledger import Reversal, credit, lock_members, reverse_order_points
 from models.members import Member
 from models.orders import (
@@ -50,6 +53,10 @@ async def record_order(
 ) -> OrderOutcome:
     """Record a paid order, credit its points and apply any tier upgrade it earns.
 
+    A dated boost (国庆 double points, 会员日) in force on the order's local payment date adds
+    its extra points to the order's own entry, named in its reason; the benefit rules an
+    order triggers (复购赠礼, the points notice) are granted in the same transaction.
+
     The same order again returns the first result and writes nothing; the same id with
     different contents raises OrderConflict.
     """
@@ -66,6 +73,12 @@ async def record_order(
             replayed=True,
         )
     points = points_for(rules, member, data.amount_fen, data.paid_at)
+    benefits = await active_benefits(session, rules)
+    boost = await apply_boost(
+        session, rules, benefits, member.id, data.shop_order_id, data.paid_at, points, now
+    )
+    if boost is not None:
+        points += boost.extra
     order = Order(
         shop_order_id=data.shop_order_id,
         member_id=member.id,
@@ -86,15 +99,18 @@ async def record_order(
             member.id,
             points,
             kind="earn",
-            reason=f"订单 {data.shop_order_id}",
+            reason=f"订单 {data.shop_order_id}" + (f"（{boost.name}）" if boost else ""),
             key=f"order:{data.shop_order_id}",
             at=data.paid_at,
             expires_at=lot_expiry(rules, data.paid_at),
             order_id=order.id,
         )
         balance = change.balance_after
+    await after_paid_order(session, rules, benefits, order, points, balance, boost, now)
     await session.refresh(member, ["points_balance"])
-    upgrade = await upgrade_if_earned(session, rules, member, now)
+    upgrade = await upgrade_if_earned(
+        session, rules, member, now, upgrade_gifts(session, rules, now)
+    )
     return OrderOutcome(order, points, balance, member.tier, upgrade, replayed=False)
 
 

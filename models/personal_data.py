@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.benefits.tables import BenefitGrant
 from models.binding import BindingCode
 from models.birthdays import BirthdayGift
 from models.campaigns import CampaignMember
@@ -63,6 +64,7 @@ _BY_MEMBER: tuple[Any, ...] = (
     BirthdayGift,
     ChatMissText,
     Compensation,
+    BenefitGrant,
 )
 
 

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.benefit_settings import BenefitsConfig
+
 
 class _Rules(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,7 +35,19 @@ class TierRule(_Rules):
     # "无" gives 1; a rate that contradicts such a label is refused.
     discount: str = "无"
     discount_rate: Decimal | None = Field(default=None, gt=0, le=1)
+    # Gone: what a tier offers is derived from the benefit rules (models/benefits/perks.py),
+    # so the copy promises only what something issues. Kept only to say so plainly.
     benefits: list[str] = []
+
+    @field_validator("benefits")
+    @classmethod
+    def _no_free_text_benefits(cls, benefits: list[str]) -> list[str]:
+        if benefits:
+            raise ValueError(
+                "tiers[].benefits is no longer read: a tier's benefits are derived from "
+                "[programme.benefits] (the rules that issue them); remove the line"
+            )
+        return benefits
 
     @model_validator(mode="after")
     def _rate_matches_label(self) -> TierRule:
@@ -78,7 +92,6 @@ DEFAULT_TIERS = [
         name="普通会员",
         min_orders=0,
         multiplier=Decimal("1.0"),
-        benefits=["消费积分", "生日双倍积分"],
     ),
     TierRule(
         code="silver",
@@ -87,7 +100,6 @@ DEFAULT_TIERS = [
         min_spend_fen=200_000,
         multiplier=Decimal("1.2"),
         discount="9.5折",
-        benefits=["全场9.5折", "1.2倍积分", "生日礼券"],
     ),
     TierRule(
         code="gold",
@@ -96,7 +108,6 @@ DEFAULT_TIERS = [
         min_spend_fen=500_000,
         multiplier=Decimal("1.5"),
         discount="9折",
-        benefits=["全场9折", "1.5倍积分", "生日礼券", "新品优先购"],
     ),
     TierRule(
         code="diamond",
@@ -105,7 +116,6 @@ DEFAULT_TIERS = [
         top_spend_percent=10,
         multiplier=Decimal("2.0"),
         discount="8.5折",
-        benefits=["全场8.5折", "2倍积分", "专属客服", "生日定制礼", "年度成长奖励"],
     ),
 ]
 
@@ -182,7 +192,8 @@ DEFAULT_COUPONS = [
     CouponKind(
         code="tier_discount_95", name="会员9.5折券", type="percent", percent_off=5, valid_days=30
     ),
-    # 新人首单券: the welcome rule issues it; only the member's first paid order may use it.
+    # Issued by the benefit rules (models/benefits/config.py): welcome (新人首单券, only on the
+    # member's first paid order), monthly tier, birthday.
     CouponKind(
         code="welcome_first_order",
         name="新人首单券",
@@ -190,6 +201,26 @@ DEFAULT_COUPONS = [
         discount_fen=2_000,
         valid_days=30,
         first_order_only=True,
+    ),
+    CouponKind(
+        code="tier_discount_90", name="会员9折券", type="percent", percent_off=10, valid_days=30
+    ),
+    CouponKind(
+        code="tier_discount_85", name="会员8.5折券", type="percent", percent_off=15, valid_days=30
+    ),
+    CouponKind(
+        code="birthday_gift_100",
+        name="生日礼券100元",
+        type="cash",
+        discount_fen=10_000,
+        valid_days=30,
+    ),
+    CouponKind(
+        code="birthday_gift_200",
+        name="生日礼券200元",
+        type="cash",
+        discount_fen=20_000,
+        valid_days=30,
     ),
 ]
 
@@ -329,14 +360,12 @@ class ProgrammeRules(_Rules):
     # them in zh_CN), and the brand's own days ("MM-DD" = name).
     holiday_greetings: list[str] = ["元旦", "春节", "劳动节", "端午节", "中秋节", "国庆节"]
     brand_days: dict[str, str] = {"06-18": "618年中大促", "11-11": "双十一"}
-    # Win-back offers go monthly to members in these segments.
-    winback_segments: list[str] = ["at_risk", "dormant"]
-    # The coupon a member gets on their birthday (a kind from ``coupons``; empty: greeting only).
-    birthday_coupon: str = "birthday_gift"
     birthday_gifts: BirthdayGiftRules = BirthdayGiftRules()
     referrals: ReferralRules = ReferralRules()
     ratings: RatingRules = RatingRules()
     callbacks: CallbackRules = CallbackRules()
+    # 礼遇规则: what is issued when (welcome, orders, upgrades, monthly, birthday, segments…).
+    benefits: BenefitsConfig = BenefitsConfig()
     targets: ProgrammeTargets = ProgrammeTargets()
     # Where the scheduler keeps each month's 《效果跟踪表》 (HTML and CSV; never deleted).
     reports_folder: str = Field(default="data/reports", min_length=1)
@@ -350,6 +379,20 @@ class ProgrammeRules(_Rules):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_settings(cls, data: object) -> object:
+        # Settings the benefit rules replaced: a clear error rather than "extra input".
+        replaced = {
+            "birthday_coupon": "[programme.benefits.birthday] by_tier (a coupon per tier)",
+            "winback_segments": "[programme.benefits.segment_entered] by_segment",
+        }
+        if isinstance(data, dict):
+            for name, instead in replaced.items():
+                if name in data:
+                    raise ValueError(f"{name} was replaced by {instead}; remove {name}")
+        return data
+
     @model_validator(mode="after")
     def _tiers_ascend(self) -> ProgrammeRules:
         if not self.tiers or self.tiers[0].min_orders != 0:
@@ -357,8 +400,13 @@ class ProgrammeRules(_Rules):
         orders = [tier.min_orders for tier in self.tiers]
         if orders != sorted(orders) or len({t.code for t in self.tiers}) != len(self.tiers):
             raise ValueError("tiers: list them lowest first, with distinct codes")
-        if self.birthday_coupon and self.coupon_kind(self.birthday_coupon) is None:
-            raise ValueError(f"birthday_coupon: no coupon kind {self.birthday_coupon!r}")
+        problems = self.benefits.problems(
+            {k.code for k in self.coupons},
+            {t.code for t in self.tiers},
+            {"core", "important", "potential", "at_risk", "dormant", "other"},
+        )
+        if problems:
+            raise ValueError("benefits: " + "; ".join(problems))
         newcomer = self.referrals.newcomer_coupon
         if newcomer and self.coupon_kind(newcomer) is None:
             raise ValueError(f"referrals.newcomer_coupon: no coupon kind {newcomer!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import ColumnElement, Subquery, and_, case, func, literal, select, update
+from sqlalchemy import ColumnElement, Subquery, and_, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.members import Member
@@ -93,7 +93,8 @@ def _segment(
 async def refresh_segments(
     session: AsyncSession, rules: ProgrammeRules, now: datetime, *, batch: int = BATCH
 ) -> dict[str, int]:
-    """Set every member's segment (and ``segment_at = now``); returns members per segment.
+    """Set every member's segment (and ``segment_at = now``; ``segment_since = now`` for
+    those whose segment changed); returns members per segment.
 
     Set-based, ``batch`` members per transaction: commits the session after each batch.
     Core statements: Member objects already loaded are not refreshed.
@@ -116,7 +117,21 @@ async def refresh_segments(
             update(members)
             # The range on the outer table too, or PostgreSQL scans every member per batch.
             .where(members.c.id > after, members.c.id <= last, members.c.id == assigned.c.id)
-            .values(segment=assigned.c.segment, segment_at=now)
+            .values(
+                segment=assigned.c.segment,
+                segment_at=now,
+                # A change of segment is an entry (the segment rule's once-per-entry gift).
+                segment_since=case(
+                    (
+                        or_(
+                            members.c.segment.is_distinct_from(assigned.c.segment),
+                            members.c.segment_since.is_(None),
+                        ),
+                        now,
+                    ),
+                    else_=members.c.segment_since,
+                ),
+            )
         )
         written = await session.execute(
             select(members.c.segment, func.count())

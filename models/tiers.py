@@ -6,8 +6,10 @@ re-evaluation. Every change is kept in ``tier_changes``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import BigInteger, ForeignKey, Select, String, bindparam, func, select
@@ -156,10 +158,20 @@ async def top_spend_threshold(session: AsyncSession) -> int | None:
     return int(value) if value is not None else None
 
 
+# Called on an upgrade with (member id, tier reached, levels risen): what it gave, told in the
+# upgrade's event (models/order_posting.py grants the upgrade gifts through it).
+UpgradeGifts = Callable[[int, str, int], Awaitable[list[dict[str, Any]]]]
+
+
 async def upgrade_if_earned(
-    session: AsyncSession, rules: ProgrammeRules, member: Member, now: datetime
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    member: Member,
+    now: datetime,
+    gifts: UpgradeGifts | None = None,
 ) -> TierChange | None:
-    """Raise the member's tier at once if their purchases now earn a higher one."""
+    """Raise the member's tier at once if their purchases now earn a higher one; ``gifts``
+    grants what the upgrade brings, recorded in the ``tier_upgraded`` event."""
     stats = await member_stats(session, rules, member.id, now)
     earned = qualifying_tier(rules, stats, await top_spend_threshold(session))
     codes = [t.code for t in rules.tiers]
@@ -171,6 +183,8 @@ async def upgrade_if_earned(
         member_id=member.id, from_tier=old.code, to_tier=earned.code, reason="order", created_at=now
     )
     session.add(change)
+    levels = codes.index(earned.code) - codes.index(old.code)
+    given = await gifts(member.id, earned.code, levels) if gifts is not None else []
     await record_event(
         session,
         member.id,
@@ -178,7 +192,8 @@ async def upgrade_if_earned(
         {
             "from": old.code,
             "to": earned.code,
-            "levels": codes.index(earned.code) - codes.index(old.code),
+            "levels": levels,
+            "gifts": given,
         },
         now,
     )

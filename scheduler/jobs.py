@@ -30,15 +30,20 @@ from models.referrals import Referral, due_referrals, settle
 from models.rules import ProgrammeRules
 from models.segments import refresh_segments
 from models.tier_review import reevaluate_tiers
+from scheduler.benefit_jobs import (
+    plan_anniversaries,
+    plan_behaviour_points,
+    plan_birthdays,
+    plan_monthly_tier,
+    plan_segment_entered,
+)
 from scheduler.coupon_reminders import plan_coupon_reminders
 from scheduler.rating_questions import plan_nps_sample
 from scheduler.recap_push import plan_recaps
 from scheduler.scheduled_pushes import (
-    plan_birthdays,
     plan_expiry_reminders,
     plan_holiday_greetings,
     plan_tier_keeping,
-    plan_winback,
 )
 
 
@@ -174,7 +179,7 @@ JOBS = {
         ),
         Job(
             "birthdays",
-            "birthday greeting and gift coupon, on the local day (push)",
+            "birthday greeting and the tier's birthday coupon, on the local day (push)",
             _pushes(plan_birthdays, "birthday greetings"),
         ),
         Job(
@@ -184,8 +189,23 @@ JOBS = {
         ),
         Job(
             "winback",
-            "monthly offer to at-risk and dormant members (marketing push)",
-            _pushes(plan_winback, "win-back offers"),
+            "segment entered: at-risk and dormant gifts once per entry, holdout kept (push)",
+            _pushes(plan_segment_entered, "win-back gifts"),
+        ),
+        Job(
+            "monthly-tier-benefits",
+            "each tier's monthly coupon, on the 1st, set-based (push)",
+            _pushes(plan_monthly_tier, "monthly tier gifts"),
+        ),
+        Job(
+            "anniversaries",
+            "membership anniversary gift, on the local day (push)",
+            _pushes(plan_anniversaries, "anniversary gifts"),
+        ),
+        Job(
+            "behaviour-points",
+            "points for a completed profile (once) and a survey answer (monthly) (push)",
+            _pushes(plan_behaviour_points, "behaviour-points notices"),
         ),
         Job(
             "tier-keeping",

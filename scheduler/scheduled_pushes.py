@@ -11,19 +11,17 @@ import holidays
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.push.outbox import Outbox
-from messages import copy
-from models.coupons import issue_coupon
+from messages import benefit_copy, copy
+from models.benefits.engine import active_benefits
 from models.deliveries import MARKETING, SERVICE, PlannedPush, plan
 from models.ledger import expiring_groups
-from models.members import audience, birthday_members
+from models.members import audience
 from models.rules import ProgrammeRules, TierRule
 from models.tier_review import tier_holders_stats
 from models.tiers import Stats, qualifying_tier, top_spend_threshold
 
 POINTS_EXPIRING = "points_expiring"
-BIRTHDAY = "birthday"
 HOLIDAY = "holiday"
-WINBACK = "winback"
 TIER_KEEPING = "tier_keeping"
 
 
@@ -76,55 +74,6 @@ def _reminder(
     )
 
 
-async def plan_birthdays(
-    sessions: async_sessionmaker[AsyncSession],
-    outbox: Outbox,
-    rules: ProgrammeRules,
-    now: datetime,
-) -> int:
-    """Greet today's birthdays (local date) and issue the birthday coupon with the greeting,
-    in one transaction per batch: a member gets the gift and the push, or neither."""
-    today = now.astimezone(rules.zone).date()
-    planned = 0
-    async with sessions() as reader:
-        async for batch in birthday_members(reader, today):
-            async with sessions.begin() as session:
-                pushes = [
-                    await _birthday(session, rules, member_id, today, now) for member_id in batch
-                ]
-                ids = await plan(session, BIRTHDAY, SERVICE, pushes, now)
-            await outbox.enqueue(ids)
-            planned += len(ids)
-    return planned
-
-
-async def _birthday(
-    session: AsyncSession, rules: ProgrammeRules, member_id: int, today: date, now: datetime
-) -> PlannedPush:
-    key = f"{BIRTHDAY}:{today.year}:{member_id}"
-    multiplier = f"{rules.points.birthday_multiplier.normalize():f}"
-    if not rules.birthday_coupon:
-        text = copy.BIRTHDAY_GREETING.format(multiplier=multiplier)
-        return PlannedPush(member_id, key, {"text": text, "fields": _fields(text)})
-    issued = await issue_coupon(
-        session, rules, member_id, rules.birthday_coupon, reason="生日礼", key=key, now=now
-    )
-    coupon = issued.coupon
-    kind = rules.coupon_kind(coupon.kind)
-    until = (coupon.valid_until.astimezone(rules.zone) - timedelta(seconds=1)).date()
-    text = copy.BIRTHDAY_GIFT.format(
-        coupon=kind.name if kind else coupon.kind,
-        code=coupon.code,
-        until=until,
-        multiplier=multiplier,
-    )
-    return PlannedPush(member_id, key, {"text": text, "fields": _fields(text)})
-
-
-def _fields(text: str) -> dict[str, str]:
-    return {"title": copy.BIRTHDAY_TITLE, "content": text, "note": copy.BIRTHDAY_NOTE}
-
-
 async def plan_holiday_greetings(
     sessions: async_sessionmaker[AsyncSession],
     outbox: Outbox,
@@ -132,12 +81,15 @@ async def plan_holiday_greetings(
     now: datetime,
 ) -> int:
     """Greet every follower on the first day of a configured holiday or brand day (local
-    date); nothing on other days."""
+    date); nothing on other days. The greeting offers a dated boost only while one is active
+    that day (国庆's double points while the 国庆 boost rule is on)."""
     today = now.astimezone(rules.zone).date()
     name = greeting_today(rules, today)
     if name is None:
         return 0
-    text = copy.HOLIDAY_GREETINGS.get(name) or copy.HOLIDAY_GREETING_DEFAULT.format(name=name)
+    async with sessions() as session:
+        config = await active_benefits(session, rules)
+    text = benefit_copy.holiday_greeting(name, config, today.month, today.day)
     return await _plan_for_audience(
         sessions, outbox, now, HOLIDAY, f"{HOLIDAY}:{today}", {"text": text}, None
     )
@@ -154,20 +106,6 @@ def greeting_today(rules: ProgrammeRules, today: date) -> str | None:
         return None
     first = min(day for day, other in calendar.items() if other == name)
     return name if first == today else None
-
-
-async def plan_winback(
-    sessions: async_sessionmaker[AsyncSession],
-    outbox: Outbox,
-    rules: ProgrammeRules,
-    now: datetime,
-) -> int:
-    """The monthly win-back offer to the at-risk and dormant segments (once a month each)."""
-    month = f"{now.astimezone(rules.zone):%Y-%m}"
-    payload = {"text": copy.WINBACK_OFFER}
-    return await _plan_for_audience(
-        sessions, outbox, now, WINBACK, f"{WINBACK}:{month}", payload, rules.winback_segments
-    )
 
 
 async def _plan_for_audience(

@@ -20,7 +20,12 @@ DEFAULT_SCHEDULE = {
     # Pushes go out in the morning, well clear of the quiet hours.
     "birthdays": "0 9 * * *",
     "holiday-greetings": "0 10 * * *",
-    "winback": "0 11 15 * *",
+    # Daily, after the segments' refresh (03:00): a gift follows each entry within the day.
+    "winback": "0 11 * * *",
+    # On the 1st after the tier re-evaluation (02:30), so each member gets their new tier's.
+    "monthly-tier-benefits": "30 10 1 * *",
+    "anniversaries": "30 9 * * *",
+    "behaviour-points": "0 12 * * *",
     # 30 days before the monthly re-evaluation (02:30 on the 1st): the 1st, at 10:00.
     "tier-keeping": "0 10 1 * *",
     "expiry-reminders": "0 10 * * *",

@@ -105,6 +105,17 @@ async def standin(aiohttp_server: Callable[..., Any]) -> WeChatStandIn:
     return fake
 
 
+QUIET_BENEFITS = {
+    "welcome": {"enabled": False},
+    "repeat_order": {"enabled": False},
+    "order_notice": {"enabled": False},
+    "tier_upgrade": {"enabled": False},
+    "growth": {"enabled": False},
+    # Dated boosts would double the points of an order paid on the 18th or in 国庆 week.
+    "boosts": {},
+}
+
+
 def make_config(
     db_url: str,
     redis_url: str,
@@ -135,7 +146,12 @@ def make_config(
             # No quiet hours unless a test sets them: a push reads the same at any hour.
             "delivery": {"quiet_hours_start": "00:00", "quiet_hours_end": "00:00"}
             | (delivery or {}),
-            "programme": programme or {},
+            # The benefit rules every follow and order triggers (the welcome coupon, the
+            # 复购赠礼, the points notice, upgrade gifts, dated boosts) are off unless a test sets
+            # [programme.benefits]:
+            # other tests' balances, coupons and pushes stay theirs (tests/models/
+            # test_benefits.py and tests/bot/test_benefits_flow.py run them).
+            "programme": {"benefits": QUIET_BENEFITS} | (programme or {}),
             # Round the clock, so a hand-over reads the same whenever the suite runs.
             "console": {"service_hours_start": "00:00", "service_hours_end": "24:00"}
             | (console or {}),

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.console import (
+    benefit_views,
     campaign_views,
     canned_views,
     case_views,
@@ -74,6 +75,7 @@ def create_console_app() -> web.Application:
     app.add_routes(member_views.routes)
     app.add_routes(canned_views.routes)
     app.add_routes(staff_views.routes)
+    app.add_routes(benefit_views.routes)
     app.router.add_get("/events", events.events)
     app.router.add_static("/static", HERE / "static")
     return app

@@ -87,12 +87,11 @@ async def _birthday_list(request: web.Request) -> tuple[str, date, date, list[di
     async with request.config_dict[wiring.SESSIONS]() as db:
         found = await birthdays_between(db, rules, first, last)
     full_phone = request[STAFF].role in PHONE_ROLES
-    coupon = rules.coupon_kind(rules.birthday_coupon) if rules.birthday_coupon else None
     multiplier = f"{rules.points.birthday_multiplier.normalize():f}"
     rows = []
     for row in found:
         gifts = [f"{multiplier}倍积分（生日月）"]
-        if coupon is not None:
+        if row.coupon and (coupon := rules.coupon_kind(row.coupon)) is not None:
             gifts.append(coupon.name)
         if row.physical_gift:
             gifts.append(rules.birthday_gifts.name)

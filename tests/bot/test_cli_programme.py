@@ -58,6 +58,9 @@ async def test_jobs_list_and_run(db_url: str, redis_url: str, tmp_path: Path) ->
         "callbacks",
         "prune-events",
         "monthly-report",
+        "monthly-tier-benefits",
+        "anniversaries",
+        "behaviour-points",
     }
     for job in sorted(names):
         code, out, err = await run_bot(config, "jobs", "run", job)
@@ -88,7 +91,7 @@ async def test_a_dry_run_shows_the_audience_and_keeps_nothing(
         await connection.execute(
             text(
                 "INSERT INTO members (openid, subscribed, created_at, tags, points_balance, tier, "
-                "birthday) VALUES ('o_cli_bday', true, CURRENT_TIMESTAMP, '[]', 0, 'basic', "
+                "birthday) VALUES ('o_cli_bday', true, CURRENT_TIMESTAMP, '[]', 0, 'silver', "
                 "'1990-12-01')"
             )
         )

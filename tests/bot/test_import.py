@@ -30,11 +30,12 @@ from models.orders import Order, OrderIn
 from models.referrals import Referral, link_for
 from models.rules import ProgrammeRules
 from models.tiers import TierChange
-from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN
+from tests.conftest import API_TOKEN, APPID, QUIET_BENEFITS, SECRET, TOKEN
 from tests.services import STARTUP_SECONDS, child_process
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ProgrammeRules()
+# As the test configuration has them (tests/conftest.py): the per-order benefit rules quiet.
+RULES = ProgrammeRules.model_validate({"benefits": QUIET_BENEFITS})
 PAID = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
 ORDER_HEADER = ["order_id", "openid", "customer_ref", "amount_fen", "paid_at", "channel"]
 

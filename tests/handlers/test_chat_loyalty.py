@@ -88,6 +88,21 @@ async def test_benefits_list_the_tier_and_the_next(client: TestClient) -> None:
     assert "升级为银卡会员可享" in reply
 
 
+async def test_the_priority_lane_is_a_benefit_of_the_tiers_served_first(
+    client: TestClient,
+) -> None:
+    """专属客服 is promised to diamond members, the tier the queue serves first as shipped."""
+    await follower(client, OPENID)
+    assert "专属客服" not in await say(client, "权益")
+    async with client.app[wiring.SESSIONS].begin() as session:
+        member = await find_member(session, OPENID)
+        assert member is not None
+        member.tier = "diamond"
+    reply = await say(client, "权益")
+    assert reply.splitlines()[0] == "【钻石会员】专享权益："
+    assert "专属客服" in reply
+
+
 async def test_my_coupons(client: TestClient) -> None:
     await follower(client, OPENID)
     assert await say(client, "我的券") == copy.COUPONS_NONE

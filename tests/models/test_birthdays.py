@@ -149,10 +149,12 @@ async def test_what_each_member_receives_and_shipping_a_physical_gift(
     async with sessions() as session:
         rows = await birthdays_between(session, RULES, date(2027, 1, 28), date(2027, 2, 3))
     by_name = {row.name: row for row in rows}
-    # Diamond (and core) members get the custom gift to ship; everyone the birthday coupon.
+    # Diamond (and core) members get the custom gift to ship; the coupon is the tier's (the
+    # birthday rule's by_tier: basic members none, their month's double points only).
     assert (by_name["jan28"].physical_gift, by_name["jan28"].gift_status) == (True, PENDING)
     assert (by_name["feb03"].physical_gift, by_name["feb03"].gift_status) == (False, None)
-    assert {row.coupon for row in rows} == {"birthday_gift"}
+    expected = {"basic": None, "silver": "birthday_gift", "diamond": "birthday_gift_200"}
+    assert all(row.coupon == expected[row.tier] for row in rows)
 
     async with sessions.begin() as session:
         await mark_gift_shipped(session, RULES, ids["jan28"], 2027, " SF123 ", "mia", NOW)

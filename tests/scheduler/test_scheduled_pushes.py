@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from bot import wiring
 from models.coupons import Coupon
 from models.members import Member
-from scheduler.scheduled_pushes import plan_birthdays, plan_expiry_reminders, plan_tier_keeping
+from scheduler.benefit_jobs import plan_birthdays
+from scheduler.scheduled_pushes import plan_expiry_reminders, plan_tier_keeping
 from tests.bot.api.test_api import call, follower, order
 from tests.bot.push.test_delivery import deliveries, eventually, finished
 from tests.helpers import PLAIN, push
@@ -91,6 +92,10 @@ async def test_birthday_gift_and_greeting_once_on_the_local_day(
     client = await app_factory(delivery={"workers": 0})
     await _with_birthday(client, "o_bday_00001", date(1990, 12, 1))
     await _with_birthday(client, "o_bday_00002", date(1991, 11, 30))
+    async with client.app[wiring.SESSIONS].begin() as session:
+        await session.execute(
+            update(Member).where(Member.openid == "o_bday_00001").values(tier="silver")
+        )
     # 16:30 UTC on 30 November is already 1 December in Shanghai.
     now = datetime(2026, 11, 30, 16, 30, tzinfo=UTC)
     assert await _birthdays(client, now) == 1
@@ -98,10 +103,31 @@ async def test_birthday_gift_and_greeting_once_on_the_local_day(
     (row,) = await deliveries(client)
     assert row.dedupe_key.startswith("birthday:2026:")
     async with client.app[wiring.SESSIONS]() as session:
-        (coupon,) = (await session.scalars(select(Coupon))).all()
+        (coupon,) = (await session.scalars(select(Coupon).where(Coupon.reason == "生日礼"))).all()
     assert coupon.kind == "birthday_gift"
-    assert coupon.code in row.payload["text"]
-    assert row.payload["text"].startswith("🎂 生日快乐！送您一张【生日礼券】")
+    assert row.payload["text"].startswith("🎂 生日快乐！送您一张【生日礼券】（12月31日前有效）")
+
+
+async def test_birthday_by_tier_basic_gets_the_greeting_only(
+    app_factory: Callable[..., Any],
+) -> None:
+    """The tier table decides: basic members the month's double points, gold the ¥100 coupon."""
+    client = await app_factory(delivery={"workers": 0})
+    await _with_birthday(client, "o_bday_basic", date(1990, 12, 1))
+    await _with_birthday(client, "o_bday_gold1", date(1990, 12, 1))
+    async with client.app[wiring.SESSIONS].begin() as session:
+        await session.execute(
+            update(Member).where(Member.openid == "o_bday_gold1").values(tier="gold")
+        )
+    now = datetime(2026, 12, 1, 4, tzinfo=UTC)
+    assert await _birthdays(client, now) == 2
+    assert await _birthdays(client, now) == 0
+    texts = sorted(r.payload["text"] for r in await deliveries(client))
+    assert texts[0] == "🎂 生日快乐！本月消费可享2倍积分，祝您生日愉快！"
+    assert "【生日礼券100元】" in texts[1]
+    async with client.app[wiring.SESSIONS]() as session:
+        birthday = select(Coupon.kind).where(Coupon.reason == "生日礼")
+        assert (await session.scalars(birthday)).all() == ["birthday_gift_100"]
 
 
 async def test_a_29_february_birthday_is_kept_on_28_february(

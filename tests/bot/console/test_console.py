@@ -326,6 +326,10 @@ ROUTES = {
     ("POST", "/console/staff/{id}/password"): ("admin",),
     ("POST", "/console/staff/{id}/disable"): ("admin",),
     ("POST", "/console/staff/{id}/enable"): ("admin",),
+    ("GET", "/console/benefits"): ("marketer", "admin"),
+    ("POST", "/console/benefits/{code}/pause"): ("marketer", "admin"),
+    ("POST", "/console/benefits/{code}/resume"): ("marketer", "admin"),
+    ("POST", "/console/benefits/{code}"): ("marketer", "admin"),
 }
 OPEN = {("GET", "/console/login"), ("POST", "/console/login")}
 
@@ -364,7 +368,7 @@ async def test_every_route_refuses_who_may_not_use_it(
     for (method, template), roles in ROUTES.items():
         if method == "POST" and template.endswith("logout"):
             continue
-        path = template.replace("{id}", str(conversation.id))
+        path = template.replace("{id}", str(conversation.id)).replace("{code}", "survey")
         response = await client.request(
             method, path, data={"csrf": token} if method == "POST" else None, allow_redirects=False
         )

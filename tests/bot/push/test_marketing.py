@@ -11,11 +11,10 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
 from bot import wiring
-from models.base import utcnow
 from models.deliveries import MARKETING, PlannedPush, plan
 from models.members import Member, find_member
 from models.rules import ProgrammeRules
-from scheduler.scheduled_pushes import greeting_today, plan_holiday_greetings, plan_winback
+from scheduler.scheduled_pushes import greeting_today, plan_holiday_greetings
 from tests.bot.api.test_api import follower
 from tests.bot.push.test_delivery import _worker, deliveries
 from tests.helpers import PLAIN, push
@@ -153,10 +152,13 @@ def test_which_days_are_greeted(day: date, greeted: str | None) -> None:
     assert greeting_today(ProgrammeRules(), day) == greeted
 
 
-async def test_holiday_greeting_and_winback_reach_their_audiences_once(
+async def test_holiday_greeting_reaches_its_audience_once(
     app_factory: Callable[..., Any],
 ) -> None:
-    client = await app_factory(delivery={"workers": 0, **SHIPPED_QUIET_HOURS})
+    # The benefit rules as configured by default (the 国庆 boost among them).
+    client = await app_factory(
+        delivery={"workers": 0, **SHIPPED_QUIET_HOURS}, programme={"benefits": {}}
+    )
     for n in range(3):
         await follower(client, f"o_mkt_10000{n}")
     await push(client, PLAIN, PLAIN.event("o_mkt_100002", "unsubscribe"))
@@ -170,8 +172,8 @@ async def test_holiday_greeting_and_winback_reach_their_audiences_once(
     assert await plan_holiday_greetings(*args, national_day) == 2
     assert await plan_holiday_greetings(*args, national_day + timedelta(hours=3)) == 0
     assert await plan_holiday_greetings(*args, national_day + timedelta(days=1)) == 0
-    assert await plan_winback(*args, utcnow()) == 1
-    assert await plan_winback(*args, utcnow()) == 0
     rows = await deliveries(client)
-    assert sorted(r.purpose for r in rows) == ["holiday", "holiday", "winback"]
+    assert sorted(r.purpose for r in rows) == ["holiday", "holiday"]
+    # The 国庆 boost rule is on by default: the greeting offers its double points.
+    assert "国庆双倍积分：消费享2倍积分" in rows[0].payload["text"]
     assert all(r.category == MARKETING for r in rows)

@@ -1,0 +1,108 @@
+"""Running a set-based rule over every member, one id range per transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.benefit_settings import Gift
+from models.benefits.engine import SetGrant, grant_batch
+from models.benefits.tables import BenefitGrant
+from models.members import Member
+from models.rules import ProgrammeRules
+from models.tier_review import BATCH, member_id_ranges
+
+# Called with each batch's new delivery ids once the batch is committed (to enqueue them).
+OnBatch = Callable[[list[int]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class RuleRun:
+    """What one run of a set-based rule did, over all batches."""
+
+    rule: str
+    granted: int = 0
+    held_out: int = 0
+    pushes: int = 0
+    budget_spent: bool = False
+    paused: bool = False
+    by_gift: dict[str, int] = field(default_factory=dict)
+
+    def add(self, gift_key: str, granted: int, held_out: int, pushes: int) -> None:
+        self.granted += granted
+        self.held_out += held_out
+        self.pushes += pushes
+        self.by_gift[gift_key] = self.by_gift.get(gift_key, 0) + granted
+
+    def summary(self) -> str:
+        """One line for the job log."""
+        if self.paused:
+            return f"{self.rule}: paused, nothing issued"
+        text = (
+            f"{self.rule}: {self.granted} granted, {self.held_out} held out, {self.pushes} pushes"
+        )
+        return text + (" (monthly budget spent)" if self.budget_spent else "")
+
+
+def not_granted(code: str, period: str) -> Any:
+    """Members without rule ``code``'s grant for ``period`` (holdouts included: they count)."""
+    members = Member.__table__
+    g = BenefitGrant.__table__.c
+    return ~exists().where(g.rule == code, g.period == period, g.member_id == members.c.id)
+
+
+async def run_gift(
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    run: RuleRun,
+    settings: BaseModel,
+    *,
+    period: str,
+    gift_key: str,
+    gift: Gift,
+    conditions: list[Any],
+    reason: str,
+    now: datetime,
+    push: tuple[str, str, dict[str, Any]] | None,
+    holdout_percent: int = 0,
+    on_batch: OnBatch | None = None,
+    batch: int = BATCH,
+) -> None:
+    """Grant ``gift`` under ``run.rule`` for ``period`` to every member meeting
+    ``conditions`` (on the members table) who has no grant for it yet, ``batch`` members per
+    transaction (the session is committed after each). Stops when the budget is spent."""
+    members = Member.__table__
+    async for after, last in member_id_ranges(session, batch):
+        candidates = select(members.c.id).where(
+            members.c.id > after,
+            members.c.id <= last,
+            *conditions,
+            not_granted(run.rule, period),
+        )
+        job = SetGrant(
+            run.rule,
+            settings,
+            period,
+            gift,
+            gift_key,
+            candidates,
+            after,
+            last,
+            reason,
+            holdout_percent,
+            push,
+        )
+        outcome = await grant_batch(session, rules, job, now)
+        await session.commit()
+        run.add(gift_key, outcome.granted, outcome.held_out, len(outcome.delivery_ids))
+        if on_batch is not None and outcome.delivery_ids:
+            await on_batch(outcome.delivery_ids)
+        if outcome.budget_spent:
+            run.budget_spent = True
+            return
