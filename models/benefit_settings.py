@@ -163,8 +163,13 @@ class BenefitsConfig(_Settings):
             for name in ("welcome", "repeat_order", "growth", "anniversary", "profile", "survey")
         ]
         for name in ("tier_upgrade", "monthly_tier", "birthday"):
-            for tier, gift in getattr(self, name).by_tier.items():
-                if tier not in tiers:
+            rule = getattr(self, name)
+            for tier, gift in rule.by_tier.items():
+                # The shipped gifts name the shipped tiers; a brand with tiers of its own
+                # is held only to what it wrote (a default gift for no such tier reaches
+                # nobody).
+                written = name in self.model_fields_set and "by_tier" in rule.model_fields_set
+                if tier not in tiers and written:
                     found.append(f"{name}.by_tier: no tier {tier!r}")
                 gifts.append((f"{name}.by_tier.{tier}", gift))
         for segment, gift in self.segment_entered.by_segment.items():

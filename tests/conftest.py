@@ -33,6 +33,19 @@ API_TOKEN = "test-api-token-0123456789"
 _lanes_ran: set[str] = set()
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands the lanes it ran to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["lanes"] = sorted(_lanes_ran)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist's controller: the lanes a finished worker ran."""
+    _lanes_ran.update(node.workeroutput.get("lanes", ()))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say which database lanes ran, so a skipped lane is never mistaken for a pass."""
     ran = ", ".join(sorted(_lanes_ran)) or "none"

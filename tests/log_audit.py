@@ -12,6 +12,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,16 +51,40 @@ def every_log_line() -> Iterator[None]:
     handler.close()
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run when a log line holds a secret or an unmasked phone number."""
+# Under pytest-xdist each worker audits its own log; the controller adds up what they found.
+_from_workers: dict[str, Any] = {"checked": 0, "leaks": []}
+
+
+def _audit() -> tuple[int, list[str]]:
+    """Lines checked in this process's log, and the leaking ones."""
     if not _LOG.exists():
-        return
+        return 0, []
     secrets = _secrets()
     leaks, checked = [], 0
     with _LOG.open(encoding="utf-8", errors="replace") as lines:
         for checked, line in enumerate(lines, 1):
             if _PHONE.search(line) or any(secret in line for secret in secrets):
                 leaks.append(f"{checked}: {line.strip()[:300]}")
+    return checked, leaks
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist's controller: collect a finished worker's audit."""
+    checked, leaks = node.workeroutput.get("log_audit", (0, []))
+    _from_workers["checked"] += checked
+    _from_workers["leaks"] += leaks
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a log line holds a secret or an unmasked phone number."""
+    checked, leaks = _audit()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports
+        workeroutput["log_audit"] = (checked, leaks[:20])
+        return
+    checked += _from_workers["checked"]
+    leaks += _from_workers["leaks"]
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"log audit: {checked} lines checked, {len(leaks)} leaks")

@@ -78,6 +78,43 @@ TEMPLATE_PURPOSES: tuple[TemplatePurpose, ...] = (
         {"title": "标题（奖励说明）", "points": "奖励积分"},
     ),
     TemplatePurpose(
+        "order_credited",
+        "订单积分到账（每笔已付订单）",
+        "会员积分变动提醒",
+        {
+            "title": "标题",
+            "order": "订单号",
+            "points": "本单积分",
+            "balance": "积分余额",
+            "content": "说明",
+            "note": "备注",
+        },
+    ),
+    TemplatePurpose(
+        "benefit_granted",
+        "礼遇到账（复购赠礼）",
+        "会员权益到账通知",
+        {"title": "标题", "content": "礼遇内容", "note": "备注"},
+    ),
+    TemplatePurpose(
+        "monthly_tier",
+        "月度会员礼遇（每月1日）",
+        "会员权益到账通知",
+        {"title": "标题", "content": "礼遇内容", "note": "备注"},
+    ),
+    TemplatePurpose(
+        "anniversary",
+        "入会纪念日礼遇",
+        "会员权益到账通知",
+        {"title": "标题", "content": "礼遇内容", "note": "备注"},
+    ),
+    TemplatePurpose(
+        "behaviour_points",
+        "行为积分到账（完善资料、参与调研）",
+        "会员积分变动提醒",
+        {"title": "标题", "content": "奖励说明", "note": "备注"},
+    ),
+    TemplatePurpose(
         "service_reply",
         "客服回复（会员48小时未互动时）",
         "客服回复通知",

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -438,3 +439,17 @@ async def test_binding_moves_the_followers_grants_to_the_customer(sessions: Sess
         owners = (await session.scalars(select(BenefitGrant.member_id))).all()
         coupon_owners = (await session.scalars(select(Coupon.member_id))).all()
     assert list(owners) == list(coupon_owners) == [customer.id]
+
+
+def test_tiers_of_a_brands_own_need_no_benefit_settings_but_written_ones_must_match() -> None:
+    """The shipped gifts name the shipped tiers: a brand with its own tiers starts without
+    rewriting them (a default gift for no such tier reaches nobody); a by_tier it wrote for a
+    tier it does not have is refused, naming it."""
+    tiers = [
+        {"code": "member", "name": "会员", "min_orders": 0, "multiplier": "1"},
+        {"code": "vip", "name": "贵宾", "min_orders": 5, "multiplier": "1.5"},
+    ]
+    assert ProgrammeRules.model_validate({"tiers": tiers}).tiers[1].code == "vip"
+    written = {"monthly_tier": {"by_tier": {"gold": {"coupon": "cash_10"}}}}
+    with pytest.raises(ValidationError, match=r"monthly_tier\.by_tier: no tier 'gold'"):
+        ProgrammeRules.model_validate({"tiers": tiers, "benefits": written})

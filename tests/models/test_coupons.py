@@ -30,7 +30,7 @@ from models.coupons import (
 )
 from models.members import Member
 from models.orders import Order
-from models.rules import CouponKind, ProgrammeRules
+from models.rules import DEFAULT_COUPONS, CouponKind, ProgrammeRules
 
 RULES = ProgrammeRules()
 NOW = datetime(2025, 3, 1, 4, 0, tzinfo=UTC)
@@ -534,7 +534,8 @@ def test_kinds_are_checked_when_configured() -> None:
         CouponKind(code="bad", name="满减", type="threshold", discount_fen=100)
     with pytest.raises(ValueError, match="no tier platinum"):
         ProgrammeRules(
-            coupons=[CouponKind(code="p", name="p", type="cash", tiers=["platinum"])],
-            birthday_coupon="",
-            referrals={"newcomer_coupon": ""},
+            coupons=[
+                *DEFAULT_COUPONS,
+                CouponKind(code="p", name="p", type="cash", tiers=["platinum"]),
+            ]
         )

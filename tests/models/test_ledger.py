@@ -32,8 +32,10 @@ from models.members import Member
 from models.order_posting import lock_order, record_order, refund_order
 from models.orders import Order, OrderIn, Refund, RefundTooLarge, lot_expiry
 from models.rules import ProgrammeRules
+from tests.conftest import QUIET_BENEFITS
 
-RULES = ProgrammeRules()
+# The ledger's own rules: no benefit rule adds to what an order earns (tests/conftest.py).
+RULES = ProgrammeRules.model_validate({"benefits": QUIET_BENEFITS})
 START = datetime(2026, 1, 1, 4, tzinfo=UTC)
 
 

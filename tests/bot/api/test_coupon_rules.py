@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from models.rules import DEFAULT_COUPONS
 from tests.bot.api.test_api import call, follower, order
 
 MEMBER = "o_api_member01"
@@ -72,7 +73,7 @@ async def test_a_tier_coupon_is_refused_to_other_tiers(app_factory: Any) -> None
     client = await app_factory(
         programme={
             "coupons": [
-                {"code": "cash_10", "name": "无门槛10元券", "type": "cash", "discount_fen": 1000},
+                *(kind.model_dump() for kind in DEFAULT_COUPONS),
                 {
                     "code": "gold_gift",
                     "name": "金卡专享券",
@@ -81,8 +82,6 @@ async def test_a_tier_coupon_is_refused_to_other_tiers(app_factory: Any) -> None
                     "tiers": ["gold", "diamond"],
                 },
             ],
-            "birthday_coupon": "",
-            "referrals": {"newcomer_coupon": ""},
         }
     )
     await follower(client, MEMBER)

@@ -26,7 +26,7 @@ from models.base import utcnow
 from models.coupons import Coupon
 from models.rules import ProgrammeRules
 from models.tiers import Stats
-from scheduler import scheduled_pushes
+from scheduler import benefit_jobs, scheduled_pushes
 from scheduler.coupon_reminders import plan_coupon_reminders
 from tests.bot.api.test_api import call, follower
 from tests.bot.console.test_console import add_staff, login
@@ -44,15 +44,27 @@ def _event(**payload: Any) -> Any:
 
 # Each purpose's payload as its producer builds it.
 BUILT: dict[str, dict[str, Any]] = {
-    "tier_upgraded": notifications._tier_upgraded(_event(to="silver"), RULES),
-    "referral_rewarded": notifications._referral_rewarded(_event(points=200), RULES),
+    "tier_upgraded": notifications._tier_upgraded(_event(to="silver"), RULES, RULES.benefits),
+    "referral_rewarded": notifications._referral_rewarded(
+        _event(points=200), RULES, RULES.benefits
+    ),
     "referral_star": notifications._referral_star(
-        _event(quarter="2026Q1", referrals=5, points=500), RULES
+        _event(quarter="2026Q1", referrals=5, points=500), RULES, RULES.benefits
     ),
     "points_expiring": scheduled_pushes._reminder(
         RULES, 7, 1, datetime(2026, 5, 1, tzinfo=UTC), 100
     ).payload,
-    "birthday": {"fields": scheduled_pushes._fields("生日快乐")},
+    "birthday": benefit_jobs._payload("生日快乐", "生日礼遇", "备注"),
+    "order_credited": notifications._order_credited(
+        _event(order="SO-1", points=120, balance=320), RULES, RULES.benefits
+    ),
+    "benefit_granted": notifications._benefit_granted(
+        _event(rule="repeat_order", points=100), RULES, RULES.benefits
+    ),
+    # The set-based rules' pushes (monthly tier coupon, anniversary, behaviour points).
+    "monthly_tier": benefit_jobs._payload("月度礼遇", "礼遇到账", "备注"),
+    "anniversary": benefit_jobs._payload("纪念日礼遇", "礼遇到账", "备注"),
+    "behaviour_points": benefit_jobs._payload("积分奖励", "礼遇到账", "备注"),
     "tier_keeping": scheduled_pushes._keep_payload(
         RULES.tier("silver"), Stats(orders=2, spend_fen=1000), date(2026, 5, 1)
     ),

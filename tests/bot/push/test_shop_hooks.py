@@ -153,7 +153,8 @@ async def test_each_event_reaches_its_subscriber_once_and_signed(
     assert len(receiver.received) == 4  # each once
     assert events["points.changed"]["data"]["points"] == 2000
     assert events["points.changed"]["member"]["openid"] == OPENID
-    assert events["tier.changed"]["data"] == {"from": "basic", "to": "silver", "levels": 1}
+    tier_changed = {"from": "basic", "to": "silver", "levels": 1, "gifts": []}  # gifts paused
+    assert events["tier.changed"]["data"] == tier_changed
     assert events["rating.low"]["data"]["score"] == 1
     assert events["rating.low"]["data"]["comment"] == "太慢了"
     for received in receiver.received:
