@@ -89,13 +89,15 @@ def _start_server(
     port = _free_port()
     config = folder / "config.toml"
     database_url = database_url or f"sqlite:///{folder}/bot.db"
+    # The load generator is the API's only caller (bench/rewards.py seeds through it): no
+    # per-token rate limit.
     config.write_text(
         f'[wechat]\nappid = "wx49f0ab532d5d035a"\nsecret = "bench-secret"\n'
         f'token = "benchtoken"\nencoding_aes_key = "{AES_KEY if mode == "safe" else ""}"\n'
         f'api_base_url = "http://127.0.0.1:9"\n'
         f'[server]\nport = {port}\n[database]\nurl = "{database_url}"\n'
         f'[redis]\nurl = ""\nembedded_path = "{folder}/redis.db"\n'
-        f'[api]\ntoken = "bench-api-token-0123456789"\n',
+        f'[api]\ntoken = "bench-api-token-0123456789"\nrate_per_minute = 0\n',
         encoding="utf-8",
     )
     env = {**os.environ, "BOT_CONFIG": str(config)}
