@@ -26,7 +26,6 @@ Everything here returns facts (dataclasses and refusal codes); messages/ words t
 from __future__ import annotations
 
 import secrets
-from collections import Counter
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -51,7 +50,6 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.orm.attributes import set_committed_value
 
 from models.base import Base, UTCDateTime
 from models.binding import ALPHABET
@@ -338,33 +336,6 @@ def _closed_to(item: RewardItem | Reward, tier: str, now: datetime, used: int) -
     return None
 
 
-async def _used(
-    session: AsyncSession,
-    rules: ProgrammeRules,
-    member_id: int,
-    items: list[RewardItem],
-    now: datetime,
-) -> Counter[int]:
-    """Per item, the member's redemptions (not cancelled) in the item's current period."""
-    limited = [item for item in items if item.limit_count is not None]
-    if not limited:
-        return Counter()
-    rows = await session.execute(
-        select(Redemption.item_id, Redemption.created_at).where(
-            Redemption.member_id == member_id,
-            Redemption.item_id.in_([item.id for item in limited]),
-            Redemption.status != "cancelled",
-        )
-    )
-    starts = {item.id: period_start(item.limit_period, now, rules) for item in limited}
-    used: Counter[int] = Counter()
-    for item_id, created_at in rows:
-        start = starts[item_id]
-        if start is None or created_at >= start:
-            used[item_id] += 1
-    return used
-
-
 def _offers_statement(one_item: bool) -> Select:
     """The member's balance and tier, and beside them either every active item or the one
     asked for, each with the member's redemptions in its current limit period: one statement
@@ -572,29 +543,30 @@ async def redeem(
     reads anything (see ``_write_first``)."""
     await _write_first(session, RewardItem, item_id)
     await lock_members(session, (member_id,))
-    item = await session.scalar(
-        select(RewardItem).where(RewardItem.id == item_id).execution_options(populate_existing=True)
-    )
     earlier = await session.scalar(
         select(Redemption)
         .where(Redemption.idempotency_key == key)
         .execution_options(populate_existing=True)
     )
-    member = await session.get_one(Member, member_id, populate_existing=True)
+    # The catalogue's own statement: balance, tier, the item and the member's uses of it in
+    # its limit period, read after the member's lock (so the limit holds).
+    balance, tier, items = await _member_items(
+        session, _ONE_OFFER, rules, member_id, now, None, item_id
+    )
     if earlier is not None:
         if earlier.member_id != member_id or earlier.item_id != item_id:
             raise KeyConflict(f"idempotency key {key!r} redeemed something else")
-        return await _redeemed(session, earlier, member.points_balance, replayed=True)
-    if item is None:
+        return await _redeemed(session, earlier, balance, replayed=True)
+    if not items:
         return Refusal("unknown")
-    used = await _used(session, rules, member_id, [item], now)
-    refusal = _closed_to(item, member.tier, now, used[item.id])
+    item, used = items[0]
+    refusal = _closed_to(item, tier, now, used)
     if refusal is not None:
         return refusal
     if expected_points is not None and expected_points != item.points_price:
         return Refusal("price_changed")
-    if member.points_balance < item.points_price:
-        return Refusal("not_enough_points", shortfall=item.points_price - member.points_balance)
+    if balance < item.points_price:
+        return Refusal("not_enough_points", shortfall=item.points_price - balance)
     savepoint = await session.begin_nested()
     try:
         outcome = await _take(session, rules, member_id, item, key, now)
@@ -612,7 +584,7 @@ async def _take(
     session: AsyncSession,
     rules: ProgrammeRules,
     member_id: int,
-    item: RewardItem,
+    item: Reward,
     key: str,
     now: datetime,
 ) -> Redeemed | Refusal | None:
@@ -663,10 +635,8 @@ async def _take(
             .returning(RewardItem.stock)
             .execution_options(synchronize_session=False)
         )
-        left = taken.scalar_one_or_none()
-        if left is None:
+        if taken.scalar_one_or_none() is None:
             return None
-        set_committed_value(item, "stock", left)
     return await _redeemed(session, redemption, change.balance_after, replayed=False)
 
 
