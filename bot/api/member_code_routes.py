@@ -4,9 +4,7 @@ same code (``member_code`` in ``POST /orders``), within ``[member_centre] code_o
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
-from decimal import Decimal
 
 from aiohttp import web
 
@@ -24,21 +22,6 @@ from models.base import utcnow
 from models.coupons import list_usable_coupons
 from models.member_codes import MemberCodeRefused, resolve_member_code
 from models.rules import ProgrammeRules
-
-# A tier's discount as programmes word it: 9.5折, 9折, 85折 (8.5); 无 for none.
-_ZHE = re.compile(r"(\d{1,2}(?:\.\d)?)折")
-
-
-def discount_rate(label: str) -> str | None:
-    """The share of the price paid, from the programme's wording (9.5折 → 0.95, 无 → 1)."""
-    if label.strip() in ("无", ""):
-        return "1"
-    found = _ZHE.fullmatch(label.strip())
-    if found is None:
-        return None
-    value = Decimal(found.group(1))
-    rate = value / 10 if value < 10 else value / 100
-    return f"{rate.normalize():f}"
 
 
 def _rules(request: web.Request) -> ProgrammeRules:
@@ -70,7 +53,7 @@ async def post_resolve(request: web.Request) -> web.Response:
                 tier=tier.code,
                 tier_name=tier.name,
                 discount=tier.discount,
-                discount_rate=discount_rate(tier.discount),
+                discount_rate=f"{tier.rate.normalize():f}",  # the rate the tier view serves
                 points_multiplier=f"{tier.multiplier.normalize():f}",
                 balance=member.points_balance,
                 coupons=[
