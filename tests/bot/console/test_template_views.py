@@ -21,8 +21,9 @@ from bot import wiring
 from bot.push import notifications
 from bot.push.settings import DeliveryConfig
 from bot.push.templates import BY_PURPOSE, TEMPLATE_PURPOSES
-from messages import console_copy, coupon_copy
+from messages import benefit_copy, console_copy, coupon_copy
 from models.base import utcnow
+from models.benefit_settings import Gift
 from models.coupons import Coupon
 from models.rules import ProgrammeRules
 from models.tiers import Stats
@@ -42,6 +43,16 @@ def _event(**payload: Any) -> Any:
     return SimpleNamespace(payload=payload)
 
 
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def _rule_push(build: Any, key: str) -> dict[str, Any]:
+    """The payload a benefit rule's job plans for ``key`` (a tier), with a coupon and points."""
+    purpose, _, payload = build(key, Gift(coupon="cash_10", points=100))
+    assert purpose in BY_PURPOSE
+    return payload
+
+
 # Each purpose's payload as its producer builds it.
 BUILT: dict[str, dict[str, Any]] = {
     "tier_upgraded": notifications._tier_upgraded(_event(to="silver"), RULES, RULES.benefits),
@@ -54,17 +65,21 @@ BUILT: dict[str, dict[str, Any]] = {
     "points_expiring": scheduled_pushes._reminder(
         RULES, 7, 1, datetime(2026, 5, 1, tzinfo=UTC), 100
     ).payload,
-    "birthday": benefit_jobs._payload("生日快乐", "生日礼遇", "备注"),
+    "birthday": _rule_push(benefit_jobs.birthday_push(RULES, NOW), "silver"),
     "order_credited": notifications._order_credited(
         _event(order="SO-1", points=120, balance=320), RULES, RULES.benefits
     ),
     "benefit_granted": notifications._benefit_granted(
         _event(rule="repeat_order", points=100), RULES, RULES.benefits
     ),
-    # The set-based rules' pushes (monthly tier coupon, anniversary, behaviour points).
-    "monthly_tier": benefit_jobs._payload("月度礼遇", "礼遇到账", "备注"),
-    "anniversary": benefit_jobs._payload("纪念日礼遇", "礼遇到账", "备注"),
-    "behaviour_points": benefit_jobs._payload("积分奖励", "礼遇到账", "备注"),
+    # The set-based rules' pushes, as their jobs build them.
+    "monthly_tier": _rule_push(benefit_jobs.monthly_push(RULES, NOW), "silver"),
+    "anniversary": _rule_push(
+        benefit_jobs.simple_push(RULES, NOW, benefit_jobs.ANNIVERSARY, benefit_copy.ANNIVERSARY), ""
+    ),
+    "behaviour_points": _rule_push(
+        benefit_jobs.simple_push(RULES, NOW, benefit_jobs.BEHAVIOUR, benefit_copy.PROFILE_DONE), ""
+    ),
     "tier_keeping": scheduled_pushes._keep_payload(
         RULES.tier("silver"), Stats(orders=2, spend_fen=1000), date(2026, 5, 1)
     ),
