@@ -493,15 +493,16 @@ async def grant_batch(
     session: AsyncSession, rules: ProgrammeRules, job: SetGrant, now: datetime
 ) -> BatchOutcome:
     """Grant ``job.gift`` to the batch's candidates in a few statements (INSERT … SELECT):
-    grants, coupons, ledger entries, lots and balances, and the pushes. The caller commits."""
-    grants = BenefitGrant.__table__
-    g = grants.c
+    grants, coupons, ledger entries, lots and balances, and the pushes. On PostgreSQL a
+    batch's points are written in one statement (``_grant_points_at_once``). The caller
+    commits."""
     settings = job.settings
     unit = budget_unit(settings)
     budget = int(getattr(settings, "monthly_budget", 0))
     candidates = job.candidates.subquery("candidates")
     member_id = candidates.c[0]
-    if job.gift.points:
+    at_once = bool(job.gift.points) and _dialect(session) == "postgresql"
+    if job.gift.points and (budget > 0 or not at_once):
         # Members before the budget row (the lock order), and only those about to be credited.
         ids = list((await session.scalars(select(member_id))).all())
         if not ids:
@@ -514,53 +515,28 @@ async def grant_batch(
         if left // per == 0:
             return BatchOutcome(0, 0, [], True)
         chosen = chosen.limit(left // per)
-    chosen_sq = chosen.subquery("chosen")
-    holdout = _holdout_expression(chosen_sq.c.member_id, job.code, job.holdout_percent)
-    rows = (
-        await session.execute(
-            dialect_insert(session)(grants)
-            .from_select(
-                [
-                    "rule",
-                    "member_id",
-                    "period",
-                    "gift",
-                    "coupon_kind",
-                    "points",
-                    "holdout",
-                    "credited",
-                    "created_at",
-                ],
-                select(
-                    literal(job.code),
-                    chosen_sq.c.member_id,
-                    literal(job.period),
-                    literal(job.gift_key),
-                    # A holdout is recorded with what it would have got: nothing.
-                    case((holdout, None), else_=literal(job.gift.coupon or None, String)),
-                    case((holdout, 0), else_=literal(job.gift.points)),
-                    holdout,
-                    # Holdouts get no points: nothing to credit.
-                    case((holdout, literal(True)), else_=literal(job.gift.points == 0)),
-                    literal(now, g.created_at.type),
-                )
-                .select_from(chosen_sq)
-                # SQLite reads "… FROM x ON CONFLICT" as a join without a WHERE in between.
-                .where(literal_column("1") == 1),
-            )
-            .on_conflict_do_nothing()
-            .returning(g.holdout)
+    if at_once:
+        # Locked in id order (the lock order) before their balances move, in the statement.
+        chosen = chosen.with_for_update(of=candidates)
+    chosen_sq = chosen.cte("chosen") if at_once else chosen.subquery("chosen")
+    new_grants = _insert_grants(session, job, chosen_sq, now, credited=at_once)
+    delivery_ids: list[int] = []
+    if at_once:
+        held_out, granted, delivery_ids = await _grant_points_at_once(
+            session, rules, job, new_grants, now
         )
-    ).all()
-    held_out = sum(1 for (h,) in rows if h)
-    granted = len(rows) - held_out
+    else:
+        rows = (await session.execute(new_grants.returning(BenefitGrant.__table__.c.holdout))).all()
+        held_out = sum(1 for (h,) in rows if h)
+        granted = len(rows) - held_out
     if not granted:
         # Nothing new to issue: grants are written with their coupons and points in one
         # transaction, so no earlier grant is waiting for them.
         return BatchOutcome(0, held_out, [], False)
-    if left is not None and granted:
+    if left is not None:
         per = 1 if unit == "coupons" else job.gift.points
         await _use_budget(session, rules, job.code, granted * per, now)
+    g = BenefitGrant.__table__.c
     in_batch = and_(
         g.rule == job.code,
         g.period == job.period,
@@ -571,15 +547,136 @@ async def grant_batch(
     )
     if job.gift.coupon:
         await _issue_coupons(session, rules, job, in_batch, now)
-    if job.gift.points:
-        await _credit_points(session, rules, job, in_batch, now)
-    delivery_ids: list[int] = []
-    if job.push is not None and granted:
-        delivery_ids = await _plan_pushes(session, job, in_batch, now)
+    if not at_once:
+        if job.gift.points:
+            await _credit_points(session, rules, job, in_batch, now)
+        if job.push is not None:
+            delivery_ids = await _plan_pushes(session, job, in_batch, now)
     # Spent: what is left cannot pay for one more gift.
     per_gift = 1 if unit == "coupons" else max(job.gift.points, 1)
     spent = left is not None and left - granted * per_gift < per_gift
     return BatchOutcome(granted, held_out, delivery_ids, spent)
+
+
+def _insert_grants(
+    session: AsyncSession, job: SetGrant, chosen: Any, now: datetime, *, credited: bool
+) -> Any:
+    """The INSERT of the grant rows of the members ``chosen`` selects (a grant made before is
+    left alone); ``credited``: their points are written in the same statement."""
+    grants = BenefitGrant.__table__
+    holdout = _holdout_expression(chosen.c.member_id, job.code, job.holdout_percent)
+    return (
+        dialect_insert(session)(grants)
+        .from_select(
+            [
+                "rule",
+                "member_id",
+                "period",
+                "gift",
+                "coupon_kind",
+                "points",
+                "holdout",
+                "credited",
+                "created_at",
+            ],
+            select(
+                literal(job.code),
+                chosen.c.member_id,
+                literal(job.period),
+                literal(job.gift_key),
+                # A holdout is recorded with what it would have got: nothing.
+                case((holdout, None), else_=literal(job.gift.coupon or None, String)),
+                case((holdout, 0), else_=literal(job.gift.points)),
+                holdout,
+                # Holdouts get no points: nothing to credit.
+                case((holdout, literal(True)), else_=literal(credited or job.gift.points == 0)),
+                literal(now, grants.c.created_at.type),
+            )
+            .select_from(chosen)
+            # SQLite reads "… FROM x ON CONFLICT" as a join without a WHERE in between.
+            .where(literal_column("1") == 1),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _grant_points_at_once(
+    session: AsyncSession, rules: ProgrammeRules, job: SetGrant, new_grants: Any, now: datetime
+) -> tuple[int, int, list[int]]:
+    """PostgreSQL: the batch's grants, balances, ledger entries, lots, points events and
+    pushes in one statement of data-modifying CTEs, each step reading the rows the one
+    before returned (no second look-up of the grants, entries or members). Returns the
+    holdouts and grants made and the new delivery ids."""
+    g = BenefitGrant.__table__.c
+    members = Member.__table__
+    grants = new_grants.returning(g.member_id, g.points, g.holdout).cte("grants")
+    credited = (
+        update(members)
+        .where(members.c.id == grants.c.member_id, grants.c.holdout.is_(False))
+        .values(points_balance=members.c.points_balance + grants.c.points)
+        .returning(
+            members.c.id.label("member_id"),
+            grants.c.points,
+            members.c.points_balance.label("balance"),
+        )
+        .cte("credited")
+    )
+    entries_table = LedgerEntry.__table__
+    entries = (
+        insert(entries_table)
+        .from_select(
+            _ENTRY_COLUMNS,
+            _entry_rows(job, credited.c.member_id, credited.c.points, credited.c.balance, now),
+        )
+        .returning(entries_table.c.id, entries_table.c.member_id, entries_table.c.points)
+        .cte("entries")
+    )
+    lots = (
+        insert(PointLot.__table__)
+        .from_select(
+            _LOT_COLUMNS,
+            _lot_rows(rules, entries.c.member_id, entries.c.id, entries.c.points, now),
+        )
+        .returning(PointLot.__table__.c.id)
+        .cte("lots")
+    )
+    events = (
+        insert(MemberEvent.__table__)
+        .from_select(
+            _EVENT_COLUMNS,
+            _event_rows(
+                session, job, credited.c.member_id, credited.c.points, credited.c.balance, now
+            ),
+        )
+        .returning(MemberEvent.__table__.c.id)
+        .cte("events")
+    )
+    outputs = [
+        select(func.count()).select_from(grants).where(grants.c.holdout).scalar_subquery(),
+        select(func.count())
+        .select_from(grants)
+        .where(grants.c.holdout.is_(False))
+        .scalar_subquery(),
+        select(func.array_agg(credited.c.member_id)).scalar_subquery(),
+        # Named so the statement carries them: every CTE runs, read or not.
+        select(func.count()).select_from(lots).scalar_subquery(),
+        select(func.count()).select_from(events).scalar_subquery(),
+    ]
+    if job.push is not None:
+        purpose, category, payload = job.push
+        recipients = select(grants.c.member_id).where(grants.c.holdout.is_(False))
+        pushes = (
+            _plan_set_insert(
+                session, recipients, f"{purpose}:{job.period}:", purpose, category, payload, now
+            )
+            .returning(Delivery.__table__.c.id)
+            .cte("pushes")
+        )
+        outputs.append(select(func.array_agg(pushes.c.id)).scalar_subquery())
+    row = (await session.execute(select(*outputs))).one()
+    note_points_changed(session, row[2] or ())
+    delivery_ids = list(row[5] or ()) if job.push is not None else []
+    return int(row[0]), int(row[1]), delivery_ids
 
 
 async def _issue_coupons(
@@ -626,6 +723,80 @@ async def _issue_coupons(
     raise RuntimeError(f"no free coupon codes after {CODE_ATTEMPTS} attempts")
 
 
+_ENTRY_COLUMNS = [
+    "member_id",
+    "kind",
+    "points",
+    "balance_after",
+    "reason",
+    "idempotency_key",
+    "created_at",
+]
+_LOT_COLUMNS = [
+    "member_id",
+    "entry_id",
+    "amount",
+    "remaining",
+    "earned_at",
+    "expires_at",
+    "expired_points",
+]
+_EVENT_COLUMNS = ["member_id", "kind", "payload", "created_at"]
+
+
+def _entry_rows(job: SetGrant, member_id: Any, points: Any, balance: Any, now: datetime) -> Any:
+    """The ledger entries (``_ENTRY_COLUMNS``) of the grants' points, keyed by the grant."""
+    return select(
+        member_id,
+        literal("bonus"),
+        points,
+        balance,
+        literal(job.reason[:200]),
+        _key_expression(job.code, job.period, member_id),
+        literal(now, LedgerEntry.__table__.c.created_at.type),
+    )
+
+
+def _lot_rows(
+    rules: ProgrammeRules, member_id: Any, entry_id: Any, points: Any, now: datetime
+) -> Any:
+    """The lots (``_LOT_COLUMNS``) of the grants' ledger entries: all of it remaining."""
+    lots = PointLot.__table__
+    return select(
+        member_id,
+        entry_id,
+        points,
+        points,
+        literal(now, lots.c.earned_at.type),
+        literal(lot_expiry(rules, now), lots.c.expires_at.type),
+        literal(0),
+    )
+
+
+def _event_rows(
+    session: AsyncSession,
+    job: SetGrant,
+    member_id: Any,
+    points: Any,
+    balance: Any,
+    now: datetime,
+) -> Any:
+    """The points events (``_EVENT_COLUMNS``) of the grants' credits."""
+    payload = _json_object(
+        session,
+        points=points,
+        balance=balance,
+        kind=literal("bonus"),
+        reason=literal(job.reason[:200]),
+    )
+    return select(
+        member_id,
+        literal(POINTS_CHANGED_EVENT),
+        cast(payload, JSON) if _dialect(session) == "postgresql" else payload,
+        literal(now, MemberEvent.__table__.c.created_at.type),
+    )
+
+
 async def _credit_points(
     session: AsyncSession, rules: ProgrammeRules, job: SetGrant, in_batch: Any, now: datetime
 ) -> None:
@@ -650,75 +821,30 @@ async def _credit_points(
     if not changed:
         return
     note_points_changed(session, (row[0] for row in changed))
-    key = _key_expression(job.code, job.period, g.member_id)
+    with_balance = BenefitGrant.__table__.join(members, members.c.id == g.member_id)
     entries = LedgerEntry.__table__
-    joined = select(
-        g.member_id,
-        literal("bonus"),
-        g.points,
-        members.c.points_balance,
-        literal(job.reason[:200]),
-        key,
-        literal(now, entries.c.created_at.type),
-    ).select_from(BenefitGrant.__table__.join(members, members.c.id == g.member_id))
     await session.execute(
         insert(entries).from_select(
-            [
-                "member_id",
-                "kind",
-                "points",
-                "balance_after",
-                "reason",
-                "idempotency_key",
-                "created_at",
-            ],
-            joined.where(pending),
+            _ENTRY_COLUMNS,
+            _entry_rows(job, g.member_id, g.points, members.c.points_balance, now)
+            .select_from(with_balance)
+            .where(pending),
         )
     )
-    lots = PointLot.__table__
-    expires = lot_expiry(rules, now)
+    key = _key_expression(job.code, job.period, g.member_id)
     await session.execute(
-        insert(lots).from_select(
-            [
-                "member_id",
-                "entry_id",
-                "amount",
-                "remaining",
-                "earned_at",
-                "expires_at",
-                "expired_points",
-            ],
-            select(
-                entries.c.member_id,
-                entries.c.id,
-                entries.c.points,
-                entries.c.points,
-                literal(now, lots.c.earned_at.type),
-                literal(expires, lots.c.expires_at.type),
-                literal(0),
-            )
+        insert(PointLot.__table__).from_select(
+            _LOT_COLUMNS,
+            _lot_rows(rules, entries.c.member_id, entries.c.id, entries.c.points, now)
             .select_from(BenefitGrant.__table__.join(entries, entries.c.idempotency_key == key))
             .where(pending),
         )
     )
-    events = MemberEvent.__table__
-    payload = _json_object(
-        session,
-        points=g.points,
-        balance=members.c.points_balance,
-        kind=literal("bonus"),
-        reason=literal(job.reason[:200]),
-    )
     await session.execute(
-        insert(events).from_select(
-            ["member_id", "kind", "payload", "created_at"],
-            select(
-                g.member_id,
-                literal(POINTS_CHANGED_EVENT),
-                cast(payload, JSON) if _dialect(session) == "postgresql" else payload,
-                literal(now, events.c.created_at.type),
-            )
-            .select_from(BenefitGrant.__table__.join(members, members.c.id == g.member_id))
+        insert(MemberEvent.__table__).from_select(
+            _EVENT_COLUMNS,
+            _event_rows(session, job, g.member_id, g.points, members.c.points_balance, now)
+            .select_from(with_balance)
             .where(pending),
         )
     )
@@ -758,6 +884,21 @@ async def plan_set(
     """Plan the same push to every subscribed follower among ``recipients`` (a SELECT of
     member ids) in one INSERT … SELECT, keyed ``<key_prefix><member id>`` (a key planned
     before is left alone); the new rows' ids, to enqueue once committed."""
+    statement = _plan_set_insert(session, recipients, key_prefix, purpose, category, payload, now)
+    rows = await session.execute(statement.returning(Delivery.__table__.c.id))
+    return [row[0] for row in rows]
+
+
+def _plan_set_insert(
+    session: AsyncSession,
+    recipients: Select[Any],
+    key_prefix: str,
+    purpose: str,
+    category: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> Any:
+    """``plan_set``'s INSERT of the deliveries, without its RETURNING."""
     chosen = recipients.subquery("recipients")
     members = Member.__table__
     deliveries = Delivery.__table__
@@ -778,7 +919,7 @@ async def plan_set(
         .select_from(chosen.join(members, members.c.id == chosen.c[0]))
         .where(members.c.subscribed.is_(True), members.c.openid.is_not(None))
     )
-    rows = await session.execute(
+    return (
         dialect_insert(session)(deliveries)
         .from_select(
             [
@@ -796,9 +937,7 @@ async def plan_set(
             query,
         )
         .on_conflict_do_nothing()
-        .returning(d.id)
     )
-    return [row[0] for row in rows]
 
 
 def boost_for(config: BenefitsConfig, local_day: date) -> tuple[str, Boost] | None:

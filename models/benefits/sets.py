@@ -50,11 +50,15 @@ class RuleRun:
         return text + (" (monthly budget spent)" if self.budget_spent else "")
 
 
-def not_granted(code: str, period: str) -> Any:
-    """Members without rule ``code``'s grant for ``period`` (holdouts included: they count)."""
+def not_granted(code: str, period: str, within: tuple[int, int] | None = None) -> Any:
+    """Members without rule ``code``'s grant for ``period`` (holdouts included: they count);
+    ``within``: only members in the id range ``(after, last]`` are asked about."""
     members = Member.__table__
     g = BenefitGrant.__table__.c
-    return ~exists().where(g.rule == code, g.period == period, g.member_id == members.c.id)
+    bounds = () if within is None else (g.member_id > within[0], g.member_id <= within[1])
+    # The range is said again on the grants: PostgreSQL does not carry it over from the
+    # members, and would otherwise read (and sort) every grant of the period for each batch.
+    return ~exists().where(g.rule == code, g.period == period, g.member_id == members.c.id, *bounds)
 
 
 async def run_gift(
@@ -83,7 +87,7 @@ async def run_gift(
             members.c.id > after,
             members.c.id <= last,
             *conditions,
-            not_granted(run.rule, period),
+            not_granted(run.rule, period, (after, last)),
         )
         job = SetGrant(
             run.rule,

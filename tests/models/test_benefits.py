@@ -30,7 +30,7 @@ from models.benefits.welcome import grant_welcome
 from models.binding import claim_binding_code, create_binding_code
 from models.coupons import Coupon
 from models.deliveries import Delivery
-from models.ledger import LedgerEntry, PointLot, verify_ledger
+from models.ledger import LedgerEntry, PointLot, credit, verify_ledger
 from models.members import Member
 from models.order_posting import record_order
 from models.orders import OrderIn
@@ -392,6 +392,45 @@ async def test_two_schedulers_running_the_monthly_rule_give_one_coupon_each(
     assert len(per_member) == 100
     assert all(n == 1 for _, n in per_member)
     assert pushes == 100
+
+
+async def test_two_runs_of_the_points_rule_and_member_credits_at_once_credit_each_once(
+    sessions: Sessions, db_url: str
+) -> None:
+    """Two schedulers granting profile points while the members earn points of their own:
+    50 each once, every own credit kept, one push each, the ledger consistent."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("concurrency is PostgreSQL's")
+    ids = await add_members(sessions, ["basic"] * 80, birthday=date(1990, 5, 5), name="王五")
+
+    async def profile() -> Any:
+        async with sessions() as session:
+            return await run_profile(session, RULES, RULES.benefits, NOW, push_for)
+
+    async def earn(member_id: int) -> None:
+        async with sessions.begin() as session:
+            await credit(
+                session,
+                member_id,
+                7,
+                kind="earn",
+                reason="订单",
+                key=f"test-earn:{member_id}",
+                at=NOW,
+                expires_at=NOW + timedelta(days=365),
+            )
+
+    results = await asyncio.gather(profile(), profile(), *(earn(m) for m in ids[::8]))
+    assert sum(run.granted for run in results[:2]) == 80
+    async with sessions() as session:
+        assert [m async for m in verify_ledger(session)] == []
+        balances = dict((await session.execute(select(Member.id, Member.points_balance))).all())
+        bonuses = await session.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "bonus")
+        )
+        pushes = await session.scalar(select(func.count()).select_from(Delivery))
+    assert balances == {m: 57 if m in ids[::8] else 50 for m in ids}
+    assert (bonuses, pushes) == (80, 80)
 
 
 def test_overrides_are_validated() -> None:
