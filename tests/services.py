@@ -385,6 +385,9 @@ class PostgresServer:
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
+        # Benchmarks size the server for their data (a million members do not fit in the
+        # default 128 MB of shared buffers); tests keep the defaults.
+        options += " " + os.environ.get("BOT_PG_OPTIONS", "")
         log = str(self.folder / "server.log")
         timeout = str(int(STARTUP_SECONDS))
         self._ctl("-o", options, "-l", log, "-w", "-t", timeout, "start")
