@@ -19,7 +19,13 @@ and the nightly expiry batch touching the same members queue on the member row i
 deadlocking on each other's lots. The lock also makes the idempotency check exact: the same
 key arriving twice at once is answered by a replay, not by a unique-key error. The
 conditional ``UPDATE … SET points_balance = points_balance - n WHERE points_balance >= n``
-then takes the points or changes nothing, so no redemption can overspend.
+then takes the points or changes nothing, so no redemption can overspend. A member's lots are
+read without a lock of their own: whoever writes them holds the member's lock first, so a read
+after that lock is exact (``debit_locked`` takes lots read that way, in the caller's own
+statement).
+
+The hot path's statements are Core, built once (composing one cost more CPU than PostgreSQL
+spends running it); nothing here goes through the session's identity map or its flush.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     bindparam,
     case,
@@ -54,7 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
-from models.events import MemberEvent, record_event
+from models.events import MemberEvent
 from models.members import Member
 
 # What a member and the shop systems are shown as "expiring soon".
@@ -138,10 +145,103 @@ class Change:
     drawn: tuple[tuple[int, int], ...] = ()
 
 
+_MEMBERS, _ENTRIES, _LOTS = Member.__table__, LedgerEntry.__table__, PointLot.__table__
+# The hot path's statements, built once: composing a statement cost more CPU than PostgreSQL
+# spends running it (as for ``points_summary``). Core, not the ORM: nothing here goes through
+# the session's identity map or its flush.
+_ENTRY_BY_KEY = select(
+    _ENTRIES.c.id,
+    _ENTRIES.c.member_id,
+    _ENTRIES.c.kind,
+    _ENTRIES.c.points,
+    _ENTRIES.c.balance_after,
+).where(_ENTRIES.c.idempotency_key == bindparam("key", type_=String))
+_LOCK_MEMBERS = (
+    select(_MEMBERS.c.id)
+    .where(_MEMBERS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_MEMBERS.c.id)
+    .with_for_update()
+)
+_MOVE_BALANCE = (
+    update(_MEMBERS)
+    .where(
+        _MEMBERS.c.id == bindparam("member_id", type_=BigInteger),
+        _MEMBERS.c.points_balance + bindparam("delta", type_=BigInteger) >= 0,
+    )
+    .values(points_balance=_MEMBERS.c.points_balance + bindparam("delta", type_=BigInteger))
+    .returning(_MEMBERS.c.points_balance)
+)
+_BALANCE = select(_MEMBERS.c.points_balance).where(
+    _MEMBERS.c.id == bindparam("member_id", type_=BigInteger)
+)
+_INSERT_ENTRY = _ENTRIES.insert().returning(_ENTRIES.c.id)
+_INSERT_EVENT = MemberEvent.__table__.insert()
+_INSERT_LOT = _LOTS.insert()
+# One executemany: each drawn lot loses what was taken from it.
+_DRAW_LOTS = (
+    update(_LOTS)
+    .where(_LOTS.c.id == bindparam("lot_id", type_=BigInteger))
+    .values(remaining=_LOTS.c.remaining - bindparam("part", type_=BigInteger))
+)
+_EXPIRE_MEMBER_LOTS = (
+    update(_LOTS)
+    .where(
+        # Not "member_id": an UPDATE reserves its columns' names for its SET clause.
+        _LOTS.c.member_id == bindparam("owner", type_=BigInteger),
+        _LOTS.c.remaining > 0,
+        _LOTS.c.expires_at <= bindparam("now", type_=UTCDateTime),
+    )
+    .values(
+        expired_points=_LOTS.c.remaining,
+        remaining=0,
+        expired_at=bindparam("now", type_=UTCDateTime),
+    )
+    .returning(_LOTS.c.expired_points)
+)
+
+
+def open_lots_query(member: Any) -> Select[Any]:
+    """The member's open lots (``member``: a bound parameter or a column), in the order a
+    debit draws them: oldest first. With ``OpenLot.of`` on its rows, what ``debit_locked``
+    takes; a caller may join it into a read of its own (the redemption does)."""
+    return select(
+        _LOTS.c.id.label("lot_id"),
+        _LOTS.c.remaining.label("lot_remaining"),
+        _LOTS.c.expires_at.label("lot_expires_at"),
+        _LOTS.c.earned_at.label("lot_earned_at"),
+    ).where(_LOTS.c.member_id == member, _LOTS.c.remaining > 0)
+
+
+_OPEN_LOTS = open_lots_query(bindparam("member_id", type_=BigInteger)).order_by(
+    _LOTS.c.earned_at, _LOTS.c.id
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLot:
+    """A lot with points left (``open_lots_query``'s row)."""
+
+    id: int
+    remaining: int
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> OpenLot:
+        return cls(row.lot_id, row.lot_remaining, row.lot_expires_at)
+
+
+async def _connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection, after flushing what the caller left pending (a Core statement
+    does not autoflush, and the caller's rows may be what ours refer to)."""
+    if session.new or session.deleted or session.dirty:
+        await session.flush()
+    return await session.connection()
+
+
 async def _replay(
-    session: AsyncSession, key: str, member_id: int, points: int | None, kind: str
+    connection: AsyncConnection, key: str, member_id: int, points: int | None, kind: str
 ) -> Change | None:
-    entry = await session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+    entry = (await connection.execute(_ENTRY_BY_KEY, {"key": key})).one_or_none()
     if entry is None:
         return None
     if (
@@ -160,9 +260,7 @@ async def lock_members(session: AsyncSession, member_ids: Iterable[int]) -> None
     ids = sorted(set(member_ids))
     if not ids or session.bind is None or session.bind.dialect.name != "postgresql":
         return
-    await session.execute(
-        select(Member.id).where(Member.id.in_(ids)).order_by(Member.id).with_for_update()
-    )
+    await (await _connection(session)).execute(_LOCK_MEMBERS, {"ids": ids})
 
 
 def note_points_changed(session: AsyncSession, member_ids: Iterable[int]) -> None:
@@ -171,21 +269,17 @@ def note_points_changed(session: AsyncSession, member_ids: Iterable[int]) -> Non
     session.info.setdefault(POINTS_CHANGED, set()).update(member_ids)
 
 
-async def _move_balance(session: AsyncSession, member_id: int, delta: int) -> int | None:
+async def _move_balance(
+    session: AsyncSession, connection: AsyncConnection, member_id: int, delta: int
+) -> int | None:
     """Add ``delta`` unless the balance would go negative; the new balance, else None."""
     note_points_changed(session, (member_id,))
-    stmt = (
-        update(Member)
-        .where(Member.id == member_id, Member.points_balance + delta >= 0)
-        .values(points_balance=Member.points_balance + delta)
-        .returning(Member.points_balance)
-        .execution_options(synchronize_session=False)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    result = await connection.execute(_MOVE_BALANCE, {"member_id": member_id, "delta": delta})
+    return result.scalar_one_or_none()
 
 
 async def _add_entry(
-    session: AsyncSession,
+    connection: AsyncConnection,
     member_id: int,
     kind: str,
     points: int,
@@ -194,27 +288,34 @@ async def _add_entry(
     key: str,
     at: datetime,
     order_id: int | None,
-) -> LedgerEntry:
-    entry = LedgerEntry(
-        member_id=member_id,
-        kind=kind,
-        points=points,
-        balance_after=balance,
-        reason=reason[:200],
-        idempotency_key=key,
-        order_id=order_id,
-        created_at=at,
+) -> int:
+    """Write the entry and the member event that comes with it; the entry's id."""
+    reason = reason[:200]
+    entry_id: int = (
+        await connection.execute(
+            _INSERT_ENTRY,
+            {
+                "member_id": member_id,
+                "kind": kind,
+                "points": points,
+                "balance_after": balance,
+                "reason": reason,
+                "idempotency_key": key,
+                "order_id": order_id,
+                "created_at": at,
+            },
+        )
+    ).scalar_one()
+    await connection.execute(
+        _INSERT_EVENT,
+        {
+            "member_id": member_id,
+            "kind": POINTS_CHANGED_EVENT,
+            "payload": {"points": points, "balance": balance, "kind": kind, "reason": reason},
+            "created_at": at,
+        },
     )
-    session.add(entry)
-    await record_event(
-        session,
-        member_id,
-        POINTS_CHANGED_EVENT,
-        {"points": points, "balance": balance, "kind": kind, "reason": entry.reason},
-        at,
-    )
-    await session.flush()
-    return entry
+    return entry_id
 
 
 async def credit(
@@ -233,25 +334,29 @@ async def credit(
     if points <= 0:
         raise ValueError("credit needs a positive number of points")
     await lock_members(session, (member_id,))
-    if replay := await _replay(session, key, member_id, points, kind):
+    connection = await _connection(session)
+    if replay := await _replay(connection, key, member_id, points, kind):
         return replay
-    balance = await _move_balance(session, member_id, points)
+    balance = await _move_balance(session, connection, member_id, points)
     if balance is None:
         raise LookupError(f"member {member_id} does not exist")
-    entry = await _add_entry(session, member_id, kind, points, balance, reason, key, at, order_id)
-    session.add(
-        PointLot(
-            member_id=member_id,
-            entry_id=entry.id,
-            order_id=order_id,
-            amount=points,
-            remaining=points,
-            earned_at=at,
-            expires_at=expires_at,
-        )
+    entry_id = await _add_entry(
+        connection, member_id, kind, points, balance, reason, key, at, order_id
     )
-    await session.flush()
-    return Change(entry.id, points, balance)
+    await connection.execute(
+        _INSERT_LOT,
+        {
+            "member_id": member_id,
+            "entry_id": entry_id,
+            "order_id": order_id,
+            "amount": points,
+            "remaining": points,
+            "earned_at": at,
+            "expires_at": expires_at,
+            "expired_points": 0,
+        },
+    )
+    return Change(entry_id, points, balance)
 
 
 async def credit_many(
@@ -361,19 +466,20 @@ async def credit_many(
 
 
 async def _open_lots(
-    session: AsyncSession, member_id: int, first_order: int | None = None
-) -> list[PointLot]:
-    query = select(PointLot).where(PointLot.member_id == member_id, PointLot.remaining > 0)
-    ordering: list[Any] = [PointLot.earned_at, PointLot.id]
-    if first_order is not None:
-        # This order's lot first (a refund takes back what the order earned), then every other
-        # lot oldest first, whatever its kind: an explicit 0/1, because a comparison with a
-        # lot that has no order is NULL, which SQLite sorts first and PostgreSQL last.
-        ordering.insert(0, case((PointLot.order_id == first_order, 0), else_=1))
-    return list((await session.scalars(query.order_by(*ordering).with_for_update())).all())
+    connection: AsyncConnection, member_id: int, first_order: int | None = None
+) -> list[OpenLot]:
+    if first_order is None:
+        rows = await connection.execute(_OPEN_LOTS, {"member_id": member_id})
+        return [OpenLot.of(row) for row in rows]
+    # This order's lot first (a refund takes back what the order earned), then every other
+    # lot oldest first, whatever its kind: an explicit 0/1, because a comparison with a lot
+    # that has no order is NULL, which SQLite sorts first and PostgreSQL last.
+    own = case((_LOTS.c.order_id == first_order, 0), else_=1)
+    query = open_lots_query(member_id).order_by(own, _LOTS.c.earned_at, _LOTS.c.id)
+    return [OpenLot.of(row) for row in await connection.execute(query)]
 
 
-def _consume(lots: list[PointLot], points: int) -> list[tuple[int, int]]:
+def _consume(lots: Iterable[OpenLot], points: int) -> list[tuple[int, int]]:
     """Take up to ``points`` from ``lots`` in order; return (lot id, points) taken of each."""
     drawn: list[tuple[int, int]] = []
     taken = 0
@@ -381,10 +487,16 @@ def _consume(lots: list[PointLot], points: int) -> list[tuple[int, int]]:
         if taken == points:
             break
         part = min(lot.remaining, points - taken)
-        lot.remaining -= part
         taken += part
         drawn.append((lot.id, part))
     return drawn
+
+
+async def _draw(connection: AsyncConnection, drawn: Sequence[tuple[int, int]]) -> None:
+    if drawn:
+        await connection.execute(
+            _DRAW_LOTS, [{"lot_id": lot_id, "part": part} for lot_id, part in drawn]
+        )
 
 
 async def debit(
@@ -402,18 +514,48 @@ async def debit(
     if points <= 0:
         raise ValueError("debit needs a positive number of points")
     await lock_members(session, (member_id,))
-    if replay := await _replay(session, key, member_id, -points, kind):
+    connection = await _connection(session)
+    if replay := await _replay(connection, key, member_id, -points, kind):
         return replay
-    await _expire_member_lots(session, member_id, at)
-    balance = await _move_balance(session, member_id, -points)
+    lots = await _open_lots(connection, member_id)
+    return await debit_locked(
+        session, member_id, points, lots, kind=kind, reason=reason, key=key, at=at
+    )
+
+
+async def debit_locked(
+    session: AsyncSession,
+    member_id: int,
+    points: int,
+    lots: Sequence[OpenLot],
+    *,
+    kind: str,
+    reason: str,
+    key: str,
+    at: datetime,
+) -> Change:
+    """``debit``'s writes, for a caller that already holds the member's lock
+    (``lock_members``), found ``key`` unused, and read the member's open lots after the lock
+    (``open_lots_query``, oldest first): the due lots expire first (no expired point is
+    spent), the balance falls unless it is short (InsufficientPoints), the oldest lots are
+    drawn, and the entry and its event are written."""
+    if points <= 0:
+        raise ValueError("debit needs a positive number of points")
+    connection = await _connection(session)
+    if any(lot.expires_at <= at for lot in lots):
+        await _expire_member_lots(session, member_id, at)
+    balance = await _move_balance(session, connection, member_id, -points)
     if balance is None:
-        current = await session.scalar(select(Member.points_balance).where(Member.id == member_id))
+        current = (await connection.execute(_BALANCE, {"member_id": member_id})).scalar()
         if current is None:
             raise LookupError(f"member {member_id} does not exist")
         raise InsufficientPoints(current, points)
-    drawn = _consume(await _open_lots(session, member_id), points)
-    entry = await _add_entry(session, member_id, kind, -points, balance, reason, key, at, None)
-    return Change(entry.id, -points, balance, drawn=tuple(drawn))
+    drawn = _consume((lot for lot in lots if lot.expires_at > at), points)
+    await _draw(connection, drawn)
+    entry_id = await _add_entry(
+        connection, member_id, kind, -points, balance, reason, key, at, None
+    )
+    return Change(entry_id, -points, balance, drawn=tuple(drawn))
 
 
 async def restore(
@@ -436,7 +578,8 @@ async def restore(
     if total <= 0:
         raise ValueError("restore needs points drawn")
     await lock_members(session, (member_id,))
-    if replay := await _replay(session, key, member_id, total, "return"):
+    connection = await _connection(session)
+    if replay := await _replay(connection, key, member_id, total, "return"):
         return replay
     sources = {
         lot.id: lot
@@ -448,26 +591,30 @@ async def restore(
         lot.member_id != member_id for lot in sources.values()
     ):
         raise LookupError(f"member {member_id}: the drawn lots are not all theirs")
-    balance = await _move_balance(session, member_id, total)
+    balance = await _move_balance(session, connection, member_id, total)
     if balance is None:
         raise LookupError(f"member {member_id} does not exist")
-    entry = await _add_entry(session, member_id, "return", total, balance, reason, key, at, None)
-    for lot_id, points in parts:
-        source = sources[lot_id]
-        session.add(
-            PointLot(
-                member_id=member_id,
-                entry_id=entry.id,
-                order_id=source.order_id,
-                amount=points,
-                remaining=points,
-                earned_at=source.earned_at,
-                expires_at=source.expires_at,
-            )
-        )
-    await session.flush()
+    entry_id = await _add_entry(
+        connection, member_id, "return", total, balance, reason, key, at, None
+    )
+    await connection.execute(
+        _INSERT_LOT,
+        [
+            {
+                "member_id": member_id,
+                "entry_id": entry_id,
+                "order_id": sources[lot_id].order_id,
+                "amount": points,
+                "remaining": points,
+                "earned_at": sources[lot_id].earned_at,
+                "expires_at": sources[lot_id].expires_at,
+                "expired_points": 0,
+            }
+            for lot_id, points in parts
+        ],
+    )
     await _expire_member_lots(session, member_id, at)
-    return Change(entry.id, total, balance)
+    return Change(entry_id, total, balance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,44 +691,38 @@ async def take_back(
     if points <= 0:
         return Reversal(None, 0)
     await lock_members(session, (member_id,))
-    if replay := await _replay(session, key, member_id, None, kind):
+    connection = await _connection(session)
+    if replay := await _replay(connection, key, member_id, None, kind):
         return Reversal(replay, points + replay.points)
     await _expire_member_lots(session, member_id, at)
-    lots = await _open_lots(session, member_id, first_order=order_id)
-    taken = sum(part for _, part in _consume(lots, points))
+    drawn = _consume(await _open_lots(connection, member_id, first_order=order_id), points)
+    taken = sum(part for _, part in drawn)
     if taken == 0:
         return Reversal(None, points)
-    balance = await _move_balance(session, member_id, -taken)
+    balance = await _move_balance(session, connection, member_id, -taken)
     if balance is None:
         raise RuntimeError(f"member {member_id}: balance and lots disagree")
-    entry = await _add_entry(session, member_id, kind, -taken, balance, reason, key, at, order_id)
-    return Reversal(Change(entry.id, -taken, balance), points - taken)
+    await _draw(connection, drawn)
+    entry_id = await _add_entry(
+        connection, member_id, kind, -taken, balance, reason, key, at, order_id
+    )
+    return Reversal(Change(entry_id, -taken, balance), points - taken)
 
 
 async def _expire_member_lots(session: AsyncSession, member_id: int, now: datetime) -> int:
-    """Expire one member's due lots now (before spending, so no expired point is spent).
-    The caller holds the member's lock (``lock_members``)."""
-    due = (
-        await session.scalars(
-            select(PointLot)
-            .where(
-                PointLot.member_id == member_id,
-                PointLot.remaining > 0,
-                PointLot.expires_at <= now,
-            )
-            .with_for_update()
-        )
-    ).all()
-    total = sum(lot.remaining for lot in due)
+    """Expire one member's due lots now (before spending, so no expired point is spent), in
+    one UPDATE that returns what it expired. The caller holds the member's lock
+    (``lock_members``)."""
+    connection = await _connection(session)
+    expired = await connection.execute(_EXPIRE_MEMBER_LOTS, {"owner": member_id, "now": now})
+    total = sum(expired.scalars())
     if not total:
         return 0
-    for lot in due:
-        lot.expired_points, lot.remaining, lot.expired_at = lot.remaining, 0, now
-    balance = await _move_balance(session, member_id, -total)
+    balance = await _move_balance(session, connection, member_id, -total)
     if balance is None:
         raise RuntimeError(f"member {member_id}: balance and lots disagree")
     await _add_entry(
-        session,
+        connection,
         member_id,
         "expire",
         -total,

@@ -10,8 +10,10 @@ tiers it is open to, and an optional early-access window: before ``opens_at`` on
 
 A redemption is one transaction, in the ledger's lock order (models/ledger.py): the member's
 row first (``lock_members``: it serialises one member's redemptions, so their limit holds),
-the checks (tier, window, stock, the member's limit, balance), then, inside a savepoint, the
-debit through the ledger (oldest lots first), the coupon or the fulfilment record, and last
+then one read of all it decides on (the key's earlier redemption, balance, tier, the item,
+the member's uses of it, their open lots), the checks (tier, window, stock, the member's
+limit, balance), then, inside a savepoint, the debit through the ledger (``debit_locked``:
+oldest lots first), the coupon or the fulfilment record, and last
 the stock decrement, a conditional UPDATE of the item's row: the one row every redemption of
 a popular item shares is locked only from that statement to the commit, not for the whole
 transaction (sold out there: the savepoint is rolled back and nothing is written). SQLite
@@ -26,7 +28,7 @@ Everything here returns facts (dataclasses and refusal codes); messages/ words t
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -44,6 +46,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import sqlite
@@ -54,7 +57,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, UTCDateTime
 from models.binding import ALPHABET
 from models.coupons import Coupon, issue_coupon
-from models.ledger import InsufficientPoints, KeyConflict, debit, lock_members, restore
+from models.ledger import (
+    InsufficientPoints,
+    KeyConflict,
+    OpenLot,
+    debit_locked,
+    lock_members,
+    open_lots_query,
+    restore,
+)
 from models.members import Member
 from models.rules import ProgrammeRules
 
@@ -373,7 +384,6 @@ def _offers_statement(one_item: bool) -> Select:
         .select_from(Member.__table__.outerjoin(RewardItem.__table__, joined))
         .where(m.id == bindparam("member_id", type_=BigInteger))
         .where(or_(openid.is_(None), m.openid == openid))
-        .order_by(i.points_price, i.id)
     )
 
 
@@ -385,8 +395,59 @@ def _reward(row: Any) -> Reward:
     return Reward(**values)
 
 
-_OFFERS = _offers_statement(one_item=False)
+_OFFERS = _offers_statement(one_item=False).order_by(
+    RewardItem.__table__.c.points_price, RewardItem.__table__.c.id
+)
 _ONE_OFFER = _offers_statement(one_item=True)
+
+
+def _redeem_read_statement() -> Select:
+    """Everything a redemption decides on, read after the member's lock in one statement:
+    the catalogue's own row for the item (balance, tier, the item, the member's uses of it
+    this period), the redemption already made with this key (and its coupon), if any, and
+    the member's open lots in the order the ledger draws them (one row per lot; a member
+    without points still gets one row)."""
+    offer = _ONE_OFFER.subquery("offer")
+    earlier = Redemption.__table__.alias("earlier")
+    c = Coupon.__table__.c
+    lots = open_lots_query(bindparam("member_id", type_=BigInteger)).subquery("lots")
+    joined = (
+        offer.outerjoin(earlier, earlier.c.idempotency_key == bindparam("key", type_=String))
+        .outerjoin(Coupon.__table__, c.id == earlier.c.coupon_id)
+        .outerjoin(lots, true())
+    )
+    return (
+        select(
+            offer,
+            earlier.c.id.label("earlier_id"),
+            earlier.c.member_id.label("earlier_member_id"),
+            earlier.c.item_id.label("earlier_item_id"),
+            earlier.c.points.label("earlier_points"),
+            earlier.c.cash_fen.label("earlier_cash_fen"),
+            earlier.c.status.label("earlier_status"),
+            earlier.c.pickup_code.label("earlier_pickup_code"),
+            c.code.label("coupon_code"),
+            c.valid_until.label("coupon_valid_until"),
+            lots.c.lot_id,
+            lots.c.lot_remaining,
+            lots.c.lot_expires_at,
+        )
+        .select_from(joined)
+        .order_by(lots.c.lot_earned_at, lots.c.lot_id)
+    )
+
+
+_REDEEM_READ = _redeem_read_statement()
+_INSERT_REDEMPTION = Redemption.__table__.insert().returning(Redemption.__table__.c.id)
+_TAKE_ONE = (
+    update(RewardItem.__table__)
+    .where(
+        RewardItem.__table__.c.id == bindparam("item_id", type_=BigInteger),
+        RewardItem.__table__.c.stock > 0,
+    )
+    .values(stock=RewardItem.__table__.c.stock - 1)
+    .returning(RewardItem.__table__.c.stock)
+)
 
 
 async def _member_items(
@@ -483,25 +544,6 @@ def _pickup_code() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
 
 
-async def _redeemed(
-    session: AsyncSession, redemption: Redemption, balance: int, replayed: bool
-) -> Redeemed:
-    item = await session.get_one(RewardItem, redemption.item_id)
-    coupon = await session.get(Coupon, redemption.coupon_id) if redemption.coupon_id else None
-    return Redeemed(
-        redemption.id,
-        Reward.of(item),
-        redemption.points,
-        redemption.cash_fen,
-        balance,
-        redemption.status,
-        coupon.code if coupon else None,
-        coupon.valid_until if coupon else None,
-        redemption.pickup_code,
-        replayed,
-    )
-
-
 async def _write_first(session: AsyncSession, table: Any, row_id: int) -> None:
     """SQLite: make the transaction a writer before it reads (a no-op UPDATE of the row), so
     two redemptions queue for the database's one write lock and the second reads what the
@@ -540,36 +582,52 @@ async def redeem(
     key again answers with the first redemption and writes nothing; used by another member
     or for another item, KeyConflict. ``expected_points``: the price the member confirmed
     (a changed price is refused, not charged). On SQLite, call it before the transaction
-    reads anything (see ``_write_first``)."""
+    reads anything (see ``_write_first``). NoResultFound: no such member."""
     await _write_first(session, RewardItem, item_id)
     await lock_members(session, (member_id,))
-    earlier = await session.scalar(
-        select(Redemption)
-        .where(Redemption.idempotency_key == key)
-        .execution_options(populate_existing=True)
-    )
-    # The catalogue's own statement: balance, tier, the item and the member's uses of it in
-    # its limit period, read after the member's lock (so the limit holds).
-    balance, tier, items = await _member_items(
-        session, _ONE_OFFER, rules, member_id, now, None, item_id
-    )
-    if earlier is not None:
-        if earlier.member_id != member_id or earlier.item_id != item_id:
+    # One read after the member's lock (so the limit, the key and the lots are exact).
+    params = {
+        "member_id": member_id,
+        "openid": None,
+        "item_id": item_id,
+        "month_start": period_start("month", now, rules),
+        "year_start": period_start("year", now, rules),
+        "key": key,
+    }
+    rows = (await (await session.connection()).execute(_REDEEM_READ, params)).all()
+    if not rows:
+        raise NoResultFound(f"no member {member_id}")
+    head = rows[0]
+    balance = int(head.points_balance)
+    if head.earlier_id is not None:
+        if head.earlier_member_id != member_id or head.earlier_item_id != item_id:
             raise KeyConflict(f"idempotency key {key!r} redeemed something else")
-        return await _redeemed(session, earlier, balance, replayed=True)
-    if not items:
+        return Redeemed(
+            head.earlier_id,
+            _reward(head),
+            head.earlier_points,
+            head.earlier_cash_fen,
+            balance,
+            head.earlier_status,
+            head.coupon_code,
+            head.coupon_valid_until,
+            head.earlier_pickup_code,
+            replayed=True,
+        )
+    if head.id is None:
         return Refusal("unknown")
-    item, used = items[0]
-    refusal = _closed_to(item, tier, now, used)
+    item = _reward(head)
+    refusal = _closed_to(item, head.tier, now, int(head.used))
     if refusal is not None:
         return refusal
     if expected_points is not None and expected_points != item.points_price:
         return Refusal("price_changed")
     if balance < item.points_price:
         return Refusal("not_enough_points", shortfall=item.points_price - balance)
+    lots = [OpenLot.of(row) for row in rows if row.lot_id is not None]
     savepoint = await session.begin_nested()
     try:
-        outcome = await _take(session, rules, member_id, item, key, now)
+        outcome = await _take(session, rules, member_id, item, lots, key, now)
     except BaseException:
         await savepoint.rollback()
         raise
@@ -585,16 +643,18 @@ async def _take(
     rules: ProgrammeRules,
     member_id: int,
     item: Reward,
+    lots: list[OpenLot],
     key: str,
     now: datetime,
 ) -> Redeemed | Refusal | None:
     """Debit, issue and record the redemption, then take one from the stock; None when the
     stock ran out meanwhile (the caller rolls the savepoint back)."""
     try:
-        change = await debit(
+        change = await debit_locked(
             session,
             member_id,
             item.points_price,
+            lots,
             kind="redeem",
             reason=f"reward:{item.id}",
             key=f"reward:{key}",
@@ -602,16 +662,7 @@ async def _take(
         )
     except InsufficientPoints as short:
         return Refusal("not_enough_points", shortfall=short.wanted - short.balance)
-    redemption = Redemption(
-        item_id=item.id,
-        member_id=member_id,
-        idempotency_key=key,
-        points=item.points_price,
-        cash_fen=item.cash_fen,
-        entry_id=change.entry_id,
-        drawn=[list(part) for part in change.drawn],
-        created_at=now,
-    )
+    coupon_id = coupon_code = coupon_valid_until = pickup_code = None
     if item.kind == "coupon" and item.coupon_kind:
         issued = await issue_coupon(
             session,
@@ -622,22 +673,47 @@ async def _take(
             key=f"reward:{key}",
             now=now,
         )
-        redemption.coupon_id, redemption.status = issued.coupon.id, "issued"
+        coupon = issued.coupon
+        coupon_id, coupon_code, coupon_valid_until = coupon.id, coupon.code, coupon.valid_until
+        status = "issued"
     else:
-        redemption.pickup_code, redemption.status = _pickup_code(), "pending"
-    session.add(redemption)
-    await session.flush()
-    if item.stock is not None:
-        taken = await session.execute(
-            update(RewardItem)
-            .where(RewardItem.id == item.id, RewardItem.stock > 0)
-            .values(stock=RewardItem.stock - 1)
-            .returning(RewardItem.stock)
-            .execution_options(synchronize_session=False)
+        pickup_code, status = _pickup_code(), "pending"
+    connection = await session.connection()
+    redemption_id = (
+        await connection.execute(
+            _INSERT_REDEMPTION,
+            {
+                "item_id": item.id,
+                "member_id": member_id,
+                "idempotency_key": key,
+                "points": item.points_price,
+                "cash_fen": item.cash_fen,
+                "status": status,
+                "coupon_id": coupon_id,
+                "pickup_code": pickup_code,
+                "entry_id": change.entry_id,
+                "drawn": [list(part) for part in change.drawn],
+                "created_at": now,
+            },
         )
-        if taken.scalar_one_or_none() is None:
+    ).scalar_one()
+    if item.stock is not None:
+        taken = await connection.execute(_TAKE_ONE, {"item_id": item.id})
+        left = taken.scalar_one_or_none()
+        if left is None:
             return None
-    return await _redeemed(session, redemption, change.balance_after, replayed=False)
+        item = replace(item, stock=left)
+    return Redeemed(
+        redemption_id,
+        item,
+        item.points_price,
+        item.cash_fen,
+        change.balance_after,
+        status,
+        coupon_code,
+        coupon_valid_until,
+        pickup_code,
+    )
 
 
 def _member_redemption_statement() -> Select:

@@ -298,6 +298,29 @@ async def test_points_returned_after_their_expiry_expire_at_once(
     assert await mismatches(sessions) == []
 
 
+async def test_points_due_when_redeeming_expire_first_and_are_never_spent(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    due = (80, NOW - timedelta(days=400), NOW - timedelta(hours=1))  # the nightly job not run
+    live = (150, NOW - timedelta(days=10), NOW + timedelta(days=300))
+    member_id = await member_with(sessions, "o_rw_due", [due, live])
+    item_id = await item(sessions, points_price=200)
+    short = await redeem_now(sessions, member_id, item_id, "due-1")
+    assert short == Refusal("not_enough_points", shortfall=50)  # 230 shown, 150 spendable
+    cheaper = await item(sessions, points_price=100)
+    done = await redeem_now(sessions, member_id, cheaper, "due-2")
+    assert isinstance(done, Redeemed)
+    assert done.balance_after == 50
+    async with sessions() as session:
+        lots = (await session.scalars(select(PointLot).order_by(PointLot.earned_at))).all()
+        kinds = (await session.scalars(select(LedgerEntry.kind).order_by(LedgerEntry.id))).all()
+        drawn = await session.scalar(select(Redemption.drawn))
+    assert [(lot.remaining, lot.expired_points) for lot in lots] == [(0, 80), (50, 0)]
+    assert drawn == [[lots[1].id, 100]]  # a cancellation gives back only what was spent
+    assert kinds == ["earn", "earn", "expire", "redeem"]
+    assert await mismatches(sessions) == []
+
+
 async def test_shipping_needs_a_tracking_number_and_a_retry_is_a_replay(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
