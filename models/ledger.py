@@ -70,6 +70,8 @@ EXPIRING_HORIZON = timedelta(days=30)
 POINTS_CHANGED = "points_changed"
 # The member event every ledger entry comes with (shop systems subscribe to it).
 POINTS_CHANGED_EVENT = "points_changed"
+# The reason an expiry's entry carries (the ledger's own words; messages/ words it for members).
+EXPIRE_REASON = "积分到期"
 _ID = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 
 
@@ -709,6 +711,11 @@ async def take_back(
     return Reversal(Change(entry_id, -taken, balance), points - taken)
 
 
+def expire_key(member_id: int, now: datetime) -> str:
+    """The idempotency key of one member's expiry at ``now`` (before a debit)."""
+    return f"expire:{member_id}:{now.isoformat()}"
+
+
 async def _expire_member_lots(session: AsyncSession, member_id: int, now: datetime) -> int:
     """Expire one member's due lots now (before spending, so no expired point is spent), in
     one UPDATE that returns what it expired. The caller holds the member's lock
@@ -727,8 +734,8 @@ async def _expire_member_lots(session: AsyncSession, member_id: int, now: dateti
         "expire",
         -total,
         balance,
-        "积分到期",
-        f"expire:{member_id}:{now.isoformat()}",
+        EXPIRE_REASON,
+        expire_key(member_id, now),
         now,
         None,
     )
@@ -806,7 +813,7 @@ async def expire_due_lots(session: AsyncSession, now: datetime, batch: int = 20_
                     "kind": "expire",
                     "points": -total,
                     "balance_after": balances[member_id],
-                    "reason": "积分到期",
+                    "reason": EXPIRE_REASON,
                     "idempotency_key": f"expire:{member_id}:{stamp}",
                     "created_at": now,
                 }
@@ -823,7 +830,7 @@ async def expire_due_lots(session: AsyncSession, now: datetime, batch: int = 20_
                         "points": -total,
                         "balance": balances[member_id],
                         "kind": "expire",
-                        "reason": "积分到期",
+                        "reason": EXPIRE_REASON,
                     },
                     "created_at": now,
                 }
