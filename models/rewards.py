@@ -22,6 +22,14 @@ confirmation or a retried request redeem once: the same key answers with the fir
 redemption. A cancellation (the shop's) locks the same rows in the same order and gives the
 points back with ``restore``: a ``return`` entry whose lots keep their original expiry.
 
+On PostgreSQL the redemption runs as one call of a PL/pgSQL function, ``redeem_reward``
+(migration 0025): the same steps, lock order and answers in one round trip, because ten
+statements through the async driver cost a redemption about ten times the server CPU of the
+work itself (bench/README.md, redemption). SQLite has no such functions, so ``redeem`` there
+runs the steps from Python (``_redeem_in_python``). Two implementations of one money path
+must not drift: tests/models/test_rewards_in_db.py runs every scenario through both on
+PostgreSQL and compares every row they write; a change to either changes both, or fails there.
+
 Everything here returns facts (dataclasses and refusal codes); messages/ words them.
 """
 
@@ -46,6 +54,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -56,13 +65,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
 from models.binding import ALPHABET
-from models.coupons import Coupon, issue_coupon
+from models.coupons import (
+    CODE_ATTEMPTS,
+    Coupon,
+    UnknownCouponKind,
+    issue_coupon,
+    new_coupon_code,
+)
 from models.ledger import (
+    EXPIRE_REASON,
     InsufficientPoints,
     KeyConflict,
     OpenLot,
     debit_locked,
+    expire_key,
     lock_members,
+    note_points_changed,
     open_lots_query,
     restore,
 )
@@ -583,6 +601,104 @@ async def redeem(
     or for another item, KeyConflict. ``expected_points``: the price the member confirmed
     (a changed price is refused, not charged). On SQLite, call it before the transaction
     reads anything (see ``_write_first``). NoResultFound: no such member."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return await _redeem_in_database(
+            session, rules, member_id, item_id, key, now, expected_points
+        )
+    return await _redeem_in_python(
+        session, rules, member_id, item_id, key=key, now=now, expected_points=expected_points
+    )
+
+
+_REDEEM_REWARD = text(
+    "SELECT * FROM redeem_reward(:member_id, :item_id, :key, :now, :month_start, :year_start,"
+    " :expected, :pickup_code, :coupon_code, :coupon_kinds, :coupon_days, :expire_key,"
+    " :expire_reason)"
+).columns(
+    tiers=JSON,
+    early_tiers=JSON,
+    refusal_opens_at=UTCDateTime,
+    coupon_valid_until=UTCDateTime,
+    valid_from=UTCDateTime,
+    valid_until=UTCDateTime,
+    opens_at=UTCDateTime,
+)
+
+
+async def _redeem_in_database(
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    member_id: int,
+    item_id: int,
+    key: str,
+    now: datetime,
+    expected_points: int | None,
+) -> Redeemed | Refusal:
+    """``redeem`` on PostgreSQL: the whole of it in one call of ``redeem_reward`` (migration
+    0025), one round trip; a coupon code already taken is drawn again, as ``issue_coupon``
+    would."""
+    if session.new or session.deleted or session.dirty:
+        await session.flush()  # the caller's pending rows may be what the function reads
+    connection = await session.connection()
+    params = {
+        "member_id": member_id,
+        "item_id": item_id,
+        "key": key,
+        "now": now,
+        "month_start": period_start("month", now, rules),
+        "year_start": period_start("year", now, rules),
+        "expected": expected_points,
+        "pickup_code": _pickup_code(),
+        "coupon_code": new_coupon_code(),
+        "coupon_kinds": [kind.code for kind in rules.coupons],
+        "coupon_days": [kind.valid_days for kind in rules.coupons],
+        "expire_key": expire_key(member_id, now),
+        "expire_reason": EXPIRE_REASON,
+    }
+    for _ in range(CODE_ATTEMPTS):
+        row = (await connection.execute(_REDEEM_REWARD, params)).one()
+        if row.outcome != "code_taken":
+            break
+        params["coupon_code"] = new_coupon_code()
+    outcome = row.outcome
+    if outcome == "redeemed" or outcome == "replayed":
+        if outcome == "redeemed":
+            note_points_changed(session, (member_id,))
+        return Redeemed(
+            row.redemption_id,
+            _reward(row),
+            row.spent,
+            row.cash_due,
+            row.balance_after,
+            row.redemption_status,
+            row.coupon_code,
+            row.coupon_valid_until,
+            row.pickup_code,
+            replayed=outcome == "replayed",
+        )
+    if outcome == "no_member":
+        raise NoResultFound(f"no member {member_id}")
+    if outcome == "key_conflict":
+        raise KeyConflict(f"idempotency key {key!r} redeemed something else")
+    if outcome == "unknown_coupon_kind":
+        raise UnknownCouponKind(f"no coupon kind {row.coupon_kind!r} is configured")
+    if outcome == "code_taken":
+        raise RuntimeError(f"no free coupon code after {CODE_ATTEMPTS} attempts")
+    return Refusal(outcome, shortfall=row.shortfall or 0, opens_at=row.refusal_opens_at)
+
+
+async def _redeem_in_python(
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    member_id: int,
+    item_id: int,
+    *,
+    key: str,
+    now: datetime,
+    expected_points: int | None = None,
+) -> Redeemed | Refusal:
+    """``redeem`` in statements from Python: SQLite's path, and on PostgreSQL what
+    ``redeem_reward`` is tested against (tests/models/test_rewards_in_db.py)."""
     await _write_first(session, RewardItem, item_id)
     await lock_members(session, (member_id,))
     # One read after the member's lock (so the limit, the key and the lots are exact).
