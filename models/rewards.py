@@ -51,14 +51,15 @@ from sqlalchemy import (
     String,
     bindparam,
     case,
+    column,
     func,
     or_,
     select,
-    text,
     true,
     update,
 )
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -610,19 +611,44 @@ async def redeem(
     )
 
 
-_REDEEM_REWARD = text(
-    "SELECT * FROM redeem_reward(:member_id, :item_id, :key, :now, :month_start, :year_start,"
-    " :expected, :pickup_code, :coupon_code, :coupon_kinds, :coupon_days, :expire_key,"
-    " :expire_reason)"
-).columns(
-    tiers=JSON,
-    early_tiers=JSON,
-    refusal_opens_at=UTCDateTime,
-    coupon_valid_until=UTCDateTime,
-    valid_from=UTCDateTime,
-    valid_until=UTCDateTime,
-    opens_at=UTCDateTime,
-)
+def _redeem_reward_statement() -> Select:
+    """``SELECT * FROM redeem_reward(…)`` as a Core statement: compiled once, with its result's
+    columns known in advance (a textual one matched them by name on every call)."""
+    i = RewardItem.__table__.c
+    arguments = (
+        bindparam("member_id", type_=BigInteger),
+        bindparam("item_id", type_=BigInteger),
+        bindparam("key", type_=String),
+        bindparam("now", type_=UTCDateTime),
+        bindparam("month_start", type_=UTCDateTime),
+        bindparam("year_start", type_=UTCDateTime),
+        bindparam("expected", type_=BigInteger),
+        bindparam("pickup_code", type_=String),
+        bindparam("coupon_code", type_=String),
+        bindparam("coupon_kinds", type_=ARRAY(String)),
+        bindparam("coupon_days", type_=ARRAY(Integer)),
+        bindparam("expire_key", type_=String),
+        bindparam("expire_reason", type_=String),
+    )
+    returned = func.redeem_reward(*arguments).table_valued(
+        column("outcome", String),
+        column("shortfall", BigInteger),
+        column("refusal_opens_at", UTCDateTime),
+        column("redemption_id", BigInteger),
+        column("spent", BigInteger),
+        column("cash_due", BigInteger),
+        column("balance_after", BigInteger),
+        column("redemption_status", String),
+        column("coupon_code", String),
+        column("coupon_valid_until", UTCDateTime),
+        column("pickup_code", String),
+        *(column(name, i[name].type) for name in _REWARD_FIELDS),
+        name="redeemed",
+    )
+    return select(returned)
+
+
+_REDEEM_REWARD = _redeem_reward_statement()
 
 
 async def _redeem_in_database(
