@@ -23,12 +23,13 @@ redemption. A cancellation (the shop's) locks the same rows in the same order an
 points back with ``restore``: a ``return`` entry whose lots keep their original expiry.
 
 On PostgreSQL the redemption runs as one call of a PL/pgSQL function, ``redeem_reward``
-(migration 0025): the same steps, lock order and answers in one round trip, because ten
-statements through the async driver cost a redemption about ten times the server CPU of the
-work itself (bench/README.md, redemption). SQLite has no such functions, so ``redeem`` there
-runs the steps from Python (``_redeem_in_python``). Two implementations of one money path
-must not drift: tests/models/test_rewards_in_db.py runs every scenario through both on
-PostgreSQL and compares every row they write; a change to either changes both, or fails there.
+(migration 0025): the same steps, lock order and answers in one round trip, because each
+of the ten statements through SQLAlchemy's async layer cost more CPU than PostgreSQL spends
+running it (about three times the CPU of the one call: bench/README.md, redemption). SQLite
+has no such functions, so ``redeem`` there runs the steps from Python (``_redeem_in_python``).
+Two implementations of one money path must not drift: tests/models/test_rewards_in_db.py runs
+every scenario through both on PostgreSQL and compares every row they write; a change to
+either changes both, or fails there.
 
 Everything here returns facts (dataclasses and refusal codes); messages/ words them.
 """
