@@ -85,13 +85,19 @@ def _generation_key(member_id: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """A cache lookup of one member: the summary if cached, else the stamps a later
+    """A cache lookup of one member: the summary as cached (``raw``), and the stamps a later
     ``store`` must match."""
 
     member_id: int
-    summary: PointsSummary | None
+    raw: bytes | None
     generation: str
     epoch: str
+
+    @property
+    def summary(self) -> PointsSummary | None:
+        """The cached summary, if any (read when asked: the gate looks up every message's
+        member, and most messages do not ask for points)."""
+        return _decode(self.raw, self.epoch) if self.raw else None
 
 
 def _text(value: bytes | None) -> str:
@@ -102,9 +108,7 @@ def looked_up(
     member_id: int, raw: bytes | None, generation: bytes | None, epoch: bytes | None
 ) -> Lookup:
     """The lookup of the member's three values (summary, generation, epoch), read as one."""
-    epoch_text = _text(epoch)
-    summary = _decode(raw, epoch_text) if raw else None
-    return Lookup(member_id, summary, _text(generation), epoch_text)
+    return Lookup(member_id, raw, _text(generation), _text(epoch))
 
 
 def _encode(summary: PointsSummary, epoch: str) -> str:
