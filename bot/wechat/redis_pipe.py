@@ -13,7 +13,6 @@ client it is made ``like``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ssl
 import time
@@ -215,11 +214,11 @@ class RedisPipe:
         if self._watchdog is not None:
             self._watchdog.cancel()
         protocol = self._protocol
-        if protocol is not None and protocol.waiting:
-            # Replies come in order: the last one sent answers after all the others.
-            _, last, _ = protocol.waiting[-1]
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(last), COMMAND_TIMEOUT)
+        if protocol is not None:
+            # Not only the last: a caller may have stopped waiting for it at its deadline.
+            unanswered = [future for _, future, _ in protocol.waiting if not future.done()]
+            if unanswered:
+                await asyncio.wait(unanswered, timeout=COMMAND_TIMEOUT)
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         self._protocol = None

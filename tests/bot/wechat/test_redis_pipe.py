@@ -238,3 +238,16 @@ async def test_a_posted_command_with_nothing_after_it_still_lands_soon(redis: Re
     assert time.monotonic() - started < redis_pipe.LINGER + 0.5
     assert await redis.get("alone") == b"1"
     await pipe.close()
+
+
+async def test_close_waits_for_a_posted_command_whatever_was_sent_after_it(redis: Redis) -> None:
+    pipe = RedisPipe.like(redis)
+    assert await pipe.execute("PING") == b"PONG"
+    posted = pipe.post("SET", "kept", "1")
+    # Sent after it, and given up on at once: its caller no longer waits for its reply.
+    with pytest.raises(RedisTimeoutError):
+        await pipe.execute("GET", "kept", deadline=asyncio.get_running_loop().time())
+    await pipe.close()
+    assert posted.done()
+    assert posted.exception() is None
+    assert await redis.get("kept") == b"1"
