@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -44,13 +43,6 @@ RULES = ProgrammeRules()
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 Sessions = async_sessionmaker[AsyncSession]
 _openids = itertools.count()
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def add_members(sessions: Sessions, tiers: list[str], **values: Any) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import models.tier_review
-from bot.database import create_engine, create_sessionmaker
 from models.base import utcnow
 from models.benefits.upgrade import upgrade_gifts
 from models.events import MemberEvent
@@ -49,13 +48,6 @@ _serial = itertools.count()
 
 # (paid_at, amount_fen, refunded_fen)
 Purchase = tuple[datetime, int, int]
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 def repeat(count: int, amount_fen: int = 1, at: datetime = NOW - DAY) -> list[Purchase]:
