@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from handlers.inbound import Inbound
@@ -67,6 +68,7 @@ async def forget(msg: Inbound) -> None:
     await msg.svc.redis.delete(ASKED_KEY.format(openid=msg.openid))
 
 
+@lru_cache(maxsize=4096)  # asked of every text message, mostly the same few words
 def _looks_like_an_answer(text: str) -> bool:
     normal = normalise(text).text
     return (

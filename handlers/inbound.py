@@ -47,6 +47,7 @@ class PointsSummaries(Protocol):
         reading: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
         *,
         in_transaction: bool = False,
+        seen: object = None,
     ) -> PointsSummary | None: ...
 
 
@@ -148,6 +149,9 @@ class Inbound:
     not_understood: int = 0
     keeps_streak: bool = False
     member_id: int | None = None
+    # What the points cache held for the member when the message came in, looked up with the
+    # message's Redis work; opaque here, handed back to ``svc.points.summary``.
+    points_seen: object = None
     member: Member | None = None
     session: AsyncSession | None = field(default=None, repr=False)
     services: Services | None = field(default=None, repr=False)

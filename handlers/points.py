@@ -27,7 +27,11 @@ async def show_points(msg: Inbound) -> TextReply:
     if msg.member_id is None:
         raise RuntimeError("points asked without a member")
     summary = await msg.svc.points.summary(
-        msg.member_id, now, msg.reading, in_transaction=msg.session is not None
+        msg.member_id,
+        now,
+        msg.reading,
+        in_transaction=msg.session is not None,
+        seen=msg.points_seen,
     )
     if summary is None or (summary.balance == 0 and not summary.recent):
         bound = summary is not None and summary.bound

@@ -273,7 +273,8 @@ _REWARD_FIELDS = tuple(field.name for field in fields(Reward))
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a member cannot redeem an item now; nothing was written (but expired points)."""
+    """Why a member cannot redeem an item now; nothing was written (an expiry of due points
+    the redemption started is rolled back with it)."""
 
     reason: RefusalReason
     shortfall: int = 0

@@ -51,7 +51,7 @@ from models.members import Member
 from models.orders import FUTURE_TOLERANCE, Order
 from models.rules import ProgrammeRules
 from models.state import set_state
-from models.tiers import TOP_SPEND_THRESHOLD, Stats, TierChange, window_start
+from models.tiers import TOP_SPEND_THRESHOLD, Stats, TierChange, UpgradeGifts, window_start
 
 BATCH = 20_000
 
@@ -214,6 +214,37 @@ def _event_payload(dialect: str) -> ColumnElement[Any]:
     )
 
 
+async def _upgrades_with_gifts(session: AsyncSession, now: datetime, gifts: UpgradeGifts) -> None:
+    """The batch's upgrades get what an order's upgrade gets: the tier's gift (and the growth
+    reward for a jump), granted by ``gifts`` under the batch's locks, told in each upgrade's
+    event as an order's upgrade tells it. One member at a time: a review upgrades few members
+    (most of its changes are downgrades), and each grant is the triggered grant with its own
+    once-a-year key and budget."""
+    upgrades = (
+        await session.execute(
+            select(_STAGE.c.member_id, _STAGE.c.from_tier, _STAGE.c.to_tier, _STAGE.c.levels)
+            .where(_STAGE.c.levels > 0)
+            .order_by(_STAGE.c.member_id)
+        )
+    ).all()
+    events = [
+        {
+            "member_id": member_id,
+            "kind": "tier_upgraded",
+            "payload": {
+                "from": from_tier,
+                "to": to_tier,
+                "levels": levels,
+                "gifts": await gifts(member_id, to_tier, levels),
+            },
+            "created_at": now,
+        }
+        for member_id, from_tier, to_tier, levels in upgrades
+    ]
+    if events:
+        await session.execute(MemberEvent.__table__.insert(), events)
+
+
 async def _review_batch(
     session: AsyncSession,
     rules: ProgrammeRules,
@@ -222,6 +253,7 @@ async def _review_batch(
     after: int,
     last: int,
     clock: Callable[[], datetime],
+    gifts: UpgradeGifts | None,
 ) -> tuple[int, int, int]:
     """Re-evaluate members ``(after, last]`` and commit; returns (evaluated, up, down)."""
     dialect = session.get_bind().dialect.name
@@ -295,9 +327,13 @@ async def _review_batch(
     await session.execute(
         MemberEvent.__table__.insert().from_select(
             ["member_id", "kind", "payload", "created_at"],
-            select(_STAGE.c.member_id, kind, _event_payload(dialect), at),
+            select(_STAGE.c.member_id, kind, _event_payload(dialect), at).where(
+                _STAGE.c.levels <= 0 if gifts is not None else literal(True)
+            ),
         )
     )
+    if gifts is not None:
+        await _upgrades_with_gifts(session, now, gifts)
     members = Member.__table__
     await session.execute(
         update(members)
@@ -324,6 +360,7 @@ async def reevaluate_tiers(
     *,
     batch: int = BATCH,
     clock: Callable[[], datetime] = utcnow,
+    gifts: UpgradeGifts | None = None,
 ) -> TierReview:
     """Give every member the highest tier their trailing window earns, upgrades and downgrades.
 
@@ -334,14 +371,18 @@ async def reevaluate_tiers(
     change writes a ``TierChange`` (reason ``reevaluation``), a
     ``tier_upgraded``/``tier_downgraded`` event and ``tier_since = now``. Commits the session
     (first whatever it held, then each batch). A rerun with the same data changes nothing.
-    Core statements: Member objects already loaded are not refreshed.
+    Core statements: Member objects already loaded are not refreshed. ``gifts`` (bound to
+    ``session``, as for an order's upgrade): what an upgrade brings, granted in its batch and
+    told in its event; without it upgrades bring nothing.
     """
     threshold = await _compute_top_spend_threshold(session, rules, now)
     await set_state(session, TOP_SPEND_THRESHOLD, threshold)
     await session.commit()
     evaluated = upgraded = downgraded = 0
     async for after, last in member_id_ranges(session, batch):
-        seen, up, down = await _review_batch(session, rules, now, threshold, after, last, clock)
+        seen, up, down = await _review_batch(
+            session, rules, now, threshold, after, last, clock, gifts
+        )
         evaluated, upgraded, downgraded = evaluated + seen, upgraded + up, downgraded + down
     return TierReview(
         evaluated=evaluated,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.push.outbox import Outbox
 from bot.report import write_report
+from models.benefits.upgrade import upgrade_gifts
 from models.coupons import expire_coupons
 from models.deliveries import Delivery
 from models.figures import programme_figures
@@ -82,7 +83,9 @@ async def _expire_coupons(ctx: JobContext) -> str:
 
 async def _reevaluate_tiers(ctx: JobContext) -> str:
     async with ctx.sessions() as session:
-        review = await reevaluate_tiers(session, ctx.rules, ctx.now)  # commits per batch
+        review = await reevaluate_tiers(
+            session, ctx.rules, ctx.now, gifts=upgrade_gifts(session, ctx.rules, ctx.now)
+        )  # commits per batch
     return (
         f"{review.evaluated} members: {review.upgraded} up, {review.downgraded} down, "
         f"top-spender threshold {review.top_spend_threshold_fen} fen"

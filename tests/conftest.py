@@ -13,10 +13,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import ROLES, create_app
 from bot.config import Config
-from bot.database import create_engine
+from bot.database import create_engine, create_sessionmaker
 from bot.migrate import upgrade
 from handlers.router import Router
 from models import Base
@@ -109,6 +110,14 @@ async def db_url(request: pytest.FixtureRequest) -> str:
     await engine.dispose()
     _lanes_ran.add(request.param)
     return url
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The service's sessions (``create_sessionmaker``) on this lane's database."""
+    engine = create_engine(db_url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
 
 
 @pytest.fixture

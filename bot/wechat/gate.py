@@ -3,8 +3,10 @@
 It dedupes WeChat's retries (MsgId, or FromUserName+CreateTime+Event for events), opens the
 member's customer-service window, queues the interaction time for the database flush, and
 returns the member id cached from an earlier message (so a known member's message needs no SQL
-before its handler runs) and the member's open question (bot/wechat/questions.py), if any. A retry
-finds the first attempt's outcome: its reply, ``success``, or "still working".
+before its handler runs), the member's open question (bot/wechat/questions.py), if any, and what
+the points cache holds for the member (bot/wechat/points_cache.py): 积分, the most asked question,
+then needs no round trip of its own. A retry finds the first attempt's outcome: its reply,
+``success``, or "still working".
 
 The webhook's calls take a ``deadline`` (the event loop's clock) inside its reply budget: past
 it, redis-py's TimeoutError, and the webhook answers without waiting any longer.
@@ -15,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from bot.wechat.handoff import HANDOFF_KEY
+from bot.wechat.points_cache import EPOCH_KEY, GENERATION_PREFIX, SUMMARY_PREFIX, Lookup, looked_up
 from bot.wechat.questions import QUESTION_KEY
 from bot.wechat.redis_pipe import LuaScript, RedisPipe
 from handlers.fallback import STREAK_KEY
@@ -36,7 +40,11 @@ EVENT_WINDOW = (60, 3)
 # How often a retry looks whether the first attempt has finished.
 _POLL = 0.02
 
-_ADMIT = """
+# The points lookup is a few hundred bytes more per message, read whatever the message asks: its
+# intent is known only after the gate (an open question or a person's conversation changes how
+# the words are read), and a second round trip for 积分 costs far more than the read.
+_ADMIT = (
+    """
 local seen = redis.call('GET', KEYS[1])
 if seen then return {seen, ''} end
 redis.call('SET', KEYS[1], 'P', 'EX', ARGV[1])
@@ -50,16 +58,28 @@ if ARGV[4] ~= '0' then
   end
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 end
+local points = {}
+if member_id then
+  points = redis.call('MGET', '"""
+    + SUMMARY_PREFIX
+    + """' .. member_id, '"""
+    + GENERATION_PREFIX
+    + """' .. member_id, '"""
+    + EPOCH_KEY
+    + """')
+end
 return {'', member_id or '', redis.call('GET', KEYS[5]) or '', redis.call('GET', KEYS[6]) or '',
-        redis.call('GET', KEYS[7]) or ''}
+        redis.call('GET', KEYS[7]) or '', points}
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     """``first`` for a new message, else what the earlier attempt left; the cached member id;
     the member's open question (raw JSON, empty if none); the conversation a person has with
-    them (bot/wechat/handoff.py), if any; how many messages in a row the bot did not understand."""
+    them (bot/wechat/handoff.py), if any; how many messages in a row the bot did not understand;
+    the points cache's lookup of the member (None if the member id is not cached)."""
 
     first: bool
     earlier: bytes = b""
@@ -67,6 +87,7 @@ class Admission:
     question: bytes = b""
     handoff: int | None = None
     not_understood: int = 0
+    points: Lookup | None = None
 
 
 def dedupe_key(openid: str, msg_id: int, created: int, event: str | None, key: str) -> str:
@@ -106,14 +127,16 @@ class InboundGate:
         )
         if not state:  # a retry: the script stopped at the dedupe key
             return Admission(first=False, earlier=earlier)
-        question, handoff, streak = state
+        question, handoff, streak, points = state
+        known = int(member_id) if member_id else None
         return Admission(
             first=not earlier,
             earlier=earlier,
-            member_id=int(member_id) if member_id else None,
+            member_id=known,
             question=question,
             handoff=int(handoff) if handoff else None,
             not_understood=int(streak) if streak else 0,
+            points=looked_up(known, *points) if known is not None else None,
         )
 
     async def remember_member(self, openid: str, member_id: int) -> None:
@@ -122,14 +145,18 @@ class InboundGate:
             "SET", MEMBER_ID_KEY.format(openid=openid), member_id, "EX", MEMBER_ID_TTL
         )
 
-    async def remember_reply(self, key: str, reply_xml: str, deadline: float) -> None:
-        """Keep the reply so that a retry gets the same answer without running again."""
+    def remember_reply(self, key: str, reply_xml: str) -> asyncio.Future[Any]:
+        """Keep the reply so that a retry gets the same answer without running again. Sent
+        at once and not waited for (no deadline: nobody waits): a retry reaching this process
+        later is behind it on the same connection, and one reaching another process before it
+        lands waits for the outcome as for a first attempt still working. The future is
+        Redis's answer."""
         reply = REPLY + reply_xml.encode()
-        await self._redis.execute("SET", key, reply, "EX", self._ttl, deadline=deadline)
+        return self._redis.post("SET", key, reply, "EX", self._ttl)
 
-    async def mark_async(self, key: str, deadline: float) -> None:
-        """The webhook answered ``success``; retries should too."""
-        await self._redis.execute("SET", key, ASYNC, "EX", self._ttl, deadline=deadline)
+    def mark_async(self, key: str) -> asyncio.Future[Any]:
+        """The webhook answered ``success``; retries should too (sent as ``remember_reply``)."""
+        return self._redis.post("SET", key, ASYNC, "EX", self._ttl)
 
     async def wait_for_outcome(self, key: str, deadline: float) -> bytes:
         """Poll until the first attempt finishes or ``deadline`` passes (then PENDING)."""

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 Reading = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 EPOCH_KEY = "points:epoch"
+# A member's summary and generation are these prefixes and the member id (the gate's script,
+# bot/wechat/gate.py, builds them from the id it finds).
+SUMMARY_PREFIX = "points:summary:"
+GENERATION_PREFIX = "points:gen:"
 MAX_TTL = 3600
 # A member's generation must outlive any summary read under it (see ``_STORE``).
 GENERATION_TTL = 2 * MAX_TTL
@@ -72,24 +76,39 @@ return #ARGV
 
 
 def _summary_key(member_id: int) -> str:
-    return f"points:summary:{member_id}"
+    return f"{SUMMARY_PREFIX}{member_id}"
 
 
 def _generation_key(member_id: int) -> str:
-    return f"points:gen:{member_id}"
+    return f"{GENERATION_PREFIX}{member_id}"
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """A cache lookup: the summary if cached, else the stamps a later ``store`` must match."""
+    """A cache lookup of one member: the summary as cached (``raw``), and the stamps a later
+    ``store`` must match."""
 
-    summary: PointsSummary | None
+    member_id: int
+    raw: bytes | None
     generation: str
     epoch: str
+
+    @property
+    def summary(self) -> PointsSummary | None:
+        """The cached summary, if any (read when asked: the gate looks up every message's
+        member, and most messages do not ask for points)."""
+        return _decode(self.raw, self.epoch) if self.raw else None
 
 
 def _text(value: bytes | None) -> str:
     return value.decode() if value else ""
+
+
+def looked_up(
+    member_id: int, raw: bytes | None, generation: bytes | None, epoch: bytes | None
+) -> Lookup:
+    """The lookup of the member's three values (summary, generation, epoch), read as one."""
+    return Lookup(member_id, raw, _text(generation), _text(epoch))
 
 
 def _encode(summary: PointsSummary, epoch: str) -> str:
@@ -130,15 +149,24 @@ class PointsCache:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def summary(
-        self, member_id: int, now: datetime, reading: Reading, *, in_transaction: bool = False
+        self,
+        member_id: int,
+        now: datetime,
+        reading: Reading,
+        *,
+        in_transaction: bool = False,
+        seen: object = None,
     ) -> PointsSummary | None:
         """The member's points summary, from the cache or else read through ``reading`` and
         cached. ``in_transaction``: ``reading`` gives the caller's open unit of work, whose
-        uncommitted view must neither be cached nor be answered from the cache."""
+        uncommitted view must neither be cached nor be answered from the cache. ``seen``: this
+        member's ``Lookup`` made earlier in the same message (with the gate's round trip), used
+        instead of a lookup of its own."""
         if in_transaction:
             async with reading() as connection:
                 return await points_summary(connection, member_id, now, now + EXPIRING_HORIZON)
-        seen = await self.lookup(member_id)
+        if not (isinstance(seen, Lookup) and seen.member_id == member_id):
+            seen = await self.lookup(member_id)
         cached = seen.summary
         if cached is not None:
             # Lots expire at local midnights, which no summary outlives; this is belt and braces
@@ -157,9 +185,7 @@ class PointsCache:
         raw, generation, epoch = await self.pipe.execute(
             "MGET", _summary_key(member_id), _generation_key(member_id), EPOCH_KEY
         )
-        epoch_text = _text(epoch)
-        summary = _decode(raw, epoch_text) if raw else None
-        return Lookup(summary, _text(generation), epoch_text)
+        return looked_up(member_id, raw, generation, epoch)
 
     async def store(
         self, member_id: int, summary: PointsSummary, seen: Lookup, now: datetime

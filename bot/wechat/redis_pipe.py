@@ -31,6 +31,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # every waiting request fails fast. The webhook does not wait this long: it gives each command a
 # deadline inside its reply budget.
 COMMAND_TIMEOUT = 2.0
+# How long a command nobody waits for (``post``) may wait for one that someone does, to leave in
+# the same write: every write wakes Redis, which on a shared core takes the CPU from this process.
+LINGER = 0.002
 
 
 class LuaScript:
@@ -50,6 +53,9 @@ class _Protocol(asyncio.Protocol):
         # Commands written in one pass of the event loop leave in one write: a socket write
         # per command was the pipe's largest cost under load.
         self.outgoing: list[bytes] = []
+        # The write is due at the end of this pass; or, for posted commands alone, at a timer.
+        self.due = False
+        self.linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -73,16 +79,26 @@ class _Protocol(asyncio.Protocol):
         self.transport = None
         self.fail_all(RedisConnectionError("connection to Redis lost"))
 
-    def send(self, packed: bytes) -> None:
-        """Queue ``packed`` for the write at the end of this pass of the event loop."""
-        if not self.outgoing:
-            asyncio.get_running_loop().call_soon(self.flush)
+    def send(self, packed: bytes, *, linger: bool = False) -> None:
+        """Queue ``packed`` for the write at the end of this pass of the event loop; with
+        ``linger``, for the next such write, or ``LINGER`` from now if none comes sooner."""
         self.outgoing.append(packed)
+        if self.due:
+            return
+        if not linger:
+            self.due = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        elif self.linger is None:
+            self.linger = asyncio.get_running_loop().call_later(LINGER, self.flush)
 
     def flush(self) -> None:
         """Write the queued commands (lost with the connection if it closed meanwhile)."""
+        self.due = False
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
         outgoing, self.outgoing = self.outgoing, []
-        if self.transport is not None:
+        if outgoing and self.transport is not None:
             self.transport.write(b"".join(outgoing))
 
     def fail_all(self, error: Exception) -> None:
@@ -94,16 +110,19 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(error)
 
 
-def _send(protocol: _Protocol, *command: Any, deadline: float | None = None) -> asyncio.Future[Any]:
+def _send(
+    protocol: _Protocol, *command: Any, deadline: float | None = None, linger: bool = False
+) -> asyncio.Future[Any]:
     """Send ``command`` (in order with every other); the future is its reply, or a
-    TimeoutError once the event loop's clock reaches ``deadline``."""
+    TimeoutError once the event loop's clock reaches ``deadline``. ``linger``: see
+    ``_Protocol.send``."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
     # A timer on the reply itself: cheaper than a timeout around the caller's await, and it
     # leaves the reply's place in the queue, so later replies still find theirs.
     timer = loop.call_at(deadline, _expire, future) if deadline is not None else None
     protocol.waiting.append((time.monotonic(), future, timer))
-    protocol.send(hiredis.pack_command(command))
+    protocol.send(hiredis.pack_command(command), linger=linger)
     return future
 
 
@@ -163,6 +182,17 @@ class RedisPipe:
                 protocol.transport.close()
             raise
 
+    def post(self, *command: Any) -> asyncio.Future[Any]:
+        """Send one command without waiting for it: the future is its reply (errors as in
+        ``execute``). On a live connection the command is queued at once, in order with every
+        other, and leaves with the next command someone awaits (one write, one wake-up of
+        Redis for both), or within ``LINGER``; the caller waits for nothing and no task is
+        made. Without a connection, ``execute`` connects first."""
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None:
+            return asyncio.ensure_future(self.execute(*command))
+        return _send(protocol, *command, linger=True)
+
     async def run_script(
         self, script: LuaScript, keys: list[str], args: list[Any], deadline: float | None = None
     ) -> Any:
@@ -179,9 +209,16 @@ class RedisPipe:
             )
 
     async def close(self) -> None:
-        """Close the connection; commands still waiting fail."""
+        """Close the connection once the replies still awaited have come (commands posted
+        without waiting included), at most ``COMMAND_TIMEOUT``; any still waiting then fail."""
         if self._watchdog is not None:
             self._watchdog.cancel()
+        protocol = self._protocol
+        if protocol is not None:
+            # Not only the last: a caller may have stopped waiting for it at its deadline.
+            unanswered = [future for _, future, _ in protocol.waiting if not future.done()]
+            if unanswered:
+                await asyncio.wait(unanswered, timeout=COMMAND_TIMEOUT)
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         self._protocol = None

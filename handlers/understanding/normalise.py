@@ -71,6 +71,9 @@ def fold(text: str) -> str:
     return _SPACES.sub(" ", kept).strip()
 
 
+# Members send the same few words (积分, 等级, the menu's) over and over, and a message is
+# normalised more than once (understanding, then the open question's check).
+@lru_cache(maxsize=4096)
 def normalise(text: str) -> Normalised:
     """The canonical form of a member's message (see the module's docstring)."""
     folded = fold(text)

@@ -66,6 +66,8 @@ COMBINABLE = frozenset(
 # Never offered as a choice: they answer nothing.
 _NOT_OFFERED = frozenset({OUT_OF_SCOPE, DECLINE, "greeting", "thanks"})
 _JOINERS = re.compile(r"(?:和|跟|与|及|以及|还有|另外|顺便|并且|然后|再|、|,|，|;|；|\+|&| and )")
+# How many of the latest texts' understandings are kept.
+UNDERSTOOD_TEXTS = 4096
 # Brand words under this length are too short to be looked for inside a message.
 _MIN_LEXICON = 2
 
@@ -123,6 +125,10 @@ class Understander:
         }
         self.tiers = dict(tiers or {})
         self._taught: dict[str, tuple[str, str]] = {}
+        # The pipeline's answer depends on the text, the configuration and what staff taught
+        # alone, and most messages are a few repeated words: the latest texts' answers are
+        # kept, and forgotten when staff teach.
+        self._understood = lru_cache(maxsize=UNDERSTOOD_TEXTS)(self._understand)
         lines = list(corpus if corpus is not None else read_corpus(DATA / "train.tsv"))
         # FAQ lines count only for the FAQ entries this brand has; its words and patterns
         # are lines too, so the brand's own terms are understood inside sentences.
@@ -164,6 +170,7 @@ class Understander:
     def teach(self, taught: Mapping[str, tuple[str, str]]) -> None:
         """Replace what staff taught: normalised phrasing → (intent, FAQ key or "")."""
         self._taught = dict(taught)
+        self._understood.cache_clear()
 
     def for_menu_key(self, key: str) -> str | None:
         """The intent a menu CLICK key stands for."""
@@ -192,6 +199,9 @@ class Understander:
 
     def understand(self, text: str) -> Understanding:
         """The whole pipeline (see the module's docstring)."""
+        return self._understood(text)
+
+    def _understand(self, text: str) -> Understanding:
         normalised = normalise(text)
         normal = normalised.text
         exact = self._exact(normal)

@@ -14,7 +14,6 @@ issues only coupons touches no member row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -140,14 +139,6 @@ async def active_benefits(
         except (KeyError, ValueError):
             continue
     return config
-
-
-def is_active(config: BenefitsConfig, code: str) -> bool:
-    """Whether rule ``code`` exists and is enabled."""
-    try:
-        return bool(getattr(rule_settings(config, code), "enabled", False))
-    except KeyError:
-        return False
 
 
 def budget_unit(settings: BaseModel) -> Unit:
@@ -948,9 +939,3 @@ def boost_for(config: BenefitsConfig, local_day: date) -> tuple[str, Boost] | No
         if boost.enabled and boost.applies(local_day.month, local_day.day)
     ]
     return max(found, key=lambda pair: pair[1].multiplier, default=None)
-
-
-def ids_in_range(after: int, last: int) -> Sequence[Any]:
-    """The member-id range condition of a batch, on the members table."""
-    table = Member.__table__
-    return (table.c.id > after, table.c.id <= last)

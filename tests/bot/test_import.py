@@ -7,7 +7,7 @@ import asyncio
 import csv
 import re
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import bot.importer
-from bot.database import create_engine, create_sessionmaker
 from bot.importer import ImportFileError, import_members, import_orders
 from models.base import utcnow
 from models.deliveries import Delivery
@@ -38,13 +37,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ProgrammeRules.model_validate({"benefits": QUIET_BENEFITS})
 PAID = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
 ORDER_HEADER = ["order_id", "openid", "customer_ref", "amount_fen", "paid_at", "channel"]
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:

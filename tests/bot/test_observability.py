@@ -109,6 +109,10 @@ def test_phone_numbers_are_masked_everywhere_in_a_line() -> None:
     assert "159****1111" in line
     assert "186****2222" in line
     assert mask_phone_numbers("order 202611221234567890") == "order 202611221234567890"
+    # A number-like run that is no phone number does not hide a real one later in the line.
+    assert mask_phone_numbers("order 913812345678 call 13912345678") == (
+        "order 913812345678 call 139****5678"
+    )
 
 
 @contextlib.contextmanager

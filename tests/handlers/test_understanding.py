@@ -176,8 +176,11 @@ def test_taught_phrasings_take_effect_when_taught(understander: Understander) ->
     understander.teach({normalise("咖啡豆还剩几颗").text: ("points", "")})
     try:
         assert understander.understand("咖啡豆还剩几颗！").intent == "points"
+        # The very words asked before they were taught: no earlier answer is kept over it.
+        assert understander.understand("咖啡豆还剩几颗").intent == "points"
     finally:
         understander.teach({})
+    assert understander.understand("咖啡豆还剩几颗").intent != "points"
 
 
 def test_heldout_figures(understander: Understander) -> None:

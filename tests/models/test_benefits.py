@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from models.benefits.engine import (
 )
 from models.benefits.periodic import run_anniversaries, run_birthdays, run_monthly_tier
 from models.benefits.segment import run_segment_entered
+from models.benefits.sets import RuleRun, run_gift
 from models.benefits.tables import BenefitGrant, BenefitOverride
 from models.benefits.welcome import grant_welcome
 from models.binding import claim_binding_code, create_binding_code
@@ -43,13 +43,6 @@ RULES = ProgrammeRules()
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 Sessions = async_sessionmaker[AsyncSession]
 _openids = itertools.count()
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def add_members(sessions: Sessions, tiers: list[str], **values: Any) -> list[int]:
@@ -431,6 +424,54 @@ async def test_two_runs_of_the_points_rule_and_member_credits_at_once_credit_eac
         pushes = await session.scalar(select(func.count()).select_from(Delivery))
     assert balances == {m: 57 if m in ids[::8] else 50 for m in ids}
     assert (bonuses, pushes) == (80, 80)
+
+
+async def test_batches_side_by_side_grant_each_member_once_and_tell_the_points_cache(
+    db_url: str,
+) -> None:
+    """On PostgreSQL a rule's batches run two at a time, each in its own session: every
+    member is credited once, each push is handed on once, and every commit tells the points
+    cache which members moved (as the service's own sessions do)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("batches side by side are PostgreSQL's")
+    told: list[int] = []
+    engine = create_engine(db_url)
+    sessions = create_sessionmaker(engine, after_points_commit=told.extend)
+    try:
+        ids = await add_members(sessions, ["basic"] * 30)
+        handed_on: list[int] = []
+
+        async def on_batch(delivery_ids: list[int]) -> None:
+            handed_on.extend(delivery_ids)
+
+        run = RuleRun("profile")
+        async with sessions() as session:
+            await run_gift(
+                session,
+                RULES,
+                run,
+                RULES.benefits.profile,
+                period="once",
+                gift_key="",
+                gift=Gift(points=20),
+                conditions=[],
+                reason="完善资料奖励",
+                now=NOW,
+                push=push_for("", Gift(points=20)),
+                on_batch=on_batch,
+                batch=4,
+            )
+        async with sessions() as session:
+            assert [m async for m in verify_ledger(session)] == []
+            balances = dict((await session.execute(select(Member.id, Member.points_balance))).all())
+            pushes = list((await session.scalars(select(Delivery.id))).all())
+    finally:
+        await engine.dispose()
+    assert run.granted == 30
+    assert balances == dict.fromkeys(ids, 20)
+    assert sorted(handed_on) == sorted(pushes)
+    assert len(pushes) == 30
+    assert sorted(told) == sorted(ids)
 
 
 def test_overrides_are_validated() -> None:

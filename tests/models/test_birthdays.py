@@ -4,13 +4,11 @@ without a birthday, and the fulfilment of physical gifts (both lanes)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
 from models.birthdays import (
     PENDING,
     SHIPPED,
@@ -27,13 +25,6 @@ from models.rules import ProgrammeRules
 RULES = ProgrammeRules()
 NOW = datetime(2027, 1, 28, 4, tzinfo=UTC)
 _serial = itertools.count()
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 # name → (birthday, tier, segment)

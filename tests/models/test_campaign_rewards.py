@@ -5,7 +5,6 @@ PostgreSQL, by workers recording at the same moment."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +14,6 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
 from models.campaign_rewards import (
     CampaignReward,
     Grant,
@@ -35,13 +33,6 @@ from tests.models.test_ledger import _until, _waiting_for_locks, pg_sessions  # 
 RULES = ProgrammeRules()
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def campaign_with(

@@ -4,14 +4,12 @@ race (PostgreSQL, separate sessions at once)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
 from models.compensations import (
     Compensated,
     Compensation,
@@ -28,13 +26,6 @@ NOW = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
 DAY_START = NOW - timedelta(hours=6)
 RULES = ProgrammeRules()
 AGENT_LIMIT = DailyLimit(coupons=3, points=500)
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def _people(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:

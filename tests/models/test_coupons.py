@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
 from models import coupons
 from models.binding import ALPHABET
 from models.coupons import (
@@ -35,13 +33,6 @@ from models.rules import DEFAULT_COUPONS, CouponKind, ProgrammeRules
 RULES = ProgrammeRules()
 NOW = datetime(2025, 3, 1, 4, 0, tzinfo=UTC)
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def add_members(sessions: Sessions, count: int = 2) -> list[int]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,7 +30,6 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
 from models.binding import BindingCode
 from models.campaigns import Campaign, CampaignMember, CampaignRun
 from models.cases import ServiceCase
@@ -65,13 +63,6 @@ _serial = itertools.count()
 
 def local(*args: int) -> datetime:
     return datetime(*args, tzinfo=ZONE)  # type: ignore[misc]
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 def _member(name: str, tier: str = "basic", segment: str | None = None, **kw: Any) -> Member:

@@ -4,14 +4,12 @@ working a follow-up to an outcome, and the figures it feeds (回访接通率, co
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
 from models.binding import claim_binding_code, create_binding_code
 from models.figures import programme_figures
 from models.follow_ups import (
@@ -37,13 +35,6 @@ from models.staff import Staff
 NOW = datetime(2026, 11, 1, 20, 0, tzinfo=UTC)  # 04:00 on 2 November in Shanghai
 RULES = ProgrammeRules()
 _serial = itertools.count()
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def _member(

@@ -40,13 +40,6 @@ START = datetime(2026, 1, 1, 4, tzinfo=UTC)
 
 
 @pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
 async def pg_sessions(postgresql_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """PostgreSQL only, on an emptied schema: the tests of real row locks between sessions
     (SQLite lets one writer at a time hold the whole database)."""

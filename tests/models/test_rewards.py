@@ -42,13 +42,6 @@ NOW = datetime(2026, 12, 10, 4, tzinfo=UTC)  # 12:00 in Shanghai
 
 
 @pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
 async def pg_sessions(postgresql_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """PostgreSQL only, on an emptied schema: real row locks between sessions."""
     engine = create_engine(postgresql_url, pool_size=60)

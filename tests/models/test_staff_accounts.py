@@ -4,14 +4,12 @@ never no enabled admin, also when two admins demote each other at once (PostgreS
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
 from models.follow_ups import AT_RISK_CALL
 from models.members import Member
 from models.ratings import FollowUp
@@ -25,13 +23,6 @@ from models.staff_accounts import (
 )
 
 NOW = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def _add(sessions: async_sessionmaker[AsyncSession], username: str, role: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import models.tier_review
-from bot.database import create_engine, create_sessionmaker
 from models.base import utcnow
+from models.benefits.upgrade import upgrade_gifts
 from models.events import MemberEvent
+from models.ledger import verify_ledger
 from models.members import Member
 from models.order_posting import record_order
 from models.orders import FUTURE_TOLERANCE, Order, OrderIn
@@ -47,13 +48,6 @@ _serial = itertools.count()
 
 # (paid_at, amount_fen, refunded_fen)
 Purchase = tuple[datetime, int, int]
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 def repeat(count: int, amount_fen: int = 1, at: datetime = NOW - DAY) -> list[Purchase]:
@@ -311,6 +305,41 @@ async def test_orders_during_the_run_are_not_undone_by_it(
         "gold",
         "silver",
     ]
+
+
+async def test_an_upgrade_by_the_review_brings_what_an_orders_upgrade_brings(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A member the review lifts gets the tier's upgrade gift (and the growth reward for a
+    jump of two tiers), told in the upgrade's event as an order's upgrade tells it; a
+    downgrade brings nothing, and a second review gives nothing again."""
+    async with sessions() as session:
+        silver = await add_member(session, repeat(4))
+        gold = await add_member(session, repeat(1, 500_000))
+        lapsed = await add_member(session, tier="silver")
+        await session.commit()
+        gifts = upgrade_gifts(session, NO_TOP, NOW)
+        review = await reevaluate_tiers(session, NO_TOP, NOW, clock=lambda: NOW, gifts=gifts)
+        again = await reevaluate_tiers(session, NO_TOP, NOW, clock=lambda: NOW, gifts=gifts)
+    assert (review.upgraded, review.downgraded) == (2, 1)
+    assert (again.upgraded, again.downgraded) == (0, 0)
+    async with sessions() as session:
+        assert [m async for m in verify_ledger(session)] == []
+        balances = dict((await session.execute(select(Member.id, Member.points_balance))).all())
+        events = {
+            member_id: payload
+            for member_id, payload in await session.execute(
+                select(MemberEvent.member_id, MemberEvent.payload).where(
+                    MemberEvent.kind.in_(["tier_upgraded", "tier_downgraded"])
+                )
+            )
+        }
+    # The shipped gifts: silver 200 points, gold 500, two tiers at once 1,000 more.
+    assert balances == {silver: 200, gold: 1_500, lapsed: 0}
+    assert [g["points"] for g in events[silver]["gifts"]] == [200]
+    assert sorted(g["points"] for g in events[gold]["gifts"]) == [500, 1_000]
+    assert events[gold]["levels"] == 2
+    assert "gifts" not in events[lapsed]
 
 
 async def test_reevaluation_with_no_members_stores_no_threshold(

@@ -4,14 +4,13 @@ day however many coupons, however often the job runs and on however many schedul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
 from bot.push.outbox import Outbox
 from models.coupon_reminders import CouponReminder, coupons_to_remind
 from models.coupons import Coupon, issue_coupon, redeem_coupon
@@ -34,13 +33,6 @@ class Recorder(Outbox):
 
     async def enqueue(self, delivery_ids: Iterable[int], at: datetime | None = None) -> None:
         self.ids.extend(delivery_ids)
-
-
-@pytest.fixture
-async def sessions(db_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(db_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def add_member(sessions: Sessions, n: int, subscribed: bool = True) -> int:

@@ -21,6 +21,9 @@ from tests.bot.api.test_api import call, follower, order
 from tests.conftest import make_config
 from tests.wechat_standin import WeChatStandIn
 
+# Every member page stays well under this, on a phone's connection.
+PAGE_LIMIT_BYTES = 100_000
+
 
 @dataclass
 class Centre:

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from typing import Any
 
-import pytest
 from aiohttp.test_utils import make_mocked_request
 from barcode import Code128
-from redis.asyncio import Redis
 from sqlalchemy import select
 
 from bot import wiring
@@ -28,29 +24,15 @@ from models.orders import Order
 from models.rewards import Redeemed, Redemption, RewardSpec, new_item, redeem
 from tests.bot.api.test_api import follower
 from tests.bot.pages.centre_helpers import (
+    PAGE_LIMIT_BYTES,
     Centre,
     authorize,
     local,
     member_with_history,
     sign_in,
-    start_centre,
 )
-from tests.wechat_standin import WeChatStandIn
 
 PAGES = ("/m/", "/m/code", "/m/coupons", "/m/rewards", "/m/points", "/m/orders", "/m/profile")
-PAGE_LIMIT_BYTES = 100_000
-
-
-@pytest.fixture
-async def centre(
-    aiohttp_server: Callable[..., Any],
-    aiohttp_client: Callable[..., Any],
-    db_url: str,
-    redis_url: str,
-    redis: Redis,
-    standin: WeChatStandIn,
-) -> Centre:
-    return await start_centre(aiohttp_server, aiohttp_client, db_url, redis_url, standin)
 
 
 async def _text(centre: Centre, path: str, status: int = 200) -> str:

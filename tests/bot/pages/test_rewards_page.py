@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import event, func, select
 
 from bot import wiring
@@ -24,30 +23,16 @@ from models.ledger import verify_ledger
 from models.members import Member
 from models.rewards import Redemption, RewardItem
 from tests.bot.pages.centre_helpers import (
+    PAGE_LIMIT_BYTES,
     Centre,
     add_item,
     member_with_history,
     sign_in,
-    start_centre,
 )
 from tests.handlers.test_chat_loyalty import say
-from tests.wechat_standin import WeChatStandIn
 
 ALICE = "o_rwpage_alice01"
 BOB = "o_rwpage_bobby01"
-PAGE_LIMIT_BYTES = 100_000
-
-
-@pytest.fixture
-async def centre(
-    aiohttp_server: Callable[..., Any],
-    aiohttp_client: Callable[..., Any],
-    db_url: str,
-    redis_url: str,
-    redis: Redis,
-    standin: WeChatStandIn,
-) -> Centre:
-    return await start_centre(aiohttp_server, aiohttp_client, db_url, redis_url, standin)
 
 
 async def change_item(centre: Centre, item_id: int, **fields: Any) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from bot import wiring
+from bot.wechat import redis_pipe
 from bot.wechat.points_cache import BULK, EPOCH_KEY
 from models.ledger import PointsSummary
 from models.members import find_member
@@ -104,3 +107,25 @@ async def test_no_summary_outlives_the_local_day(client: TestClient) -> None:
     assert await points.store(member_id, summary, await points.lookup(member_id), late)
     ttl = await client.app[wiring.REDIS].ttl(f"points:summary:{member_id}")
     assert 0 < ttl <= 30
+
+
+async def test_a_known_members_points_come_with_the_gates_round_trip(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await follower(client, OPENID)
+    await call(client, "POST", "/orders", order("PC-G", amount_fen=6_000))
+    assert (await say(client, "积分")).startswith("您当前可用积分：60 分")  # now cached
+    sent: list[str] = []
+    send = redis_pipe._send
+
+    def recording(protocol: Any, *command: Any, **options: Any) -> Any:
+        sent.append(str(command[0]))
+        return send(protocol, *command, **options)
+
+    monkeypatch.setattr(redis_pipe, "_send", recording)
+    assert (await say(client, "积分")).startswith("您当前可用积分：60 分")
+    assert sent == ["EVALSHA", "SET"]  # the gate (with the points lookup), the reply stored
+
+    # A change committed after the gate looked is seen by the next message, not cached over.
+    await call(client, "POST", "/orders", order("PC-H", amount_fen=1_000))
+    assert (await say(client, "积分")).startswith("您当前可用积分：70 分")

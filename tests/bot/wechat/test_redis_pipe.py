@@ -207,3 +207,47 @@ async def test_a_deadline_bounds_connecting_too() -> None:
     assert loop.time() - started < 1
     await pipe.close()
     silent.close()
+
+
+async def test_posted_commands_keep_their_order_and_land_before_close(redis: Redis) -> None:
+    pipe = RedisPipe.like(redis)
+    assert await pipe.execute("PING") == b"PONG"
+    posted = [pipe.post("RPUSH", "order", i) for i in range(200)]
+    # A command sent after the posts is behind them on the connection.
+    assert await pipe.execute("LLEN", "order") == 200
+    assert [future.result() for future in posted] == list(range(1, 201))
+    last = pipe.post("SET", "last", "written")
+    await pipe.close()  # waits for what was posted, not only for what was awaited
+    assert last.done()
+    assert last.exception() is None
+    assert await redis.get("last") == b"written"
+
+
+async def test_a_post_before_any_connection_connects_first(redis: Redis) -> None:
+    pipe = RedisPipe.like(redis)
+    assert await pipe.post("SET", "first", "1") == b"OK"
+    assert await redis.get("first") == b"1"
+    await pipe.close()
+
+
+async def test_a_posted_command_with_nothing_after_it_still_lands_soon(redis: Redis) -> None:
+    pipe = RedisPipe.like(redis)
+    assert await pipe.execute("PING") == b"PONG"
+    started = time.monotonic()
+    assert await pipe.post("SET", "alone", "1") == b"OK"
+    assert time.monotonic() - started < redis_pipe.LINGER + 0.5
+    assert await redis.get("alone") == b"1"
+    await pipe.close()
+
+
+async def test_close_waits_for_a_posted_command_whatever_was_sent_after_it(redis: Redis) -> None:
+    pipe = RedisPipe.like(redis)
+    assert await pipe.execute("PING") == b"PONG"
+    posted = pipe.post("SET", "kept", "1")
+    # Sent after it, and given up on at once: its caller no longer waits for its reply.
+    with pytest.raises(RedisTimeoutError):
+        await pipe.execute("GET", "kept", deadline=asyncio.get_running_loop().time())
+    await pipe.close()
+    assert posted.done()
+    assert posted.exception() is None
+    assert await redis.get("kept") == b"1"

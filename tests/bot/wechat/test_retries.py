@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from bot import wiring
@@ -194,3 +195,38 @@ async def test_redis_down_answers_busy_without_side_effects_then_recovers(
         assert back.reply is not None
         assert back.reply["Content"].startswith("您好")
         assert await member_count(client) == 2
+
+
+async def test_a_reply_redis_cannot_keep_still_reaches_the_member(
+    aiohttp_client: Callable[..., Any],
+    db_url: str,
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bot.app import create_app
+    from tests.conftest import make_config
+    from tests.services import redis_server
+
+    hold = asyncio.Event()
+    capability = CountingCapability(hold=hold)
+    with redis_server(tmp_path) as url:
+        config = make_config(db_url, url)
+        client = await aiohttp_client(create_app(config, router=capability.root))
+        hold.set()
+        await push(client, PLAIN, PLAIN.text("o_store_00001", "你好"))  # the member is known
+        hold.clear()
+        answer = asyncio.create_task(push(client, PLAIN, PLAIN.text("o_store_00001", "在吗")))
+        for _ in range(500):  # until the handler holds the second message
+            if capability.runs == 2:
+                break
+            await asyncio.sleep(0.01)
+    # Redis went away after the gate: the reply cannot be kept for retries, but it is answered.
+    hold.set()
+    second = await answer
+    assert second.reply is not None
+    assert second.reply["Content"] == "第2次回答：在吗"
+    for _ in range(100):
+        if "could not store the outcome for retries" in caplog.text:
+            break
+        await asyncio.sleep(0.02)
+    assert "could not store the outcome for retries" in caplog.text

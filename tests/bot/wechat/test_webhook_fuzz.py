@@ -30,6 +30,9 @@ from tests.helpers import PLAIN, STREAMS
 EXAMPLES = 150
 # A rejected request must be cheap: no parse bombs, no slow paths.
 ANSWER_WITHIN = 1.0
+# A message that is still well formed is answered as any member's: within what WeChat waits
+# (a first message creates the member, which on a busy machine can take over a second).
+WECHAT_WAITS = 5.0
 GOOD = PLAIN.text("o_fuzz_member01", "积分", msg_id=1)
 
 
@@ -134,7 +137,7 @@ def _check_mutations(loop: asyncio.AbstractEventLoop, client: TestClient, body: 
     status, text, elapsed = _post(loop, client, body)
     assert status < 500, text
     assert status >= 400 or text in ("", "success") or text.startswith("<xml>"), text[:200]
-    assert elapsed < ANSWER_WITHIN
+    assert elapsed < (ANSWER_WITHIN if status >= 400 else WECHAT_WAITS)
 
 
 def test_correctly_signed_garbage_is_refused_and_writes_nothing(
