@@ -18,7 +18,7 @@ from handlers.router import Router, intent
 from messages import rewards_copy
 from messages.replies import TextReply
 from models.base import utcnow
-from models.rewards import Offer, Refusal, catalogue, redeem, why_not
+from models.rewards import Offer, Refusal, catalogue, redeem_on_its_own, why_not
 
 router = Router("rewards")
 # WeChat shows long replies cut off: the first items only.
@@ -72,14 +72,16 @@ async def pick_reward(msg: Inbound) -> TextReply:
 
 @router.on(intent("reward_confirm"))
 async def confirm_reward(msg: Inbound) -> TextReply:
-    """「确认」 redeems the pending choice (once per pending choice); 「取消」 drops it."""
+    """「确认」 redeems the pending choice (once per pending choice); 「取消」 drops it. The
+    redemption commits on its own, not in the message's unit of work (``redeem_on_its_own``:
+    a popular item's stock row is then locked only while PostgreSQL runs the redemption)."""
     if msg.slot("answer") != "yes":
         await clarify.forget(msg)
         return TextReply(rewards_copy.CANCELLED)
     if msg.member_id is None:
         raise RuntimeError("reward confirmed without a member")
-    outcome = await redeem(
-        msg.db,
+    outcome = await redeem_on_its_own(
+        msg.svc.sessions,
         msg.svc.rules,
         msg.member_id,
         int(msg.slot("item") or 0),

@@ -31,6 +31,10 @@ Two implementations of one money path must not drift: tests/models/test_rewards_
 every scenario through both on PostgreSQL and compares every row they write; a change to
 either changes both, or fails there.
 
+``redeem_on_its_own`` (the chat's 确认) sends that one call in autocommit: every redemption of
+an item updates the item's stock row, and the row stays locked only while PostgreSQL runs the
+function, not until a COMMIT comes back from a busy event loop.
+
 Everything here returns facts (dataclasses and refusal codes); messages/ words them.
 """
 
@@ -62,7 +66,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import NoResultFound
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
@@ -611,6 +615,40 @@ async def redeem(
     return await _redeem_in_python(
         session, rules, member_id, item_id, key=key, now=now, expected_points=expected_points
     )
+
+
+async def redeem_on_its_own(
+    sessions: async_sessionmaker[AsyncSession],
+    rules: ProgrammeRules,
+    member_id: int,
+    item_id: int,
+    *,
+    key: str,
+    now: datetime,
+    expected_points: int | None = None,
+) -> Redeemed | Refusal:
+    """``redeem`` in a transaction of its own, committed when this returns (the chat's 确认).
+
+    On PostgreSQL that transaction is the one statement calling ``redeem_reward``, sent in
+    autocommit: the item's row, which every redemption of that item updates, is locked only
+    while PostgreSQL runs the function. In a transaction of the caller's, the lock lasted
+    until the COMMIT came back from this process, a turn of a busy event loop later, and a
+    popular item's redemptions queued on it one loop turn each (bench/README.md, redemption).
+    """
+    async with sessions() as session:
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        outcome = await redeem(
+            session,
+            rules,
+            member_id,
+            item_id,
+            key=key,
+            now=now,
+            expected_points=expected_points,
+        )
+        await session.commit()  # tells the points cache, as any commit does
+    return outcome
 
 
 def _redeem_reward_statement() -> Select:

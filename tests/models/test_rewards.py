@@ -5,7 +5,7 @@ PostgreSQL (the last items, the same confirmation twice, a limit of one)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,10 +34,12 @@ from models.rewards import (
     fulfilments,
     new_item,
     redeem,
+    redeem_on_its_own,
 )
 from models.rules import ProgrammeRules
 
 RULES = ProgrammeRules()
+Redeemer = Callable[..., Awaitable[Redeemed | Refusal]]
 NOW = datetime(2026, 12, 10, 4, tzinfo=UTC)  # 12:00 in Shanghai
 
 
@@ -98,6 +100,24 @@ async def redeem_now(
         return await redeem(session, RULES, member_id, item_id, key=key, now=now, **kw)
 
 
+async def redeem_alone(
+    sessions: async_sessionmaker[AsyncSession],
+    member_id: int,
+    item_id: int,
+    key: str,
+    now: datetime = NOW,
+    **kw: Any,
+) -> Redeemed | Refusal:
+    return await redeem_on_its_own(sessions, RULES, member_id, item_id, key=key, now=now, **kw)
+
+
+# The races below run through both ways in: a caller's transaction (the member centre, the
+# API) and a transaction of its own (the chat's 确认: autocommit on PostgreSQL).
+REDEEMERS = pytest.mark.parametrize(
+    "redeem_now", [redeem_now, redeem_alone], ids=["in_tx", "alone"]
+)
+
+
 def year(n: int) -> datetime:
     return datetime(n, 1, 1, tzinfo=UTC)
 
@@ -133,6 +153,44 @@ async def test_a_coupon_reward_debits_the_oldest_lots_and_lands_in_my_coupons(
     assert [c.code for c in coupons] == [done.coupon_code]
     assert [lot.remaining for lot in lots] == [0, 460]  # the oldest lot went first
     assert await mismatches(sessions) == []
+
+
+async def test_a_redemption_on_its_own_is_committed_and_tells_the_points_cache(
+    db_url: str,
+) -> None:
+    """The chat's 确认 redeems in a transaction of its own (one autocommit statement on
+    PostgreSQL): committed when the call returns, the points cache told once, a second call
+    with the key a replay, and a refusal leaves nothing behind."""
+    told: list[int] = []
+    engine = create_engine(db_url)
+    sessions = create_sessionmaker(engine, after_points_commit=told.extend)
+    try:
+        async with engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                await connection.execute(text(f"DELETE FROM {table.name}"))
+        member_id = await member_with(sessions, "o_rw_alone", [(250, NOW, year(2028))])
+        item_id = await item(sessions, stock=2, points_price=200)
+        told.clear()
+        first = await redeem_alone(sessions, member_id, item_id, "alone:1", expected_points=200)
+        assert isinstance(first, Redeemed)
+        assert not first.replayed
+        assert first.balance_after == 50
+        assert first.reward.stock == 1
+        assert told == [member_id]
+        again = await redeem_alone(sessions, member_id, item_id, "alone:1", expected_points=200)
+        assert isinstance(again, Redeemed)
+        assert again.replayed
+        assert again.redemption_id == first.redemption_id
+        refused = await redeem_alone(sessions, member_id, item_id, "alone:2")
+        assert refused == Refusal("not_enough_points", shortfall=150)
+        assert told == [member_id]  # the replay and the refusal moved nothing
+        async with sessions() as session:
+            assert (await session.get_one(RewardItem, item_id)).stock == 1
+            assert len((await session.scalars(select(Redemption))).all()) == 1
+        assert await balance(sessions, member_id) == 50
+        assert await mismatches(sessions) == []
+    finally:
+        await engine.dispose()
 
 
 async def test_the_same_key_redeems_once_and_another_item_with_it_is_a_conflict(
@@ -368,8 +426,9 @@ def test_an_item_naming_what_the_programme_lacks_is_refused() -> None:
 # Real concurrency, PostgreSQL only: SQLite lets one writer at a time hold the whole database.
 
 
+@REDEEMERS
 async def test_fifty_members_racing_for_the_last_five_get_five(
-    pg_sessions: async_sessionmaker[AsyncSession],
+    pg_sessions: async_sessionmaker[AsyncSession], redeem_now: Redeemer
 ) -> None:
     price = 300
     ids = [
@@ -393,8 +452,9 @@ async def test_fifty_members_racing_for_the_last_five_get_five(
     assert await mismatches(pg_sessions) == []
 
 
+@REDEEMERS
 async def test_the_same_confirmation_twice_at_once_redeems_once(
-    pg_sessions: async_sessionmaker[AsyncSession],
+    pg_sessions: async_sessionmaker[AsyncSession], redeem_now: Redeemer
 ) -> None:
     member_id = await member_with(pg_sessions, "o_rw_twice", [(1000, NOW, year(2028))])
     item_id = await item(pg_sessions, stock=10)
@@ -409,8 +469,9 @@ async def test_the_same_confirmation_twice_at_once_redeems_once(
         assert (await session.get_one(RewardItem, item_id)).stock == 9
 
 
+@REDEEMERS
 async def test_a_limit_of_one_holds_against_two_keys_at_once(
-    pg_sessions: async_sessionmaker[AsyncSession],
+    pg_sessions: async_sessionmaker[AsyncSession], redeem_now: Redeemer
 ) -> None:
     member_id = await member_with(pg_sessions, "o_rw_limit1", [(1000, NOW, year(2028))])
     item_id = await item(pg_sessions, limit_count=1, limit_period="year")
@@ -422,8 +483,9 @@ async def test_a_limit_of_one_holds_against_two_keys_at_once(
     assert await balance(pg_sessions, member_id) == 900
 
 
+@REDEEMERS
 async def test_a_cancellation_racing_redemptions_loses_no_points(
-    pg_sessions: async_sessionmaker[AsyncSession],
+    pg_sessions: async_sessionmaker[AsyncSession], redeem_now: Redeemer
 ) -> None:
     member_id = await member_with(pg_sessions, "o_rw_mix", [(1000, NOW, year(2028))])
     item_id = await item(pg_sessions, stock=3)
