@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, ForeignKey, String, select, text
@@ -11,11 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
+from models.codes import ALPHABET, random_code
 from models.ledger import lock_members, note_points_changed
 from models.members import Member
 
-# No 0/O, 1/I/L: the member types the code from a receipt.
-ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
 
 
@@ -55,7 +53,7 @@ def normalize_code(text: str) -> str | None:
 def new_code() -> str:
     """8 random unambiguous characters, at least one a digit (see normalize_code)."""
     while True:
-        code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+        code = random_code(CODE_LENGTH)
         if any(ch.isdigit() for ch in code):
             return code
 

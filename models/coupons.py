@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert
-from models.binding import ALPHABET
+from models.codes import random_code
 from models.members import Member
 from models.orders import Order
 from models.rules import CouponKind, ProgrammeRules
@@ -117,7 +116,7 @@ class RedeemedCoupon:
 
 def new_coupon_code() -> str:
     """A random code of 12 unambiguous characters (about 10^17.9 possibilities)."""
-    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    return random_code(CODE_LENGTH)
 
 
 async def issue_coupon(

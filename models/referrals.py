@@ -16,7 +16,6 @@ back as far as the balance allows and an unused newcomer coupon is revoked.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -37,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, dialect_insert
-from models.binding import ALPHABET
+from models.codes import ALPHABET, random_code
 from models.coupons import Coupon, issue_coupon
 from models.events import record_event
 from models.ledger import credit, take_back
@@ -118,7 +117,7 @@ class Share:
 
 def new_referral_code() -> str:
     """Eight unambiguous characters (about 10^11.6 codes)."""
-    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    return random_code(CODE_LENGTH)
 
 
 def referral_code(text: str) -> str | None:

@@ -40,7 +40,6 @@ Everything here returns facts (dataclasses and refusal codes); messages/ words t
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -70,7 +69,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
-from models.binding import ALPHABET
+from models.codes import random_code
 from models.coupons import (
     CODE_ATTEMPTS,
     Coupon,
@@ -566,7 +565,7 @@ async def why_not(
 
 
 def _pickup_code() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
+    return random_code(PICKUP_CODE_LENGTH)
 
 
 async def _write_first(session: AsyncSession, table: Any, row_id: int) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import coupons
-from models.binding import ALPHABET
+from models.codes import ALPHABET
 from models.coupons import (
     Coupon,
     CouponConflict,
