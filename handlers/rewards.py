@@ -18,7 +18,8 @@ from handlers.router import Router, intent
 from messages import rewards_copy
 from messages.replies import TextReply
 from models.base import utcnow
-from models.rewards import Offer, Refusal, catalogue, redeem_on_its_own, why_not
+from models.redemption import redeem_on_its_own
+from models.rewards import Offer, Refusal, catalogue, why_not
 
 router = Router("rewards")
 # WeChat shows long replies cut off: the first items only.

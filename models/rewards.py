@@ -1,5 +1,5 @@
 """The points catalogue (积分兑换): items a marketer manages, what a member can redeem now, and
-the redemption itself, with its fulfilment (a pickup code the shop closes).
+the fulfilment of a redemption (a pickup code the shop closes).
 
 An item is a coupon kind from the programme's config, a gift (collected in a shop or shipped),
 a service (free delivery, a fitting) or an experience (an event place). It has a points price
@@ -8,39 +8,16 @@ none (unlimited), a validity window, a per-member limit per local month, year or
 tiers it is open to, and an optional early-access window: before ``opens_at`` only
 ``early_tiers`` may redeem it (新品优先购).
 
-A redemption is one transaction, in the ledger's lock order (models/ledger.py): the member's
-row first (``lock_members``: it serialises one member's redemptions, so their limit holds),
-then one read of all it decides on (the key's earlier redemption, balance, tier, the item,
-the member's uses of it, their open lots), the checks (tier, window, stock, the member's
-limit, balance), then, inside a savepoint, the debit through the ledger (``debit_locked``:
-oldest lots first), the coupon or the fulfilment record, and last
-the stock decrement, a conditional UPDATE of the item's row: the one row every redemption of
-a popular item shares is locked only from that statement to the commit, not for the whole
-transaction (sold out there: the savepoint is rolled back and nothing is written). SQLite
-lets one writer at a time hold the whole database. The caller's idempotency key makes a repeated
-confirmation or a retried request redeem once: the same key answers with the first
-redemption. A cancellation (the shop's) locks the same rows in the same order and gives the
-points back with ``restore``: a ``return`` entry whose lots keep their original expiry.
-
-On PostgreSQL the redemption runs as one call of a PL/pgSQL function, ``redeem_reward``
-(migration 0025): the same steps, lock order and answers in one round trip, because each
-of the ten statements through SQLAlchemy's async layer cost more CPU than PostgreSQL spends
-running it (about three times the CPU of the one call: bench/README.md, redemption). SQLite
-has no such functions, so ``redeem`` there runs the steps from Python (``_redeem_in_python``).
-Two implementations of one money path must not drift: tests/models/test_rewards_in_db.py runs
-every scenario through both on PostgreSQL and compares every row they write; a change to
-either changes both, or fails there.
-
-``redeem_on_its_own`` (the chat's 确认) sends that one call in autocommit: every redemption of
-an item updates the item's stock row, and the row stays locked only while PostgreSQL runs the
-function, not until a COMMIT comes back from a busy event loop.
+The redemption itself is models/redemption.py; a cancellation (the shop's, here) locks the
+same rows in the same order and gives the points back with ``restore``: a ``return`` entry
+whose lots keep their original expiry.
 
 Everything here returns facts (dataclasses and refusal codes); messages/ words them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -55,38 +32,22 @@ from sqlalchemy import (
     String,
     bindparam,
     case,
-    column,
     func,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import NoResultFound
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
-from models.codes import random_code
 from models.coupons import (
-    CODE_ATTEMPTS,
     Coupon,
-    UnknownCouponKind,
-    issue_coupon,
-    new_coupon_code,
 )
 from models.ledger import (
-    EXPIRE_REASON,
-    InsufficientPoints,
-    KeyConflict,
-    OpenLot,
-    debit_locked,
-    expire_key,
     lock_members,
-    note_points_changed,
-    open_lots_query,
     restore,
 )
 from models.members import Member
@@ -271,7 +232,7 @@ class Reward:
         )
 
 
-_REWARD_FIELDS = tuple(field.name for field in fields(Reward))
+REWARD_FIELDS = tuple(field.name for field in fields(Reward))
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +312,7 @@ def period_start(period: str, now: datetime, rules: ProgrammeRules) -> datetime 
     return None
 
 
-def _closed_to(item: RewardItem | Reward, tier: str, now: datetime, used: int) -> Refusal | None:
+def closed_to(item: RewardItem | Reward, tier: str, now: datetime, used: int) -> Refusal | None:
     """Why the item is not open to a member of ``tier`` who redeemed it ``used`` times this
     period (balance aside), or None."""
     if item.status != "active":
@@ -402,7 +363,7 @@ def _offers_statement(one_item: bool) -> Select:
         select(
             m.points_balance,
             m.tier,
-            *(i[name] for name in _REWARD_FIELDS),
+            *(i[name] for name in REWARD_FIELDS),
             case((i.limit_count.is_(None), 0), else_=used).label("used"),
         )
         .select_from(Member.__table__.outerjoin(RewardItem.__table__, joined))
@@ -411,8 +372,9 @@ def _offers_statement(one_item: bool) -> Select:
     )
 
 
-def _reward(row: Any) -> Reward:
-    values = {name: getattr(row, name) for name in _REWARD_FIELDS}
+def reward_of(row: Any) -> Reward:
+    """The item as a member sees it, from a row carrying ``REWARD_FIELDS``."""
+    values = {name: getattr(row, name) for name in REWARD_FIELDS}
     # A Reward holds tuples (it is frozen); the JSON columns come back as lists or null.
     values["tiers"] = tuple(values["tiers"] or ())
     values["early_tiers"] = tuple(values["early_tiers"] or ())
@@ -422,56 +384,8 @@ def _reward(row: Any) -> Reward:
 _OFFERS = _offers_statement(one_item=False).order_by(
     RewardItem.__table__.c.points_price, RewardItem.__table__.c.id
 )
-_ONE_OFFER = _offers_statement(one_item=True)
-
-
-def _redeem_read_statement() -> Select:
-    """Everything a redemption decides on, read after the member's lock in one statement:
-    the catalogue's own row for the item (balance, tier, the item, the member's uses of it
-    this period), the redemption already made with this key (and its coupon), if any, and
-    the member's open lots in the order the ledger draws them (one row per lot; a member
-    without points still gets one row)."""
-    offer = _ONE_OFFER.subquery("offer")
-    earlier = Redemption.__table__.alias("earlier")
-    c = Coupon.__table__.c
-    lots = open_lots_query(bindparam("member_id", type_=BigInteger)).subquery("lots")
-    joined = (
-        offer.outerjoin(earlier, earlier.c.idempotency_key == bindparam("key", type_=String))
-        .outerjoin(Coupon.__table__, c.id == earlier.c.coupon_id)
-        .outerjoin(lots, true())
-    )
-    return (
-        select(
-            offer,
-            earlier.c.id.label("earlier_id"),
-            earlier.c.member_id.label("earlier_member_id"),
-            earlier.c.item_id.label("earlier_item_id"),
-            earlier.c.points.label("earlier_points"),
-            earlier.c.cash_fen.label("earlier_cash_fen"),
-            earlier.c.status.label("earlier_status"),
-            earlier.c.pickup_code.label("earlier_pickup_code"),
-            c.code.label("coupon_code"),
-            c.valid_until.label("coupon_valid_until"),
-            lots.c.lot_id,
-            lots.c.lot_remaining,
-            lots.c.lot_expires_at,
-        )
-        .select_from(joined)
-        .order_by(lots.c.lot_earned_at, lots.c.lot_id)
-    )
-
-
-_REDEEM_READ = _redeem_read_statement()
-_INSERT_REDEMPTION = Redemption.__table__.insert().returning(Redemption.__table__.c.id)
-_TAKE_ONE = (
-    update(RewardItem.__table__)
-    .where(
-        RewardItem.__table__.c.id == bindparam("item_id", type_=BigInteger),
-        RewardItem.__table__.c.stock > 0,
-    )
-    .values(stock=RewardItem.__table__.c.stock - 1)
-    .returning(RewardItem.__table__.c.stock)
-)
+# One item's offer: what ``choice`` answers and what a redemption reads under its locks.
+ONE_OFFER = _offers_statement(one_item=True)
 
 
 async def _member_items(
@@ -494,7 +408,7 @@ async def _member_items(
     rows = (await db.execute(statement, params)).all()
     if not rows:
         raise NoResultFound(f"no member {member_id} (with that openid)")
-    items = [(_reward(row), int(row.used)) for row in rows if row.id is not None]
+    items = [(reward_of(row), int(row.used)) for row in rows if row.id is not None]
     return int(rows[0].points_balance), rows[0].tier, items
 
 
@@ -514,7 +428,7 @@ async def catalogue(
     offers = tuple(
         Offer(item, max(item.points_price - balance, 0))
         for item, used in items
-        if _closed_to(item, tier, now, used) is None
+        if closed_to(item, tier, now, used) is None
     )
     return Catalogue(balance, tier, offers)
 
@@ -542,12 +456,12 @@ async def choice(
     as ``redeem``, without locks, in one statement (to answer before asking for
     confirmation). NoResultFound: no such member (with that openid)."""
     balance, tier, items = await _member_items(
-        db, _ONE_OFFER, rules, member_id, now, openid, item_id
+        db, ONE_OFFER, rules, member_id, now, openid, item_id
     )
     if not items:
         return Choice(None, balance, Refusal("unknown"))
     item, used = items[0]
-    refusal = _closed_to(item, tier, now, used)
+    refusal = closed_to(item, tier, now, used)
     if refusal is None and balance < item.points_price:
         refusal = Refusal("not_enough_points", shortfall=item.points_price - balance)
     return Choice(item, balance, refusal)
@@ -564,11 +478,7 @@ async def why_not(
     return (await choice(db, rules, member_id, item_id, now)).refusal
 
 
-def _pickup_code() -> str:
-    return random_code(PICKUP_CODE_LENGTH)
-
-
-async def _write_first(session: AsyncSession, table: Any, row_id: int) -> None:
+async def write_first(session: AsyncSession, table: Any, row_id: int) -> None:
     """SQLite: make the transaction a writer before it reads (a no-op UPDATE of the row), so
     two redemptions queue for the database's one write lock and the second reads what the
     first committed; a reader upgraded later would fail on a stale snapshot instead. The
@@ -582,318 +492,13 @@ async def _write_first(session: AsyncSession, table: Any, row_id: int) -> None:
         )
 
 
-async def _lock_item(session: AsyncSession, item_id: int) -> RewardItem | None:
+async def lock_item(session: AsyncSession, item_id: int) -> RewardItem | None:
+    """The item's row, locked and read fresh (after the member's lock: the ledger's order)."""
     return await session.scalar(
         select(RewardItem)
         .where(RewardItem.id == item_id)
         .with_for_update()
         .execution_options(populate_existing=True)
-    )
-
-
-async def redeem(
-    session: AsyncSession,
-    rules: ProgrammeRules,
-    member_id: int,
-    item_id: int,
-    *,
-    key: str,
-    now: datetime,
-    expected_points: int | None = None,
-) -> Redeemed | Refusal:
-    """Redeem ``item_id`` for the member, in the caller's transaction (see the module's
-    docstring for the steps and the lock order). ``key`` identifies this redemption: the same
-    key again answers with the first redemption and writes nothing; used by another member
-    or for another item, KeyConflict. ``expected_points``: the price the member confirmed
-    (a changed price is refused, not charged). On SQLite, call it before the transaction
-    reads anything (see ``_write_first``). NoResultFound: no such member."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        return await _redeem_in_database(
-            session, rules, member_id, item_id, key, now, expected_points
-        )
-    return await _redeem_in_python(
-        session, rules, member_id, item_id, key=key, now=now, expected_points=expected_points
-    )
-
-
-async def redeem_on_its_own(
-    sessions: async_sessionmaker[AsyncSession],
-    rules: ProgrammeRules,
-    member_id: int,
-    item_id: int,
-    *,
-    key: str,
-    now: datetime,
-    expected_points: int | None = None,
-) -> Redeemed | Refusal:
-    """``redeem`` in a transaction of its own, committed when this returns (the chat's 确认).
-
-    On PostgreSQL that transaction is the one statement calling ``redeem_reward``, sent in
-    autocommit: the item's row, which every redemption of that item updates, is locked only
-    while PostgreSQL runs the function. In a transaction of the caller's, the lock lasted
-    until the COMMIT came back from this process, a turn of a busy event loop later, and a
-    popular item's redemptions queued on it one loop turn each (bench/README.md, redemption).
-    """
-    async with sessions() as session:
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        outcome = await redeem(
-            session,
-            rules,
-            member_id,
-            item_id,
-            key=key,
-            now=now,
-            expected_points=expected_points,
-        )
-        await session.commit()  # tells the points cache, as any commit does
-    return outcome
-
-
-def _redeem_reward_statement() -> Select:
-    """``SELECT * FROM redeem_reward(…)`` as a Core statement: compiled once, with its result's
-    columns known in advance (a textual one matched them by name on every call)."""
-    i = RewardItem.__table__.c
-    arguments = (
-        bindparam("member_id", type_=BigInteger),
-        bindparam("item_id", type_=BigInteger),
-        bindparam("key", type_=String),
-        bindparam("now", type_=UTCDateTime),
-        bindparam("month_start", type_=UTCDateTime),
-        bindparam("year_start", type_=UTCDateTime),
-        bindparam("expected", type_=BigInteger),
-        bindparam("pickup_code", type_=String),
-        bindparam("coupon_code", type_=String),
-        bindparam("coupon_kinds", type_=ARRAY(String)),
-        bindparam("coupon_days", type_=ARRAY(Integer)),
-        bindparam("expire_key", type_=String),
-        bindparam("expire_reason", type_=String),
-    )
-    returned = func.redeem_reward(*arguments).table_valued(
-        column("outcome", String),
-        column("shortfall", BigInteger),
-        column("refusal_opens_at", UTCDateTime),
-        column("redemption_id", BigInteger),
-        column("spent", BigInteger),
-        column("cash_due", BigInteger),
-        column("balance_after", BigInteger),
-        column("redemption_status", String),
-        column("coupon_code", String),
-        column("coupon_valid_until", UTCDateTime),
-        column("pickup_code", String),
-        *(column(name, i[name].type) for name in _REWARD_FIELDS),
-        name="redeemed",
-    )
-    return select(returned)
-
-
-_REDEEM_REWARD = _redeem_reward_statement()
-
-
-async def _redeem_in_database(
-    session: AsyncSession,
-    rules: ProgrammeRules,
-    member_id: int,
-    item_id: int,
-    key: str,
-    now: datetime,
-    expected_points: int | None,
-) -> Redeemed | Refusal:
-    """``redeem`` on PostgreSQL: the whole of it in one call of ``redeem_reward`` (migration
-    0025), one round trip; a coupon code already taken is drawn again, as ``issue_coupon``
-    would."""
-    if session.new or session.deleted or session.dirty:
-        await session.flush()  # the caller's pending rows may be what the function reads
-    connection = await session.connection()
-    params = {
-        "member_id": member_id,
-        "item_id": item_id,
-        "key": key,
-        "now": now,
-        "month_start": period_start("month", now, rules),
-        "year_start": period_start("year", now, rules),
-        "expected": expected_points,
-        "pickup_code": _pickup_code(),
-        "coupon_code": new_coupon_code(),
-        "coupon_kinds": [kind.code for kind in rules.coupons],
-        "coupon_days": [kind.valid_days for kind in rules.coupons],
-        "expire_key": expire_key(member_id, now),
-        "expire_reason": EXPIRE_REASON,
-    }
-    for _ in range(CODE_ATTEMPTS):
-        row = (await connection.execute(_REDEEM_REWARD, params)).one()
-        if row.outcome != "code_taken":
-            break
-        params["coupon_code"] = new_coupon_code()
-    outcome = row.outcome
-    if outcome == "redeemed" or outcome == "replayed":
-        if outcome == "redeemed":
-            note_points_changed(session, (member_id,))
-        return Redeemed(
-            row.redemption_id,
-            _reward(row),
-            row.spent,
-            row.cash_due,
-            row.balance_after,
-            row.redemption_status,
-            row.coupon_code,
-            row.coupon_valid_until,
-            row.pickup_code,
-            replayed=outcome == "replayed",
-        )
-    if outcome == "no_member":
-        raise NoResultFound(f"no member {member_id}")
-    if outcome == "key_conflict":
-        raise KeyConflict(f"idempotency key {key!r} redeemed something else")
-    if outcome == "unknown_coupon_kind":
-        raise UnknownCouponKind(f"no coupon kind {row.coupon_kind!r} is configured")
-    if outcome == "code_taken":
-        raise RuntimeError(f"no free coupon code after {CODE_ATTEMPTS} attempts")
-    return Refusal(outcome, shortfall=row.shortfall or 0, opens_at=row.refusal_opens_at)
-
-
-async def _redeem_in_python(
-    session: AsyncSession,
-    rules: ProgrammeRules,
-    member_id: int,
-    item_id: int,
-    *,
-    key: str,
-    now: datetime,
-    expected_points: int | None = None,
-) -> Redeemed | Refusal:
-    """``redeem`` in statements from Python: SQLite's path, and on PostgreSQL what
-    ``redeem_reward`` is tested against (tests/models/test_rewards_in_db.py)."""
-    await _write_first(session, RewardItem, item_id)
-    await lock_members(session, (member_id,))
-    # One read after the member's lock (so the limit, the key and the lots are exact).
-    params = {
-        "member_id": member_id,
-        "openid": None,
-        "item_id": item_id,
-        "month_start": period_start("month", now, rules),
-        "year_start": period_start("year", now, rules),
-        "key": key,
-    }
-    rows = (await (await session.connection()).execute(_REDEEM_READ, params)).all()
-    if not rows:
-        raise NoResultFound(f"no member {member_id}")
-    head = rows[0]
-    balance = int(head.points_balance)
-    if head.earlier_id is not None:
-        if head.earlier_member_id != member_id or head.earlier_item_id != item_id:
-            raise KeyConflict(f"idempotency key {key!r} redeemed something else")
-        return Redeemed(
-            head.earlier_id,
-            _reward(head),
-            head.earlier_points,
-            head.earlier_cash_fen,
-            balance,
-            head.earlier_status,
-            head.coupon_code,
-            head.coupon_valid_until,
-            head.earlier_pickup_code,
-            replayed=True,
-        )
-    if head.id is None:
-        return Refusal("unknown")
-    item = _reward(head)
-    refusal = _closed_to(item, head.tier, now, int(head.used))
-    if refusal is not None:
-        return refusal
-    if expected_points is not None and expected_points != item.points_price:
-        return Refusal("price_changed")
-    if balance < item.points_price:
-        return Refusal("not_enough_points", shortfall=item.points_price - balance)
-    lots = [OpenLot.of(row) for row in rows if row.lot_id is not None]
-    savepoint = await session.begin_nested()
-    try:
-        outcome = await _take(session, rules, member_id, item, lots, key, now)
-    except BaseException:
-        await savepoint.rollback()
-        raise
-    if isinstance(outcome, Redeemed):
-        await savepoint.commit()
-        return outcome
-    await savepoint.rollback()  # nothing of a refused redemption stays
-    return outcome or Refusal("sold_out")
-
-
-async def _take(
-    session: AsyncSession,
-    rules: ProgrammeRules,
-    member_id: int,
-    item: Reward,
-    lots: list[OpenLot],
-    key: str,
-    now: datetime,
-) -> Redeemed | Refusal | None:
-    """Debit, issue and record the redemption, then take one from the stock; None when the
-    stock ran out meanwhile (the caller rolls the savepoint back)."""
-    try:
-        change = await debit_locked(
-            session,
-            member_id,
-            item.points_price,
-            lots,
-            kind="redeem",
-            reason=f"reward:{item.id}",
-            key=f"reward:{key}",
-            at=now,
-        )
-    except InsufficientPoints as short:
-        return Refusal("not_enough_points", shortfall=short.wanted - short.balance)
-    coupon_id = coupon_code = coupon_valid_until = pickup_code = None
-    if item.kind == "coupon" and item.coupon_kind:
-        issued = await issue_coupon(
-            session,
-            rules,
-            member_id,
-            item.coupon_kind,
-            reason=f"reward:{item.id}",
-            key=f"reward:{key}",
-            now=now,
-        )
-        coupon = issued.coupon
-        coupon_id, coupon_code, coupon_valid_until = coupon.id, coupon.code, coupon.valid_until
-        status = "issued"
-    else:
-        pickup_code, status = _pickup_code(), "pending"
-    connection = await session.connection()
-    redemption_id = (
-        await connection.execute(
-            _INSERT_REDEMPTION,
-            {
-                "item_id": item.id,
-                "member_id": member_id,
-                "idempotency_key": key,
-                "points": item.points_price,
-                "cash_fen": item.cash_fen,
-                "status": status,
-                "coupon_id": coupon_id,
-                "pickup_code": pickup_code,
-                "entry_id": change.entry_id,
-                "drawn": [list(part) for part in change.drawn],
-                "created_at": now,
-            },
-        )
-    ).scalar_one()
-    if item.stock is not None:
-        taken = await connection.execute(_TAKE_ONE, {"item_id": item.id})
-        left = taken.scalar_one_or_none()
-        if left is None:
-            return None
-        item = replace(item, stock=left)
-    return Redeemed(
-        redemption_id,
-        item,
-        item.points_price,
-        item.cash_fen,
-        change.balance_after,
-        status,
-        coupon_code,
-        coupon_valid_until,
-        pickup_code,
     )
 
 
@@ -921,7 +526,7 @@ def _member_redemption_statement() -> Select:
             r.pickup_code,
             c.code.label("coupon_code"),
             c.valid_until.label("coupon_valid_until"),
-            *(i[name] for name in _REWARD_FIELDS),
+            *(i[name] for name in REWARD_FIELDS),
         )
         .select_from(joined)
         .where(m.id == bindparam("member_id", type_=BigInteger))
@@ -950,7 +555,7 @@ async def member_redemption(
         return None
     return Redeemed(
         row.redemption_id,
-        _reward(row),
+        reward_of(row),
         row.spent,
         row.cash_due,
         row.points_balance,
@@ -1057,7 +662,7 @@ async def close_fulfilment(
     redemption."""
     if status == "shipped" and not tracking_number:
         raise ValueError("tracking_number: a shipped gift needs one")
-    await _write_first(session, Redemption, redemption_id)
+    await write_first(session, Redemption, redemption_id)
     found = (
         await session.execute(
             select(Redemption.member_id, Redemption.item_id).where(
@@ -1068,7 +673,7 @@ async def close_fulfilment(
     if found is None:
         raise FulfilmentRefused("unknown")
     await lock_members(session, (found.member_id,))
-    item = await _lock_item(session, found.item_id)
+    item = await lock_item(session, found.item_id)
     redemption = await session.scalar(
         select(Redemption)
         .where(Redemption.id == redemption_id)

@@ -1,10 +1,10 @@
 """The member centre's points catalogue (积分兑换) under ``/m/rewards``: what the member can
 redeem now, a confirmation, the redemption, and its result.
 
-The same domain functions as chat (models/rewards.py): ``catalogue`` for the list, ``choice``
-for the confirmation (the checks ``redeem`` makes, without locks), ``redeem`` for the form,
-``member_redemption`` for the result; each page is one statement. "Me" comes from the session
-only. An item id in the URL can only name a catalogue item (items are the same for everyone;
+The same domain functions as chat (models/rewards.py, models/redemption.py): ``catalogue`` for the
+list, ``choice`` for the confirmation (the checks ``redeem`` makes, without locks), ``redeem`` for
+the form, ``member_redemption`` for the result; each page is one statement. "Me" comes from the
+session only. An item id in the URL can only name a catalogue item (items are the same for everyone;
 one closed to the member is refused with the reason), and a redemption is looked up among the
 member's own, so another member's id shows nothing.
 
@@ -36,6 +36,7 @@ from messages.copy import fen_to_yuan
 from models.base import utcnow
 from models.ledger import KeyConflict
 from models.member_centre import still_member
+from models.redemption import redeem
 from models.rewards import (
     Offer,
     Redeemed,
@@ -44,7 +45,6 @@ from models.rewards import (
     catalogue,
     choice,
     member_redemption,
-    redeem,
 )
 from models.rules import ProgrammeRules
 
@@ -278,7 +278,7 @@ async def redeem_form(request: web.Request, me: MemberSession) -> web.StreamResp
         )
     try:
         async with request.config_dict[wiring.SESSIONS]() as session, session.begin():
-            # SQLite: redeem must be the transaction's first statement (its _write_first).
+            # SQLite: redeem must be the transaction's first statement (its write_first).
             outcome = await redeem(
                 session,
                 _rules(request),

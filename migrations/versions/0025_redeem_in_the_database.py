@@ -1,5 +1,5 @@
 """A redemption in one round trip: ``redeem_reward``, a PL/pgSQL function doing on
-PostgreSQL what models/rewards.py ``_redeem_in_python`` does in ten statements (see that
+PostgreSQL what models/redemption.py ``_redeem_in_python`` does in ten statements (see that
 module's docstring; tests/models/test_rewards_in_db.py pins the two together). SQLite has no
 such functions and keeps the Python path.
 
@@ -17,12 +17,12 @@ down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The steps, lock order and refusals are models/rewards.py's (``redeem``, ``_closed_to``) and
-# models/ledger.py's (``debit_locked``, ``_expire_member_lots``); every statement takes a
-# fresh snapshot (READ COMMITTED, a VOLATILE function), so what follows the member's lock sees
-# what the transaction it waited for committed. What Python decides (the pickup or coupon
-# code, the period starts, the coupon kinds' validity, the expiry entry's key and reason) comes
-# in as arguments. One row out: ``outcome`` (redeemed, replayed, no_member, key_conflict,
+# The steps, lock order and refusals are models/redemption.py's (``redeem``), models/rewards.py's
+# (``closed_to``) and models/ledger.py's (``debit_locked``, ``_expire_member_lots``); every
+# statement takes a fresh snapshot (READ COMMITTED, a VOLATILE function), so what follows the
+# member's lock sees what the transaction it waited for committed. What Python decides (the pickup
+# or coupon code, the period starts, the coupon kinds' validity, the expiry entry's key and reason)
+# comes in as arguments. One row out: ``outcome`` (redeemed, replayed, no_member, key_conflict,
 # code_taken, unknown_coupon_kind, or a refusal reason), the redemption and the item.
 _FUNCTION = r"""
 CREATE FUNCTION redeem_reward(

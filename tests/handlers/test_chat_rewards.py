@@ -14,7 +14,8 @@ from bot import wiring
 from messages import rewards_copy
 from models.base import utcnow
 from models.members import Member
-from models.rewards import Redemption, RewardItem, RewardSpec, new_item, redeem
+from models.redemption import redeem
+from models.rewards import Redemption, RewardItem, RewardSpec, new_item
 from tests.bot.api.test_api import call, follower, order
 from tests.handlers.test_chat_loyalty import OPENID, say
 from tests.helpers import PLAIN, push

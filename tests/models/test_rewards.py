@@ -22,6 +22,7 @@ from models.figures import programme_figures
 from models.ledger import KeyConflict, LedgerEntry, PointLot, credit, verify_ledger
 from models.members import Member
 from models.recap import MemberRecap, build_recaps
+from models.redemption import redeem, redeem_on_its_own
 from models.rewards import (
     FulfilmentRefused,
     Redeemed,
@@ -33,8 +34,6 @@ from models.rewards import (
     close_fulfilment,
     fulfilments,
     new_item,
-    redeem,
-    redeem_on_its_own,
 )
 from models.rules import ProgrammeRules
 

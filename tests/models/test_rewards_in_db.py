@@ -22,14 +22,13 @@ from models.coupons import Coupon
 from models.events import MemberEvent
 from models.ledger import KeyConflict, LedgerEntry, PointLot, credit
 from models.members import Member
+from models.redemption import _redeem_in_database, _redeem_in_python
 from models.rewards import (
     Redeemed,
     Redemption,
     Refusal,
     RewardItem,
     RewardSpec,
-    _redeem_in_database,
-    _redeem_in_python,
     new_item,
 )
 from models.rules import ProgrammeRules
@@ -125,8 +124,8 @@ def code(prefix: str) -> str:
 
 @pytest.fixture(autouse=True)
 def fixed_codes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("models.rewards._pickup_code", lambda: code("PICKUP"))
-    monkeypatch.setattr("models.rewards.new_coupon_code", lambda: code("COUPON"))
+    monkeypatch.setattr("models.redemption._pickup_code", lambda: code("PICKUP"))
+    monkeypatch.setattr("models.redemption.new_coupon_code", lambda: code("COUPON"))
     monkeypatch.setattr("models.coupons.new_coupon_code", lambda: code("COUPON"))
 
 

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from bot import wiring
 from models.base import utcnow
 from models.members import Member
-from models.rewards import Redeemed, RewardItem, redeem
+from models.redemption import redeem
+from models.rewards import Redeemed, RewardItem
 from tests.bot.api.test_api import call, follower, order
 
 OPENID = "o_api_member01"

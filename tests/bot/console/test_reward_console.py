@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from bot import wiring
 from models.base import utcnow
 from models.members import Member
-from models.rewards import RewardItem, redeem
+from models.redemption import redeem
+from models.rewards import RewardItem
 from models.staff import AuditEntry
 from tests.bot.api.test_api import call, follower, order
 from tests.bot.console.test_console import PASSWORD, add_staff, csrf_of, login

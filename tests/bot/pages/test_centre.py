@@ -21,7 +21,8 @@ from models.coupons import Coupon
 from models.ledger import LedgerEntry
 from models.members import Member
 from models.orders import Order
-from models.rewards import Redeemed, Redemption, RewardSpec, new_item, redeem
+from models.redemption import redeem
+from models.rewards import Redeemed, Redemption, RewardSpec, new_item
 from tests.bot.api.test_api import follower
 from tests.bot.pages.centre_helpers import (
     PAGE_LIMIT_BYTES,
