@@ -8,6 +8,7 @@ from handlers.inbound import Inbound, Services
 from handlers.router import Declined, Router
 from messages import chat_copy
 from messages.replies import Reply, TextReply
+from models.base import on_its_own
 from models.members import ensure_member_id, member_id_for
 
 # Events that are not a member talking to us, or whose handler manages the member itself.
@@ -71,14 +72,13 @@ class Dispatcher:
         return TextReply(chat_copy.SEPARATOR.join(parts))
 
     async def _new_member(self, msg: Inbound) -> int:
-        """Create the member of a first message in a short transaction of its own, committed
-        before the handler runs: in the message's unit of work, SQLite's write lock was held
-        through the whole handler, and concurrent first messages queued behind it for up to a
-        second. The row stands whatever the handler then does, as it would on a retry."""
-        async with self.services.sessions() as session:
-            member_id = await ensure_member_id(session, msg.openid, msg.sent_at)
-            await session.commit()
-        return member_id
+        """Create the member of a first message on its own, committed before the handler
+        runs: in the message's unit of work, SQLite's write lock was held through the whole
+        handler, and concurrent first messages queued behind it for up to a second; on
+        PostgreSQL the insert is one autocommit statement (no BEGIN or COMMIT round trip).
+        The row stands whatever the handler then does, as it would on a retry."""
+        async with on_its_own(self.services.sessions) as session:
+            return await ensure_member_id(session, msg.openid, msg.sent_at)
 
     async def dispatch(self, msg: Inbound) -> Reply | None:
         """The reply to ``msg`` (None: nothing to say), after its side effects are committed.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -47,6 +49,19 @@ def local_period(session: AsyncSession, column: Any, start: datetime, unit: str)
         shifted = column + func.make_interval(0, 0, 0, 0, hours)
         return func.to_char(shifted, "YYYY-MM-DD" if unit == "day" else "YYYY-MM")
     return func.strftime("%Y-%m-%d" if unit == "day" else "%Y-%m", column, f"{hours:+d} hours")
+
+
+@asynccontextmanager
+async def on_its_own(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for work that is one statement, or statements each whole by itself: on
+    PostgreSQL in autocommit (no BEGIN or COMMIT round trip, and no lock held past the
+    statement that took it); on SQLite an ordinary transaction. Committed on leaving (which
+    tells the points cache, as every commit does), rolled back on an error."""
+    async with sessions() as session:
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+        await session.commit()
 
 
 def utcnow() -> datetime:

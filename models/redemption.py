@@ -50,7 +50,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models.base import UTCDateTime
+from models.base import UTCDateTime, on_its_own
 from models.codes import random_code
 from models.coupons import (
     CODE_ATTEMPTS,
@@ -183,10 +183,8 @@ async def redeem_on_its_own(
     until the COMMIT came back from this process, a turn of a busy event loop later, and a
     popular item's redemptions queued on it one loop turn each (bench/README.md, redemption).
     """
-    async with sessions() as session:
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        outcome = await redeem(
+    async with on_its_own(sessions) as session:
+        return await redeem(
             session,
             rules,
             member_id,
@@ -195,8 +193,6 @@ async def redeem_on_its_own(
             now=now,
             expected_points=expected_points,
         )
-        await session.commit()  # tells the points cache, as any commit does
-    return outcome
 
 
 def _redeem_reward_statement() -> Select:

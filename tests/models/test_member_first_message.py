@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from models.base import on_its_own
 from models.members import Member, ensure_member_id
 
 NOW = datetime(2026, 6, 15, 4, 0, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("alone", [False, True], ids=["in_tx", "on_its_own"])
 async def test_first_messages_at_once_create_one_member_and_all_get_its_id(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], alone: bool
 ) -> None:
+    """Eight first messages at once, each in its own session: in a transaction, and on its
+    own (what the dispatcher does: autocommit on PostgreSQL)."""
+
     async def first_message() -> int:
-        # Each in its own session and transaction, as concurrent requests run.
+        if alone:
+            async with on_its_own(sessions) as session:
+                return await ensure_member_id(session, "o_first_000001", NOW)
         async with sessions() as session:
             member_id = await ensure_member_id(session, "o_first_000001", NOW)
             await session.commit()
