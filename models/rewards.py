@@ -17,6 +17,7 @@ Everything here returns facts (dataclasses and refusal codes); messages/ words t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -38,7 +39,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import NoResultFound
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,10 +47,7 @@ from models.base import Base, UTCDateTime
 from models.coupons import (
     Coupon,
 )
-from models.ledger import (
-    lock_members,
-    restore,
-)
+from models.ledger import KeyConflict, lock_members, restore
 from models.members import Member
 from models.rules import ProgrammeRules
 
@@ -99,6 +97,10 @@ class RewardItem(Base):
     status: Mapped[str] = mapped_column(String(8), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The shop system's Idempotency-Key of the request that created the item, and the hash of
+    # what that request asked for (``add_item``: a retry gets this item, not a second one).
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True, index=True)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 class Redemption(Base):
@@ -286,6 +288,49 @@ class Catalogue:
 def new_item(spec: RewardSpec, now: datetime) -> RewardItem:
     """A new active catalogue item (the caller adds it to the session)."""
     return RewardItem(**spec.model_dump(), status="active", created_at=now, updated_at=now)
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """The item a request made, and whether this call made it (False: a retry's replay)."""
+
+    item: RewardItem
+    created: bool
+
+
+async def add_item(
+    session: AsyncSession, spec: RewardSpec, now: datetime, key: str | None = None
+) -> Added:
+    """Add an active item in the caller's transaction. With ``key`` (the request's
+    Idempotency-Key) the same key again gets the item it made, whatever was changed on it
+    since, and writes nothing; the key with another spec is a KeyConflict. Two requests with
+    one key at once make one item: the loser's insert meets the unique key and reads the
+    winner's (on SQLite one writer at a time has the database)."""
+    fingerprint = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    if key is not None and (earlier := await _item_by_key(session, key)) is not None:
+        return _replayed(earlier, key, fingerprint)
+    item = new_item(spec, now)
+    item.idempotency_key, item.request_fingerprint = key, fingerprint if key else None
+    try:
+        async with session.begin_nested():
+            session.add(item)
+            await session.flush()
+    except IntegrityError:
+        earlier = await _item_by_key(session, key) if key is not None else None
+        if earlier is None:
+            raise
+        return _replayed(earlier, key or "", fingerprint)
+    return Added(item, created=True)
+
+
+async def _item_by_key(session: AsyncSession, key: str) -> RewardItem | None:
+    return await session.scalar(select(RewardItem).where(RewardItem.idempotency_key == key))
+
+
+def _replayed(earlier: RewardItem, key: str, fingerprint: str) -> Added:
+    if earlier.request_fingerprint != fingerprint:
+        raise KeyConflict(f"idempotency key {key!r} added a different item")
+    return Added(earlier, created=False)
 
 
 def apply_spec(item: RewardItem, spec: RewardSpec, now: datetime) -> None:

@@ -9,6 +9,7 @@ it another way is a 409."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,15 +32,16 @@ from bot.api.routes import (
 )
 from bot.validation import first_error
 from models.base import utcnow
+from models.ledger import KeyConflict
 from models.rewards import (
     Fulfilment,
     FulfilmentRefused,
     RewardItem,
     RewardSpec,
+    add_item,
     apply_spec,
     close_fulfilment,
     fulfilments,
-    new_item,
     redemption_counts,
     spec_of,
 )
@@ -172,20 +174,35 @@ def _row_out(item: RewardItem, counts: dict[str, int]) -> RewardOut:
     )
 
 
+# A shop system's retry of a POST carries the first attempt's key (IETF's Idempotency-Key).
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_KEY = re.compile(r"[\x21-\x7e]{8,100}")
+_KEY_SCHEMA = {"type": "string", "minLength": 8, "maxLength": 100, "pattern": "^[!-~]+$"}
+
+
 @api.route(
     "POST",
     "/rewards",
-    "Add an item to the points catalogue",
+    "Add an item to the points catalogue (with an Idempotency-Key, a retry gets the same item)",
     body=RewardSpec,
-    responses={201: RewardOut},
+    responses={201: RewardOut, 200: RewardOut, 409: s.ErrorOut},
+    headers={IDEMPOTENCY_KEY: _KEY_SCHEMA},
 )
 async def post_reward(request: web.Request) -> web.Response:
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is not None and not _KEY.fullmatch(key):
+        raise ApiError(
+            422, "invalid", "8 to 100 visible ASCII characters, no spaces", IDEMPOTENCY_KEY
+        )
     spec = await _body_spec(request)
-    async with request.config_dict[wiring.SESSIONS].begin() as session:
-        item = new_item(spec, utcnow())
-        session.add(item)
-        await session.flush()
-        return _json(_row_out(item, {}), 201)
+    try:
+        async with request.config_dict[wiring.SESSIONS].begin() as session:
+            added = await add_item(session, spec, utcnow(), key)
+            counts = {} if added.created else await redemption_counts(session, added.item.id)
+            out = _row_out(added.item, counts.get(added.item.id, {}))
+    except KeyConflict as exc:
+        raise ApiError(409, "key_conflict", str(exc), IDEMPOTENCY_KEY) from None
+    return _json(out, 201 if added.created else 200)
 
 
 @api.route(

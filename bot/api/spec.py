@@ -24,6 +24,8 @@ class Endpoint:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    # Optional request headers the endpoint reads: name → their OpenAPI schema.
+    headers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ApiSpec:
@@ -43,12 +45,16 @@ class ApiSpec:
         body: type[BaseModel] | None = None,
         query: type[BaseModel] | None = None,
         responses: dict[int, type[BaseModel] | None] | None = None,
+        headers: dict[str, dict[str, Any]] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Declare an endpoint; ``responses`` maps status codes to their body models."""
+        """Declare an endpoint; ``responses`` maps status codes to their body models,
+        ``headers`` the optional request headers it reads to their schemas."""
 
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
-                Endpoint(method, path, summary, handler, body, query, responses or {})
+                Endpoint(
+                    method, path, summary, handler, body, query, responses or {}, headers or {}
+                )
             )
             return handler
 
@@ -86,6 +92,10 @@ class ApiSpec:
                     parameters.append(
                         {"name": name, "in": "query", "required": required, "schema": prop}
                     )
+            parameters += [
+                {"name": name, "in": "header", "required": False, "schema": schema}
+                for name, schema in endpoint.headers.items()
+            ]
             if parameters:
                 operation["parameters"] = parameters
             if endpoint.body is not None:

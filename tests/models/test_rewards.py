@@ -24,12 +24,14 @@ from models.members import Member
 from models.recap import MemberRecap, build_recaps
 from models.redemption import redeem, redeem_on_its_own
 from models.rewards import (
+    Added,
     FulfilmentRefused,
     Redeemed,
     Redemption,
     Refusal,
     RewardItem,
     RewardSpec,
+    add_item,
     catalogue,
     close_fulfilment,
     fulfilments,
@@ -423,6 +425,24 @@ def test_an_item_naming_what_the_programme_lacks_is_refused() -> None:
 
 
 # Real concurrency, PostgreSQL only: SQLite lets one writer at a time hold the whole database.
+
+
+async def test_one_idempotency_key_posted_four_times_at_once_adds_one_item(
+    pg_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    spec = RewardSpec.model_validate(
+        {"name": "帆布袋", "kind": "gift", "delivery": "pickup", "points_price": 100}
+    )
+
+    async def post() -> Added:
+        async with pg_sessions.begin() as session:
+            return await add_item(session, spec, NOW, "pim-0042")
+
+    added = await asyncio.gather(*(post() for _ in range(4)))
+    assert sum(a.created for a in added) == 1
+    assert len({a.item.id for a in added}) == 1
+    async with pg_sessions() as session:
+        assert len((await session.scalars(select(RewardItem))).all()) == 1
 
 
 @REDEEMERS

@@ -14,7 +14,7 @@ from models.base import utcnow
 from models.members import Member
 from models.redemption import redeem
 from models.rewards import Redeemed, RewardItem
-from tests.bot.api.test_api import call, follower, order
+from tests.bot.api.test_api import AUTH, call, follower, order
 
 OPENID = "o_api_member01"
 BAG = {"name": "帆布袋", "kind": "gift", "delivery": "pickup", "points_price": 100, "stock": 5}
@@ -50,6 +50,35 @@ async def test_create_list_get_change_retire(client: TestClient) -> None:
         made["id"]
     ]
     assert (await call(client, "GET", "/rewards/999"))[0] == 404
+
+
+async def test_a_retried_post_with_its_idempotency_key_gets_the_same_item(
+    client: TestClient,
+) -> None:
+    """A shop system that lost the answer sends the POST again with the same Idempotency-Key:
+    the item it made (as it is now, 200), not a second one; the key with another item is a
+    409 naming the header; a malformed key is a 422; without a key every POST adds one."""
+    keyed = AUTH | {"Idempotency-Key": "pim-import-0001"}
+    status, made = await call(client, "POST", "/rewards", BAG, keyed)
+    assert status == 201
+    await call(client, "PATCH", f"/rewards/{made['id']}", {"stock": 3})
+    status, again = await call(client, "POST", "/rewards", BAG, keyed)
+    assert status == 200
+    assert (again["id"], again["stock"]) == (made["id"], 3)
+    status, error = await call(client, "POST", "/rewards", BAG | {"points_price": 90}, keyed)
+    assert (status, error["error"]["code"]) == (409, "key_conflict")
+    assert error["error"]["field"] == "Idempotency-Key"
+    for bad in ("short", "has a space in it", "x" * 101):
+        status, error = await call(client, "POST", "/rewards", BAG, AUTH | {"Idempotency-Key": bad})
+        assert (status, error["error"]["field"]) == (422, "Idempotency-Key")
+    assert (await call(client, "POST", "/rewards", BAG))[0] == 201
+    async with client.app[wiring.SESSIONS]() as session:
+        assert await session.scalar(select(func.count()).select_from(RewardItem)) == 2
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    parameters = doc["paths"]["/api/v1/rewards"]["post"]["parameters"]
+    assert [(p["name"], p["in"], p["required"]) for p in parameters] == [
+        ("Idempotency-Key", "header", False)
+    ]
 
 
 @pytest.mark.parametrize(
