@@ -25,6 +25,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
+# How long stop() waits for its cancelled loop before cancelling it again.
+_STOP_RETRY_SECONDS = 0.1
 
 # SET NX, or say how long the current holder's key has left (milliseconds; -1: no expiry).
 _ACQUIRE = """
@@ -107,9 +109,14 @@ class LeaderLock:
         as a killed process would (the next leader then waits up to the TTL)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            # Cancelled until it has ended: a cancellation that lands inside the Redis client's
+            # reply handling can be swallowed there, and the loop then renewed as if nothing had
+            # happened, leading on (and stop() waiting for it) for ever. Seen once in CI.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=_STOP_RETRY_SECONDS)
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                task.result()
         self._step_down("stopped")
         if release:
             await self.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -95,6 +96,37 @@ async def test_one_leader_and_a_takeover_within_the_ttl_after_a_crash(redis: Red
     await follower.stop()
     assert await redis.get(KEY) is None  # released at once, not left to expire
     assert sorted([first.seen, second.seen]) == [["gained", "lost"], ["gained", "lost"]]
+
+
+async def test_stop_ends_the_lock_even_when_its_renewal_swallows_the_cancellation(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation that lands inside the Redis client's reply handling can be swallowed
+    there: the renewal returns as if its reply had come. stop() must still end the loop and
+    step down; it used to wait for that loop for ever (a CI run hung on it)."""
+    changes = Changes()
+    lock = changes.lock(redis, ttl=3.0)
+    await lock.start()
+    await wait_for(lambda: lock.is_leader, within=2)
+    entered = asyncio.Event()
+
+    async def swallowing_renewal(**_: object) -> int:
+        entered.set()
+        with contextlib.suppress(asyncio.CancelledError):  # as if the reply had come
+            await asyncio.sleep(30)  # waiting for the reply
+        return 1
+
+    monkeypatch.setattr(lock, "_renew", swallowing_renewal)
+    await asyncio.wait_for(entered.wait(), timeout=5)
+    loop = lock._task  # the lock's own loop, which must be over when stop() returns
+    assert loop is not None
+    took = asyncio.get_running_loop().time()
+    await asyncio.wait_for(lock.stop(release=False), timeout=6)
+    took = asyncio.get_running_loop().time() - took
+    assert loop.done()
+    assert took < 3  # not the 6 s after which only wait_for's own cancel would end it
+    assert not lock.is_leader
+    assert changes.seen == ["gained", "lost"]
 
 
 async def test_a_leader_whose_key_is_taken_stops_leading_at_once(redis: Redis) -> None:
