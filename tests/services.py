@@ -259,18 +259,29 @@ def tls_files(folder: Path) -> TLSFiles:
 def tcp_redis_server(*options: str, tls: TLSFiles | None = None) -> Iterator[int]:
     """Run Debian's redis-server on 127.0.0.1 (TLS only, with ``tls``), with more
     ``options`` (``--requirepass``, ``--user``…); yield its port once it accepts connections."""
-    port = free_port()
-    if tls is None:
-        listen = ["--port", str(port)]
-    else:
-        listen = [
-            *("--tls-port", str(port), "--tls-cert-file", str(tls.cert)),
-            *("--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca)),
-            *("--tls-auth-clients", "no"),
-        ]
-    with redis_server(extra=["--bind", "127.0.0.1", *listen, *options]):
-        _wait_for(lambda: _accepts(port), "redis-server's TCP port")
-        yield port
+    # A port free a moment ago can be taken before the server binds it (another test's
+    # outgoing connections draw from the same range): try again on another.
+    with contextlib.ExitStack() as stack:
+        for attempt in range(3):
+            port = free_port()
+            if tls is None:
+                listen = ["--port", str(port)]
+            else:
+                listen = [
+                    *("--tls-port", str(port), "--tls-cert-file", str(tls.cert)),
+                    *("--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca)),
+                    *("--tls-auth-clients", "no"),
+                ]
+            try:
+                stack.enter_context(redis_server(extra=["--bind", "127.0.0.1", *listen, *options]))
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                continue
+            break
+        bound = port
+        _wait_for(lambda: _accepts(bound), "redis-server's TCP port")
+        yield bound
 
 
 def _accepts(port: int) -> bool:
