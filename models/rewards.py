@@ -306,20 +306,23 @@ async def add_item(
     since, and writes nothing; the key with another spec is a KeyConflict. Two requests with
     one key at once make one item: the loser's insert meets the unique key and reads the
     winner's (on SQLite one writer at a time has the database)."""
-    fingerprint = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-    if key is not None and (earlier := await _item_by_key(session, key)) is not None:
-        return _replayed(earlier, key, fingerprint)
     item = new_item(spec, now)
-    item.idempotency_key, item.request_fingerprint = key, fingerprint if key else None
+    if key is None:
+        session.add(item)
+        await session.flush()
+        return Added(item, created=True)
+    fingerprint = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    if (earlier := await _item_by_key(session, key)) is not None:
+        return _replayed(earlier, key, fingerprint)
+    item.idempotency_key, item.request_fingerprint = key, fingerprint
     try:
         async with session.begin_nested():
             session.add(item)
             await session.flush()
     except IntegrityError:
-        earlier = await _item_by_key(session, key) if key is not None else None
-        if earlier is None:
+        if (earlier := await _item_by_key(session, key)) is None:
             raise
-        return _replayed(earlier, key or "", fingerprint)
+        return _replayed(earlier, key, fingerprint)
     return Added(item, created=True)
 
 
