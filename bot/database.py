@@ -16,10 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
+from models.base import AFTER_POINTS_COMMIT
 from models.ledger import POINTS_CHANGED
-
-# session.info key: called with the members whose points moved, after their transaction commits.
-AFTER_POINTS_COMMIT = "after_points_commit"
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, TypeDecorator, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.util import greenlet_spawn
+
+# The sessionmaker's info key (bot/database.py): called with the members whose points a
+# committed transaction moved, so the points cache forgets them.
+AFTER_POINTS_COMMIT = "after_points_commit"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -62,6 +68,43 @@ async def on_its_own(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterato
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
         await session.commit()
+
+
+def on_postgresql(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether ``sessions`` open PostgreSQL sessions."""
+    bind = sessions.kw.get("bind")
+    return bind is not None and bind.dialect.name == "postgresql"
+
+
+@asynccontextmanager
+async def driver_on_its_own(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Any]:
+    """PostgreSQL only: a pooled connection's own asyncpg connection, for a statement that is
+    whole by itself (asyncpg runs it in autocommit: no BEGIN or COMMIT round trip, no lock held
+    past it). For the hottest calls only: a session and SQLAlchemy's statement layer cost the
+    web process about three times the CPU of the call itself (bench/README.md, redemption).
+
+    A connection that failed or was cancelled mid-statement is dropped, not pooled again (a
+    PostgreSQL error, such as a violated constraint, leaves it usable). Nothing here tells the
+    points cache: call ``points_committed`` for what the statement changed."""
+    bind = sessions.kw["bind"]
+    pooled = await bind.raw_connection()
+    try:
+        yield pooled.driver_connection
+    except asyncpg.PostgresError:
+        raise
+    except BaseException:
+        await greenlet_spawn(pooled.invalidate)
+        raise
+    finally:
+        await greenlet_spawn(pooled.close)
+
+
+def points_committed(sessions: async_sessionmaker[AsyncSession], member_ids: Iterable[int]) -> None:
+    """Tell the points cache that a statement committed outside a session (``driver_on_its_own``)
+    moved these members' points, as a session's commit does by itself."""
+    report = sessions.kw.get("info", {}).get(AFTER_POINTS_COMMIT)
+    if report is not None:
+        report(set(member_ids))
 
 
 def utcnow() -> datetime:

@@ -31,8 +31,10 @@ Everything here returns facts (dataclasses and refusal codes); messages/ words t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -47,10 +49,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models.base import UTCDateTime, on_its_own
+from models.base import (
+    UTCDateTime,
+    driver_on_its_own,
+    on_its_own,
+    on_postgresql,
+    points_committed,
+)
 from models.codes import random_code
 from models.coupons import (
     CODE_ATTEMPTS,
@@ -183,6 +192,10 @@ async def redeem_on_its_own(
     until the COMMIT came back from this process, a turn of a busy event loop later, and a
     popular item's redemptions queued on it one loop turn each (bench/README.md, redemption).
     """
+    if on_postgresql(sessions):
+        return await _redeem_alone_in_database(
+            sessions, rules, member_id, item_id, key, now, expected_points
+        )
     async with on_its_own(sessions) as session:
         return await redeem(
             session,
@@ -233,24 +246,21 @@ def _redeem_reward_statement() -> Select:
 
 
 _REDEEM_REWARD = _redeem_reward_statement()
+# The same statement as asyncpg is sent it (``driver_on_its_own``), and its parameters' order.
+_COMPILED = _REDEEM_REWARD.compile(dialect=asyncpg_dialect.dialect())
+_REDEEM_REWARD_SQL = str(_COMPILED)
+_REDEEM_REWARD_ORDER = tuple(_COMPILED.positiontup or ())
 
 
-async def _redeem_in_database(
-    session: AsyncSession,
+def _redeem_reward_params(
     rules: ProgrammeRules,
     member_id: int,
     item_id: int,
     key: str,
     now: datetime,
     expected_points: int | None,
-) -> Redeemed | Refusal:
-    """``redeem`` on PostgreSQL: the whole of it in one call of ``redeem_reward`` (migration
-    0025), one round trip; a coupon code already taken is drawn again, as ``issue_coupon``
-    would."""
-    if session.new or session.deleted or session.dirty:
-        await session.flush()  # the caller's pending rows may be what the function reads
-    connection = await session.connection()
-    params = {
+) -> dict[str, Any]:
+    return {
         "member_id": member_id,
         "item_id": item_id,
         "key": key,
@@ -265,15 +275,25 @@ async def _redeem_in_database(
         "expire_key": expire_key(member_id, now),
         "expire_reason": EXPIRE_REASON,
     }
+
+
+async def _call_redeem_reward(
+    call: Callable[[dict[str, Any]], Awaitable[Any]], params: dict[str, Any]
+) -> Any:
+    """``redeem_reward``'s row through ``call``; a coupon code already taken is drawn again,
+    as ``issue_coupon`` would."""
     for _ in range(CODE_ATTEMPTS):
-        row = (await connection.execute(_REDEEM_REWARD, params)).one()
+        row = await call(params)
         if row.outcome != "code_taken":
-            break
+            return row
         params["coupon_code"] = new_coupon_code()
+    raise RuntimeError(f"no free coupon code after {CODE_ATTEMPTS} attempts")
+
+
+def _outcome_of(row: Any, member_id: int, key: str) -> Redeemed | Refusal:
+    """What ``redeem_reward``'s row says, as ``redeem`` answers it."""
     outcome = row.outcome
     if outcome == "redeemed" or outcome == "replayed":
-        if outcome == "redeemed":
-            note_points_changed(session, (member_id,))
         return Redeemed(
             row.redemption_id,
             reward_of(row),
@@ -292,9 +312,69 @@ async def _redeem_in_database(
         raise KeyConflict(f"idempotency key {key!r} redeemed something else")
     if outcome == "unknown_coupon_kind":
         raise UnknownCouponKind(f"no coupon kind {row.coupon_kind!r} is configured")
-    if outcome == "code_taken":
-        raise RuntimeError(f"no free coupon code after {CODE_ATTEMPTS} attempts")
     return Refusal(outcome, shortfall=row.shortfall or 0, opens_at=row.refusal_opens_at)
+
+
+async def _redeem_in_database(
+    session: AsyncSession,
+    rules: ProgrammeRules,
+    member_id: int,
+    item_id: int,
+    key: str,
+    now: datetime,
+    expected_points: int | None,
+) -> Redeemed | Refusal:
+    """``redeem`` on PostgreSQL, in the session's transaction: the whole of it in one call of
+    ``redeem_reward`` (migration 0025), one round trip."""
+    if session.new or session.deleted or session.dirty:
+        await session.flush()  # the caller's pending rows may be what the function reads
+    connection = await session.connection()
+
+    async def call(params: dict[str, Any]) -> Any:
+        return (await connection.execute(_REDEEM_REWARD, params)).one()
+
+    row = await _call_redeem_reward(
+        call, _redeem_reward_params(rules, member_id, item_id, key, now, expected_points)
+    )
+    if row.outcome == "redeemed":
+        note_points_changed(session, (member_id,))
+    return _outcome_of(row, member_id, key)
+
+
+class _Columns:
+    """An asyncpg record read by attribute, as SQLAlchemy's rows are (``reward_of``). Its JSON
+    columns arrive decoded: SQLAlchemy's dialect sets asyncpg's JSON codec on each connection."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        return self._record[name]
+
+
+async def _redeem_alone_in_database(
+    sessions: async_sessionmaker[AsyncSession],
+    rules: ProgrammeRules,
+    member_id: int,
+    item_id: int,
+    key: str,
+    now: datetime,
+    expected_points: int | None,
+) -> Redeemed | Refusal:
+    """``redeem_on_its_own`` on PostgreSQL: the call sent by asyncpg itself, in autocommit."""
+    params = _redeem_reward_params(rules, member_id, item_id, key, now, expected_points)
+    async with driver_on_its_own(sessions) as driver:
+
+        async def call(params: dict[str, Any]) -> Any:
+            values = [params[name] for name in _REDEEM_REWARD_ORDER]
+            return _Columns(await driver.fetchrow(_REDEEM_REWARD_SQL, *values))
+
+        row = await _call_redeem_reward(call, params)
+    if row.outcome == "redeemed":
+        points_committed(sessions, (member_id,))
+    return _outcome_of(row, member_id, key)
 
 
 async def _redeem_in_python(

@@ -2,7 +2,9 @@
 PL/pgSQL function of migration 0025, what ``redeem`` runs on PostgreSQL) and
 ``_redeem_in_python`` (SQLite's path). Each scenario is built twice on PostgreSQL, with the ids
 restarted, and redeemed once by each; the answers and every row of every table they touch
-(members, ledger entries, lots, events, redemptions, coupons, items) must be the same."""
+(members, ledger entries, lots, events, redemptions, coupons, items) must be the same. The
+function is run both ways it is sent: in the caller's transaction through SQLAlchemy, and on its
+own through asyncpg (``redeem_on_its_own``)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,11 @@ from models.coupons import Coupon
 from models.events import MemberEvent
 from models.ledger import KeyConflict, LedgerEntry, PointLot, credit
 from models.members import Member
-from models.redemption import _redeem_in_database, _redeem_in_python
+from models.redemption import (
+    _redeem_alone_in_database,
+    _redeem_in_database,
+    _redeem_in_python,
+)
 from models.rewards import (
     Redeemed,
     Redemption,
@@ -212,13 +218,27 @@ async def in_database(session: AsyncSession, rules: ProgrammeRules, *args: Any, 
     )
 
 
+def alone(sessions: async_sessionmaker[AsyncSession]) -> Redeem:
+    """The function sent by asyncpg in autocommit (``redeem_on_its_own``, the chat's 确认),
+    outside the caller's session."""
+
+    async def call(_session: AsyncSession, rules: ProgrammeRules, *args: Any, **kw: Any) -> Any:
+        return await _redeem_alone_in_database(
+            sessions, rules, *args, kw["key"], kw["now"], kw["expected_points"]
+        )
+
+    return call
+
+
+@pytest.mark.parametrize("way", ["in_transaction", "alone"])
 @pytest.mark.parametrize("name", SCENARIOS)
 async def test_the_function_and_the_python_path_write_the_same(
-    sessions: async_sessionmaker[AsyncSession], name: str
+    sessions: async_sessionmaker[AsyncSession], name: str, way: str
 ) -> None:
     scenario = SCENARIOS[name]
     python_answer, python_rows = await run(sessions, scenario, _redeem_in_python)
-    function_answer, function_rows = await run(sessions, scenario, in_database)
+    function = in_database if way == "in_transaction" else alone(sessions)
+    function_answer, function_rows = await run(sessions, scenario, function)
     assert function_answer == python_answer
     for table, expected in python_rows.items():
         assert function_rows[table] == expected, table
