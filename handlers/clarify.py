@@ -10,8 +10,8 @@ question replacing the one before:
 - ``reward_confirm``: the bot asked to confirm a redemption (item, price, the token that is
   its idempotency key); 「确认」 redeems, 「取消」 drops it.
 
-The key is read only when a message looks like such an answer (a digit, a date, yes or no),
-so other messages cost nothing.
+The webhook's gate reads the key with the message's own Redis work (``Inbound.asked_seen``);
+it is interpreted only when a message looks like such an answer (a digit, a date, yes or no).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ async def ask(msg: Inbound, kind: str, **fields: Any) -> None:
     """Remember the question just asked (it replaces any earlier one)."""
     key = ASKED_KEY.format(openid=msg.openid)
     await msg.svc.redis.set(key, json.dumps({"kind": kind, **fields}), ex=ASKED_TTL)
+    msg.asked_seen = None  # what the gate read is old now
 
 
 async def offer(msg: Inbound, intents: Sequence[str]) -> None:
@@ -58,14 +59,18 @@ async def offer(msg: Inbound, intents: Sequence[str]) -> None:
 
 
 async def asked(msg: Inbound) -> dict[str, Any] | None:
-    """The open question, if any (as ``ask`` stored it)."""
-    raw = await msg.svc.redis.get(ASKED_KEY.format(openid=msg.openid))
-    return json.loads(raw) if raw is not None else None
+    """The open question, if any (as ``ask`` stored it): as the gate read it with the
+    message's Redis work, else read now."""
+    raw = msg.asked_seen
+    if raw is None:
+        raw = await msg.svc.redis.get(ASKED_KEY.format(openid=msg.openid))
+    return json.loads(raw) if raw else None
 
 
 async def forget(msg: Inbound) -> None:
     """The question is answered."""
     await msg.svc.redis.delete(ASKED_KEY.format(openid=msg.openid))
+    msg.asked_seen = None
 
 
 @lru_cache(maxsize=4096)  # asked of every text message, mostly the same few words

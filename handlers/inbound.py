@@ -152,6 +152,9 @@ class Inbound:
     # What the points cache held for the member when the message came in, looked up with the
     # message's Redis work; opaque here, handed back to ``svc.points.summary``.
     points_seen: object = None
+    # The bot's own open question (handlers/clarify.py) as Redis held it when the message came
+    # in, read with the message's Redis work: b"" for none, None when not read that way.
+    asked_seen: bytes | None = None
     member: Member | None = None
     session: AsyncSession | None = field(default=None, repr=False)
     services: Services | None = field(default=None, repr=False)

@@ -3,7 +3,8 @@
 It dedupes WeChat's retries (MsgId, or FromUserName+CreateTime+Event for events), opens the
 member's customer-service window, queues the interaction time for the database flush, and
 returns the member id cached from an earlier message (so a known member's message needs no SQL
-before its handler runs), the member's open question (bot/wechat/questions.py), if any, and what
+before its handler runs), the member's open questions (a rating: bot/wechat/questions.py; the
+bot's own, such as a redemption awaiting 「确认」: handlers/clarify.py), if any, and what
 the points cache holds for the member (bot/wechat/points_cache.py): 积分, the most asked question,
 then needs no round trip of its own. A retry finds the first attempt's outcome: its reply,
 ``success``, or "still working".
@@ -23,6 +24,7 @@ from bot.wechat.handoff import HANDOFF_KEY
 from bot.wechat.points_cache import EPOCH_KEY, GENERATION_PREFIX, SUMMARY_PREFIX, Lookup, looked_up
 from bot.wechat.questions import QUESTION_KEY
 from bot.wechat.redis_pipe import LuaScript, RedisPipe
+from handlers.clarify import ASKED_KEY
 from handlers.fallback import STREAK_KEY
 
 PENDING = b"P"  # the first attempt is still working
@@ -69,7 +71,7 @@ if member_id then
     + """')
 end
 return {'', member_id or '', redis.call('GET', KEYS[5]) or '', redis.call('GET', KEYS[6]) or '',
-        redis.call('GET', KEYS[7]) or '', points}
+        redis.call('GET', KEYS[7]) or '', points, redis.call('GET', KEYS[8]) or ''}
 """
 )
 
@@ -79,7 +81,8 @@ class Admission:
     """``first`` for a new message, else what the earlier attempt left; the cached member id;
     the member's open question (raw JSON, empty if none); the conversation a person has with
     them (bot/wechat/handoff.py), if any; how many messages in a row the bot did not understand;
-    the points cache's lookup of the member (None if the member id is not cached)."""
+    the points cache's lookup of the member (None if the member id is not cached); the bot's
+    own question to the member (handlers/clarify.py: raw JSON, empty if none)."""
 
     first: bool
     earlier: bytes = b""
@@ -88,6 +91,7 @@ class Admission:
     handoff: int | None = None
     not_understood: int = 0
     points: Lookup | None = None
+    asked: bytes = b""
 
 
 def dedupe_key(openid: str, msg_id: int, created: int, event: str | None, key: str) -> str:
@@ -121,13 +125,14 @@ class InboundGate:
                 QUESTION_KEY.format(openid=openid),
                 HANDOFF_KEY.format(openid=openid),
                 STREAK_KEY.format(openid=openid),
+                ASKED_KEY.format(openid=openid),
             ],
             args=[self._ttl, int(time.time()), openid, ttl, quota, MEMBER_ID_TTL],
             deadline=deadline,
         )
         if not state:  # a retry: the script stopped at the dedupe key
             return Admission(first=False, earlier=earlier)
-        question, handoff, streak, points = state
+        question, handoff, streak, points, asked = state
         known = int(member_id) if member_id else None
         return Admission(
             first=not earlier,
@@ -137,6 +142,7 @@ class InboundGate:
             handoff=int(handoff) if handoff else None,
             not_understood=int(streak) if streak else 0,
             points=looked_up(known, *points) if known is not None else None,
+            asked=asked,
         )
 
     async def remember_member(self, openid: str, member_id: int) -> None:

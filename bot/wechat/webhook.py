@@ -219,6 +219,7 @@ class Webhook:
 
         msg.member_id = admission.member_id
         msg.points_seen = admission.points
+        msg.asked_seen = admission.asked
         if admission.question:
             msg.question = OpenQuestion.loads(admission.question)
         msg.handoff = admission.handoff
