@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
@@ -96,6 +97,29 @@ async def test_a_gift_gives_a_pickup_code_and_a_number_alone_picks_from_the_list
     assert f"提货码：{code}" in done
     assert rewards_copy.HOW_PICKUP in done
     assert "¥19.9" in done
+
+
+async def test_the_pending_choice_comes_with_the_gates_round_trip(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """「确认」 finds what it confirms in the gate's answer: no read of its own before the
+    redemption (it cost a second round trip per confirmation)."""
+    await member_with_points(client, 20_000)
+    await add_item(client, name="联名帆布袋")
+    await say(client, "积分兑换")
+    assert (await say(client, "兑换 1")).startswith("您将使用 100 积分 兑换【联名帆布袋】")
+    redis = client.app[wiring.REDIS]
+    read: list[str] = []
+    get = redis.get
+
+    async def recording(key: str) -> Any:
+        read.append(key)
+        return await get(key)
+
+    monkeypatch.setattr(redis, "get", recording)
+    assert (await say(client, "确认")).startswith("✅")
+    assert read == []
+    assert await redemptions(client) == 1
 
 
 async def test_confirm_twice_or_at_once_or_retried_redeems_once(client: TestClient) -> None:
