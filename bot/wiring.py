@@ -43,6 +43,7 @@ from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
 from handlers.router import Router
 from handlers.understanding.pipeline import Understander
+from models.redemption_groups import Redemptions
 from scheduler.campaigns import CampaignDispatcher
 from scheduler.rating_questions import question_opener
 from scheduler.runner import ProgrammeScheduler
@@ -144,6 +145,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         public_url=config.server.public_url,
         capabilities=tuple(dict.fromkeys(router.intents())),
         faq_answers={key: entry.answer for key, entry in config.chat.faq.items()},
+        redemptions=Redemptions(app[SESSIONS]),
     )
     app[SERVICES] = services
     dispatcher = Dispatcher(router, services)
@@ -173,6 +175,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await tasks.close()
+    await services.redemptions.close()
     # It flushes once more as it stops; what a failure leaves in Redis, the next process writes.
     stop.set()
     await asyncio.gather(flushing, learning)

@@ -21,6 +21,7 @@ from models.conversations import QueuePriority
 from models.ledger import PointsSummary
 from models.members import Member
 from models.ratings import OpenQuestion
+from models.redemption_groups import Redemptions
 from models.referrals import Share
 from models.rules import ProgrammeRules
 
@@ -102,6 +103,8 @@ class Services:
     shares: Shares
     questions: QuestionStore
     handoffs: HandoffDesk
+    # The chat's redemptions (「确认」), grouped per item on PostgreSQL.
+    redemptions: Redemptions
     # "console": people answer in /console/; "wechat": WeChat's own customer-service system.
     handoff_mode: str = "console"
     # When people answer (local times); outside them a member is told when they will.

@@ -18,7 +18,6 @@ from handlers.router import Router, intent
 from messages import rewards_copy
 from messages.replies import TextReply
 from models.base import utcnow
-from models.redemption import redeem_on_its_own
 from models.rewards import Offer, Refusal, catalogue, why_not
 
 router = Router("rewards")
@@ -74,15 +73,15 @@ async def pick_reward(msg: Inbound) -> TextReply:
 @router.on(intent("reward_confirm"))
 async def confirm_reward(msg: Inbound) -> TextReply:
     """「确认」 redeems the pending choice (once per pending choice); 「取消」 drops it. The
-    redemption commits on its own, not in the message's unit of work (``redeem_on_its_own``:
-    a popular item's stock row is then locked only while PostgreSQL runs the redemption)."""
+    redemption commits on its own, not in the message's unit of work, with other members'
+    confirmations of the item on PostgreSQL (models/redemption_groups.py: a popular item's
+    stock row is then taken once per group, not once per member)."""
     if msg.slot("answer") != "yes":
         await clarify.forget(msg)
         return TextReply(rewards_copy.CANCELLED)
     if msg.member_id is None:
         raise RuntimeError("reward confirmed without a member")
-    outcome = await redeem_on_its_own(
-        msg.svc.sessions,
+    outcome = await msg.svc.redemptions.redeem(
         msg.svc.rules,
         msg.member_id,
         int(msg.slot("item") or 0),

@@ -22,9 +22,11 @@ Two implementations of one money path must not drift: tests/models/test_rewards_
 every scenario through both on PostgreSQL and compares every row they write; a change to
 either changes both, or fails there.
 
-``redeem_on_its_own`` (the chat's 确认) sends that one call in autocommit: every redemption of
-an item updates the item's stock row, and the row stays locked only while PostgreSQL runs the
-function, not until a COMMIT comes back from a busy event loop.
+``redeem_on_its_own`` sends that one call in autocommit, by the pooled connection's asyncpg
+itself (``driver_on_its_own``): every redemption of an item updates the item's stock row, and
+the row stays locked only while PostgreSQL runs the function, not until a COMMIT comes back from
+a busy event loop. The chat's 确认 goes through models/redemption_groups.py, which sends the
+confirmations of one item that arrive together as one call.
 
 Everything here returns facts (dataclasses and refusal codes); messages/ words them.
 """
@@ -193,7 +195,7 @@ async def redeem_on_its_own(
     popular item's redemptions queued on it one loop turn each (bench/README.md, redemption).
     """
     if on_postgresql(sessions):
-        return await _redeem_alone_in_database(
+        return await redeem_alone_in_database(
             sessions, rules, member_id, item_id, key, now, expected_points
         )
     async with on_its_own(sessions) as session:
@@ -252,7 +254,7 @@ _REDEEM_REWARD_SQL = str(_COMPILED)
 _REDEEM_REWARD_ORDER = tuple(_COMPILED.positiontup or ())
 
 
-def _redeem_reward_params(
+def redeem_reward_params(
     rules: ProgrammeRules,
     member_id: int,
     item_id: int,
@@ -290,7 +292,7 @@ async def _call_redeem_reward(
     raise RuntimeError(f"no free coupon code after {CODE_ATTEMPTS} attempts")
 
 
-def _outcome_of(row: Any, member_id: int, key: str) -> Redeemed | Refusal:
+def outcome_of(row: Any, member_id: int, key: str) -> Redeemed | Refusal:
     """What ``redeem_reward``'s row says, as ``redeem`` answers it."""
     outcome = row.outcome
     if outcome == "redeemed" or outcome == "replayed":
@@ -334,14 +336,14 @@ async def _redeem_in_database(
         return (await connection.execute(_REDEEM_REWARD, params)).one()
 
     row = await _call_redeem_reward(
-        call, _redeem_reward_params(rules, member_id, item_id, key, now, expected_points)
+        call, redeem_reward_params(rules, member_id, item_id, key, now, expected_points)
     )
     if row.outcome == "redeemed":
         note_points_changed(session, (member_id,))
-    return _outcome_of(row, member_id, key)
+    return outcome_of(row, member_id, key)
 
 
-class _Columns:
+class RecordColumns:
     """An asyncpg record read by attribute, as SQLAlchemy's rows are (``reward_of``). Its JSON
     columns arrive decoded: SQLAlchemy's dialect sets asyncpg's JSON codec on each connection."""
 
@@ -354,7 +356,7 @@ class _Columns:
         return self._record[name]
 
 
-async def _redeem_alone_in_database(
+async def redeem_alone_in_database(
     sessions: async_sessionmaker[AsyncSession],
     rules: ProgrammeRules,
     member_id: int,
@@ -364,17 +366,17 @@ async def _redeem_alone_in_database(
     expected_points: int | None,
 ) -> Redeemed | Refusal:
     """``redeem_on_its_own`` on PostgreSQL: the call sent by asyncpg itself, in autocommit."""
-    params = _redeem_reward_params(rules, member_id, item_id, key, now, expected_points)
+    params = redeem_reward_params(rules, member_id, item_id, key, now, expected_points)
     async with driver_on_its_own(sessions) as driver:
 
         async def call(params: dict[str, Any]) -> Any:
             values = [params[name] for name in _REDEEM_REWARD_ORDER]
-            return _Columns(await driver.fetchrow(_REDEEM_REWARD_SQL, *values))
+            return RecordColumns(await driver.fetchrow(_REDEEM_REWARD_SQL, *values))
 
         row = await _call_redeem_reward(call, params)
     if row.outcome == "redeemed":
         points_committed(sessions, (member_id,))
-    return _outcome_of(row, member_id, key)
+    return outcome_of(row, member_id, key)
 
 
 async def _redeem_in_python(

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import pytest
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from models.ledger import KeyConflict, LedgerEntry, PointLot, credit, verify_led
 from models.members import Member
 from models.recap import MemberRecap, build_recaps
 from models.redemption import redeem, redeem_on_its_own
+from models.redemption_groups import Redemptions
 from models.rewards import (
     Added,
     FulfilmentRefused,
@@ -112,10 +114,29 @@ async def redeem_alone(
     return await redeem_on_its_own(sessions, RULES, member_id, item_id, key=key, now=now, **kw)
 
 
-# The races below run through both ways in: a caller's transaction (the member centre, the
-# API) and a transaction of its own (the chat's 确认: autocommit on PostgreSQL).
+# One Redemptions per database, as one per process: concurrent confirmations share its groups.
+_GROUPS: WeakKeyDictionary[async_sessionmaker[AsyncSession], Redemptions] = WeakKeyDictionary()
+
+
+async def redeem_grouped(
+    sessions: async_sessionmaker[AsyncSession],
+    member_id: int,
+    item_id: int,
+    key: str,
+    now: datetime = NOW,
+    **kw: Any,
+) -> Redeemed | Refusal:
+    redemptions = _GROUPS.setdefault(sessions, Redemptions(sessions))
+    return await redemptions.redeem(RULES, member_id, item_id, key=key, now=now, **kw)
+
+
+# The races below run through every way in: a caller's transaction (the member centre, the
+# API), a transaction of its own (autocommit on PostgreSQL), and grouped with other
+# confirmations of the item (the chat's 确认 on PostgreSQL).
 REDEEMERS = pytest.mark.parametrize(
-    "redeem_now", [redeem_now, redeem_alone], ids=["in_tx", "alone"]
+    "redeem_now",
+    [redeem_now, redeem_alone, redeem_grouped],
+    ids=["in_tx", "alone", "grouped"],
 )
 
 

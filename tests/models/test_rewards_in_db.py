@@ -4,7 +4,8 @@ PL/pgSQL function of migration 0025, what ``redeem`` runs on PostgreSQL) and
 restarted, and redeemed once by each; the answers and every row of every table they touch
 (members, ledger entries, lots, events, redemptions, coupons, items) must be the same. The
 function is run both ways it is sent: in the caller's transaction through SQLAlchemy, and on its
-own through asyncpg (``redeem_on_its_own``)."""
+own through asyncpg (``redeem_on_its_own``). A group of confirmations (``redeem_rewards``, the
+chat's 确认 grouped per item) must write and answer what its members would alone."""
 
 from __future__ import annotations
 
@@ -25,10 +26,13 @@ from models.events import MemberEvent
 from models.ledger import KeyConflict, LedgerEntry, PointLot, credit
 from models.members import Member
 from models.redemption import (
-    _redeem_alone_in_database,
     _redeem_in_database,
     _redeem_in_python,
+    outcome_of,
+    redeem_alone_in_database,
+    redeem_reward_params,
 )
+from models.redemption_groups import _redeem_group
 from models.rewards import (
     Redeemed,
     Redemption,
@@ -223,7 +227,7 @@ def alone(sessions: async_sessionmaker[AsyncSession]) -> Redeem:
     outside the caller's session."""
 
     async def call(_session: AsyncSession, rules: ProgrammeRules, *args: Any, **kw: Any) -> Any:
-        return await _redeem_alone_in_database(
+        return await redeem_alone_in_database(
             sessions, rules, *args, kw["key"], kw["now"], kw["expected_points"]
         )
 
@@ -272,3 +276,56 @@ async def test_the_scenarios_cover_every_answer(
         "price_changed",
         "unknown",
     }
+
+
+# A group of confirmations of one item: (member, key) in the order they came; the members are
+# 1 (rich), 2 (short of points), 3 and 4 (rich), and the item has two left.
+GROUP = ((1, "a"), (2, "b"), (1, "a"), (3, "c"), (4, "d"), (1, "e"))
+
+
+async def group_world(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """GROUP's members (ids 1 to 4) and item (id 1) on emptied tables."""
+    await world(sessions, Scenario(item={"stock": 2}))  # member 1 and the item
+    for n, points in ((2, 60), (3, 500), (4, 500)):
+        async with sessions.begin() as session:
+            member = Member(openid=f"o{n}", subscribed=True, created_at=NOW, tags=[])
+            session.add(member)
+            await session.flush()
+            await credit(
+                session,
+                member.id,
+                points,
+                kind="earn",
+                reason="test",
+                key=f"seed:{n}",
+                at=NOW - timedelta(days=5),
+                expires_at=LATER,
+            )
+    return 1
+
+
+async def test_a_group_writes_and_answers_what_its_members_would_one_after_another(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """``redeem_rewards`` (the chat's confirmations of one item, grouped) against the same
+    confirmations sent alone in their order: a redemption, a member short of points, a replay
+    within the group, the last one, then sold out twice (the first member under a new key)."""
+    item_id = await group_world(sessions)
+    alone_answers = [
+        await redeem_alone_in_database(sessions, RULES, member, item_id, key, NOW, None)
+        for member, key in GROUP
+    ]
+    alone_rows = await rows(sessions)
+
+    await group_world(sessions)
+    params = [redeem_reward_params(RULES, m, item_id, key, NOW, None) for m, key in GROUP]
+    grouped = await _redeem_group(sessions, item_id, params)
+    group_answers = [
+        outcome_of(row, member, key) for row, (member, key) in zip(grouped, GROUP, strict=True)
+    ]
+    assert [type(a).__name__ for a in alone_answers] == [
+        "Redeemed", "Refusal", "Redeemed", "Redeemed", "Refusal", "Refusal",
+    ]  # fmt: skip
+    assert group_answers == alone_answers
+    for table, expected in alone_rows.items():
+        assert (await rows(sessions))[table] == expected, table
