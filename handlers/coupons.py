@@ -22,6 +22,8 @@ async def show_coupons(msg: Inbound) -> TextReply:
     rules = msg.svc.rules
     if msg.member_id is None:
         raise RuntimeError("coupons asked without a member")
+    if msg.new_member:
+        return TextReply(copy.COUPONS_NONE)
     async with msg.reading() as connection:
         coupons = await list_usable_coupons(connection, msg.member_id, utcnow())
     if not coupons:

@@ -71,7 +71,7 @@ class Dispatcher:
                 parts.append(answer.text)
         return TextReply(chat_copy.SEPARATOR.join(parts))
 
-    async def _new_member(self, msg: Inbound) -> int:
+    async def _new_member(self, msg: Inbound) -> tuple[int, bool]:
         """Create the member of a first message on its own, committed before the handler
         runs: in the message's unit of work, SQLite's write lock was held through the whole
         handler, and concurrent first messages queued behind it for up to a second; on
@@ -94,7 +94,7 @@ class Dispatcher:
                 async with msg.reading() as connection:
                     msg.member_id = await member_id_for(connection, msg.openid)
                 if msg.member_id is None:
-                    msg.member_id = await self._new_member(msg)
+                    msg.member_id, msg.new_member = await self._new_member(msg)
             try:
                 reply = await self._answer(msg)
             except Declined:

@@ -152,6 +152,9 @@ class Inbound:
     not_understood: int = 0
     keeps_streak: bool = False
     member_id: int | None = None
+    # The member was created by this very message: nothing of theirs is on record yet (no
+    # points, coupons or orders), so the answers that would read them need not.
+    new_member: bool = False
     # What the points cache held for the member when the message came in, looked up with the
     # message's Redis work; opaque here, handed back to ``svc.points.summary``.
     points_seen: object = None

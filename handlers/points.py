@@ -26,12 +26,16 @@ async def show_points(msg: Inbound) -> TextReply:
     now = utcnow()
     if msg.member_id is None:
         raise RuntimeError("points asked without a member")
-    summary = await msg.svc.points.summary(
-        msg.member_id,
-        now,
-        msg.reading,
-        in_transaction=msg.session is not None,
-        seen=msg.points_seen,
+    summary = (
+        None
+        if msg.new_member
+        else await msg.svc.points.summary(
+            msg.member_id,
+            now,
+            msg.reading,
+            in_transaction=msg.session is not None,
+            seen=msg.points_seen,
+        )
     )
     if summary is None or (summary.balance == 0 and not summary.recent):
         bound = summary is not None and summary.bound

@@ -13,8 +13,9 @@ from models.base import utcnow
 from models.benefit_settings import BenefitsConfig
 from models.benefits.engine import active_benefits
 from models.benefits.perks import boost_perks, tier_perks, upgrade_perk
+from models.members import NEW_MEMBER_TIER
 from models.rules import ProgrammeRules, TierRule
-from models.tiers import Progress, progress, tier_standing
+from models.tiers import Progress, Stats, progress, tier_standing
 
 router = Router("tier")
 
@@ -55,8 +56,11 @@ async def show_tier(msg: Inbound) -> TextReply:
     rules = msg.svc.rules
     if msg.member_id is None:
         raise RuntimeError("tier asked without a member")
-    async with msg.reading() as connection:
-        standing = await tier_standing(connection, rules, msg.member_id, utcnow())
+    if msg.new_member:
+        standing: tuple[str, Stats] | None = (NEW_MEMBER_TIER, Stats(0, 0))
+    else:
+        async with msg.reading() as connection:
+            standing = await tier_standing(connection, rules, msg.member_id, utcnow())
     if standing is None:
         raise RuntimeError("tier asked for a member who does not exist")
     tier, stats = standing

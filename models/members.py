@@ -31,6 +31,10 @@ from models.events import record_event
 UNSUBSCRIBED_EVENT = "unsubscribed"
 
 
+# The tier a member starts in, before any order counts.
+NEW_MEMBER_TIER = "basic"
+
+
 class Member(Base):
     __tablename__ = "members"
 
@@ -50,7 +54,7 @@ class Member(Base):
     # Derived from the ledger and kept in step with it in the same transaction; the row is
     # also the lock that serialises a member's point changes. `ledger verify` checks it.
     points_balance: Mapped[int] = mapped_column(BigInteger, default=0)
-    tier: Mapped[str] = mapped_column(String(16), default="basic")
+    tier: Mapped[str] = mapped_column(String(16), default=NEW_MEMBER_TIER)
     tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     segment: Mapped[str | None] = mapped_column(String(16))
     segment_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -111,10 +115,12 @@ async def ensure_member(session: AsyncSession, openid: str, at: datetime) -> Mem
     return await session.scalar(select(Member).where(Member.openid == openid))
 
 
-async def ensure_member_id(session: AsyncSession, openid: str, at: datetime) -> int:
-    """``ensure_member``'s id without loading the row: for a first message, whose handler
-    mostly needs no more. One statement when the member is new (an insert that returns the id,
-    or nothing when a concurrent first message inserted it first), two when it was not."""
+async def ensure_member_id(session: AsyncSession, openid: str, at: datetime) -> tuple[int, bool]:
+    """``ensure_member``'s id without loading the row, and whether this call created it: for a
+    first message, whose handler mostly needs no more (a member created just now has nothing
+    on record: no points, coupons or orders, the tier ``NEW_MEMBER_TIER``). One statement when
+    the member is new (an insert that returns the id, or nothing when a concurrent first
+    message inserted it first), two when it was not."""
     insert = dialect_insert(session)
     table = Member.__table__
     # On the table, not the class: the ORM's bulk-insert path cost more than the insert.
@@ -131,9 +137,9 @@ async def ensure_member_id(session: AsyncSession, openid: str, at: datetime) -> 
         .returning(table.c.id)
     )
     member_id = (await session.execute(stmt)).scalar_one_or_none()
-    if member_id is None:
-        member_id = (await session.execute(_MEMBER_ID, {"openid": openid})).scalar_one()
-    return member_id
+    if member_id is not None:
+        return member_id, True
+    return (await session.execute(_MEMBER_ID, {"openid": openid})).scalar_one(), False
 
 
 async def record_unsubscribe(session: AsyncSession, openid: str, at: datetime) -> bool:

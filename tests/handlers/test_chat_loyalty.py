@@ -167,3 +167,17 @@ async def test_many_first_time_members_asking_at_once_are_all_answered(
         *(push(client, PLAIN, PLAIN.text(f"o_crowd_{n:06d}", "积分")) for n in range(24))
     )
     assert all(a.reply and a.reply["Content"].startswith(copy.POINTS_NONE) for a in answers)
+
+
+async def test_a_first_message_is_answered_as_the_same_question_after_it(
+    client: TestClient,
+) -> None:
+    """A member's very first message creates them, and its answer comes without reading their
+    points, tier or coupons (nothing of theirs can be on record yet): it must be the answer the
+    same question gets once they exist, read from the database."""
+    for n, text in enumerate(("积分", "等级", "我的券")):
+        openid = f"o_first_words_{n}"
+        first = await say(client, text, openid)
+        async with client.app[wiring.SESSIONS]() as session:
+            assert await find_member(session, openid) is not None
+        assert first == await say(client, text, openid), text
