@@ -28,7 +28,7 @@ from models.deliveries import MARKETING, PlannedPush, plan
 from models.ledger import LedgerEntry, verify_ledger
 from models.members import Member
 from models.rules import ProgrammeRules
-from tests.models.test_ledger import _until, _waiting_for_locks, pg_sessions  # noqa: F401
+from tests.models.test_ledger import _until, _waiting_for_locks
 
 RULES = ProgrammeRules()
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
@@ -163,7 +163,7 @@ async def test_points_are_credited_once_through_the_ledger(sessions: Sessions) -
 
 @pytest.mark.parametrize("terms", [COUPON, {"points": 150}])
 async def test_workers_recording_at_once_reward_a_member_once(
-    pg_sessions: Sessions,  # noqa: F811
+    pg_sessions: Sessions,
     terms: dict[str, Any],
 ) -> None:
     """Two runs' pushes to one member (a recurring campaign), and the same push recorded by a

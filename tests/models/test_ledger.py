@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,18 +37,6 @@ from tests.conftest import QUIET_BENEFITS
 # The ledger's own rules: no benefit rule adds to what an order earns (tests/conftest.py).
 RULES = ProgrammeRules.model_validate({"benefits": QUIET_BENEFITS})
 START = datetime(2026, 1, 1, 4, tzinfo=UTC)
-
-
-@pytest.fixture
-async def pg_sessions(postgresql_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """PostgreSQL only, on an emptied schema: the tests of real row locks between sessions
-    (SQLite lets one writer at a time hold the whole database)."""
-    engine = create_engine(postgresql_url)
-    async with engine.begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            await connection.execute(text(f"DELETE FROM {table.name}"))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:

@@ -6,29 +6,18 @@ and the races in tests/models/test_rewards.py run grouped too."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.database import create_engine, create_sessionmaker
-from models import Base, redemption_groups
+from models import redemption_groups
 from models.members import Member
 from models.redemption_groups import RedemptionFailed, Redemptions
 from models.rewards import Redeemed, RewardItem
+from tests.models.test_ledger import _until, _waiting_for_locks
 from tests.models.test_rewards import NOW, RULES, balance, item, member_with, year
-
-
-@pytest.fixture
-async def pg_sessions(postgresql_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(postgresql_url, pool_size=20)
-    async with engine.begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            await connection.execute(text(f"DELETE FROM {table.name}"))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def rich(sessions: async_sessionmaker[AsyncSession], n: int) -> list[int]:
@@ -97,7 +86,7 @@ async def test_a_confirmation_cancelled_before_its_group_is_sent_redeems_nothing
         first = asyncio.create_task(
             redemptions.redeem(RULES, waiting_on, item_id, key="k-1", now=NOW)
         )
-        await _until_a_lock_is_awaited(blocker)
+        await _until(_waiting_for_locks(pg_sessions, 1), "the group waits for the member")
         second = asyncio.create_task(
             redemptions.redeem(RULES, given_up, item_id, key="k-2", now=NOW)
         )
@@ -110,11 +99,3 @@ async def test_a_confirmation_cancelled_before_its_group_is_sent_redeems_nothing
     assert await balance(pg_sessions, given_up) == 1000
     async with pg_sessions() as session:
         assert (await session.get_one(RewardItem, item_id)).stock == 9
-
-
-async def _until_a_lock_is_awaited(session: AsyncSession) -> None:
-    """Until another session waits for a row lock (the group, on the member held here)."""
-    query = text("SELECT count(*) FROM pg_locks WHERE NOT granted")
-    async with asyncio.timeout(10):
-        while not await session.scalar(query):  # noqa: ASYNC110 - PostgreSQL is polled
-            await asyncio.sleep(0.01)

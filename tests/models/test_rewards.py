@@ -5,7 +5,7 @@ PostgreSQL (the last items, the same confirmation twice, a limit of one)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -44,17 +44,6 @@ from models.rules import ProgrammeRules
 RULES = ProgrammeRules()
 Redeemer = Callable[..., Awaitable[Redeemed | Refusal]]
 NOW = datetime(2026, 12, 10, 4, tzinfo=UTC)  # 12:00 in Shanghai
-
-
-@pytest.fixture
-async def pg_sessions(postgresql_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """PostgreSQL only, on an emptied schema: real row locks between sessions."""
-    engine = create_engine(postgresql_url, pool_size=60)
-    async with engine.begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            await connection.execute(text(f"DELETE FROM {table.name}"))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def member_with(
