@@ -12,8 +12,9 @@ One call per item is in flight from this process at a time. The first confirmati
 once (nothing waits when it is quiet); those arriving meanwhile go as the next call, at most
 ``GROUP_SIZE`` together. A caller cancelled before its group is sent is left out; once sent,
 its redemption stands (as a statement already sent would). Each member's redemption is
-checked, answered and, if it fails, undone on its own: a group answers what each member would
-have been answered alone, and tests/models/test_redemption_groups.py holds it to that.
+checked, answered and, if it fails, undone on its own: a group writes and answers what its
+members would alone, one after another (tests/models/test_rewards_in_db.py compares every row;
+tests/models/test_redemption_groups.py the grouping itself).
 
 SQLite has no such function and one writer at a time: there ``redeem`` runs alone.
 """
@@ -21,7 +22,6 @@ SQLite has no such function and one writer at a time: there ``redeem`` runs alon
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,11 +40,9 @@ from models.redemption import (
 from models.rewards import Refusal
 from models.rules import ProgrammeRules
 
-log = logging.getLogger(__name__)
-
-# Each member's redemption in a group is a subtransaction, and its own savepoint inside one: 16
-# members stay within the 64 subtransaction ids PostgreSQL keeps per transaction without
-# spilling to disk (past that every other session's snapshot gets dearer).
+# Each member's redemption in a group is a subtransaction, with the redemption's own savepoint
+# inside it: 16 members stay within the 64 subtransaction ids PostgreSQL keeps in shared memory
+# per transaction (past that, other sessions' visibility checks look them up in pg_subtrans).
 GROUP_SIZE = 16
 
 _REDEEM_REWARDS = (
