@@ -47,8 +47,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # The connection used last is the one handed out next: under light or grouped load the
     # same few connections serve, their PostgreSQL backends' plans (PL/pgSQL plans a function
     # per connection on first call) and asyncpg's prepared statements warm; FIFO passed every
-    # request to the next of ten, and each first call on a cold one held up its whole group
-    # (bench/README.md, redemption: the first 400 confirmations at p50 60-70 ms instead of 25).
+    # request to the next of the pool's (32 by default), and each first call on a cold one held
+    # up its whole group (bench/README.md, redemption: the first 400 confirmations at p50
+    # 60-70 ms instead of 25).
     kwargs.setdefault("pool_use_lifo", True)
     # No pre-ping: it costs a round trip per checkout; a connection found dead fails its
     # request once and the pool replaces it.
