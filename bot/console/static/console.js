@@ -87,8 +87,12 @@ function liveQueue(table) {
   setInterval(render, 1000);
   setInterval(refresh, 30000);
   // Messages change nothing in the queue: refreshing on each would query it once per
-  // message per open queue page.
-  new EventSource("/console/events").onmessage = (event) => {
+  // message per open queue page. On (re)connecting, what happened while the stream was not
+  // there (before it first connected, or while it was down) is fetched at once, not at the
+  // next half-minute.
+  const events = new EventSource("/console/events");
+  events.onopen = refresh;
+  events.onmessage = (event) => {
     if (JSON.parse(event.data).event !== "message") refresh();
   };
 }
@@ -131,10 +135,19 @@ function liveConversation(root) {
     }
   }
 
+  // One fetch at a time: each asks for what came after the last message shown, so two at
+  // once would both add the same messages.
+  let fetching = Promise.resolve();
+  const update = () => {
+    fetching = fetching.then(refresh, refresh);
+  };
+
   list.scrollTop = list.scrollHeight;
-  new EventSource("/console/events").onmessage = (event) => {
+  const events = new EventSource("/console/events");
+  events.onopen = update; // what was said while the stream was not there
+  events.onmessage = (event) => {
     const data = JSON.parse(event.data);
-    if (data.conversation === id) refresh();
+    if (data.conversation === id) update();
   };
   for (const button of document.querySelectorAll("[data-canned]")) {
     button.addEventListener("click", () => {
