@@ -22,7 +22,7 @@ async def show_coupons(msg: Inbound) -> TextReply:
     rules = msg.svc.rules
     if msg.member_id is None:
         raise RuntimeError("coupons asked without a member")
-    if msg.new_member:
+    if msg.nothing_on_record:
         return TextReply(copy.COUPONS_NONE)
     async with msg.reading() as connection:
         coupons = await list_usable_coupons(connection, msg.member_id, utcnow())

@@ -152,8 +152,7 @@ class Inbound:
     not_understood: int = 0
     keeps_streak: bool = False
     member_id: int | None = None
-    # The member was created by this very message: nothing of theirs is on record yet (no
-    # points, coupons or orders), so the answers that would read them need not.
+    # The member was created by this very message (see ``nothing_on_record``).
     new_member: bool = False
     # What the points cache held for the member when the message came in, looked up with the
     # message's Redis work; opaque here, handed back to ``svc.points.summary``.
@@ -164,6 +163,14 @@ class Inbound:
     member: Member | None = None
     session: AsyncSession | None = field(default=None, repr=False)
     services: Services | None = field(default=None, repr=False)
+
+    @property
+    def nothing_on_record(self) -> bool:
+        """The member was created by this message and no handler has opened its unit of work
+        since (one that answered first in the same message may have written for them): their
+        points, tier and coupons are a new member's, and the answers that would read them
+        need not."""
+        return self.new_member and self.session is None
 
     @property
     def db(self) -> AsyncSession:

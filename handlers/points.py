@@ -26,17 +26,15 @@ async def show_points(msg: Inbound) -> TextReply:
     now = utcnow()
     if msg.member_id is None:
         raise RuntimeError("points asked without a member")
-    summary = (
-        None
-        if msg.new_member
-        else await msg.svc.points.summary(
+    summary = None
+    if not msg.nothing_on_record:
+        summary = await msg.svc.points.summary(
             msg.member_id,
             now,
             msg.reading,
             in_transaction=msg.session is not None,
             seen=msg.points_seen,
         )
-    )
     if summary is None or (summary.balance == 0 and not summary.recent):
         bound = summary is not None and summary.bound
         return TextReply(copy.POINTS_NONE + ("" if bound else f"\n{copy.POINTS_HOW_TO_BIND}"))

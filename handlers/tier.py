@@ -56,7 +56,7 @@ async def show_tier(msg: Inbound) -> TextReply:
     rules = msg.svc.rules
     if msg.member_id is None:
         raise RuntimeError("tier asked without a member")
-    if msg.new_member:
+    if msg.nothing_on_record:
         standing: tuple[str, Stats] | None = (NEW_MEMBER_TIER, Stats(0, 0))
     else:
         async with msg.reading() as connection:
