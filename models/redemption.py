@@ -262,6 +262,8 @@ def redeem_reward_params(
     now: datetime,
     expected_points: int | None,
 ) -> dict[str, Any]:
+    """``redeem_reward``'s arguments by name: what Python decides (the codes drawn, the period
+    starts, the coupon kinds' validity, the expiry entry's key) beside the request's own."""
     return {
         "member_id": member_id,
         "item_id": item_id,
