@@ -140,7 +140,8 @@ def _embedded_redis(folder: Path) -> list[int]:
 
 @dataclass
 class Ours:
-    target: Target
+    target: Target  # the webhook's own listener
+    route: Target  # /wechat on aiohttp's port, as before the listener
     folder: Path
     client: WebhookClient
 
@@ -160,7 +161,10 @@ def _ours(mode: str, members: int, database_url: str | None = None) -> Iterator[
     )
     try:
         yield Ours(
-            Target(url, lambda: server.pids, lambda: _embedded_redis(folder)), folder, client
+            Target(url, lambda: server.pids, lambda: _embedded_redis(folder)),
+            Target(server.route_url, lambda: server.pids, lambda: _embedded_redis(folder)),
+            folder,
+            client,
         )
     finally:
         redis_pids = _embedded_redis(folder)
@@ -363,13 +367,16 @@ def _points_scenario(rows: list[Row], mode: str, args: argparse.Namespace, bare:
     print(f"  {scenario}: ours …", file=sys.stderr, flush=True)
     try:
         with _ours(mode, args.members) as server:
-            for concurrency in args.concurrency:
-                url = server.target.url
+            runs = [("ours", server.target, c) for c in args.concurrency]
+            # The same server through aiohttp's route, as it served WeChat before the listener.
+            runs.append(("ours/route", server.route, args.concurrency[0]))
+            for name, target, concurrency in runs:
+                url = target.url
                 rows.append(
                     _measure(
                         scenario,
-                        "ours",
-                        server.target,
+                        name,
+                        target,
                         server.client,
                         concurrency,
                         _points_requests(server.client, url, args.requests, args.members),

@@ -53,6 +53,8 @@ class Servers:
     """The service's processes sharing one port, stopped together."""
 
     processes: list[subprocess.Popen[bytes]]
+    # /wechat on aiohttp's port (the route), beside the webhook's own listener.
+    route_url: str = ""
 
     @property
     def pid(self) -> int:
@@ -81,12 +83,13 @@ def _start_server(
 ) -> tuple[Servers, Path, str]:
     """Migrate and seed a scratch database, then serve it with ``processes`` processes of
     ``role`` on one port (SO_REUSEPORT; the first starts the embedded Redis, the others join
-    it); the processes, the config's path and the webhook's URL.
+    it); the processes, the config's path and the URL of the webhook's own listener
+    (``[server] webhook_port``; ``Servers.route_url`` is /wechat on aiohttp's port).
 
     ``cpus``: run the servers (and so the embedded Redis they start) under ``taskset -c cpus``;
     ``database_url``: an empty database to use instead of a SQLite file in the scratch folder."""
     folder = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
-    port = _free_port()
+    port, webhook_port = _free_port(), _free_port()
     config = folder / "config.toml"
     database_url = database_url or f"sqlite:///{folder}/bot.db"
     # The load generator is the API's only caller (bench/rewards.py seeds through it): no
@@ -95,7 +98,8 @@ def _start_server(
         f'[wechat]\nappid = "wx49f0ab532d5d035a"\nsecret = "bench-secret"\n'
         f'token = "benchtoken"\nencoding_aes_key = "{AES_KEY if mode == "safe" else ""}"\n'
         f'api_base_url = "http://127.0.0.1:9"\n'
-        f'[server]\nport = {port}\n[database]\nurl = "{database_url}"\n'
+        f"[server]\nport = {port}\nwebhook_port = {webhook_port}\n"
+        f'[database]\nurl = "{database_url}"\n'
         f'[redis]\nurl = ""\nembedded_path = "{folder}/redis.db"\n'
         f'[api]\ntoken = "bench-api-token-0123456789"\nrate_per_minute = 0\n',
         encoding="utf-8",
@@ -131,7 +135,8 @@ def _start_server(
             for server in servers:
                 server.kill()
             raise SystemExit(f"server did not start; see {folder / f'server-{n}.log'}")
-    return Servers(servers), config, f"http://127.0.0.1:{port}/wechat"
+    route = f"http://127.0.0.1:{port}/wechat"
+    return Servers(servers, route), config, f"http://127.0.0.1:{webhook_port}/wechat"
 
 
 def _listening(port: int, log: Path, started_before: int) -> bool:
@@ -248,6 +253,11 @@ def main() -> None:
     parser.add_argument(
         "--processes", type=int, default=1, help="web processes sharing the port (default 1)"
     )
+    parser.add_argument(
+        "--aiohttp-route",
+        action="store_true",
+        help="send to /wechat on aiohttp's port, not to the webhook's own listener",
+    )
     parser.add_argument("--url", help="an already running server's /wechat (else start one)")
     parser.add_argument("--config", help="with --url: the config holding its token and key")
     args = parser.parse_args()
@@ -259,6 +269,8 @@ def main() -> None:
     else:
         server, config_path, url = _start_server(args.mode, args.members, args.processes)
         config = load_config(str(config_path))
+        if args.aiohttp_route:
+            url = server.route_url
     wechat = config.wechat
     client = WebhookClient(
         wechat.token.get_secret_value(), wechat.appid, wechat.encoding_aes_key.get_secret_value()

@@ -54,6 +54,7 @@ def create_app(
     app.on_cleanup.append(lines.close)
     app[wiring.CONFIG] = config
     app[wiring.METRICS] = metrics
+    app[wiring.REQUEST_LOG] = lines
     app[wiring.ROUTER] = router or build_router()
     app.cleanup_ctx.extend([wiring.redis, wiring.database])
     if WEB in roles or WORKER in roles:

@@ -53,9 +53,11 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     setup_logging(config.logging.level)
     if not _schema_is_current(config):
         return 2
+    host = args.host or config.server.host
+    # The webhook's own listener (``[server] webhook_port``) binds the same host.
+    config = config.model_copy(update={"server": config.server.model_copy(update={"host": host})})
     app = create_app(config, roles=roles)
     _settle_garbage_collector()
-    host = args.host or config.server.host
     if WEB not in roles:
         # Several workers or schedulers run on one host: each listens (for /healthz and
         # /metrics) only where it is told to, never on the web role's port.
@@ -71,11 +73,17 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
         reuse_port=True,
         loop=uvloop.new_event_loop(),
         print=lambda _: print(
-            f"serving on http://{host}:{port} as {args.role} (config {config.source})",
+            f"serving on http://{host}:{port}{_webhook_port(config)} as {args.role}"
+            f" (config {config.source})",
             flush=True,
         ),
     )
     return 0
+
+
+def _webhook_port(config: Config) -> str:
+    port = config.server.webhook_port
+    return "" if port is None else f" (/wechat also on port {port})"
 
 
 async def _run_headless(app: web.Application, role: str, host: str, port: int | None) -> None:

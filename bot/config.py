@@ -57,6 +57,9 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # WeChat's pushes on a port of their own (bot/wechat/listener.py), beside /wechat on
+    # ``port``; the proxy in front sends /wechat there. None: /wechat on ``port`` only.
+    webhook_port: int | None = Field(default=None, ge=1, le=65535)
     # The service's address as members' phones reach it, for links in pushes (the annual
     # recap's page); behind a proxy, its public https:// address.
     public_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://[^\s/?#]+(/\S*)?$")

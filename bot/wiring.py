@@ -26,12 +26,14 @@ from bot.push.outbox import DeliveryWorker, Outbox
 from bot.push.receipts import ReceiptFlusher, ReceiptQueue
 from bot.push.shop_hooks import HookWorker, fan_out_forever, hooks_http, hooks_outbox
 from bot.redis_server import open_redis
+from bot.request_log import RequestLog
 from bot.tasks import BackgroundTasks
 from bot.wechat.client import WeChatClient
 from bot.wechat.cs_window import CustomerServiceWindows
 from bot.wechat.gate import InboundGate
 from bot.wechat.handoff import Handoffs
 from bot.wechat.interactions import InteractionFlusher
+from bot.wechat.listener import WebhookListener
 from bot.wechat.points_cache import PointsCache
 from bot.wechat.questions import Questions
 from bot.wechat.rate_limit import RateLimiter
@@ -64,6 +66,8 @@ ROUTER = web.AppKey("router", Router)
 SERVICES = web.AppKey("services", Services)
 OUTBOX = web.AppKey("outbox", Outbox)
 TAUGHT = web.AppKey("taught", TaughtPhrasings)
+REQUEST_LOG = web.AppKey("request_log", RequestLog)
+LISTENER = web.AppKey("listener", WebhookListener)
 
 
 def questions_store(redis: Redis, config: Config) -> Questions:
@@ -173,7 +177,16 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     learning = asyncio.create_task(
         taught.run(stop, config.chat.taught_refresh_seconds), name="taught-phrasings"
     )
+    listener = WebhookListener(
+        app[WEBHOOK], app[REQUEST_LOG], app[METRICS], config.wechat.max_body_bytes
+    )
+    if config.server.webhook_port is not None:
+        # Last: a start-up step failing after it would leave the port open.
+        await listener.start(config.server.host, config.server.webhook_port)
+        app[LISTENER] = listener
     yield
+    # The pushes that have arrived are answered before what they use closes.
+    await listener.stop()
     await tasks.close()
     await services.redemptions.close()
     # It flushes once more as it stops; what a failure leaves in Redis, the next process writes.

@@ -148,6 +148,7 @@ def make_config(
     hooks: dict[str, Any] | None = None,
     api: dict[str, Any] | None = None,
     chat: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
     **wechat: Any,
 ) -> Config:
     """A test configuration; ``wechat`` overrides keys of the [wechat] table, ``delivery``,
@@ -179,6 +180,7 @@ def make_config(
             | (console or {}),
             "hooks": hooks or {},
             "chat": chat or {},
+            "server": server or {},
             # Tests of the scheduler start their own (tests/scheduler/test_scheduler.py).
             "scheduler": {"enabled": False},
             "source": "tests",
@@ -206,11 +208,12 @@ def app_factory(
         hooks: dict[str, Any] | None = None,
         api: dict[str, Any] | None = None,
         chat: dict[str, Any] | None = None,
+        server: dict[str, Any] | None = None,
         **wechat: Any,
     ) -> TestClient:
         """``redis_at``: another Redis server than the test one (flushed first);
         ``programme``, ``console``, ``hooks`` and ``chat``: those tables of the configuration;
-        ``api``: keys added to [api];
+        ``api``: keys added to [api]; ``server``: the [server] table;
         ``roles``: what the process plays (``serve --role``)."""
         if redis_at is not None:
             other = Redis.from_url(redis_at)
@@ -227,6 +230,7 @@ def app_factory(
             hooks,
             api=api,
             chat=chat,
+            server=server,
             **wechat,
         )
         return await aiohttp_client(create_app(config, router=router, roles=roles))

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -62,6 +64,24 @@ SUCCESS = "success"
 ANSWER_SHARE = 0.25
 _MESSAGE_KINDS = frozenset({"text", "image", "voice", "video", "shortvideo", "location", "link"})
 _WINDOW_EVENTS = frozenset({"click", "subscribe", "subscribe_scan", "scan"})
+
+
+# The query string's parameters, first value of each (aiohttp's MultiDict or a plain dict).
+Query = Mapping[str, str]
+TEXT, XML = "text/plain", "application/xml"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the endpoint answers, whichever HTTP server carried the request."""
+
+    status: int
+    text: str
+    content_type: str = TEXT
+
+
+def _response(answer: Answer) -> web.Response:
+    return web.Response(status=answer.status, text=answer.text, content_type=answer.content_type)
 
 
 class Rejected(Exception):
@@ -147,38 +167,53 @@ class Webhook:
         self._limiter = limiter
 
     async def verify(self, request: web.Request) -> web.Response:
-        """URL verification: echo ``echostr`` when the signature is WeChat's."""
-        try:
-            self._check_signature(request.query)
-        except Rejected as exc:
-            return self._reject(request, exc)
-        echostr = request.query.get("echostr")
-        if echostr is None:
-            return self._reject(request, Rejected(400, "echostr missing"))
-        request[LOG_FIELDS]["outcome"] = "verified"
-        return web.Response(text=echostr)
+        """``GET /wechat`` through aiohttp: see ``verify_query``."""
+        return _response(self.verify_query(request.query, request[LOG_FIELDS]))
 
     async def receive(self, request: web.Request) -> web.Response:
-        """A pushed message or event: answer within the reply budget from its arrival."""
-        loop = asyncio.get_running_loop()
-        budget = self._config.reply_budget_seconds
-        deadline = loop.time() + budget
-        # The gate and the handler must be done by then; the rest is for answering.
-        work_deadline = deadline - min(ANSWER_SHARE, budget / 4)
-        fields: dict[str, Any] = request[LOG_FIELDS]
+        """``POST /wechat`` through aiohttp: see ``receive_body``."""
+        arrived = asyncio.get_running_loop().time()
+        fields = request[LOG_FIELDS]
         try:
             body = await self._read_body(request)
-            self._check_signature(request.query)
-            encrypted, xml = self._plaintext(request.query, body)
+        except Rejected as exc:
+            return _response(self._reject(fields, exc))
+        return _response(await self.receive_body(request.query, body, fields, arrived))
+
+    def verify_query(self, query: Query, fields: dict[str, Any]) -> Answer:
+        """URL verification: echo ``echostr`` when the signature is WeChat's."""
+        try:
+            self._check_signature(query)
+        except Rejected as exc:
+            return self._reject(fields, exc)
+        echostr = query.get("echostr")
+        if echostr is None:
+            return self._reject(fields, Rejected(400, "echostr missing"))
+        fields["outcome"] = "verified"
+        return Answer(200, echostr)
+
+    async def receive_body(
+        self, query: Query, body: bytes, fields: dict[str, Any], arrived: float
+    ) -> Answer:
+        """A pushed message or event (``body``, read whole and within ``max_body_bytes``):
+        answer within the reply budget from ``arrived`` (the event loop's clock). ``fields``
+        takes the request log line's own fields."""
+        budget = self._config.reply_budget_seconds
+        deadline = arrived + budget
+        # The gate and the handler must be done by then; the rest is for answering.
+        work_deadline = deadline - min(ANSWER_SHARE, budget / 4)
+        try:
+            self._check_signature(query)
+            encrypted, xml = self._plaintext(query, body)
             parsed = parse_inbound(xml)
         except Rejected as exc:
-            return self._reject(request, exc)
+            return self._reject(fields, exc)
         except BadMessage as exc:
-            return self._reject(request, Rejected(400, str(exc)))
+            return self._reject(fields, Rejected(400, str(exc)))
 
         msg = parsed.inbound
         fields.update(type=msg.event or msg.kind, openid=mask_openid(msg.openid))
-        nonce = request.query["nonce"]
+        nonce = query["nonce"]
         if msg.kind == "unknown":
             log.warning(
                 "unknown message type answered with success", extra={"type": msg.event or msg.kind}
@@ -209,7 +244,7 @@ class Webhook:
             msg.question = OpenQuestion.loads(admission.question)
         msg.handoff = admission.handoff
         msg.not_understood = admission.not_understood
-        task = loop.create_task(self._dispatcher.dispatch(msg))
+        task = asyncio.get_running_loop().create_task(self._dispatcher.dispatch(msg))
         if not await _done_by(task, work_deadline):
             self._tasks.spawn(self._reply_later(task, msg), name=f"reply-later:{key}")
             self._gate.mark_async(key).add_done_callback(_log_unstored)
@@ -234,7 +269,7 @@ class Webhook:
                 raise Rejected(413, "body too large")
         return bytes(body)
 
-    def _check_signature(self, query: Any) -> None:
+    def _check_signature(self, query: Query) -> None:
         signature, timestamp, nonce = (query.get(k) for k in ("signature", "timestamp", "nonce"))
         if not (signature and timestamp and nonce):
             raise Rejected(403, "signature missing")
@@ -249,7 +284,7 @@ class Webhook:
         if skew > self._config.timestamp_tolerance_seconds:
             raise Rejected(403, "stale timestamp")
 
-    def _plaintext(self, query: Any, body: bytes) -> tuple[bool, str]:
+    def _plaintext(self, query: Query, body: bytes) -> tuple[bool, str]:
         try:
             reject_declarations(body)
         except BadMessage as exc:
@@ -281,7 +316,7 @@ class Webhook:
         encrypted: bool,
         nonce: str,
         deadline: float,
-    ) -> web.Response:
+    ) -> Answer:
         if earlier == PENDING:
             try:
                 earlier = await self._gate.wait_for_outcome(key, deadline)
@@ -301,19 +336,19 @@ class Webhook:
 
     def _answer(
         self, fields: dict[str, Any], outcome: str, xml_reply: str, encrypted: bool, nonce: str
-    ) -> web.Response:
+    ) -> Answer:
         fields["outcome"] = outcome
         self._metrics.count_message(fields.get("type", ""), outcome)
         if not xml_reply:
-            return web.Response(text=SUCCESS)
+            return Answer(200, SUCCESS)
         if encrypted and self._crypto is not None:
             xml_reply = self._crypto.seal(xml_reply, nonce, str(int(time.time())))
-        return web.Response(text=xml_reply, content_type="application/xml")
+        return Answer(200, xml_reply, XML)
 
-    def _reject(self, request: web.Request, rejected: Rejected) -> web.Response:
-        request[LOG_FIELDS]["outcome"] = f"rejected:{rejected.reason}"
+    def _reject(self, fields: dict[str, Any], rejected: Rejected) -> Answer:
+        fields["outcome"] = f"rejected:{rejected.reason}"
         self._metrics.count_message("", "rejected")
-        return web.Response(status=rejected.status, text=rejected.reason)
+        return Answer(rejected.status, rejected.reason)
 
     async def _reply_later(self, task: asyncio.Task[Reply | None], msg: Inbound) -> None:
         """Send a late reply as a customer-service message once the handler finishes: like
