@@ -6,6 +6,7 @@ import asyncio
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
@@ -86,3 +87,35 @@ def bot_config(tmp_path: Path, db_url: str, redis_url: str) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def http_post(request: SignedRequest, path: str = "/wechat", extra: str = "") -> bytes:
+    """``request`` as WeChat's HTTP/1.1 POST."""
+    head = (
+        f"POST {path}?{urlencode(request.params)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: text/xml\r\nContent-Length: {len(request.body)}\r\n{extra}\r\n"
+    )
+    return head.encode() + request.body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], str]:
+    """One HTTP/1.1 response with a Content-Length: status, headers (lower-case), body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *header_lines = head.decode().split("\r\n")[:-2]
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body.decode()
+
+
+async def exchange(port: int, raw: bytes, answers: int = 1) -> list[tuple[int, dict, str]]:
+    """Send ``raw`` on a new connection; the first ``answers`` responses (status, headers,
+    body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        return [await read_response(reader) for _ in range(answers)]
+    finally:
+        writer.close()

