@@ -52,6 +52,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("SQL (SQLAlchemy, aiosqlite, asyncpg)", ("sqlalchemy", "aiosqlite", "asyncpg")),
     ("handlers and dispatcher", ("handlers/", "messages/")),
     ("webhook's own code", ("bot/wechat/webhook.py", "bot/wechat/gate.py")),
+    ("webhook's listener (HTTP over httptools)", ("bot/wechat/listener.py", "httptools")),
     (
         "aiohttp (HTTP parse, request, response)",
         ("aiohttp/web_", "aiohttp/http", "aiohttp/streams", "aiohttp/helpers", "multidict", "yarl"),
