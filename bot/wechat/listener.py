@@ -35,6 +35,10 @@ PATH = b"/wechat"
 ROUTE = "/wechat"
 # Requests a client may have waiting on one connection before it is read no further.
 MAX_QUEUED = 32
+# A connection with nothing to answer is closed after this long without a byte (aiohttp's
+# keep-alive default). Slow senders are nginx's to absorb: it buffers a request before
+# passing it on.
+IDLE_SECONDS = 75.0
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
@@ -79,9 +83,15 @@ class WebhookListener:
     """The listening socket and its connections; ``start`` and ``stop`` from the app's life."""
 
     def __init__(
-        self, webhook: Webhook, lines: RequestLog, metrics: Metrics, max_body_bytes: int
+        self,
+        webhook: Webhook,
+        lines: RequestLog,
+        metrics: Metrics,
+        max_body_bytes: int,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self.webhook = webhook
+        self.idle_seconds = idle_seconds
         self.lines = lines
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -136,12 +146,14 @@ class _Connection(asyncio.Protocol):
         # A request could not be read to its end: nothing after it is read.
         self.broken = False
         self.loop = asyncio.get_running_loop()
+        self.idle: asyncio.TimerHandle | None = None
 
     # asyncio's side.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, though they are one.
         self.transport = cast(asyncio.Transport, transport)
         self.listener.connections.add(self)
+        self._wait_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         # What is being answered runs on (its outcome is stored for WeChat's retry); what was
@@ -149,8 +161,13 @@ class _Connection(asyncio.Protocol):
         self.listener.connections.discard(self)
         self.queue.clear()
         self.transport = None
+        if self.idle is not None:
+            self.idle.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
         if self.broken:
             return
         try:
@@ -219,6 +236,8 @@ class _Connection(asyncio.Protocol):
         finally:
             self.serving = None
         self.close_if_idle()
+        if self.current is None:
+            self._wait_idle()
 
     async def _answer(self, request: _Request) -> None:
         listener = self.listener
@@ -296,6 +315,10 @@ class _Connection(asyncio.Protocol):
             self.paused = True
         if self.serving is None:
             self.serving = self.loop.create_task(self._serve())
+
+    def _wait_idle(self) -> None:
+        if self.transport is not None and self.idle is None:
+            self.idle = self.loop.call_later(self.listener.idle_seconds, self.close)
 
     def close_if_idle(self) -> None:
         """Close the connection when it is stopping and nothing is left to answer."""

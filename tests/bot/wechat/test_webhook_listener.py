@@ -231,3 +231,29 @@ async def test_a_clean_stop_answers_what_has_arrived(held: Any) -> None:
     await stopping
     assert await reader.read() == b""
     writer.close()
+
+
+async def test_an_idle_connection_is_closed_and_a_busy_one_is_not() -> None:
+    webhook = _Held()
+    webhook.go.set()
+    listener = WebhookListener(
+        webhook,  # type: ignore[arg-type]  # a stand-in
+        RequestLog(),
+        Metrics(),
+        max_body_bytes=1024,
+        idle_seconds=1.0,
+    )
+    await listener.start("127.0.0.1", 0)
+    try:
+        silent_reader, silent = await asyncio.open_connection("127.0.0.1", listener.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        for n in range(3):  # each answer rearms the wait, each request cancels it
+            writer.write(_raw(f"request {n}"))
+            assert (await read_response(reader))[2] == f"request {n}"
+        assert await silent_reader.read() == b""  # closed without a request
+        assert await reader.read() == b""  # closed once idle after its answers
+        assert not listener.connections
+        silent.close()
+        writer.close()
+    finally:
+        await listener.stop()
