@@ -1,0 +1,102 @@
+"""bot/database.py's SQLiteWriters: one writing transaction at a time, in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.database import SQLiteWriters, _tune_sqlite
+
+
+@pytest.fixture
+async def writers(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, SQLiteWriters]]:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/writers.db")
+    event.listen(engine.sync_engine, "connect", _tune_sqlite)
+    watcher = SQLiteWriters(timeout=2.0)
+    watcher.watch(engine)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
+    try:
+        yield engine, watcher
+    finally:
+        await engine.dispose()
+
+
+async def _insert(engine: AsyncEngine, who: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (who) VALUES (:who)"), {"who": who})
+
+
+async def _until_waiting(watcher: SQLiteWriters, n: int) -> None:
+    """Until ``n`` writers wait on the watcher's lock (a writer waiting inside SQLite's busy
+    handler never counts: then this fails after 30 s)."""
+    async with asyncio.timeout(30):
+        while watcher.waiting < n:  # noqa: ASYNC110 - the watcher has no event to wait on
+            await asyncio.sleep(0)
+
+
+async def _rows(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text("SELECT who FROM t ORDER BY id"))).scalars())
+
+
+async def test_writers_queue_behind_the_one_writing_and_commit_in_arrival_order(
+    writers: tuple[AsyncEngine, SQLiteWriters],
+) -> None:
+    engine, watcher = writers
+    async with engine.connect() as first:
+        await first.execute(text("INSERT INTO t (who) VALUES ('first')"))
+        queued = []
+        for n, who in enumerate(("second", "third", "fourth"), start=1):
+            queued.append(asyncio.create_task(_insert(engine, who)))
+            await _until_waiting(watcher, n)  # each waits on the lock, not in SQLite
+        assert not any(task.done() for task in queued)
+        # A read is not held up by the writers (WAL): it sees what is committed.
+        assert await _rows(engine) == []
+        await first.commit()
+    await asyncio.gather(*queued)
+    assert await _rows(engine) == ["first", "second", "third", "fourth"]
+    assert watcher.waiting == 0
+
+
+@pytest.mark.parametrize("end", ["rollback", "close"])
+async def test_a_writer_that_gives_up_lets_the_next_one_write(
+    writers: tuple[AsyncEngine, SQLiteWriters], end: str
+) -> None:
+    engine, watcher = writers
+    conn = await engine.connect()
+    await conn.execute(text("INSERT INTO t (who) VALUES ('undone')"))
+    waiting = asyncio.create_task(_insert(engine, "next"))
+    await _until_waiting(watcher, 1)
+    if end == "rollback":
+        await conn.rollback()
+    await conn.close()  # back to the pool: its reset rolls back what was left open
+    await waiting
+    assert await _rows(engine) == ["next"]
+
+
+async def test_a_writer_waiting_too_long_fails_as_sqlite_would_and_leaks_nothing(
+    tmp_path: Path,
+) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/timeout.db")
+    event.listen(engine.sync_engine, "connect", _tune_sqlite)
+    watcher = SQLiteWriters(timeout=0.2)
+    watcher.watch(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
+        async with engine.connect() as holder:
+            await holder.execute(text("INSERT INTO t (who) VALUES ('holder')"))
+            with pytest.raises(OperationalError, match="database is locked"):
+                await _insert(engine, "late")
+            await holder.commit()
+        await _insert(engine, "after")
+        assert await _rows(engine) == ["holder", "after"]
+    finally:
+        await engine.dispose()
