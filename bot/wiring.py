@@ -45,6 +45,7 @@ from handlers.dispatcher import Dispatcher
 from handlers.inbound import Services
 from handlers.router import Router
 from handlers.understanding.pipeline import Understander
+from models.new_members import NewMembers
 from models.redemption_groups import Redemptions
 from scheduler.campaigns import CampaignDispatcher
 from scheduler.rating_questions import question_opener
@@ -128,10 +129,11 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     router = app[ROUTER]
     matcher = Understander.from_config(config.chat, config.programme)
     gate = InboundGate(app[PIPE], config.wechat.dedupe_ttl_seconds)
+    reader = read_only(app[ENGINE])
     services = Services(
         intents=matcher,
         sessions=app[SESSIONS],
-        reader=read_only(app[ENGINE]),
+        reader=reader,
         rules=config.programme,
         redis=app[REDIS],
         member_ids=gate,
@@ -150,6 +152,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         capabilities=tuple(dict.fromkeys(router.intents())),
         faq_answers={key: entry.answer for key, entry in config.chat.faq.items()},
         redemptions=Redemptions(app[SESSIONS]),
+        new_members=NewMembers(reader, app[SESSIONS]),
     )
     app[SERVICES] = services
     dispatcher = Dispatcher(router, services)
@@ -189,6 +192,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     await listener.stop()
     await tasks.close()
     await services.redemptions.close()
+    await services.new_members.close()
     # It flushes once more as it stops; what a failure leaves in Redis, the next process writes.
     stop.set()
     await asyncio.gather(flushing, learning)

@@ -8,8 +8,6 @@ from handlers.inbound import Inbound, Services
 from handlers.router import Declined, Router
 from messages import chat_copy
 from messages.replies import Reply, TextReply
-from models.base import on_its_own
-from models.members import ensure_member_id, member_id_for
 
 # Events that are not a member talking to us, or whose handler manages the member itself.
 _NO_MEMBER_EVENTS = frozenset(
@@ -71,15 +69,6 @@ class Dispatcher:
                 parts.append(answer.text)
         return TextReply(chat_copy.SEPARATOR.join(parts))
 
-    async def _new_member(self, msg: Inbound) -> tuple[int, bool]:
-        """Create the member of a first message on its own, committed before the handler
-        runs: in the message's unit of work, SQLite's write lock was held through the whole
-        handler, and concurrent first messages queued behind it for up to a second; on
-        PostgreSQL the insert is one autocommit statement (no BEGIN or COMMIT round trip).
-        The row stands whatever the handler then does, as it would on a retry."""
-        async with on_its_own(self.services.sessions) as session:
-            return await ensure_member_id(session, msg.openid, msg.sent_at)
-
     async def dispatch(self, msg: Inbound) -> Reply | None:
         """The reply to ``msg`` (None: nothing to say), after its side effects are committed.
 
@@ -91,10 +80,13 @@ class Dispatcher:
         known = msg.member_id
         try:
             if known is None and (msg.kind != "event" or msg.event not in _NO_MEMBER_EVENTS):
-                async with msg.reading() as connection:
-                    msg.member_id = await member_id_for(connection, msg.openid)
-                if msg.member_id is None:
-                    msg.member_id, msg.new_member = await self._new_member(msg)
+                # Found, or created for a first message, on its own and committed before the
+                # handler runs (grouped with other such messages: models/new_members.py). In
+                # the message's unit of work, SQLite's write lock was held through the whole
+                # handler. The row stands whatever the handler then does, as on a retry.
+                msg.member_id, msg.new_member = await self.services.new_members.member_id(
+                    msg.openid, msg.sent_at
+                )
             try:
                 reply = await self._answer(msg)
             except Declined:

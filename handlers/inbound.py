@@ -20,6 +20,7 @@ from handlers.understanding.pipeline import Understander, Understanding
 from models.conversations import QueuePriority
 from models.ledger import PointsSummary
 from models.members import Member
+from models.new_members import NewMembers
 from models.ratings import OpenQuestion
 from models.redemption_groups import Redemptions
 from models.referrals import Share
@@ -105,6 +106,8 @@ class Services:
     handoffs: HandoffDesk
     # The chat's redemptions (「确认」), grouped per item on PostgreSQL.
     redemptions: Redemptions
+    # The members of messages the gate has no member id for, found or created in groups.
+    new_members: NewMembers
     # "console": people answer in /console/; "wechat": WeChat's own customer-service system.
     handoff_mode: str = "console"
     # When people answer (local times); outside them a member is told when they will.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -69,17 +69,6 @@ class Member(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-_MEMBER_ID = select(Member.__table__.c.id).where(
-    Member.__table__.c.openid == bindparam("openid", type_=String)
-)
-
-
-async def member_id_for(connection: AsyncConnection, openid: str) -> int | None:
-    """The id of the member with this openid, or None (a prebuilt Core statement: it runs for
-    every first message after the cached id expires)."""
-    return (await connection.execute(_MEMBER_ID, {"openid": openid})).scalar_one_or_none()
-
-
 async def find_member(session: AsyncSession, openid: str) -> Member | None:
     """The member with this openid, or None for a follower the programme has not seen yet."""
     return await session.scalar(select(Member).where(Member.openid == openid))
@@ -115,31 +104,53 @@ async def ensure_member(session: AsyncSession, openid: str, at: datetime) -> Mem
     return await session.scalar(select(Member).where(Member.openid == openid))
 
 
-async def ensure_member_id(session: AsyncSession, openid: str, at: datetime) -> tuple[int, bool]:
-    """``ensure_member``'s id without loading the row, and whether this call created it: for a
-    first message, whose handler mostly needs no more (a member created just now has nothing
-    on record: no points, coupons or orders, the tier ``NEW_MEMBER_TIER``). One statement when
-    the member is new (an insert that returns the id, or nothing when a concurrent first
-    message inserted it first), two when it was not."""
-    insert = dialect_insert(session)
+_MEMBER_IDS = select(Member.__table__.c.openid, Member.__table__.c.id).where(
+    Member.__table__.c.openid.in_(bindparam("openids", expanding=True))
+)
+
+
+async def member_ids_for(
+    connection: AsyncConnection | AsyncSession, openids: Collection[str]
+) -> dict[str, int]:
+    """The ids of those of ``openids`` who are members, by openid (one statement)."""
+    rows = await connection.execute(_MEMBER_IDS, {"openids": list(openids)})
+    return {openid: member_id for openid, member_id in rows}
+
+
+async def create_members(
+    session: AsyncSession, first: Mapping[str, datetime]
+) -> dict[str, tuple[int, bool]]:
+    """Create the members of first messages (openid → the message's time) in one statement:
+    each one's id, and whether this call created it (not when a first message elsewhere did
+    meanwhile). A member created so has nothing on record: no points, coupons or orders, the
+    tier ``NEW_MEMBER_TIER``; its handler mostly needs no more."""
+    if not first:
+        return {}
     table = Member.__table__
     # On the table, not the class: the ORM's bulk-insert path cost more than the insert.
     stmt = (
-        insert(table)
+        dialect_insert(session)(table)
         .values(
-            openid=openid,
-            subscribed=True,
-            subscribed_at=None,
-            last_interaction_at=at,
-            created_at=at,
+            [
+                {
+                    "openid": openid,
+                    "subscribed": True,
+                    "subscribed_at": None,
+                    "last_interaction_at": at,
+                    "created_at": at,
+                }
+                for openid, at in first.items()
+            ]
         )
         .on_conflict_do_nothing(index_elements=[table.c.openid])
-        .returning(table.c.id)
+        .returning(table.c.openid, table.c.id)
     )
-    member_id = (await session.execute(stmt)).scalar_one_or_none()
-    if member_id is not None:
-        return member_id, True
-    return (await session.execute(_MEMBER_ID, {"openid": openid})).scalar_one(), False
+    created = {openid: member_id for openid, member_id in await session.execute(stmt)}
+    others = await member_ids_for(session, [o for o in first if o not in created])
+    return {
+        openid: (created[openid], True) if openid in created else (others[openid], False)
+        for openid in first
+    }
 
 
 async def record_unsubscribe(session: AsyncSession, openid: str, at: datetime) -> bool:

@@ -8,27 +8,26 @@ machine (bench/README.md, redemption), a call cost PostgreSQL 0.7 ms of CPU when
 2.4 ms when 32 waited on the row together, and the database's core became the limit. A group
 takes the row once and pays one round trip, one statement and one commit for all its members.
 
-One call per item is in flight from this process at a time. The first confirmation goes at
-once (nothing waits when it is quiet); those arriving meanwhile go as the next call, at most
-``GROUP_SIZE`` together. A caller cancelled before its group is sent is left out; once sent,
-its redemption stands (as a statement already sent would). Each member's redemption is
-checked, answered and, if it fails, undone on its own: a group writes and answers what its
-members would alone, one after another (tests/models/test_rewards_in_db.py compares every row;
-tests/models/test_redemption_groups.py the grouping itself).
+One call per item is in flight from this process at a time (models/call_groups.py). The first
+confirmation goes at once (nothing waits when it is quiet); those arriving meanwhile go as the
+next call, at most ``GROUP_SIZE`` together. A caller cancelled before its group is sent is left
+out; once sent, its redemption stands (as a statement already sent would). Each member's
+redemption is checked, answered and, if it fails, undone on its own: a group writes and answers
+what its members would alone, one after another (tests/models/test_rewards_in_db.py compares
+every row; tests/models/test_redemption_groups.py the grouping itself).
 
 SQLite has no such function and one writer at a time: there ``redeem`` runs alone.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.base import driver_on_its_own, on_postgresql, points_committed
+from models.call_groups import CallGroups
 from models.redemption import (
     RecordColumns,
     Redeemed,
@@ -50,6 +49,7 @@ _REDEEM_REWARDS = (
     " $5::timestamptz[], $6::timestamptz[], $7::bigint[], $8::text[], $9::text[], $10::text[],"
     " $11::int[], $12::text[], $13::text) ORDER BY slot"
 )
+Answer = Redeemed | Refusal
 # redeem_reward's parameters that differ between the members of a group, in the call's order.
 _PER_MEMBER = (
     "key",
@@ -66,25 +66,16 @@ class RedemptionFailed(RuntimeError):
     """PostgreSQL failed one member's redemption in a group (undone; the others stand)."""
 
 
-@dataclass
-class _Waiting:
-    params: dict[str, Any]
-    answer: asyncio.Future[Redeemed | Refusal]
-
-
-@dataclass
-class _Item:
-    waiting: list[_Waiting] = field(default_factory=list)
-    sending: asyncio.Task[None] | None = None
-
-
 class Redemptions:
     """The chat's redemptions for one process (wired by the app factory): grouped per item on
     PostgreSQL, alone on SQLite. ``close`` waits for the groups on their way."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._items: dict[int, _Item] = {}
+        # The rules travel with each call: a group's members were all asked under them.
+        self._groups: CallGroups[int, tuple[ProgrammeRules, dict[str, Any]], Answer] = CallGroups(
+            self._send_group, GROUP_SIZE
+        )
 
     async def redeem(
         self,
@@ -108,51 +99,22 @@ class Redemptions:
                 expected_points=expected_points,
             )
         params = redeem_reward_params(rules, member_id, item_id, key, now, expected_points)
-        waiting = _Waiting(params, asyncio.get_running_loop().create_future())
-        item = self._items.setdefault(item_id, _Item())
-        item.waiting.append(waiting)
-        if item.sending is None:
-            item.sending = asyncio.create_task(self._send(rules, item_id, item))
-        return await waiting.answer
+        return await self._groups.call(item_id, (rules, params))
 
     async def close(self) -> None:
         """Wait for every group on its way (their members are answered)."""
-        sending = [item.sending for item in self._items.values() if item.sending is not None]
-        await asyncio.gather(*sending, return_exceptions=True)
+        await self._groups.close()
 
-    async def _send(self, rules: ProgrammeRules, item_id: int, item: _Item) -> None:
-        try:
-            while item.waiting:
-                group = [w for w in item.waiting[:GROUP_SIZE] if not w.answer.done()]
-                del item.waiting[:GROUP_SIZE]
-                if group:
-                    await self._send_group(rules, item_id, group)
-        finally:
-            # Cancelled (the process stopping): nobody is left waiting for an answer.
-            for waiting in item.waiting:
-                waiting.answer.cancel()
-            item.waiting.clear()
-            item.sending = None
-            if self._items.get(item_id) is item:
-                del self._items[item_id]
-
-    async def _send_group(self, rules: ProgrammeRules, item_id: int, group: list[_Waiting]) -> None:
-        try:
-            rows = await _redeem_group(self._sessions, item_id, [w.params for w in group])
-        except Exception as error:  # noqa: BLE001 - each caller raises it
-            for waiting in group:
-                _settle(waiting.answer, error=error)
-            return
-        except BaseException:
-            for waiting in group:
-                waiting.answer.cancel()
-            raise
+    async def _send_group(
+        self, item_id: int, group: list[tuple[ProgrammeRules, dict[str, Any]]]
+    ) -> list[Answer | Exception]:
+        rows = await _redeem_group(self._sessions, item_id, [params for _, params in group])
         answered = list(zip(group, rows, strict=True))
-        redeemed = [w.params["member_id"] for w, row in answered if row.outcome == "redeemed"]
+        redeemed = [p["member_id"] for (_, p), row in answered if row.outcome == "redeemed"]
         if redeemed:
             points_committed(self._sessions, redeemed)
-        for waiting, row in answered:
-            params = waiting.params
+        answers: list[Answer | Exception] = []
+        for (rules, params), row in answered:
             try:
                 if row.outcome == "code_taken":
                     # Another coupon already has the code drawn: this member again, alone, as
@@ -171,24 +133,10 @@ class Redemptions:
                 else:
                     answer = outcome_of(row, params["member_id"], params["key"])
             except Exception as error:  # noqa: BLE001 - the caller raises it
-                _settle(waiting.answer, error=error)
+                answers.append(error)
             else:
-                _settle(waiting.answer, answer)
-
-
-def _settle(
-    future: asyncio.Future[Redeemed | Refusal],
-    answer: Redeemed | Refusal | None = None,
-    *,
-    error: Exception | None = None,
-) -> None:
-    if future.done():  # the caller was cancelled meanwhile: its redemption stands regardless
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        assert answer is not None
-        future.set_result(answer)
+                answers.append(answer)
+        return answers
 
 
 async def _redeem_group(
