@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,36 +198,51 @@ def test_an_embedded_redis_already_gone_is_cleaned_up_without_signals(
     assert not (tmp_path / "redis.db.settings").exists()
 
 
-async def test_serve_with_the_embedded_redis_stops_cleanly_and_leaves_no_redis(
-    tmp_path: Path,
-) -> None:
-    # What `make run` does, twice: serve until Ctrl-C, on the embedded defaults.
+def _embedded_config(tmp_path: Path, server: str = "") -> Path:
+    """A configuration on the embedded defaults (SQLite and Redis in ``tmp_path``), migrated;
+    ``server``: lines of its [server] table."""
     config = tmp_path / "bot.toml"
     config.write_text(
         f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
-        f'[api]\ntoken = "{API_TOKEN}"\n'
+        f'[api]\ntoken = "{API_TOKEN}"\n[server]\n{server}\n'
         f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/bot.db"\n'
         f'[redis]\nembedded_path = "{tmp_path}/redis.db"\n',
         encoding="utf-8",
     )
+    return config
+
+
+@contextlib.asynccontextmanager
+async def _serving(config: Path, port: int) -> AsyncIterator[None]:
+    """``serve --port port`` until the block ends (healthy when it starts), then Ctrl-C; it
+    must exit 0. Stopped whether the block passes or fails."""
     code, _, err = await run_bot(config, "migrate")
     assert code == 0, err
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bot", "--config", str(config), "serve", "--port", str(port)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        assert await _health(port) == 200
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+
+
+async def test_serve_with_the_embedded_redis_stops_cleanly_and_leaves_no_redis(
+    tmp_path: Path,
+) -> None:
+    # What `make run` does, twice: serve until Ctrl-C, on the embedded defaults.
+    config = _embedded_config(tmp_path)
     for _ in range(2):
         port = free_port()
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "bot", "--config", str(config), "serve", "--port", str(port)),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        try:
-            assert await _health(port) == 200
+        async with _serving(config, port):
             pid = _embedded_pid(tmp_path / "redis.db.settings")
-        finally:
-            process.send_signal(signal.SIGINT)
-            _, err = await asyncio.wait_for(process.communicate(), timeout=60)
-        assert process.returncode == 0, err.decode()
         assert not _running(pid)
         assert "redis.db.settings" not in _names(tmp_path)
 
@@ -240,32 +256,11 @@ async def test_serve_answers_wechat_on_its_own_port_under_uvloop(tmp_path: Path)
     # The served process runs uvloop, whose transports are not asyncio's classes; the
     # listener's tests in tests/bot/wechat run on the test's asyncio loop.
     port, webhook_port = free_port(), free_port()
-    config = tmp_path / "bot.toml"
-    config.write_text(
-        f'[wechat]\nappid = "{APPID}"\nsecret = "{SECRET}"\ntoken = "{TOKEN}"\n'
-        f'[api]\ntoken = "{API_TOKEN}"\n[server]\nwebhook_port = {webhook_port}\n'
-        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/bot.db"\n'
-        f'[redis]\nembedded_path = "{tmp_path}/redis.db"\n',
-        encoding="utf-8",
-    )
-    code, _, err = await run_bot(config, "migrate")
-    assert code == 0, err
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "bot", "--config", str(config), "serve", "--port", str(port)),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        assert await _health(port) == 200  # the listener starts before the app's port
+    config = _embedded_config(tmp_path, f"webhook_port = {webhook_port}")
+    async with _serving(config, port):  # the listener starts before the app's port
         request = PLAIN.sign(PLAIN.text("o_uvloop_00001", "帮助"))
         [(status, _, body)] = await exchange(webhook_port, http_post(request))
         assert status == 200
         reply = PLAIN.read_reply(body, request)
         assert reply is not None
         assert reply["Content"].startswith("您好")
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, err.decode()
