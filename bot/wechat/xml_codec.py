@@ -4,7 +4,7 @@ Both run once per message, so both avoid wechatpy's general machinery (xmltodict
 fields) for what WeChat actually sends and what we answer most: the parse reads the flat
 message with ElementTree's C parser as wechatpy's ``parse_message`` would (its tables of known
 types, its renames), text and image replies are one template each. wechatpy still does the
-signature, the encryption and the rarer news reply.
+URL signature and the rarer news reply; safe mode's envelope is bot/wechat/safe_mode.py's.
 """
 
 from __future__ import annotations
