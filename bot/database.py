@@ -34,6 +34,27 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _roll_back_only_what_is_open(engine: AsyncEngine) -> None:
+    """Send a rollback to aiosqlite's thread only when the connection has a transaction open.
+
+    SQLAlchemy rolls back every connection that closes or goes back to the pool. SQLite starts
+    no transaction for a SELECT, so after a read (most of the webhook's statements) there is
+    nothing to roll back: sqlite3 would skip the ROLLBACK itself, after a hop to the thread and
+    back that was one of the five a read cost. ``in_transaction`` is sqlite3's own flag."""
+    dialect = engine.sync_engine.dialect
+    roll_back = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            idle = not dbapi_connection.driver_connection.in_transaction
+        except Exception:  # noqa: BLE001 - closed or broken: let the rollback find out
+            idle = False
+        if not idle:
+            roll_back(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
 _HOLDS = "sqlite_writer"
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
@@ -111,6 +132,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        _roll_back_only_what_is_open(engine)
         SQLiteWriters().watch(engine)
         return engine
     kwargs.setdefault("pool_size", 10)

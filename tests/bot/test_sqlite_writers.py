@@ -1,17 +1,20 @@
-"""bot/database.py's SQLiteWriters: one writing transaction at a time, in arrival order."""
+"""bot/database.py on SQLite: one writing transaction at a time, in arrival order
+(SQLiteWriters), and rollbacks only of what is open."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.database import SQLiteWriters, _tune_sqlite
+from bot.database import SQLiteWriters, _tune_sqlite, create_engine
 
 
 @pytest.fixture
@@ -98,5 +101,33 @@ async def test_a_writer_waiting_too_long_fails_as_sqlite_would_and_leaks_nothing
             await holder.commit()
         await _insert(engine, "after")
         assert await _rows(engine) == ["holder", "after"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_sends_no_rollback_and_an_open_write_is_still_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bot/database.py rolls back only what is open: a read's connection goes back to the pool
+    without a rollback sent to aiosqlite's thread; a write left uncommitted is undone."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/reads.db")
+    sent: list[str] = []
+    execute = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(getattr(fn, "__name__", ""))
+        return await execute(self, fn, *args, **kwargs)
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT count(*) FROM t"))
+        assert "rollback" not in sent
+        async with engine.connect() as conn:
+            await conn.execute(text("INSERT INTO t (who) VALUES ('left open')"))
+        assert sent[-1] == "rollback"
+        assert await _rows(engine) == []
     finally:
         await engine.dispose()
