@@ -28,9 +28,11 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # A command unanswered this long means the server or the link is stuck: drop the connection so
-# every waiting request fails fast. The webhook does not wait this long: it gives each command a
-# deadline inside its reply budget.
-COMMAND_TIMEOUT = 2.0
+# every waiting request fails fast. Longer than any wait a caller chose: the webhook gives each
+# command a deadline inside its reply budget (under WeChat's 5 s), and dropping the connection
+# earlier failed every request on it. At 2 s, a Redis that stalled between 2 s and the budget
+# (a busy machine) made the webhook answer a whole burst "busy", and template receipts were lost.
+COMMAND_TIMEOUT = 5.0
 # How long a command nobody waits for (``post``) may wait for one that someone does, to leave in
 # the same write: every write wakes Redis, which on a shared core takes the CPU from this process.
 LINGER = 0.002

@@ -251,3 +251,20 @@ async def test_close_waits_for_a_posted_command_whatever_was_sent_after_it(redis
     assert posted.done()
     assert posted.exception() is None
     assert await redis.get("kept") == b"1"
+
+
+async def test_a_stall_shorter_than_the_callers_deadline_is_waited_out(redis: Redis) -> None:
+    """A Redis that stops answering for 2.5 s (a busy machine) is slow, not stuck: commands
+    whose deadline lies beyond the stall get their replies (the watchdog dropped the connection
+    at 2 s, failing every command on it, deadline or not)."""
+    pipe = RedisPipe.like(redis)
+    await redis.set("stalled", "x")
+    await pipe.execute("PING")  # connected before the pause
+    loop = asyncio.get_running_loop()
+    await redis.execute_command("CLIENT", "PAUSE", 2500, "ALL")
+    deadline = loop.time() + 4.5
+    replies = await asyncio.gather(
+        *(pipe.execute("GET", "stalled", deadline=deadline) for _ in range(25))
+    )
+    assert replies == [b"x"] * 25
+    await pipe.close()
