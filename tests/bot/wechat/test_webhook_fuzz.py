@@ -28,7 +28,9 @@ from tests.conftest import make_config
 from tests.helpers import PLAIN, STREAMS
 
 EXAMPLES = 150
-# A rejected request must be cheap: no parse bombs, no slow paths.
+# A rejected request must be cheap: no parse bombs, no slow paths. Counted in this process's CPU
+# time (the app runs in it), which a busy machine's stalls do not inflate: a refusal once took
+# 2.5 s of wall time in a full run, on a machine that stalled.
 ANSWER_WITHIN = 1.0
 # A message that is still well formed is answered as any member's: within what WeChat waits
 # (a first message creates the member, which on a busy machine can take over a second).
@@ -66,22 +68,24 @@ def _post(
     body: bytes,
     params: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
-) -> tuple[int, str, float]:
+) -> tuple[int, str, float, float]:
+    """Status, text, wall time and this process's CPU time of one request."""
+
     async def send() -> tuple[int, str]:
         response = await client.post(
             "/wechat", params=params or PLAIN.sign("").params, data=body, headers=headers
         )
         return response.status, await response.text()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     status, text = loop.run_until_complete(send())
-    return status, text, time.perf_counter() - started
+    return status, text, time.perf_counter() - started, time.process_time() - cpu
 
 
-def _refused_quietly(status: int, text: str, elapsed: float) -> None:
+def _refused_quietly(status: int, text: str, _elapsed: float, cpu: float) -> None:
     assert status < 500, text
     assert status >= 400 or text in ("", "success"), (status, text[:200])
-    assert elapsed < ANSWER_WITHIN
+    assert cpu < ANSWER_WITHIN
 
 
 def _truncations() -> st.SearchStrategy[bytes]:
@@ -134,10 +138,13 @@ def _check_garbage(loop: asyncio.AbstractEventLoop, client: TestClient, body: by
 def _check_mutations(loop: asyncio.AbstractEventLoop, client: TestClient, body: bytes) -> None:
     # One byte changed may still leave a well-formed message from some member, which is
     # answered; anything else is refused. Never a 5xx, never slow.
-    status, text, elapsed = _post(loop, client, body)
+    status, text, elapsed, cpu = _post(loop, client, body)
     assert status < 500, text
     assert status >= 400 or text in ("", "success") or text.startswith("<xml>"), text[:200]
-    assert elapsed < (ANSWER_WITHIN if status >= 400 else WECHAT_WAITS)
+    if status >= 400:
+        assert cpu < ANSWER_WITHIN
+    else:
+        assert elapsed < WECHAT_WAITS
 
 
 def test_correctly_signed_garbage_is_refused_and_writes_nothing(
@@ -173,10 +180,10 @@ def _check_signatures(
 ) -> None:
     stamp = int(time.time()) + (age if ahead else -age)
     stale = PLAIN.sign(GOOD, timestamp=max(stamp, 1))
-    status, text, _ = _post(loop, client, stale.body, stale.params)
+    status, text, *_ = _post(loop, client, stale.body, stale.params)
     assert status == 403, (status, text)
     forged = {**PLAIN.sign(GOOD).params, "signature": signature}
-    status, text, _ = _post(loop, client, GOOD.encode(), forged)
+    status, text, *_ = _post(loop, client, GOOD.encode(), forged)
     assert status == 403, (status, text)
 
 
@@ -201,7 +208,7 @@ def _check_chat(loop: asyncio.AbstractEventLoop, client: TestClient, text: str) 
     xml = PLAIN.text(f"o_fuzz_{secrets.token_hex(6)}", text.replace("]]>", ""))
     signed = PLAIN.sign(xml)
     late_before = client.app[wiring.METRICS].webhook_messages.labels("text", "async")._value.get()
-    status, body, _ = _post(loop, client, signed.body, signed.params)
+    status, body, *_ = _post(loop, client, signed.body, signed.params)
     assert status in (200, 400), (status, body[:200])  # 400: characters XML cannot carry
     if status == 200:
         reply = PLAIN.read_reply(body, signed)
