@@ -6,14 +6,18 @@ Inbound, or a refusal where it refused. The oracle below is the parse the webhoo
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from xml.parsers.expat import ExpatError
 
 import pytest
 import xmltodict
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from wechatpy import parse_message
 
+from bot.wechat import xml_codec
 from bot.wechat.xml_codec import BadMessage, Parsed, parse_inbound, render_reply
 from handlers.inbound import Inbound
 from messages import replies
@@ -166,3 +170,58 @@ def test_render_gives_what_wechat_reads(reply: replies.Reply) -> None:
         case replies.TransferToCustomerService(kf_account=kf):
             assert fields["MsgType"] == "transfer_customer_service"
             assert (fields.get("TransInfo") or {}).get("KfAccount") == kf
+
+
+# Pieces a message is built of: WeChat's own (plain text, one CDATA section, empty), mostly,
+# and every form the patterns must leave to ElementTree, so that each example has something to
+# get wrong. Characters XML reads otherwise (\r, entities, "]]>", forbidden ones) are mixed in.
+_NAMES = st.sampled_from(["Content", "MsgType", "MsgId", "Content", "A.b", "x-1", "_y", "中文"])
+_ORDINARY = [*"ab积分 \t\n>]", "\u3000"]
+_UNLIKE = ["\r", "&", "<", "\x01", "&amp;", "]]>", "\ud800"]
+_TEXT = st.one_of(
+    st.lists(st.sampled_from(_ORDINARY), max_size=8),
+    st.lists(st.sampled_from(_ORDINARY + _UNLIKE), max_size=8),
+).map("".join)
+_WECHAT_CHILD = st.one_of(
+    st.builds(lambda n, t: f"<{n}>{t}</{n}>", _NAMES, _TEXT),
+    st.builds(lambda n, t: f"<{n}><![CDATA[{t}]]></{n}>", _NAMES, _TEXT),
+)
+_OTHER_CHILD = st.one_of(
+    st.builds(lambda n, t: f"<{n}> <![CDATA[{t}]]></{n}>", _NAMES, _TEXT),
+    st.builds(lambda n, a, b: f"<{n}><![CDATA[{a}]]><![CDATA[{b}]]></{n}>", _NAMES, _TEXT, _TEXT),
+    st.builds(lambda n: f"<{n}/>", _NAMES),
+    st.builds(lambda n, t: f'<{n} a="1">{t}</{n}>', _NAMES, _TEXT),
+    st.builds(lambda n, t: f"<{n}><b>{t}</b></{n}>", _NAMES, _TEXT),
+    st.builds(lambda t: f"<!--{t}-->", _TEXT),
+    st.builds(lambda n, t: f"<{n}>{t}</{n}x>", _NAMES, _TEXT),
+    _TEXT,
+)
+_SPACE = st.sampled_from(["", "", "", " ", "\n  ", "\r\n", "\t", "\u3000"])
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> str:
+    children = []
+    for _ in range(draw(st.integers(0, 6))):
+        other = draw(st.integers(0, 5)) == 0
+        children.append(draw(_SPACE) + draw(_OTHER_CHILD if other else _WECHAT_CHILD))
+    head = draw(st.sampled_from(["<xml>"] * 4 + [" <xml>", '<?xml version="1.0"?><xml>', "<xm>"]))
+    tail = draw(st.sampled_from(["</xml>"] * 4 + ["</xml>\n", "</xml>junk", "", "</xm>"]))
+    return head + "".join(children) + draw(_SPACE) + tail
+
+
+@given(_documents())
+@settings(max_examples=3000, deadline=None)
+def test_the_patterns_read_a_message_as_elementtree_or_leave_it_to_it(xml: str) -> None:
+    flat = xml_codec._flat_fields(xml)
+    event("read by the patterns" if flat is not None else "left to ElementTree")
+    if flat is not None:
+        assert flat == xml_codec._tree_fields(xml)
+
+
+def test_wechats_own_layout_is_read_by_the_patterns() -> None:
+    # The everyday message, as WeChat sends it (and as WECHAT.md shows it, with line breaks).
+    assert xml_codec._flat_fields(MESSAGES[0]) == xml_codec._tree_fields(MESSAGES[0])
+    spaced = re.sub(r"(</\w+>|<xml>)", r"\1\n  ", MESSAGES[0])
+    assert xml_codec._flat_fields(spaced) == xml_codec._tree_fields(spaced)
+    assert xml_codec._flat_fields(MESSAGES[0])["Content"] == "积分"
