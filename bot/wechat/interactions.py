@@ -19,16 +19,22 @@ from models.members import record_interactions
 
 log = logging.getLogger(__name__)
 
-# Remove an entry only if no newer interaction arrived while we were writing it.
+# Remove an entry only if no newer interaction arrived while we were writing it. Two commands
+# for the whole batch (ZMSCORE needs Redis 6.2), not two per member: Redis's cost is mostly the
+# commands it runs. A batch is at most a few thousand members, well inside what ``unpack``
+# can spread.
 _REMOVE_IF_UNCHANGED = LuaScript("""
-local removed = 0
-for i = 1, #ARGV, 2 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+local members = {}
+for i = 1, #ARGV, 2 do members[#members + 1] = ARGV[i] end
+local scores = redis.call('ZMSCORE', KEYS[1], unpack(members))
+local unchanged = {}
+for i, score in ipairs(scores) do
+  if score and tonumber(score) == tonumber(ARGV[2 * i]) then
+    unchanged[#unchanged + 1] = members[i]
   end
 end
-return removed
+if #unchanged == 0 then return 0 end
+return redis.call('ZREM', KEYS[1], unpack(unchanged))
 """)
 
 
