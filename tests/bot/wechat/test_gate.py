@@ -77,7 +77,8 @@ async def test_the_admission_carries_the_members_state_and_keeps_its_id(
         2,
         b'{"redeem":1}',
     )
-    assert known.points is not None and known.points.member_id == 42
+    assert known.points is not None
+    assert known.points.member_id == 42
     # A member who writes keeps their id cached for another week.
     assert await redis.ttl(f"member:id:{OPENID}") > MEMBER_ID_TTL - 5
     # WeChat's retry of the same message finds the first attempt still working.
