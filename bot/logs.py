@@ -30,12 +30,16 @@ def mask_openid(openid: str) -> str:
 
 
 def _format_value(value: Any) -> str:
-    if isinstance(value, int | float):
+    # Strings first, and a tuple for isinstance: this runs for every field of every line.
+    if type(value) is str:
+        text = value
+    elif isinstance(value, (int, float)):  # noqa: UP038 - a union type is slower here
         return str(value)
-    text = str(value)
-    if not text or _NEEDS_QUOTES.search(text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return text
+    else:
+        text = str(value)
+    if text and _NEEDS_QUOTES.search(text) is None:
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -66,7 +70,8 @@ class LogfmtFormatter(logging.Formatter):
             f"ts={self._timestamp(created)}.{millis:03d}Z level={level} logger={logger} "
             f"msg={_format_value(msg)}"
         )
-        parts = [head, *(f"{key}={_format_value(value)}" for key, value in fields.items())]
+        parts = [head]
+        parts += [f"{key}={_format_value(value)}" for key, value in fields.items()]
         # One pass over the whole line: no field, message or traceback escapes the mask.
         return mask_phone_numbers(" ".join(parts))
 

@@ -11,16 +11,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from bot import wiring
 from bot.logs import LogfmtFormatter
 from bot.metrics import Metrics
 from bot.request_log import RequestLog
-from bot.wechat.listener import WebhookListener
+from bot.wechat.listener import WebhookListener, _query
 from bot.wechat.webhook import Answer
 from bot.wechat.webhook_client import SignedRequest
 from tests.conftest import AES_KEY
@@ -257,3 +259,18 @@ async def test_an_idle_connection_is_closed_and_a_busy_one_is_not() -> None:
         writer.close()
     finally:
         await listener.stop()
+
+
+@given(
+    st.lists(
+        st.sampled_from(["signature=ab12", "nonce=42", "&", "=", "a=1=2", "x", "%E7%A7%AF", "+"])
+        | st.text(alphabet="ab=&%+;2F\u00e9", max_size=8),
+        max_size=6,
+    ).map("&".join)
+)
+@settings(max_examples=500, deadline=None)
+def test_the_query_is_read_as_parse_qsl_reads_it(query: str) -> None:
+    expected: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        expected.setdefault(key, value)
+    assert _query(query.encode("latin-1")) == expected
