@@ -156,14 +156,17 @@ class _Connection(asyncio.Protocol):
         # A request could not be read to its end: nothing after it is read.
         self.broken = False
         self.loop = asyncio.get_running_loop()
+        # One idle timer a connection, re-armed when it fires: a timer made and cancelled per
+        # request cost more than the rest of the connection's bookkeeping.
         self.idle: asyncio.TimerHandle | None = None
+        self.active_at = self.loop.time()
 
     # asyncio's side.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, though they are one.
         self.transport = cast(asyncio.Transport, transport)
         self.listener.connections.add(self)
-        self._wait_idle()
+        self.idle = self.loop.call_later(self.listener.idle_seconds, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # What is being answered runs on (its outcome is stored for WeChat's retry); what was
@@ -175,9 +178,7 @@ class _Connection(asyncio.Protocol):
             self.idle.cancel()
 
     def data_received(self, data: bytes) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-            self.idle = None
+        self.active_at = self.loop.time()
         if self.broken:
             return
         try:
@@ -245,9 +246,8 @@ class _Connection(asyncio.Protocol):
                     return
         finally:
             self.serving = None
+        self.active_at = self.loop.time()
         self.close_if_idle()
-        if self.current is None:
-            self._wait_idle()
 
     async def _answer(self, request: _Request) -> None:
         listener = self.listener
@@ -326,9 +326,21 @@ class _Connection(asyncio.Protocol):
         if self.serving is None:
             self.serving = self.loop.create_task(self._serve())
 
-    def _wait_idle(self) -> None:
-        if self.transport is not None and self.idle is None:
-            self.idle = self.loop.call_later(self.listener.idle_seconds, self.close)
+    def _check_idle(self) -> None:
+        """Close the connection once it has had nothing to read or answer for ``idle_seconds``
+        (a request half received is not idle: slow senders are nginx's); else look again
+        when that could first be true."""
+        self.idle = None
+        if self.transport is None:
+            return
+        wait = self.listener.idle_seconds
+        if self.serving is None and not self.queue and self.current is None:
+            quiet = self.loop.time() - self.active_at
+            if quiet >= wait:
+                self.close()
+                return
+            wait -= quiet
+        self.idle = self.loop.call_later(wait, self._check_idle)
 
     def close_if_idle(self) -> None:
         """Close the connection when it is stopping and nothing is left to answer."""

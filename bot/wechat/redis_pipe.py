@@ -49,8 +49,13 @@ class LuaScript:
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        # (sent at, reply, the timer of its deadline), in the order the commands were sent.
-        self.waiting: deque[tuple[float, asyncio.Future[Any], asyncio.TimerHandle | None]] = deque()
+        # (sent at, reply, its deadline), in the order the commands were sent.
+        self.waiting: deque[tuple[float, asyncio.Future[Any], float | None]] = deque()
+        # One timer for every deadline, at the earliest: a timer made and cancelled per command
+        # cost more than the rest of sending it. Deadlines mostly come in the order sent, so a
+        # new one rarely moves it.
+        self.expiry: asyncio.TimerHandle | None = None
+        self.expiry_at = float("inf")
         self.transport: asyncio.Transport | None = None
         # Commands written in one pass of the event loop leave in one write: a socket write
         # per command was the pipe's largest cost under load.
@@ -65,9 +70,7 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            _, future, deadline = self.waiting.popleft()
-            if deadline is not None:
-                deadline.cancel()
+            _, future, _ = self.waiting.popleft()
             if future.done():  # its caller stopped waiting
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -105,11 +108,37 @@ class _Protocol(asyncio.Protocol):
 
     def fail_all(self, error: Exception) -> None:
         while self.waiting:
-            _, future, deadline = self.waiting.popleft()
-            if deadline is not None:
-                deadline.cancel()
+            _, future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(error)
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry, self.expiry_at = None, float("inf")
+
+    def expire_by(self, deadline: float) -> None:
+        """Make sure the replies waited for until ``deadline`` fail then if still unanswered."""
+        if deadline < self.expiry_at:
+            if self.expiry is not None:
+                self.expiry.cancel()
+            self.expiry_at = deadline
+            self.expiry = asyncio.get_running_loop().call_at(deadline, self.expire)
+
+    def expire(self) -> None:
+        """Fail the replies whose deadline has come (their callers stop waiting; the replies
+        keep their place in the queue, so later ones still find theirs); look again at the
+        next deadline."""
+        self.expiry, self.expiry_at = None, float("inf")
+        now = asyncio.get_running_loop().time()
+        following = float("inf")
+        for _, future, deadline in self.waiting:
+            if deadline is None or future.done():
+                continue
+            if deadline <= now:
+                future.set_exception(RedisTimeoutError("Redis did not answer within the deadline"))
+            else:
+                following = min(following, deadline)
+        if following != float("inf"):
+            self.expire_by(following)
 
 
 def _send(
@@ -118,19 +147,14 @@ def _send(
     """Send ``command`` (in order with every other); the future is its reply, or a
     TimeoutError once the event loop's clock reaches ``deadline``. ``linger``: see
     ``_Protocol.send``."""
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-    # A timer on the reply itself: cheaper than a timeout around the caller's await, and it
-    # leaves the reply's place in the queue, so later replies still find theirs.
-    timer = loop.call_at(deadline, _expire, future) if deadline is not None else None
-    protocol.waiting.append((time.monotonic(), future, timer))
+    future = asyncio.get_running_loop().create_future()
+    # The deadline is the reply's own, not a timeout around the caller's await: cheaper, and
+    # the reply keeps its place in the queue.
+    if deadline is not None:
+        protocol.expire_by(deadline)
+    protocol.waiting.append((time.monotonic(), future, deadline))
     protocol.send(hiredis.pack_command(command), linger=linger)
     return future
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(RedisTimeoutError("Redis did not answer within the deadline"))
 
 
 class RedisPipe:

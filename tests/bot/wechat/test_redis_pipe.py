@@ -195,6 +195,28 @@ async def test_a_deadline_ends_the_wait_and_later_replies_keep_their_order(
         await pipe.close()
 
 
+async def test_each_deadline_ends_its_own_wait_whatever_the_order_sent(
+    redis: Redis, redis_url: str
+) -> None:
+    await redis.set("a", "1")
+    async with RedisRelay(redis_url) as relay:
+        pipe = RedisPipe.like(Redis.from_url(relay.url))
+        loop = asyncio.get_running_loop()
+        assert await pipe.execute("PING", deadline=loop.time() + 5) == b"PONG"
+        relay.delay = 1.5
+        later = asyncio.ensure_future(pipe.execute("GET", "a", deadline=loop.time() + 1.0))
+        sooner = asyncio.ensure_future(pipe.execute("GET", "a", deadline=loop.time() + 0.2))
+        patient = asyncio.ensure_future(pipe.execute("GET", "a", deadline=loop.time() + 10))
+        with pytest.raises(RedisTimeoutError):
+            await sooner
+        assert not later.done()  # sent first, with a deadline of its own still ahead
+        with pytest.raises(RedisTimeoutError):
+            await later
+        assert not patient.done()
+        assert await patient == b"1"
+        await pipe.close()
+
+
 async def test_a_deadline_bounds_connecting_too() -> None:
     # A server that accepts connections and never answers, so AUTH hangs.
     silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
