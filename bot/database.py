@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_
 
+from bot.sqlite_reader import inline_reader
 from models.base import AFTER_POINTS_COMMIT
 from models.ledger import POINTS_CHANGED
 
@@ -147,6 +148,35 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # No pre-ping: it costs a round trip per checkout; a connection found dead fails its
     # request once and the pool replaces it.
     return create_async_engine(url, **kwargs)
+
+
+def _query_only(dbapi_connection: Any, _record: Any) -> None:
+    # A write sent to the reader fails at once rather than holding the event loop.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def create_reader(engine: AsyncEngine) -> AsyncEngine:
+    """The engine handlers' read-only answers use. On PostgreSQL, ``engine`` in autocommit,
+    which spares a BEGIN and a COMMIT round trip per answer. On a SQLite file, an engine of its
+    own whose reads run on the event loop's thread (bot/sqlite_reader.py says why), its
+    connections read-only; the caller disposes of it (``dispose_reader``)."""
+    if engine.dialect.name != "sqlite":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    if engine.url.database in (None, "", ":memory:"):
+        return engine  # a memory database is one connection's: nothing to share
+    reader = inline_reader(engine)
+    event.listen(reader.sync_engine, "connect", _tune_sqlite)
+    event.listen(reader.sync_engine, "connect", _query_only)
+    _roll_back_only_what_is_open(reader)
+    return reader
+
+
+async def dispose_reader(reader: AsyncEngine, engine: AsyncEngine) -> None:
+    """Close the reader's connections if it has its own (``create_reader``)."""
+    if reader.sync_engine.pool is not engine.sync_engine.pool:
+        await reader.dispose()
 
 
 class BotSession(Session):

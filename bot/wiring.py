@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Config
 from bot.console import auth as console_auth
 from bot.console.sweeps import ConsoleSweeps
-from bot.database import create_engine, create_sessionmaker
+from bot.database import create_engine, create_reader, create_sessionmaker, dispose_reader
 from bot.metrics import Metrics
 from bot.push.notifications import notify_forever
 from bot.push.outbox import DeliveryWorker, Outbox
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
 ENGINE = web.AppKey("engine", AsyncEngine)
+# What handlers' read-only answers use (bot/database.py create_reader).
+READER = web.AppKey("reader", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 REDIS = web.AppKey("redis", Redis)
 PIPE = web.AppKey("pipe", RedisPipe)
@@ -74,16 +76,6 @@ LISTENER = web.AppKey("listener", WebhookListener)
 def questions_store(redis: Redis, config: Config) -> Questions:
     """Members' open rating questions, kept ``[programme.ratings] question_hours``."""
     return Questions(redis, config.programme.ratings.question_hours * 3600)
-
-
-def read_only(engine: AsyncEngine) -> AsyncEngine:
-    """The engine handlers' read-only answers use: on PostgreSQL autocommit, which spares a
-    BEGIN and a COMMIT round trip per answer. Not on SQLite: its driver starts no transaction
-    for a SELECT anyway, and aiosqlite sets and resets the isolation level on every checkout
-    in two more hops to its thread, which measured 711 against 390 us of CPU per read."""
-    if engine.dialect.name == "sqlite":
-        return engine
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 async def redis(app: web.Application) -> AsyncIterator[None]:
@@ -108,8 +100,10 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     points = PointsCache(app[PIPE], app[CONFIG].programme.zone)
     app[POINTS] = points
     app[SESSIONS] = create_sessionmaker(engine, points.forget_soon)
+    app[READER] = reader = create_reader(engine)
     yield
     await points.drain()
+    await dispose_reader(reader, engine)
     await engine.dispose()
 
 
@@ -129,7 +123,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
     router = app[ROUTER]
     matcher = Understander.from_config(config.chat, config.programme)
     gate = InboundGate(app[PIPE], config.wechat.dedupe_ttl_seconds)
-    reader = read_only(app[ENGINE])
+    reader = app[READER]
     services = Services(
         intents=matcher,
         sessions=app[SESSIONS],

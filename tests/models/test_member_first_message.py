@@ -5,13 +5,14 @@ whose member id the gate does not know are looked up and created in groups
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.wiring import read_only
+from bot.database import create_reader, dispose_reader
 from models import new_members
 from models.base import on_its_own
 from models.members import Member, create_members
@@ -20,8 +21,17 @@ from models.new_members import NewMembers
 NOW = datetime(2026, 6, 15, 4, 0, tzinfo=UTC)
 
 
-def _new_members(sessions: async_sessionmaker[AsyncSession]) -> NewMembers:
-    return NewMembers(read_only(sessions.kw["bind"]), sessions)
+@pytest.fixture
+async def reader(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncEngine]:
+    """The engine the webhook's lookups read with (on SQLite, reads on the loop's thread)."""
+    engine = sessions.kw["bind"]
+    reader = create_reader(engine)
+    yield reader
+    await dispose_reader(reader, engine)
+
+
+def _new_members(sessions: async_sessionmaker[AsyncSession], reader: AsyncEngine) -> NewMembers:
+    return NewMembers(reader, sessions)
 
 
 async def _members(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[str, bool, datetime]]:
@@ -34,8 +44,9 @@ async def _members(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[str
 
 async def test_first_messages_at_once_create_one_member_and_all_get_its_id(
     sessions: async_sessionmaker[AsyncSession],
+    reader: AsyncEngine,
 ) -> None:
-    members = _new_members(sessions)
+    members = _new_members(sessions, reader)
     answers = await asyncio.gather(*(members.member_id("o_first_000001", NOW) for _ in range(8)))
     assert len({member_id for member_id, _ in answers}) == 1
     assert sum(created for _, created in answers) == 1  # one of them made it
@@ -44,10 +55,11 @@ async def test_first_messages_at_once_create_one_member_and_all_get_its_id(
 
 async def test_first_messages_in_two_processes_at_once_create_one_member(
     sessions: async_sessionmaker[AsyncSession],
+    reader: AsyncEngine,
 ) -> None:
     """Two processes' groups (two NewMembers) insert the same openids at once: each member is
     made once, and the one insert that lost is told so."""
-    first, second = _new_members(sessions), _new_members(sessions)
+    first, second = _new_members(sessions, reader), _new_members(sessions, reader)
     openids = [f"o_first_race{n:02d}" for n in range(6)]
     answers = await asyncio.gather(
         *(group.member_id(openid, NOW) for openid in openids for group in (first, second))
@@ -61,18 +73,25 @@ async def test_first_messages_in_two_processes_at_once_create_one_member(
     assert len(await _members(sessions)) == len(openids)
 
 
-async def test_a_known_member_keeps_its_row(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_a_known_member_keeps_its_row(
+    sessions: async_sessionmaker[AsyncSession], reader: AsyncEngine
+) -> None:
     async with sessions() as session:
         member = Member(openid="o_first_000002", subscribed=False, created_at=NOW)
         session.add(member)
         await session.commit()
     later = NOW + timedelta(days=30)
-    assert await _new_members(sessions).member_id("o_first_000002", later) == (member.id, False)
+    assert await _new_members(sessions, reader).member_id("o_first_000002", later) == (
+        member.id,
+        False,
+    )
     assert await _members(sessions) == [("o_first_000002", False, NOW)]
 
 
 async def test_messages_arriving_meanwhile_go_as_one_group(
-    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+    sessions: async_sessionmaker[AsyncSession],
+    reader: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ten messages at once, known and new members mixed: the first goes alone, the other nine
     as one lookup and one insert; each is answered with its own member."""
@@ -86,7 +105,7 @@ async def test_messages_arriving_meanwhile_go_as_one_group(
         return await create_members(session, first)
 
     monkeypatch.setattr(new_members, "create_members", counted)
-    members = _new_members(sessions)
+    members = _new_members(sessions, reader)
     openids = ["o_first_known", *(f"o_first_group{n}" for n in range(8)), "o_first_known"]
     answers = await asyncio.gather(
         *(members.member_id(o, NOW + timedelta(seconds=n)) for n, o in enumerate(openids))
@@ -109,7 +128,9 @@ async def _ids(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
 
 
 async def test_a_failed_insert_answers_its_group_and_the_next_group_goes(
-    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+    sessions: async_sessionmaker[AsyncSession],
+    reader: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls = 0
 
@@ -121,7 +142,7 @@ async def test_a_failed_insert_answers_its_group_and_the_next_group_goes(
         return await create_members(session, first)
 
     monkeypatch.setattr(new_members, "create_members", failing_once)
-    members = _new_members(sessions)
+    members = _new_members(sessions, reader)
     with pytest.raises(RuntimeError, match="went away"):
         await members.member_id("o_first_000003", NOW)
     assert await _members(sessions) == []
