@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import wiring
 from bot.push.outbox import STREAM
@@ -119,3 +120,9 @@ async def exchange(port: int, raw: bytes, answers: int = 1) -> list[tuple[int, d
         return [await read_response(reader) for _ in range(answers)]
     finally:
         writer.close()
+
+
+async def whos(engine: AsyncEngine) -> list[str]:
+    """The ``who`` column of the scratch table ``t`` the SQLite engine tests make, in order."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(text("SELECT who FROM t ORDER BY id"))).scalars())

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.database import create_engine, create_reader, dispose_reader
+from tests.helpers import whos
 
 
 @pytest.fixture
@@ -31,23 +32,18 @@ async def engines(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, AsyncEngin
         await engine.dispose()
 
 
-async def _names(reader: AsyncEngine) -> list[str]:
-    async with reader.connect() as conn:
-        return list((await conn.execute(text("SELECT who FROM t ORDER BY id"))).scalars())
-
-
 async def test_reads_run_on_the_loops_thread_and_see_what_was_committed(
     engines: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
     engine, reader = engines
     assert reader is not engine
     threads = threading.active_count()
-    assert await _names(reader) == ["first"]
+    assert await whos(reader) == ["first"]
     # aiosqlite would have started a thread for the reader's connection.
     assert threading.active_count() == threads
     async with engine.begin() as conn:
         await conn.execute(text("INSERT INTO t (who) VALUES ('second')"))
-    assert await _names(reader) == ["first", "second"]
+    assert await whos(reader) == ["first", "second"]
 
 
 async def test_a_read_does_not_wait_for_a_writer_holding_its_transaction_open(
@@ -58,7 +54,7 @@ async def test_a_read_does_not_wait_for_a_writer_holding_its_transaction_open(
         await writer.execute(text("BEGIN IMMEDIATE"))
         await writer.execute(text("INSERT INTO t (who) VALUES ('uncommitted')"))
         # The writer holds SQLite's write lock; the read answers from the last commit at once.
-        assert await asyncio.wait_for(_names(reader), timeout=1.0) == ["first"]
+        assert await asyncio.wait_for(whos(reader), timeout=1.0) == ["first"]
         await writer.execute(text("ROLLBACK"))
 
 
@@ -69,4 +65,4 @@ async def test_a_write_through_the_reader_fails_and_changes_nothing(
     with pytest.raises(OperationalError, match="readonly"):
         async with reader.begin() as conn:
             await conn.execute(text("INSERT INTO t (who) VALUES ('sneaked')"))
-    assert await _names(reader) == ["first"]
+    assert await whos(reader) == ["first"]

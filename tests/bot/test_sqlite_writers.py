@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.database import SQLiteWriters, _tune_sqlite, create_engine
+from tests.helpers import whos
 
 
 @pytest.fixture
@@ -44,11 +45,6 @@ async def _until_waiting(watcher: SQLiteWriters, n: int) -> None:
             await asyncio.sleep(0)
 
 
-async def _rows(engine: AsyncEngine) -> list[str]:
-    async with engine.connect() as conn:
-        return list((await conn.execute(text("SELECT who FROM t ORDER BY id"))).scalars())
-
-
 async def test_writers_queue_behind_the_one_writing_and_commit_in_arrival_order(
     writers: tuple[AsyncEngine, SQLiteWriters],
 ) -> None:
@@ -61,10 +57,10 @@ async def test_writers_queue_behind_the_one_writing_and_commit_in_arrival_order(
             await _until_waiting(watcher, n)  # each waits on the lock, not in SQLite
         assert not any(task.done() for task in queued)
         # A read is not held up by the writers (WAL): it sees what is committed.
-        assert await _rows(engine) == []
+        assert await whos(engine) == []
         await first.commit()
     await asyncio.gather(*queued)
-    assert await _rows(engine) == ["first", "second", "third", "fourth"]
+    assert await whos(engine) == ["first", "second", "third", "fourth"]
     assert watcher.waiting == 0
 
 
@@ -81,7 +77,7 @@ async def test_a_writer_that_gives_up_lets_the_next_one_write(
         await conn.rollback()
     await conn.close()  # back to the pool: its reset rolls back what was left open
     await waiting
-    assert await _rows(engine) == ["next"]
+    assert await whos(engine) == ["next"]
 
 
 async def test_a_writer_waiting_too_long_fails_as_sqlite_would_and_leaks_nothing(
@@ -100,7 +96,7 @@ async def test_a_writer_waiting_too_long_fails_as_sqlite_would_and_leaks_nothing
                 await _insert(engine, "late")
             await holder.commit()
         await _insert(engine, "after")
-        assert await _rows(engine) == ["holder", "after"]
+        assert await whos(engine) == ["holder", "after"]
     finally:
         await engine.dispose()
 
@@ -128,6 +124,6 @@ async def test_a_read_sends_no_rollback_and_an_open_write_is_still_rolled_back(
         async with engine.connect() as conn:
             await conn.execute(text("INSERT INTO t (who) VALUES ('left open')"))
         assert sent[-1] == "rollback"
-        assert await _rows(engine) == []
+        assert await whos(engine) == []
     finally:
         await engine.dispose()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -174,15 +176,26 @@ def test_tls_ca_file_needs_a_rediss_url_and_a_file(tmp_path: Path) -> None:
     assert RedisConfig(url="rediss://127.0.0.1:6380/0", tls_ca_file=str(ca)).tls_ca_file
 
 
+@asynccontextmanager
+async def _relayed(redis_url: str) -> AsyncIterator[tuple[RedisRelay, RedisPipe]]:
+    """A pipe connected through a relay that can hold Redis's replies back (``relay.delay``)."""
+    async with RedisRelay(redis_url) as relay:
+        pipe = RedisPipe.like(Redis.from_url(relay.url))
+        try:
+            deadline = asyncio.get_running_loop().time() + 5
+            assert await pipe.execute("PING", deadline=deadline) == b"PONG"
+            yield relay, pipe
+        finally:
+            await pipe.close()
+
+
 async def test_a_deadline_ends_the_wait_and_later_replies_keep_their_order(
     redis: Redis, redis_url: str
 ) -> None:
     await redis.set("a", "1")
     await redis.set("b", "2")
-    async with RedisRelay(redis_url) as relay:
-        pipe = RedisPipe.like(Redis.from_url(relay.url))
+    async with _relayed(redis_url) as (relay, pipe):
         loop = asyncio.get_running_loop()
-        assert await pipe.execute("PING", deadline=loop.time() + 5) == b"PONG"
         relay.delay = 0.5
         late = asyncio.ensure_future(pipe.execute("GET", "a", deadline=loop.time() + 0.1))
         on_time = asyncio.ensure_future(pipe.execute("GET", "b"))
@@ -192,17 +205,14 @@ async def test_a_deadline_ends_the_wait_and_later_replies_keep_their_order(
         assert await on_time == b"2"
         relay.delay = 0.0
         assert await pipe.execute("GET", "a", deadline=loop.time() + 5) == b"1"
-        await pipe.close()
 
 
 async def test_each_deadline_ends_its_own_wait_whatever_the_order_sent(
     redis: Redis, redis_url: str
 ) -> None:
     await redis.set("a", "1")
-    async with RedisRelay(redis_url) as relay:
-        pipe = RedisPipe.like(Redis.from_url(relay.url))
+    async with _relayed(redis_url) as (relay, pipe):
         loop = asyncio.get_running_loop()
-        assert await pipe.execute("PING", deadline=loop.time() + 5) == b"PONG"
         relay.delay = 1.5
         later = asyncio.ensure_future(pipe.execute("GET", "a", deadline=loop.time() + 1.0))
         sooner = asyncio.ensure_future(pipe.execute("GET", "a", deadline=loop.time() + 0.2))
@@ -214,7 +224,6 @@ async def test_each_deadline_ends_its_own_wait_whatever_the_order_sent(
             await later
         assert not patient.done()
         assert await patient == b"1"
-        await pipe.close()
 
 
 async def test_a_deadline_bounds_connecting_too() -> None:
