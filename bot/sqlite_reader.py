@@ -3,11 +3,11 @@
 aiosqlite runs each call on a thread of the connection's own: a handler's read costs four
 hops there and back (checkout, execute, fetch, release), each a queue, a wake-up of the other
 thread, the GIL handed over and back, and a wake-up of the event loop. On one core, the mixed
-load of bench/peers.py spent about 1 ms of CPU a request, most of it in those hops (6.7
-involuntary context switches a request), against tens of microseconds for the indexed
-lookups themselves. Here the same calls run where they are awaited: a read blocks the event
-loop for as long as SQLite takes to answer it, which for a member's rows is less than one
-hop. In WAL mode a reader waits for no writer, so nothing here waits on a lock.
+load of bench/peers.py spent about 1.1 ms of CPU a request (6.7 involuntary context switches);
+a third of it went when the reads stopped hopping. Here the same calls run where they are
+awaited: a read blocks the event loop for as long as SQLite takes to answer it, which for a
+member's indexed rows is less than one hop. In WAL mode a reader waits for no writer, so
+nothing here waits on a lock.
 
 Only for reads: the connections are ``query_only``, so a write sent here by mistake fails at
 once instead of holding the loop while it waits its turn. Writes keep aiosqlite's threads (and
