@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def _worktree(revision: str) -> Iterator[Path]:
     if revision == ".":
         yield BENCH.parent
         return
-    folder = Path(tempfile.mkdtemp(prefix="bench-ab-")) / "tree"
+    scratch = Path(tempfile.mkdtemp(prefix="bench-ab-"))
+    folder = scratch / "tree"
     subprocess.run(
         ["git", "worktree", "add", "--detach", "--quiet", str(folder), revision],
         cwd=BENCH.parent,
@@ -71,6 +73,7 @@ def _worktree(revision: str) -> Iterator[Path]:
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(folder)], cwd=BENCH.parent, check=False
         )
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _bench_module(tree: Path, name: str) -> ModuleType:
@@ -105,6 +108,7 @@ def _serving(module: ModuleType, name: str, args: argparse.Namespace) -> Iterato
             _stop(process)
         for leftover in psutil.wait_procs([psutil.Process(pid) for pid in redis], 5)[1]:
             leftover.terminate()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _burst(side: Side, args: argparse.Namespace) -> None:
