@@ -42,10 +42,7 @@ class _InlineConnection(aiosqlite.Connection):
         return self
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        self._running = False
+        self.stop()
 
     def stop(self) -> None:
         """Close at once (aiosqlite's stops its thread, which never ran here)."""
@@ -55,15 +52,13 @@ class _InlineConnection(aiosqlite.Connection):
         self._running = False
 
 
-def inline_reader(engine: AsyncEngine, **kwargs: Any) -> AsyncEngine:
-    """An engine on ``engine``'s SQLite file whose connections read on the event loop's thread
-    (see the module's docstring); ``kwargs`` as for ``create_async_engine``."""
+def inline_reader(engine: AsyncEngine) -> AsyncEngine:
+    """An engine on ``engine``'s SQLite file (not a memory database: that is one connection's)
+    whose connections read on the event loop's thread; see the module's docstring."""
     database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        raise ValueError("an inline reader needs a SQLite file")
 
     async def connect() -> aiosqlite.Connection:
         # Made and used on the loop's thread, so sqlite3's own thread check holds.
         return await _InlineConnection(lambda: sqlite3.connect(database), iter_chunk_size=64)
 
-    return create_async_engine(engine.url, async_creator=connect, **kwargs)
+    return create_async_engine(engine.url, async_creator=connect)

@@ -61,7 +61,7 @@ class Parsed:
 
 
 # The layout WeChat sends: ``<xml>`` and flat children, each empty, plain text or one CDATA
-# section. Read by these patterns, such a message costs a fifth of expat building a tree; any
+# section. Read by these patterns, such a message costs about half of expat building a tree; any
 # other layout (attributes, nesting, entities, comments, a declaration, several CDATA sections,
 # a carriage return, a character XML forbids) goes to ElementTree, which reads it or refuses it.
 _ROOT = re.compile(r"[ \t\n]*<xml>")
