@@ -122,7 +122,19 @@ async def exchange(port: int, raw: bytes, answers: int = 1) -> list[tuple[int, d
         writer.close()
 
 
+async def make_scratch_table(engine: AsyncEngine) -> None:
+    """The SQLite engine tests' scratch table ``t`` (``id``, ``who``)."""
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
+
+
+async def add_who(engine: AsyncEngine, who: str) -> None:
+    """One row in the scratch table, committed."""
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (who) VALUES (:who)"), {"who": who})
+
+
 async def whos(engine: AsyncEngine) -> list[str]:
-    """The ``who`` column of the scratch table ``t`` the SQLite engine tests make, in order."""
+    """The ``who`` column of the scratch table, in order."""
     async with engine.connect() as conn:
         return list((await conn.execute(text("SELECT who FROM t ORDER BY id"))).scalars())

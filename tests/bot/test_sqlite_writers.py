@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.database import SQLiteWriters, _tune_sqlite, create_engine
-from tests.helpers import whos
+from tests.helpers import add_who, make_scratch_table, whos
 
 
 @pytest.fixture
@@ -24,17 +24,11 @@ async def writers(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, SQLiteWrit
     event.listen(engine.sync_engine, "connect", _tune_sqlite)
     watcher = SQLiteWriters(timeout=2.0)
     watcher.watch(engine)
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
+    await make_scratch_table(engine)
     try:
         yield engine, watcher
     finally:
         await engine.dispose()
-
-
-async def _insert(engine: AsyncEngine, who: str) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("INSERT INTO t (who) VALUES (:who)"), {"who": who})
 
 
 async def _until_waiting(watcher: SQLiteWriters, n: int) -> None:
@@ -53,7 +47,7 @@ async def test_writers_queue_behind_the_one_writing_and_commit_in_arrival_order(
         await first.execute(text("INSERT INTO t (who) VALUES ('first')"))
         queued = []
         for n, who in enumerate(("second", "third", "fourth"), start=1):
-            queued.append(asyncio.create_task(_insert(engine, who)))
+            queued.append(asyncio.create_task(add_who(engine, who)))
             await _until_waiting(watcher, n)  # each waits on the lock, not in SQLite
         assert not any(task.done() for task in queued)
         # A read is not held up by the writers (WAL): it sees what is committed.
@@ -71,7 +65,7 @@ async def test_a_writer_that_gives_up_lets_the_next_one_write(
     engine, watcher = writers
     conn = await engine.connect()
     await conn.execute(text("INSERT INTO t (who) VALUES ('undone')"))
-    waiting = asyncio.create_task(_insert(engine, "next"))
+    waiting = asyncio.create_task(add_who(engine, "next"))
     await _until_waiting(watcher, 1)
     if end == "rollback":
         await conn.rollback()
@@ -88,14 +82,13 @@ async def test_a_writer_waiting_too_long_fails_as_sqlite_would_and_leaks_nothing
     watcher = SQLiteWriters(timeout=0.2)
     watcher.watch(engine)
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
+        await make_scratch_table(engine)
         async with engine.connect() as holder:
             await holder.execute(text("INSERT INTO t (who) VALUES ('holder')"))
             with pytest.raises(OperationalError, match="database is locked"):
-                await _insert(engine, "late")
+                await add_who(engine, "late")
             await holder.commit()
-        await _insert(engine, "after")
+        await add_who(engine, "after")
         assert await whos(engine) == ["holder", "after"]
     finally:
         await engine.dispose()
@@ -115,8 +108,7 @@ async def test_a_read_sends_no_rollback_and_an_open_write_is_still_rolled_back(
         return await execute(self, fn, *args, **kwargs)
 
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
+        await make_scratch_table(engine)
         monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
         async with engine.connect() as conn:
             await conn.execute(text("SELECT count(*) FROM t"))
