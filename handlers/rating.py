@@ -4,7 +4,8 @@ One digit answers it ("5", "5分", "５", "五"); words after the score are kept
 configured second question follows (a comment, or the NPS question). Anything else while the
 question is open gets one reminder; the next miss lets the question lapse and the message is
 handled as usual. A keyword the bot knows (积分, 人工…) is answered as usual and leaves the
-question open. Low scores open a follow-up and queue the conversation for customer service.
+question open. A score sent just after the answer (a double tap) is thanked and changes nothing.
+Low scores open a follow-up and queue the conversation for customer service.
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ async def answer(msg: Inbound) -> Reply:
     low, high = SCALES[question.kind]
     parsed = parse_score(msg.text, low, high)
     questions = msg.svc.questions
+    if question.answered:
+        if parsed is None:
+            raise Declined
+        return TextReply(copy.THANKS)
     if parsed is None:
         if not question.reprompted and await questions.reprompted(msg.openid, question):
             return TextReply(copy.REPROMPT[question.kind])
         await questions.take(msg.openid, question)
         raise Declined
-    if not await questions.take(msg.openid, question):
+    if not await questions.answered(msg.openid, question):
         return TextReply(copy.THANKS)  # another message answered it a moment ago
     score, comment = parsed
     rules = msg.svc.rules
@@ -70,6 +75,10 @@ async def answer(msg: Inbound) -> Reply:
 
 
 async def _comment(msg: Inbound, question: OpenQuestion) -> TextReply:
+    # A bare score is not a comment: a double tap of the score that opened this question (only
+    # CSAT asks for one). Thanked; the comment stays open.
+    if (scored := parse_score(msg.text, *SCALES[CSAT])) is not None and not scored[1]:
+        return TextReply(copy.THANKS)
     if not await msg.svc.questions.take(msg.openid, question):
         return TextReply(copy.COMMENT_THANKS)
     text = msg.text.strip()

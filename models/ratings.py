@@ -105,6 +105,7 @@ class OpenQuestion:
     asked_at: float  # epoch seconds
     reprompted: bool = False
     rating_id: int | None = None  # the rating a comment belongs to
+    answered: bool = False  # kept a short while after its answer (bot/wechat/questions.py)
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))

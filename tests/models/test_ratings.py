@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from bot import wiring
 from bot.push.outbox import DeliveryWorker
+from bot.wechat.questions import ANSWERED_SECONDS
 from bot.wiring import questions_store
 from handlers.rating_answers import parse_score
 from models.conversations import Conversation
@@ -123,9 +124,27 @@ async def test_an_order_is_followed_by_a_question_answered_with_one_digit(
     (rating,) = await _ratings(client)
     assert (rating.kind, rating.score, rating.comment) == ("csat", 5, "很好")
     assert (rating.context, rating.context_ref, rating.tier) == ("order", "RT-1", "basic")
-    # The question is closed: the next digit is not a rating.
+    # The question is closed: a second score just after is thanked and stores nothing.
+    assert await say(client, "4") == "感谢您的评价！"
+    assert [(r.score, r.comment) for r in await _ratings(client)] == [(5, "很好")]
+    # Once its short mark has gone, a digit is not a rating.
+    await client.app[wiring.REDIS].delete(f"question:{OPENID}")
     assert "没有听懂" in await say(client, "4")
     assert len(await _ratings(client)) == 1
+
+
+async def test_an_answered_question_is_marked_for_a_short_while_and_words_are_handled_as_usual(
+    app_factory: Callable[..., Any], standin: WeChatStandIn
+) -> None:
+    client = await app_factory(delivery={"workers": 0})
+    await _asked(client, standin)
+    assert await say(client, "5分 很好") == "感谢您的评价！"
+    redis = client.app[wiring.REDIS]
+    assert 0 < await redis.ttl(f"question:{OPENID}") <= ANSWERED_SECONDS
+    # Not a score: no reminder, the words are understood as any message's.
+    assert (await say(client, "积分")).startswith("您")
+    assert (await say(client, "明天会下雨吗")).startswith("抱歉，我")
+    assert [r.score for r in await _ratings(client)] == [5]
 
 
 async def test_a_low_score_opens_a_follow_up_and_hands_over_to_a_person(
@@ -197,6 +216,24 @@ async def test_concurrent_answers_store_one_rating(client: TestClient) -> None:
     answers = await asyncio.gather(*(say(client, str(score)) for score in (5, 4, 3, 5, 2, 1)))
     assert all(a.startswith(("感谢", "非常抱歉")) for a in answers)
     assert len(await _ratings(client)) == 1
+
+
+async def test_answers_arriving_one_after_another_store_one_rating_and_are_all_thanked(
+    client: TestClient,
+) -> None:
+    """Duplicates that come after the winner closed the question (not beside it): while the
+    comment it asked for is open, a bare score is not taken for the comment."""
+    await follower(client, OPENID)
+    question = OpenQuestion("csat_conversation:C-2", "csat", "conversation", "C-2", time.time())
+    await questions_store(client.app[wiring.REDIS], client.app[wiring.CONFIG]).open(
+        OPENID, question
+    )
+    first, *later = [await say(client, score) for score in ("4", "4", "５", "3分")]
+    assert first.startswith("感谢您的评价！")
+    assert "回复文字" in first
+    assert later == ["感谢您的评价！"] * 3
+    assert await say(client, "包装可以更好") == "已收到您的建议，谢谢！"
+    assert [(r.score, r.comment) for r in await _ratings(client)] == [(4, "包装可以更好")]
 
 
 async def test_closing_a_conversation_plans_its_question(client: TestClient) -> None:
