@@ -132,7 +132,7 @@ async def webhook(app: web.Application) -> AsyncIterator[None]:
         redis=app[REDIS],
         member_ids=gate,
         points=app[POINTS],
-        receipts=ReceiptQueue(app[PIPE]),
+        receipts=ReceiptQueue(app[PIPE], app[SESSIONS]),
         pushes=app[OUTBOX],
         shares=ReferralShares(
             app[SESSIONS], app[WECHAT], config.programme, config.server.public_url

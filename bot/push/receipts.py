@@ -4,7 +4,8 @@ A push to 30,000 members brings back thousands of these a second. The webhook on
 ``msgid:status`` to a Redis list (one command on the pipelined connection); a flusher moves
 them to the database a thousand per transaction (models/deliveries.py ``record_receipts``:
 two statements a batch). Entries are removed from the list only after their batch commits, so
-a crash re-applies a batch, which is harmless.
+a crash re-applies a batch, which is harmless. With Redis unavailable a receipt is written to
+the database at once instead: WeChat sends it once and does not retry a "success".
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import logging
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.tasks import every
@@ -23,17 +25,27 @@ from models.deliveries import record_receipts
 log = logging.getLogger(__name__)
 
 PENDING_RECEIPTS = "receipts:pending"
+# The part of WeChat's status kept ("success", "failed:user block", "failed:system failed").
+STATUS_CHARS = 32
 
 
 class ReceiptQueue:
     """Where the webhook drops template outcomes."""
 
-    def __init__(self, pipe: RedisPipe) -> None:
+    def __init__(self, pipe: RedisPipe, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._pipe = pipe
+        self._sessions = sessions
 
     async def note(self, msgid: int, status: str) -> None:
-        """Queue WeChat's final status for the template message ``msgid``."""
-        await self._pipe.execute("RPUSH", PENDING_RECEIPTS, f"{msgid}:{status[:32]}")
+        """Queue WeChat's final status for the template message ``msgid``; with Redis
+        unavailable, record it at once (one short transaction) rather than lose it."""
+        status = status[:STATUS_CHARS]
+        try:
+            await self._pipe.execute("RPUSH", PENDING_RECEIPTS, f"{msgid}:{status}")
+        except RedisError:
+            log.warning("redis unavailable; template receipt recorded directly")
+            async with self._sessions.begin() as session:
+                await record_receipts(session, [(msgid, status)], utcnow())
 
 
 class ReceiptFlusher:

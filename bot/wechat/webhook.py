@@ -64,6 +64,8 @@ SUCCESS = "success"
 ANSWER_SHARE = 0.25
 _MESSAGE_KINDS = frozenset({"text", "image", "voice", "video", "shortvideo", "location", "link"})
 _WINDOW_EVENTS = frozenset({"click", "subscribe", "subscribe_scan", "scan"})
+# WeChat's reports on the template and mass sends we made, not anything a member did.
+_REPORTS = frozenset({"templatesendjobfinish", "masssendjobfinish"})
 
 
 # The query string's parameters, first value of each (aiohttp's MultiDict or a plain dict).
@@ -224,12 +226,15 @@ class Webhook:
         try:
             admission = await self._gate.admit(key, msg.openid, _window(msg), work_deadline)
         except RedisError:
-            # Without dedupe a retry could act twice, and without the member's state (a person
-            # talking to them, an open question) the handler could answer wrongly: say we are
-            # busy and do nothing. A passive reply, so WeChat shows it and does not retry.
-            log.error("redis unavailable or too slow; answered busy")
-            busy = render_reply(TextReply(copy.BUSY), msg.openid, parsed.account)
-            return self._answer(fields, "busy", busy, encrypted, nonce)
+            if msg.event not in _REPORTS:
+                # Without dedupe a retry could act twice, and without the member's state (a
+                # person talking to them, an open question) the handler could answer wrongly:
+                # say we are busy and do nothing. A passive reply, so WeChat shows it and does
+                # not retry.
+                log.error("redis unavailable or too slow; answered busy")
+                busy = render_reply(TextReply(copy.BUSY), msg.openid, parsed.account)
+                return self._answer(fields, "busy", busy, encrypted, nonce)
+            return await self._report_ungated(msg, fields, encrypted, nonce, work_deadline)
 
         if not admission.first:
             self._metrics.dedupe_hits.inc()
@@ -257,6 +262,24 @@ class Webhook:
         xml_reply = render_reply(reply, msg.openid, parsed.account) if reply else ""
         self._gate.remember_reply(key, xml_reply).add_done_callback(_log_unstored)
         return self._answer(fields, "replied" if reply else "no_reply", xml_reply, encrypted, nonce)
+
+    async def _report_ungated(
+        self, msg: Inbound, fields: dict[str, Any], encrypted: bool, nonce: str, deadline: float
+    ) -> Answer:
+        """WeChat's report on a send of ours (a template's receipt) while Redis is unavailable:
+        handled without the gate, since one applied twice changes nothing, and answered
+        ``success``: no member wrote, so there is no busy text to show anyone."""
+        log.warning("redis unavailable or too slow; report handled without dedupe")
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._dispatcher.dispatch(msg)
+        except TimeoutError:
+            log.error("report not handled within the reply budget", extra={"type": msg.event})
+            fields["error"] = True
+        except Exception:
+            log.exception("report handler failed", extra={"type": msg.event})
+            fields["error"] = True
+        return self._answer(fields, "no_reply", "", encrypted, nonce)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self._config.max_body_bytes

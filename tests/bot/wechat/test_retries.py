@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import select
 
 from bot import wiring
 from handlers import build_router
@@ -17,6 +18,7 @@ from handlers.router import Router, event, kind
 from messages import copy
 from messages.replies import TextReply
 from tests.helpers import PLAIN, push
+from tests.services import redis_server
 from tests.wechat_standin import Fault, WeChatStandIn
 
 
@@ -176,7 +178,6 @@ async def test_redis_down_answers_busy_without_side_effects_then_recovers(
     from bot.app import create_app
     from tests.conftest import make_config
     from tests.helpers import member_count
-    from tests.services import redis_server
 
     with redis_server(tmp_path) as url:
         client = await aiohttp_client(create_app(make_config(db_url, url)))
@@ -203,6 +204,36 @@ async def test_redis_down_answers_busy_without_side_effects_then_recovers(
         assert await member_count(client) == 2
 
 
+async def test_a_template_receipt_is_kept_while_redis_is_down_and_no_one_is_told_busy(
+    aiohttp_client: Callable[..., Any],
+    db_url: str,
+    tmp_path: Any,
+) -> None:
+    from bot.app import create_app
+    from models.deliveries import TemplateReceipt
+    from tests.conftest import make_config
+
+    with redis_server(tmp_path) as url:
+        client = await aiohttp_client(create_app(make_config(db_url, url)))
+        ok = await push(client, PLAIN, PLAIN.text("o_redis_00003", "帮助"))
+        assert ok.reply is not None
+    receipt = PLAIN.event(
+        "o_redis_00003",
+        "TEMPLATESENDJOBFINISH",
+        extra="<MsgID>700000000001</MsgID><Status><![CDATA[failed:user block]]></Status>",
+    )
+    answer = await push(client, PLAIN, receipt)
+    # WeChat sends a receipt once: answered "success", with no busy text to anyone.
+    assert (answer.status, answer.body) == (200, "success")
+    async with client.app[wiring.SESSIONS]() as session:
+        kept = (await session.scalars(select(TemplateReceipt))).all()
+    assert [(r.msgid, r.status) for r in kept] == [(700000000001, "failed:user block")]
+    # A member's message in the same outage is still told we are busy.
+    busy = await push(client, PLAIN, PLAIN.text("o_redis_00003", "帮助", msg_id=9))
+    assert busy.reply is not None
+    assert busy.reply["Content"] == copy.BUSY
+
+
 async def test_a_reply_redis_cannot_keep_still_reaches_the_member(
     aiohttp_client: Callable[..., Any],
     db_url: str,
@@ -211,7 +242,6 @@ async def test_a_reply_redis_cannot_keep_still_reaches_the_member(
 ) -> None:
     from bot.app import create_app
     from tests.conftest import make_config
-    from tests.services import redis_server
 
     hold = asyncio.Event()
     capability = CountingCapability(hold=hold)
