@@ -234,7 +234,7 @@ class Webhook:
                 log.error("redis unavailable or too slow; answered busy")
                 busy = render_reply(TextReply(copy.BUSY), msg.openid, parsed.account)
                 return self._answer(fields, "busy", busy, encrypted, nonce)
-            return await self._report_ungated(msg, fields, encrypted, nonce, work_deadline)
+            return self._report_ungated(msg, fields, encrypted, nonce)
 
         if not admission.first:
             self._metrics.dedupe_hits.inc()
@@ -263,22 +263,16 @@ class Webhook:
         self._gate.remember_reply(key, xml_reply).add_done_callback(_log_unstored)
         return self._answer(fields, "replied" if reply else "no_reply", xml_reply, encrypted, nonce)
 
-    async def _report_ungated(
-        self, msg: Inbound, fields: dict[str, Any], encrypted: bool, nonce: str, deadline: float
+    def _report_ungated(
+        self, msg: Inbound, fields: dict[str, Any], encrypted: bool, nonce: str
     ) -> Answer:
         """WeChat's report on a send of ours (a template's receipt) while Redis is unavailable:
         handled without the gate, since one applied twice changes nothing, and answered
-        ``success``: no member wrote, so there is no busy text to show anyone."""
+        ``success`` at once (a report gets no reply, and no member wrote, so there is no busy
+        text to show anyone). Its handler runs on in the background, however long Redis takes
+        to fail, and a clean stop waits for it."""
         log.warning("redis unavailable or too slow; report handled without dedupe")
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._dispatcher.dispatch(msg)
-        except TimeoutError:
-            log.error("report not handled within the reply budget", extra={"type": msg.event})
-            fields["error"] = True
-        except Exception:
-            log.exception("report handler failed", extra={"type": msg.event})
-            fields["error"] = True
+        self._tasks.spawn(self._dispatcher.dispatch(msg), name=f"report:{msg.msg_id}")
         return self._answer(fields, "no_reply", "", encrypted, nonce)
 
     async def _read_body(self, request: web.Request) -> bytes:

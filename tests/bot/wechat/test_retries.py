@@ -17,6 +17,7 @@ from handlers.inbound import Inbound
 from handlers.router import Router, event, kind
 from messages import copy
 from messages.replies import TextReply
+from tests.bot.push.test_delivery import eventually
 from tests.helpers import PLAIN, push
 from tests.services import redis_server
 from tests.wechat_standin import Fault, WeChatStandIn
@@ -225,9 +226,13 @@ async def test_a_template_receipt_is_kept_while_redis_is_down_and_no_one_is_told
     answer = await push(client, PLAIN, receipt)
     # WeChat sends a receipt once: answered "success", with no busy text to anyone.
     assert (answer.status, answer.body) == (200, "success")
-    async with client.app[wiring.SESSIONS]() as session:
-        kept = (await session.scalars(select(TemplateReceipt))).all()
-    assert [(r.msgid, r.status) for r in kept] == [(700000000001, "failed:user block")]
+
+    async def kept() -> list[tuple[int, str]]:
+        async with client.app[wiring.SESSIONS]() as session:
+            rows = (await session.scalars(select(TemplateReceipt))).all()
+        return [(r.msgid, r.status) for r in rows]
+
+    assert await eventually(kept) == [(700000000001, "failed:user block")]
     # A member's message in the same outage is still told we are busy.
     busy = await push(client, PLAIN, PLAIN.text("o_redis_00003", "帮助", msg_id=9))
     assert busy.reply is not None
