@@ -80,7 +80,9 @@ async def add_call(client: TestClient, member_id: int, overdue: bool = False) ->
 
 async def actions(client: TestClient) -> list[str]:
     async with client.app[wiring.SESSIONS]() as session:
-        return list((await session.scalars(select(AuditEntry.action))).all())
+        # In the order done: PostgreSQL returns rows unordered without ORDER BY.
+        query = select(AuditEntry.action).order_by(AuditEntry.id)
+        return list((await session.scalars(query)).all())
 
 
 async def test_a_call_is_taken_tried_and_closed(console: TestClient) -> None:
