@@ -70,7 +70,7 @@ async def test_one_leader_and_a_takeover_within_the_ttl_after_a_crash(redis: Red
     first, second = Changes(), Changes()
     a, b = first.lock(redis, ttl), second.lock(redis, ttl)
     await asyncio.gather(a.start(), b.start())
-    await wait_for(lambda: a.is_leader or b.is_leader, within=1)
+    await wait_for(lambda: a.is_leader or b.is_leader, within=STARTUP_SECONDS)
     # Over two renewal periods, exactly one of them leads at every moment.
     for _ in range(70):
         assert a.is_leader != b.is_leader
@@ -107,7 +107,7 @@ async def test_stop_ends_the_lock_even_when_its_renewal_swallows_the_cancellatio
     changes = Changes()
     lock = changes.lock(redis, ttl=3.0)
     await lock.start()
-    await wait_for(lambda: lock.is_leader, within=2)
+    await wait_for(lambda: lock.is_leader, within=STARTUP_SECONDS)
     entered = asyncio.Event()
 
     async def swallowing_renewal(**_: object) -> int:
@@ -134,7 +134,7 @@ async def test_a_leader_whose_key_is_taken_stops_leading_at_once(redis: Redis) -
     changes = Changes()
     lock = changes.lock(redis, ttl)
     async with lock:
-        await wait_for(lambda: lock.is_leader, within=1)
+        await wait_for(lambda: lock.is_leader, within=STARTUP_SECONDS)
         # The key expired and another process took it (as after a long pause of this one).
         await redis.set(KEY, "another-process", px=int(ttl * 1000))
         stepped_down = await wait_for(lambda: not lock.is_leader, within=ttl)
@@ -155,14 +155,14 @@ async def test_a_leader_steps_down_before_its_lease_ends_when_redis_stops_answer
     changes = Changes()
     lock = changes.lock(redis, ttl)
     async with lock:
-        await wait_for(lambda: lock.is_leader, within=1)
+        await wait_for(lambda: lock.is_leader, within=STARTUP_SECONDS)
         # Every client's commands wait for 1.5 s: the renewal cannot complete within the lease.
         await redis.execute_command("CLIENT", "PAUSE", 1500, "ALL")
         lost = await wait_for(lambda: changes.seen == ["gained", "lost"], within=ttl + 0.1)
         assert lost <= ttl
         assert not lock.is_leader
         # Redis answers again: leadership comes back (the stale key is released or expires).
-        await wait_for(lambda: lock.is_leader, within=3)
+        await wait_for(lambda: lock.is_leader, within=STARTUP_SECONDS)
 
 
 def _stall(seconds: float) -> None:
@@ -177,12 +177,12 @@ async def test_a_leader_whose_loop_stalls_past_its_lease_is_no_longer_leader(
     changes = Changes()
     lock = changes.lock(redis, ttl)
     async with lock:
-        await wait_for(lambda: lock.is_leader, within=1)
+        await wait_for(lambda: lock.is_leader, within=STARTUP_SECONDS)
         _stall(ttl + 0.1)
         # Before its renewal task has had a chance to run: another process may lead by now.
         assert not lock.is_leader
         assert await redis.get(KEY) is None  # expired in Redis, free for anyone
-        await wait_for(lambda: changes.seen == ["gained", "lost", "gained"], within=1)
+        await wait_for(lambda: changes.seen == ["gained", "lost", "gained"], within=STARTUP_SECONDS)
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ async def test_jobs_are_persisted_with_their_next_run_in_the_programme_zone(
             config, database_url=db_url, redis=redis, sessions=sessions, rules=RULES, zone=ZONE
         )
         await scheduler.start()
-        await wait_for(lambda: scheduler.is_leader, within=2)
+        await wait_for(lambda: scheduler.is_leader, within=STARTUP_SECONDS)
         await scheduler.stop()
 
     config = SchedulerConfig(leader_ttl_seconds=2)
@@ -330,7 +330,7 @@ async def test_only_the_leader_runs_jobs_and_a_successor_runs_each_later_period_
     a, b = process("a"), process("b")
     try:
         await a.start()
-        await wait_for(lambda: a.is_leader, within=2)
+        await wait_for(lambda: a.is_leader, within=STARTUP_SECONDS)
         await b.start()
         await wait_for(lambda: len(runs) >= 2, within=4)
         assert {name for name, _ in runs} == {"a"}
