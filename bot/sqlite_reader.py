@@ -11,27 +11,49 @@ nothing here waits on a lock.
 
 Only for reads: the connections are ``query_only``, so a write sent here by mistake fails at
 once instead of holding the loop while it waits its turn. Writes keep aiosqlite's threads (and
-bot/database.py's ``SQLiteWriters``).
+bot/database.py's ``SQLiteWriters``). Only for short reads: SQLite stops a call that has used
+``CALL_LIMIT`` of CPU, so a heavy query routed here by mistake fails loudly instead of holding
+every member's answer behind it.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 import aiosqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+log = logging.getLogger(__name__)
+
+# CPU seconds one call may hold the event loop's thread. A member's indexed rows take well
+# under a millisecond; a call near this was routed here by mistake and belongs on a thread.
+CALL_LIMIT = 0.1
+# SQLite's virtual-machine steps between looks at the clock (a short read takes fewer).
+_STEPS = 10_000
+
 
 class _InlineConnection(aiosqlite.Connection):
     """aiosqlite's connection with every call made at once on the caller's thread: no worker
     thread is started."""
 
+    # thread_time() past which the running call is stopped; set at SQLite's first look, so a
+    # short read (fewer steps than one look) does not pay for the clock (a system call).
+    _deadline: float | None = None
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
+        self._deadline = None
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted":
+                log.error("inline SQLite read stopped at its CPU limit; it belongs on a thread")
+            raise
 
     def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
         return self._open().__await__()
@@ -39,7 +61,15 @@ class _InlineConnection(aiosqlite.Connection):
     async def _open(self) -> aiosqlite.Connection:
         if self._connection is None:
             self._connection = self._connector()
+            self._connection.set_progress_handler(self._over_limit, _STEPS)
         return self
+
+    def _over_limit(self) -> bool:
+        # Thread time, not wall time: being preempted on a busy machine uses none of it.
+        now = time.thread_time()
+        if self._deadline is None:
+            self._deadline = now + CALL_LIMIT
+        return now > self._deadline
 
     async def close(self) -> None:
         self.stop()

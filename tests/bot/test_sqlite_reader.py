@@ -50,3 +50,19 @@ async def test_a_write_through_the_reader_fails_and_changes_nothing(
         async with reader.begin() as conn:
             await conn.execute(text("INSERT INTO t (who) VALUES ('sneaked')"))
     assert await whos(reader) == ["first"]
+
+
+async def test_a_heavy_read_is_stopped_at_its_cpu_limit_and_the_reader_goes_on(
+    engines: tuple[AsyncEngine, AsyncEngine], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, reader = engines
+    # A hundred million rows: minutes of the event loop's thread, were it let run.
+    heavy = text(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) "
+        "SELECT count(*) FROM c"
+    )
+    with pytest.raises(OperationalError, match="interrupted"):
+        async with reader.connect() as conn:
+            await conn.execute(heavy)
+    assert "belongs on a thread" in caplog.text
+    assert await whos(reader) == ["first"]
