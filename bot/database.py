@@ -24,15 +24,24 @@ from bot.sqlite_reader import inline_reader
 from models.base import AFTER_POINTS_COMMIT
 from models.ledger import POINTS_CHANGED
 
+# WAL lets the webhook read while a flush writes; NORMAL sync is durable across app crashes.
+_TUNING = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON")
+
+
+def _pragmas(dbapi_connection: Any, pragmas: tuple[str, ...]) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in pragmas:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the webhook read while a flush writes; NORMAL sync is durable across app crashes.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    _pragmas(dbapi_connection, _TUNING)
+
+
+def _tune_reader(dbapi_connection: Any, _record: Any) -> None:
+    # query_only: a write sent to the reader fails at once rather than holding the event loop.
+    _pragmas(dbapi_connection, (*_TUNING, "query_only=ON"))
 
 
 def _roll_back_only_what_is_open(engine: AsyncEngine) -> None:
@@ -150,13 +159,6 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-def _query_only(dbapi_connection: Any, _record: Any) -> None:
-    # A write sent to the reader fails at once rather than holding the event loop.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
-
-
 def create_reader(engine: AsyncEngine) -> AsyncEngine:
     """The engine handlers' read-only answers use. On PostgreSQL, ``engine`` in autocommit,
     which spares a BEGIN and a COMMIT round trip per answer. On a SQLite file, an engine of its
@@ -167,8 +169,7 @@ def create_reader(engine: AsyncEngine) -> AsyncEngine:
     if engine.url.database in (None, "", ":memory:"):
         return engine  # a memory database is one connection's: nothing to share
     reader = inline_reader(engine)
-    event.listen(reader.sync_engine, "connect", _tune_sqlite)
-    event.listen(reader.sync_engine, "connect", _query_only)
+    event.listen(reader.sync_engine, "connect", _tune_reader)
     _roll_back_only_what_is_open(reader)
     return reader
 
