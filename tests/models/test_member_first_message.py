@@ -30,10 +30,6 @@ async def reader(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[As
     await dispose_reader(reader, engine)
 
 
-def _new_members(sessions: async_sessionmaker[AsyncSession], reader: AsyncEngine) -> NewMembers:
-    return NewMembers(reader, sessions)
-
-
 async def _members(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[str, bool, datetime]]:
     async with sessions() as session:
         rows = await session.execute(
@@ -46,7 +42,7 @@ async def test_first_messages_at_once_create_one_member_and_all_get_its_id(
     sessions: async_sessionmaker[AsyncSession],
     reader: AsyncEngine,
 ) -> None:
-    members = _new_members(sessions, reader)
+    members = NewMembers(reader, sessions)
     answers = await asyncio.gather(*(members.member_id("o_first_000001", NOW) for _ in range(8)))
     assert len({member_id for member_id, _ in answers}) == 1
     assert sum(created for _, created in answers) == 1  # one of them made it
@@ -59,7 +55,7 @@ async def test_first_messages_in_two_processes_at_once_create_one_member(
 ) -> None:
     """Two processes' groups (two NewMembers) insert the same openids at once: each member is
     made once, and the one insert that lost is told so."""
-    first, second = _new_members(sessions, reader), _new_members(sessions, reader)
+    first, second = NewMembers(reader, sessions), NewMembers(reader, sessions)
     openids = [f"o_first_race{n:02d}" for n in range(6)]
     answers = await asyncio.gather(
         *(group.member_id(openid, NOW) for openid in openids for group in (first, second))
@@ -81,7 +77,7 @@ async def test_a_known_member_keeps_its_row(
         session.add(member)
         await session.commit()
     later = NOW + timedelta(days=30)
-    assert await _new_members(sessions, reader).member_id("o_first_000002", later) == (
+    assert await NewMembers(reader, sessions).member_id("o_first_000002", later) == (
         member.id,
         False,
     )
@@ -105,7 +101,7 @@ async def test_messages_arriving_meanwhile_go_as_one_group(
         return await create_members(session, first)
 
     monkeypatch.setattr(new_members, "create_members", counted)
-    members = _new_members(sessions, reader)
+    members = NewMembers(reader, sessions)
     openids = ["o_first_known", *(f"o_first_group{n}" for n in range(8)), "o_first_known"]
     answers = await asyncio.gather(
         *(members.member_id(o, NOW + timedelta(seconds=n)) for n, o in enumerate(openids))
@@ -142,7 +138,7 @@ async def test_a_failed_insert_answers_its_group_and_the_next_group_goes(
         return await create_members(session, first)
 
     monkeypatch.setattr(new_members, "create_members", failing_once)
-    members = _new_members(sessions, reader)
+    members = NewMembers(reader, sessions)
     with pytest.raises(RuntimeError, match="went away"):
         await members.member_id("o_first_000003", NOW)
     assert await _members(sessions) == []
